@@ -1,0 +1,11 @@
+//! What the timecho server, gateway, client and web page share: line framing,
+//! time stamps, the reply format, and the WebSocket relay contract.
+
+pub mod line_codec;
+pub mod relay;
+pub mod reply;
+pub mod stamp;
+
+pub use line_codec::{Frame, LineDecoder, DEFAULT_MAX_LINE};
+pub use reply::Reply;
+pub use stamp::{Precision, Stamp, StampCache, StampError, StampFormat, TimeFormat};

@@ -1,0 +1,246 @@
+//! Newline framing over a byte buffer the caller owns.
+//!
+//! Lines are bytes, not text: the server echoes whatever it was sent, UTF-8 or not,
+//! so the decoder hands out borrowed slices and never allocates. The length limit
+//! lives here (as in `tokio_util::codec::LinesCodec`) so every user of the framing,
+//! server, gateway and client alike, enforces it the same way.
+
+use memchr::memchr;
+
+/// Default maximum line length in bytes, terminator excluded.
+pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
+
+/// One thing found in the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Frame<'a> {
+    /// A complete line without its `\n` or `\r\n`.
+    Line(&'a [u8]),
+    /// A line longer than the limit. Reported once; its bytes are skipped up to
+    /// and including the next newline, so the stream stays usable afterwards.
+    TooLong,
+}
+
+/// Splits a byte stream into lines of at most `max_len` bytes.
+///
+/// The decoder keeps only a few words of state, so the caller decides how bytes
+/// are buffered: feed it the unconsumed part of the buffer, iterate the frames,
+/// then drop [`Frames::consumed`] bytes from the front.
+#[derive(Debug, Clone)]
+pub struct LineDecoder {
+    max_len: usize,
+    discarding: bool,
+    /// How many bytes at the front of the pending partial line are known to hold
+    /// no newline, so a long line trickling in is scanned once, not once per read.
+    scanned: usize,
+}
+
+impl LineDecoder {
+    pub fn new(max_len: usize) -> Self {
+        Self {
+            max_len,
+            discarding: false,
+            scanned: 0,
+        }
+    }
+
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+
+    /// The most bytes a caller ever needs to buffer: a full line, `\r\n`, and one
+    /// more byte to tell that the line is too long.
+    pub fn buffer_limit(&self) -> usize {
+        self.max_len + 3
+    }
+
+    /// True while the rest of an over-long line is being skipped.
+    pub fn is_discarding(&self) -> bool {
+        self.discarding
+    }
+
+    /// Iterates the complete frames at the start of `buf`.
+    pub fn frames<'d, 'a>(&'d mut self, buf: &'a [u8]) -> Frames<'d, 'a> {
+        Frames {
+            decoder: self,
+            buf,
+            pos: 0,
+        }
+    }
+
+    /// Ends the pending partial line early (end of stream, or the peer went
+    /// quiet mid-line) and returns it as a line. `buf` is the unconsumed input;
+    /// all of it is consumed.
+    pub fn take_partial<'a>(&mut self, buf: &'a [u8]) -> Option<&'a [u8]> {
+        self.scanned = 0;
+        if self.discarding || buf.is_empty() {
+            return None;
+        }
+        Some(strip_cr(buf))
+    }
+}
+
+/// Iterator over the frames of one buffer; see [`LineDecoder::frames`].
+pub struct Frames<'d, 'a> {
+    decoder: &'d mut LineDecoder,
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Frames<'_, 'a> {
+    /// Bytes of the buffer that are used up and can be dropped by the caller.
+    pub fn consumed(&self) -> usize {
+        self.pos
+    }
+}
+
+impl<'a> Iterator for Frames<'_, 'a> {
+    type Item = Frame<'a>;
+
+    fn next(&mut self) -> Option<Frame<'a>> {
+        let d = &mut *self.decoder;
+        loop {
+            let rest = &self.buf[self.pos..];
+            if d.discarding {
+                match memchr(b'\n', rest) {
+                    Some(i) => {
+                        self.pos += i + 1;
+                        d.discarding = false;
+                        continue;
+                    }
+                    None => {
+                        self.pos = self.buf.len();
+                        return None;
+                    }
+                }
+            }
+            let from = d.scanned.min(rest.len());
+            match memchr(b'\n', &rest[from..]) {
+                Some(i) => {
+                    let end = from + i;
+                    self.pos += end + 1;
+                    d.scanned = 0;
+                    let line = strip_cr(&rest[..end]);
+                    return Some(if line.len() > d.max_len {
+                        Frame::TooLong
+                    } else {
+                        Frame::Line(line)
+                    });
+                }
+                None => {
+                    d.scanned = rest.len();
+                    // A trailing `\r` may still be the first half of a `\r\n`.
+                    let len = rest.len() - usize::from(rest.last() == Some(&b'\r'));
+                    if len > d.max_len {
+                        d.discarding = true;
+                        d.scanned = 0;
+                        self.pos = self.buf.len();
+                        return Some(Frame::TooLong);
+                    }
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+fn strip_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Feeds `chunks` one at a time through a caller-side buffer, the way the
+    /// server does, and returns what the peer would be answered, including the
+    /// partial line at end of stream.
+    fn decode_chunks(max: usize, chunks: &[&[u8]]) -> Vec<Result<Vec<u8>, ()>> {
+        let mut d = LineDecoder::new(max);
+        let mut buf = Vec::new();
+        let mut out = Vec::new();
+        for chunk in chunks {
+            buf.extend_from_slice(chunk);
+            let mut frames = d.frames(&buf);
+            for f in &mut frames {
+                out.push(match f {
+                    Frame::Line(l) => Ok(l.to_vec()),
+                    Frame::TooLong => Err(()),
+                });
+            }
+            let used = frames.consumed();
+            buf.drain(..used);
+            assert!(buf.len() < d.buffer_limit(), "buffer must stay bounded");
+        }
+        if let Some(l) = d.take_partial(&buf) {
+            out.push(Ok(l.to_vec()));
+        }
+        out
+    }
+
+    #[test]
+    fn splits_lines_and_accepts_crlf() {
+        let got = decode_chunks(100, &[b"a\nbb\r\nccc\n"]);
+        assert_eq!(got, vec![Ok(b"a".to_vec()), Ok(b"bb".to_vec()), Ok(b"ccc".to_vec())]);
+    }
+
+    #[test]
+    fn line_split_over_writes_is_one_line() {
+        let got = decode_chunks(100, &[b"he", b"l", b"lo\r", b"\n"]);
+        assert_eq!(got, vec![Ok(b"hello".to_vec())]);
+    }
+
+    #[test]
+    fn bytes_come_back_exactly_even_when_not_utf8() {
+        let got = decode_chunks(100, &[b"\x00\xff\xfe bin\n"]);
+        assert_eq!(got, vec![Ok(b"\x00\xff\xfe bin".to_vec())]);
+    }
+
+    #[test]
+    fn over_long_line_is_reported_once_and_stream_recovers() {
+        let long = vec![b'x'; 50];
+        let got = decode_chunks(10, &[&long, &long, b"tail\nok\n"]);
+        assert_eq!(got, vec![Err(()), Ok(b"ok".to_vec())]);
+    }
+
+    #[test]
+    fn over_long_complete_line_is_reported() {
+        let got = decode_chunks(3, &[b"abcd\nabc\n"]);
+        assert_eq!(got, vec![Err(()), Ok(b"abc".to_vec())]);
+    }
+
+    #[test]
+    fn line_of_exactly_the_limit_with_crlf_is_accepted_when_split() {
+        let got = decode_chunks(3, &[b"abc\r", b"\n"]);
+        assert_eq!(got, vec![Ok(b"abc".to_vec())]);
+    }
+
+    #[test]
+    fn partial_line_at_end_of_stream_is_a_line() {
+        let got = decode_chunks(100, &[b"a\nno newline"]);
+        assert_eq!(got, vec![Ok(b"a".to_vec()), Ok(b"no newline".to_vec())]);
+    }
+
+    proptest! {
+        /// However a byte stream is split into writes, the decoded frames are the same.
+        #[test]
+        fn frames_do_not_depend_on_how_the_stream_is_split(
+            data in proptest::collection::vec(
+                prop_oneof![Just(b'\n'), Just(b'\r'), any::<u8>()], 0..300),
+            cuts in proptest::collection::vec(0usize..300, 0..20),
+            max in 1usize..40,
+        ) {
+            let whole = decode_chunks(max, &[&data]);
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(data.len())).collect();
+            cuts.sort_unstable();
+            let mut chunks = Vec::new();
+            let mut last = 0;
+            for c in cuts {
+                chunks.push(&data[last..c]);
+                last = c;
+            }
+            chunks.push(&data[last..]);
+            prop_assert_eq!(decode_chunks(max, &chunks), whole);
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! The contract between the browser (or any WebSocket client) and the gateway.
+//!
+//! A text frame is one message; each of its lines goes upstream as its own line.
+//! Each reply line from upstream comes back as one text frame without its newline.
+//! The gateway ends a session with one of these close codes, and a reason meant
+//! for people, which the page shows as it is.
+
+/// Close codes the gateway uses (RFC 6455, section 7.4.1).
+pub mod close_code {
+    /// The session ended normally (the upstream server closed the connection).
+    pub const NORMAL: u16 = 1000;
+    /// The gateway is shutting down.
+    pub const GOING_AWAY: u16 = 1001;
+    /// A binary frame: the relay speaks text.
+    pub const UNSUPPORTED_DATA: u16 = 1003;
+    /// A frame that is not valid UTF-8.
+    pub const INVALID_PAYLOAD: u16 = 1007;
+    /// The session broke the gateway's rules (too many sessions, origin...).
+    pub const POLICY: u16 = 1008;
+    /// A frame larger than the limit.
+    pub const TOO_BIG: u16 = 1009;
+    /// The upstream timestamp server could not be reached or failed.
+    pub const UPSTREAM_ERROR: u16 = 1011;
+}
+
+/// The lines of one text frame, each to be sent upstream followed by `\n`.
+///
+/// A trailing newline ends the last line rather than starting an empty one, and
+/// `\r\n` counts as one newline, so `"a\r\nb\n"` is the two lines `a` and `b`.
+pub fn frame_lines(frame: &str) -> impl Iterator<Item = &str> {
+    let body = frame.strip_suffix('\n').unwrap_or(frame);
+    body.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_split_into_lines() {
+        let lines = |f| frame_lines(f).collect::<Vec<_>>();
+        assert_eq!(lines("hello"), ["hello"]);
+        assert_eq!(lines("a\r\nb\n"), ["a", "b"]);
+        assert_eq!(lines("a\n\nb"), ["a", "", "b"]);
+        assert_eq!(lines(""), [""]);
+    }
+}
