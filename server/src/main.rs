@@ -1,1 +1,49 @@
-fn main() {}
+//! `timecho`: the timestamp echo server, its web gateway and its client, in one binary.
+
+mod cli;
+mod client;
+mod config;
+mod connection;
+mod listener;
+mod server;
+mod shutdown;
+mod udp;
+mod unix_socket;
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, Command, ServeArgs};
+use crate::config::ServeConfig;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Client(args) => client::run(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("timecho: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&args.log))
+        .with_context(|| format!("--log {:?} is not a valid log filter", args.log))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let config = ServeConfig::from_args(&args)?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(server::run(config))?;
+    Ok(ExitCode::SUCCESS)
+}

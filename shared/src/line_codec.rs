@@ -181,7 +181,10 @@ mod tests {
     #[test]
     fn splits_lines_and_accepts_crlf() {
         let got = decode_chunks(100, &[b"a\nbb\r\nccc\n"]);
-        assert_eq!(got, vec![Ok(b"a".to_vec()), Ok(b"bb".to_vec()), Ok(b"ccc".to_vec())]);
+        assert_eq!(
+            got,
+            vec![Ok(b"a".to_vec()), Ok(b"bb".to_vec()), Ok(b"ccc".to_vec())]
+        );
     }
 
     #[test]

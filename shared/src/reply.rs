@@ -67,7 +67,10 @@ mod tests {
         let line = std::str::from_utf8(&out[..out.len() - 1]).unwrap();
         assert_eq!(
             Reply::parse(line),
-            Reply::Stamped { stamp: "Tue Nov 24 21:35:36 2026", text: "hello [x] y" }
+            Reply::Stamped {
+                stamp: "Tue Nov 24 21:35:36 2026",
+                text: "hello [x] y"
+            }
         );
     }
 
@@ -75,6 +78,12 @@ mod tests {
     fn errors_and_foreign_lines_are_told_apart() {
         assert_eq!(Reply::parse("error: too long"), Reply::Error("too long"));
         assert_eq!(Reply::parse("hello"), Reply::Other("hello"));
-        assert_eq!(Reply::parse("[x]"), Reply::Stamped { stamp: "x", text: "" });
+        assert_eq!(
+            Reply::parse("[x]"),
+            Reply::Stamped {
+                stamp: "x",
+                text: ""
+            }
+        );
     }
 }

@@ -242,7 +242,11 @@ fn parse_rfc3339(s: &str) -> Option<Stamp> {
 }
 
 fn parse_unix(s: &str) -> Option<Stamp> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-') {
+    if s.is_empty()
+        || !s
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
+    {
         return None;
     }
     let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
@@ -343,13 +347,22 @@ mod tests {
     #[test]
     fn unix_has_a_fraction() {
         let t = at(1_793_783_101, 5_000_000);
-        assert_eq!(render(&utc(TimeFormat::Unix, Precision::Millis), t), "1793783101.005");
+        assert_eq!(
+            render(&utc(TimeFormat::Unix, Precision::Millis), t),
+            "1793783101.005"
+        );
     }
 
     #[test]
     fn bad_patterns_and_names_are_refused_with_a_reason() {
-        assert!(matches!("%Q".parse::<TimeFormat>(), Err(StampError::BadPattern(_))));
-        assert!(matches!("ctimex".parse::<TimeFormat>(), Err(StampError::UnknownFormat(_))));
+        assert!(matches!(
+            "%Q".parse::<TimeFormat>(),
+            Err(StampError::BadPattern(_))
+        ));
+        assert!(matches!(
+            "ctimex".parse::<TimeFormat>(),
+            Err(StampError::UnknownFormat(_))
+        ));
         assert!("%Y-%m-%d".parse::<TimeFormat>().is_ok());
         assert!("ns".parse::<Precision>().is_err());
     }
@@ -364,9 +377,18 @@ mod tests {
 
     #[test]
     fn parse_any_knows_the_builtin_formats() {
-        assert!(matches!(Stamp::parse_any("Tue Nov 24 21:35:36 2026"), Some(Stamp::Local(_))));
-        assert!(matches!(Stamp::parse_any("2026-11-24T21:35:36.5+01:00"), Some(Stamp::Zoned(_))));
-        assert!(matches!(Stamp::parse_any("1793782701.5"), Some(Stamp::Instant(_))));
+        assert!(matches!(
+            Stamp::parse_any("Tue Nov 24 21:35:36 2026"),
+            Some(Stamp::Local(_))
+        ));
+        assert!(matches!(
+            Stamp::parse_any("2026-11-24T21:35:36.5+01:00"),
+            Some(Stamp::Zoned(_))
+        ));
+        assert!(matches!(
+            Stamp::parse_any("1793782701.5"),
+            Some(Stamp::Instant(_))
+        ));
         assert_eq!(Stamp::parse_any("hello"), None);
     }
 

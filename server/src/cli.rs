@@ -1,0 +1,154 @@
+//! The command line: every flag, its default and its help text, in one place.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// The tutorial's port.
+pub const DEFAULT_PORT: u16 = 8899;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "timecho",
+    version,
+    about = "A timestamp echo service: every line you send comes back as `[<time>] <line>`.",
+    long_about = None,
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the timestamp server (TCP, unix socket, UDP) and the web page.
+    Serve(ServeArgs),
+    /// Talk to a timestamp server: type a line, see it come back stamped.
+    Client(ClientArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Framing {
+    /// One reply per line (`\n` or `\r\n`); a partial line left idle for
+    /// --partial-timeout is answered too, so clients that send no newline work.
+    Line,
+    /// The tutorial's exact behaviour: every read is answered as it came, no newline added.
+    Raw,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TCP address to listen on (IPv4 or IPv6, e.g. 0.0.0.0:8899 or [::1]:8899); repeatable.
+    /// Default: 127.0.0.1:8899.
+    #[arg(long = "tcp", value_name = "ADDR")]
+    pub tcp: Vec<SocketAddr>,
+
+    /// Unix stream socket to listen on; repeatable. A stale socket file left by a crashed
+    /// server is replaced; one a running server still listens on is not.
+    #[arg(long = "unix", value_name = "PATH")]
+    pub unix: Vec<PathBuf>,
+
+    /// UDP address to listen on; each datagram is answered with one stamped datagram; repeatable.
+    #[arg(long = "udp", value_name = "ADDR")]
+    pub udp: Vec<SocketAddr>,
+
+    /// How a TCP or unix stream is cut into messages.
+    #[arg(long, value_enum, default_value_t = Framing::Line)]
+    pub framing: Framing,
+
+    /// Stamp layout: ctime (`Tue Nov  4 09:05:01 2026`), rfc3339, unix (seconds with a
+    /// fraction), or a strftime pattern such as "%Y-%m-%d %H:%M:%S".
+    #[arg(long, value_name = "FORMAT", default_value = "ctime")]
+    pub time_format: String,
+
+    /// Fraction digits for rfc3339 and unix stamps: s, ms or us.
+    /// Default: s for rfc3339, ms for unix.
+    #[arg(long, value_name = "s|ms|us")]
+    pub precision: Option<String>,
+
+    /// Stamp in UTC instead of the local time zone.
+    #[arg(long)]
+    pub utc: bool,
+
+    /// Longest line accepted, in bytes; a longer one is answered with an error line and skipped.
+    #[arg(long, value_name = "BYTES", default_value_t = timecho_shared::DEFAULT_MAX_LINE)]
+    pub max_line: usize,
+
+    /// Most clients served at once per listener; past it a new client is told the server
+    /// is busy and closed.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// A partial line (no newline yet) left idle this long is answered as a message
+    /// (the tutorial's client sends no newline). 0 turns it off.
+    #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = parse_duration)]
+    pub partial_timeout: Duration,
+
+    /// Close a connection that sends nothing for this long. 0 turns it off.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Drop a client that does not read its replies for this long.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub stall_timeout: Duration,
+
+    /// On SIGINT/SIGTERM, how long to let connections finish their replies before exiting.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+
+    /// Log filter (e.g. info, debug, timecho=trace); the RUST_LOG variable also works.
+    #[arg(
+        long,
+        value_name = "FILTER",
+        default_value = "info",
+        env = "TIMECHO_LOG"
+    )]
+    pub log: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// Server address as HOST:PORT or HOST (port 8899).
+    #[arg(value_name = "ADDR", default_value = "127.0.0.1:8899")]
+    pub addr: String,
+
+    /// Connect to a unix stream socket instead.
+    #[arg(long, value_name = "PATH", conflicts_with = "udp")]
+    pub unix: Option<PathBuf>,
+
+    /// Send each line as a UDP datagram.
+    #[arg(long)]
+    pub udp: bool,
+
+    /// Give up on a reply after this long.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+/// Durations as people write them: `100ms`, `30s`, `5m`; a bare `0` means off.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 100ms, 30s, 5m, 0)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_read_like_people_write_them() {
+        assert_eq!(parse_duration("100ms"), Ok(Duration::from_millis(100)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("soon").is_err());
+    }
+}

@@ -1,0 +1,148 @@
+//! The validated server configuration: built once from the command line at
+//! start-up, then shared read-only by every task.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use timecho_shared::{Precision, StampError, StampFormat, TimeFormat};
+
+use crate::cli::{Framing, ServeArgs, DEFAULT_PORT};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--time-format: {0}")]
+    TimeFormat(StampError),
+    #[error("--precision: {0}")]
+    Precision(StampError),
+    #[error("--precision only applies to rfc3339 and unix stamps")]
+    PrecisionNotApplicable,
+    #[error("--max-line must be at least 1 byte")]
+    MaxLine,
+    #[error("--max-connections must be at least 1")]
+    MaxConnections,
+    #[error("--stall-timeout must be more than 0")]
+    StallTimeout,
+}
+
+/// Per-connection limits, in one place so every listener enforces the same ones.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_line: usize,
+    pub max_connections: usize,
+    pub partial_timeout: Option<Duration>,
+    pub idle_timeout: Option<Duration>,
+    pub stall_timeout: Duration,
+    pub drain_timeout: Duration,
+}
+
+/// What a connection needs to answer: framing, stamp layout and limits.
+#[derive(Debug, Clone)]
+pub struct Protocol {
+    pub framing: Framing,
+    pub stamp: StampFormat,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub tcp: Vec<SocketAddr>,
+    pub unix: Vec<PathBuf>,
+    pub udp: Vec<SocketAddr>,
+    pub protocol: Protocol,
+}
+
+fn non_zero(d: Duration) -> Option<Duration> {
+    (!d.is_zero()).then_some(d)
+}
+
+impl ServeConfig {
+    pub fn from_args(args: &ServeArgs) -> Result<Self, ConfigError> {
+        let format: TimeFormat = args.time_format.parse().map_err(ConfigError::TimeFormat)?;
+        let precision = match (&args.precision, &format) {
+            (None, TimeFormat::Unix) => Precision::Millis,
+            (None, _) => Precision::Seconds,
+            (Some(p), TimeFormat::Rfc3339 | TimeFormat::Unix) => {
+                p.parse().map_err(ConfigError::Precision)?
+            }
+            (Some(_), _) => return Err(ConfigError::PrecisionNotApplicable),
+        };
+        if args.max_line == 0 {
+            return Err(ConfigError::MaxLine);
+        }
+        if args.max_connections == 0 {
+            return Err(ConfigError::MaxConnections);
+        }
+        if args.stall_timeout.is_zero() {
+            return Err(ConfigError::StallTimeout);
+        }
+        let tcp = if args.tcp.is_empty() {
+            vec![SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_PORT))]
+        } else {
+            args.tcp.clone()
+        };
+        Ok(ServeConfig {
+            tcp,
+            unix: args.unix.clone(),
+            udp: args.udp.clone(),
+            protocol: Protocol {
+                framing: args.framing,
+                stamp: StampFormat {
+                    format,
+                    precision,
+                    utc: args.utc,
+                },
+                limits: Limits {
+                    max_line: args.max_line,
+                    max_connections: args.max_connections,
+                    partial_timeout: non_zero(args.partial_timeout),
+                    idle_timeout: non_zero(args.idle_timeout),
+                    stall_timeout: args.stall_timeout,
+                    drain_timeout: args.drain_timeout,
+                },
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn config(args: &[&str]) -> Result<ServeConfig, ConfigError> {
+        let cli = Cli::try_parse_from(["timecho", "serve"].iter().chain(args)).expect("parses");
+        let Command::Serve(serve) = cli.command else {
+            unreachable!("serve was given")
+        };
+        ServeConfig::from_args(&serve)
+    }
+
+    #[test]
+    fn defaults_listen_on_the_tutorial_port() {
+        let c = config(&[]).expect("defaults are valid");
+        assert_eq!(c.tcp, vec!["127.0.0.1:8899".parse().unwrap()]);
+        assert_eq!(c.protocol.stamp.format, TimeFormat::Ctime);
+        assert_eq!(c.protocol.limits.max_line, 64 * 1024);
+    }
+
+    #[test]
+    fn invalid_pattern_is_refused_at_start_up() {
+        let err = config(&["--time-format", "%Y %Q"]).unwrap_err();
+        assert!(
+            err.to_string().contains("invalid strftime pattern"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn precision_is_checked_against_the_format() {
+        assert!(matches!(
+            config(&["--precision", "ms"]),
+            Err(ConfigError::PrecisionNotApplicable)
+        ));
+        let c = config(&["--time-format", "rfc3339", "--precision", "us"]).unwrap();
+        assert_eq!(c.protocol.stamp.precision, Precision::Micros);
+    }
+}

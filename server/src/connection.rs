@@ -1,0 +1,286 @@
+//! One client's life on a stream socket (TCP or unix): read, frame, stamp, reply.
+//!
+//! Reading and writing alternate in one task: while a write is blocked the
+//! connection reads nothing, so a client that stops reading is throttled by its
+//! own TCP window instead of growing our buffers (backpressure), and after
+//! `stall_timeout` it is dropped. All replies produced by one read go out in one
+//! write. Buffers are owned here and reused, so steady-state traffic allocates
+//! nothing per message.
+
+use std::io;
+use std::time::Duration;
+
+use chrono::Utc;
+use timecho_shared::{reply, Frame, LineDecoder, StampCache};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::{timeout, Instant};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::Framing;
+use crate::config::Protocol;
+
+/// Read buffer of a connection that only sends short lines; it grows towards the
+/// line limit only while a long line is pending, and shrinks back afterwards.
+const READ_CHUNK: usize = 4 * 1024;
+
+/// Replies are flushed once this many bytes are pending, so one read full of
+/// tiny lines cannot make the reply buffer grow far beyond the read buffer.
+const FLUSH_AT: usize = 64 * 1024;
+
+enum Event {
+    Shutdown,
+    Read(usize),
+    Timer,
+}
+
+/// Why a connection ended without an I/O error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// The client closed (or half-closed) and every reply was sent.
+    ClientDone,
+    /// The client sent nothing for `idle_timeout`.
+    Idle,
+    /// The server is shutting down; lines already received were answered.
+    Shutdown,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    #[error("client stopped reading its replies for {0:?}")]
+    Stalled(Duration),
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// Serves one client until it leaves, idles out, stalls, or `shutdown` fires.
+pub async fn serve<S>(
+    stream: S,
+    protocol: &Protocol,
+    shutdown: &CancellationToken,
+) -> Result<End, ConnectionError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    Connection::new(stream, protocol).run(shutdown).await
+}
+
+struct Connection<'p, S> {
+    stream: S,
+    protocol: &'p Protocol,
+    decoder: LineDecoder,
+    stamps: StampCache,
+    inbuf: Vec<u8>,
+    /// Bytes of `inbuf` holding unconsumed input.
+    filled: usize,
+    out: Vec<u8>,
+}
+
+impl<'p, S: AsyncRead + AsyncWrite + Unpin> Connection<'p, S> {
+    fn new(stream: S, protocol: &'p Protocol) -> Self {
+        Self {
+            stream,
+            protocol,
+            decoder: LineDecoder::new(protocol.limits.max_line),
+            stamps: StampCache::new(protocol.stamp.clone()),
+            inbuf: vec![0; READ_CHUNK],
+            filled: 0,
+            out: Vec::new(),
+        }
+    }
+
+    async fn run(mut self, shutdown: &CancellationToken) -> Result<End, ConnectionError> {
+        let protocol: &'p Protocol = self.protocol;
+        let limits = &protocol.limits;
+        let mut last_read = Instant::now();
+        // One timer serves both the partial-line and the idle deadline. The idle
+        // deadline is not re-armed on every read: when it fires early it is
+        // moved to where it belongs, which keeps timer work off the hot path.
+        let timer = tokio::time::sleep(Duration::from_secs(3600));
+        tokio::pin!(timer);
+        let mut armed = false;
+
+        loop {
+            let partial_due = self
+                .partial_pending()
+                .then_some(())
+                .and(limits.partial_timeout);
+            if let Some(wait) = partial_due {
+                timer.as_mut().reset(last_read + wait);
+                armed = true;
+            } else if !armed {
+                if let Some(idle) = limits.idle_timeout {
+                    timer.as_mut().reset(last_read + idle);
+                    armed = true;
+                }
+            }
+
+            let event = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => Event::Shutdown,
+                read = self.stream.read(&mut self.inbuf[self.filled..]) => Event::Read(read?),
+                () = &mut timer, if armed => Event::Timer,
+            };
+            match event {
+                Event::Shutdown => {
+                    self.drain_received().await?;
+                    return Ok(End::Shutdown);
+                }
+                Event::Read(0) => {
+                    self.finish_partial();
+                    self.flush().await?;
+                    // Shutting down our side fails if the peer is gone; nothing is owed then.
+                    let _ = self.stream.shutdown().await;
+                    return Ok(End::ClientDone);
+                }
+                Event::Read(n) => {
+                    last_read = Instant::now();
+                    self.answer(n).await?;
+                    if partial_due.is_some() {
+                        armed = false;
+                    }
+                }
+                Event::Timer => {
+                    armed = false;
+                    if partial_due.is_some() {
+                        self.finish_partial();
+                        self.flush().await?;
+                    } else if let Some(idle) = limits.idle_timeout {
+                        if last_read.elapsed() >= idle {
+                            let msg = format!(
+                                "{}idle for {}s; closing\n",
+                                reply::ERROR_PREFIX,
+                                idle.as_secs()
+                            );
+                            self.out.extend_from_slice(msg.as_bytes());
+                            self.flush().await?;
+                            let _ = self.stream.shutdown().await;
+                            return Ok(End::Idle);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn partial_pending(&self) -> bool {
+        self.protocol.framing == Framing::Line && self.filled > 0 && !self.decoder.is_discarding()
+    }
+
+    /// Answers what the last read of `n` bytes completed, then makes room for the next read.
+    async fn answer(&mut self, n: usize) -> Result<(), ConnectionError> {
+        let end = self.filled + n;
+        match self.protocol.framing {
+            Framing::Raw => {
+                let stamp = self.stamps.at(Utc::now());
+                reply::write_raw(&mut self.out, stamp, &self.inbuf[..end]);
+                self.filled = 0;
+            }
+            Framing::Line => {
+                let stamp = self.stamps.at(Utc::now());
+                let mut frames = self.decoder.frames(&self.inbuf[..end]);
+                for frame in &mut frames {
+                    match frame {
+                        Frame::Line(line) => reply::write_stamped(&mut self.out, stamp, line),
+                        Frame::TooLong => {
+                            write_too_long(&mut self.out, self.protocol.limits.max_line)
+                        }
+                    }
+                    if self.out.len() >= FLUSH_AT {
+                        write_out(
+                            &mut self.stream,
+                            &mut self.out,
+                            self.protocol.limits.stall_timeout,
+                        )
+                        .await?;
+                    }
+                }
+                let used = frames.consumed();
+                self.inbuf.copy_within(used..end, 0);
+                self.filled = end - used;
+                self.make_room();
+            }
+        }
+        self.flush().await
+    }
+
+    /// Grows the read buffer while a long line is pending (up to the line limit),
+    /// and gives the memory back once it is not.
+    fn make_room(&mut self) {
+        if self.filled == self.inbuf.len() {
+            let grown = (self.inbuf.len() * 2).min(self.decoder.buffer_limit());
+            self.inbuf.resize(grown.max(self.filled + 1), 0);
+        } else if self.inbuf.len() > READ_CHUNK && self.filled < READ_CHUNK / 2 {
+            self.inbuf.truncate(READ_CHUNK);
+            self.inbuf.shrink_to_fit();
+        }
+    }
+
+    /// Answers the pending partial line as if it had ended.
+    fn finish_partial(&mut self) {
+        let stamp = self.stamps.at(Utc::now());
+        if let Some(line) = self.decoder.take_partial(&self.inbuf[..self.filled]) {
+            if self.protocol.framing == Framing::Line {
+                reply::write_stamped(&mut self.out, stamp, line);
+            }
+        }
+        self.filled = 0;
+        self.make_room();
+    }
+
+    /// On shutdown: answers what the kernel has already received from the client
+    /// without waiting for more, then closes our side.
+    async fn drain_received(&mut self) -> Result<(), ConnectionError> {
+        loop {
+            // A zero timeout polls the read once: ready data is taken, nothing is awaited.
+            match timeout(
+                Duration::ZERO,
+                self.stream.read(&mut self.inbuf[self.filled..]),
+            )
+            .await
+            {
+                Ok(Ok(0)) | Err(_) => break,
+                Ok(Ok(n)) => self.answer(n).await?,
+                Ok(Err(e)) => return Err(e.into()),
+            }
+        }
+        self.finish_partial();
+        self.flush().await?;
+        let _ = self.stream.shutdown().await;
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), ConnectionError> {
+        write_out(
+            &mut self.stream,
+            &mut self.out,
+            self.protocol.limits.stall_timeout,
+        )
+        .await
+    }
+}
+
+fn write_too_long(out: &mut Vec<u8>, max_line: usize) {
+    use std::io::Write as _;
+    // Writing into a Vec cannot fail.
+    let _ = writeln!(
+        out,
+        "{}line longer than {max_line} bytes; discarded",
+        reply::ERROR_PREFIX
+    );
+}
+
+async fn write_out<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    out: &mut Vec<u8>,
+    stall: Duration,
+) -> Result<(), ConnectionError> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    match timeout(stall, stream.write_all(out)).await {
+        Ok(result) => result?,
+        Err(_) => return Err(ConnectionError::Stalled(stall)),
+    }
+    out.clear();
+    Ok(())
+}

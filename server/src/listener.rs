@@ -1,0 +1,127 @@
+//! Accept loops for stream listeners (TCP and unix): the connection limit, the
+//! busy answer, accept-error backoff and one tracked task per client. The loop
+//! never reads a byte from a client; `connection` does that.
+
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info_span, warn, Instrument};
+
+use crate::config::Protocol;
+use crate::connection::{self, ConnectionError, End};
+
+/// A listening socket that yields client streams.
+pub trait Accept: Send + 'static {
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+
+    /// The next client and a printable peer address.
+    fn accept_client(&self) -> impl Future<Output = io::Result<(Self::Stream, String)>> + Send;
+
+    /// Tells a client it cannot be served, without waiting: a new socket's send
+    /// buffer is empty, so a short message fits, and a client that cannot take
+    /// it is not worth a task.
+    fn refuse(stream: &Self::Stream, message: &[u8]);
+}
+
+impl Accept for TcpListener {
+    type Stream = TcpStream;
+
+    async fn accept_client(&self) -> io::Result<(TcpStream, String)> {
+        let (stream, peer) = self.accept().await?;
+        // Replies are already batched per read; Nagle would only add latency.
+        stream.set_nodelay(true)?;
+        Ok((stream, peer.to_string()))
+    }
+
+    fn refuse(stream: &TcpStream, message: &[u8]) {
+        let _ = stream.try_write(message);
+    }
+}
+
+impl Accept for UnixListener {
+    type Stream = UnixStream;
+
+    async fn accept_client(&self) -> io::Result<(UnixStream, String)> {
+        let (stream, _) = self.accept().await?;
+        Ok((stream, "unix".to_owned()))
+    }
+
+    fn refuse(stream: &UnixStream, message: &[u8]) {
+        let _ = stream.try_write(message);
+    }
+}
+
+/// What every listener task shares.
+#[derive(Clone)]
+pub struct Service {
+    pub protocol: Arc<Protocol>,
+    pub shutdown: CancellationToken,
+    pub tracker: TaskTracker,
+}
+
+/// Accepts clients until shutdown. `name` (e.g. `tcp 127.0.0.1:8899`) labels logs.
+/// `guard` is kept alive as long as the listener (the unix socket file's remover).
+pub async fn run<L: Accept, G: Send + 'static>(
+    listener: L,
+    name: String,
+    service: Service,
+    guard: G,
+) {
+    let max = service.protocol.limits.max_connections;
+    let permits = Arc::new(Semaphore::new(max));
+    let busy = format!(
+        "{}server busy ({max} connections); try again later\n",
+        timecho_shared::reply::ERROR_PREFIX
+    );
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let accepted = tokio::select! {
+            _ = service.shutdown.cancelled() => break,
+            accepted = listener.accept_client() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(client) => client,
+            Err(e) => {
+                // Typically EMFILE/ENFILE under a connection flood: wait for
+                // descriptors to be freed instead of spinning or exiting.
+                warn!(listener = %name, error = %e, "accept failed; retrying in {backoff:?}");
+                tokio::select! {
+                    _ = service.shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(10);
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            debug!(listener = %name, %peer, "refused: connection limit reached");
+            L::refuse(&stream, busy.as_bytes());
+            continue;
+        };
+        let span = info_span!("conn", listener = %name, %peer);
+        let service = service.clone();
+        service.tracker.clone().spawn(
+            async move {
+                let _permit = permit;
+                debug!("connected");
+                match connection::serve(stream, &service.protocol, &service.shutdown).await {
+                    Ok(End::ClientDone) => debug!("closed by client"),
+                    Ok(End::Idle) => debug!("closed: idle timeout"),
+                    Ok(End::Shutdown) => debug!("closed: server shutting down"),
+                    Err(e @ ConnectionError::Stalled(_)) => warn!("dropped: {e}"),
+                    Err(ConnectionError::Io(e)) => debug!("closed: {e}"),
+                }
+            }
+            .instrument(span),
+        );
+    }
+    drop(guard);
+}

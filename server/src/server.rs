@@ -1,0 +1,149 @@
+//! `timecho serve`: binds every listener up front (so a bad address fails before
+//! anything starts), reports where it listens, runs until a signal, then drains.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::net::{TcpListener, TcpSocket, UdpSocket};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::config::ServeConfig;
+use crate::listener::{self, Service};
+use crate::unix_socket::{self, UnixBindError};
+use crate::{shutdown, udp};
+
+/// Pending connections the kernel may queue per listener; enough to ride out a
+/// burst of connects while the accept loop catches up.
+const BACKLOG: u32 = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on tcp {0}: {1}{hint}", hint = in_use_hint(.1, "--tcp"))]
+    Tcp(SocketAddr, io::Error),
+    #[error("cannot listen on udp {0}: {1}{hint}", hint = in_use_hint(.1, "--udp"))]
+    Udp(SocketAddr, io::Error),
+    #[error(transparent)]
+    Unix(#[from] UnixBindError),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(io::Error),
+}
+
+fn in_use_hint(e: &io::Error, flag: &str) -> String {
+    match e.kind() {
+        io::ErrorKind::AddrInUse => {
+            format!(" (another program, perhaps another timecho, uses it; stop it or choose another address with {flag} ADDR)")
+        }
+        io::ErrorKind::AddrNotAvailable => " (this machine has no such address)".to_owned(),
+        io::ErrorKind::PermissionDenied => " (ports below 1024 need privileges)".to_owned(),
+        _ => String::new(),
+    }
+}
+
+fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
+/// The listeners, bound and ready to serve.
+pub struct Bound {
+    tcp: Vec<(TcpListener, SocketAddr)>,
+    unix: Vec<(tokio::net::UnixListener, unix_socket::SocketFile, PathBuf)>,
+    udp: Vec<(UdpSocket, SocketAddr)>,
+}
+
+impl Bound {
+    pub async fn bind(config: &ServeConfig) -> Result<Bound, ServeError> {
+        let mut bound = Bound {
+            tcp: Vec::new(),
+            unix: Vec::new(),
+            udp: Vec::new(),
+        };
+        for &addr in &config.tcp {
+            let l = bind_tcp(addr).map_err(|e| ServeError::Tcp(addr, e))?;
+            let local = l.local_addr().map_err(|e| ServeError::Tcp(addr, e))?;
+            bound.tcp.push((l, local));
+        }
+        for path in &config.unix {
+            let (l, file) = unix_socket::bind(path)?;
+            bound.unix.push((l, file, path.clone()));
+        }
+        for &addr in &config.udp {
+            let s = UdpSocket::bind(addr)
+                .await
+                .map_err(|e| ServeError::Udp(addr, e))?;
+            let local = s.local_addr().map_err(|e| ServeError::Udp(addr, e))?;
+            bound.udp.push((s, local));
+        }
+        Ok(bound)
+    }
+
+    /// What a person needs to connect; tests read the first two words of each line.
+    fn describe(&self) -> String {
+        let mut s = String::from("timecho is listening:\n");
+        for (_, a) in &self.tcp {
+            s += &format!("  tcp   {a:<24} try: nc {} {}\n", a.ip(), a.port());
+        }
+        for (_, _, p) in &self.unix {
+            s += &format!("  unix  {:<24} try: nc -U {}\n", p.display(), p.display());
+        }
+        for (_, a) in &self.udp {
+            s += &format!("  udp   {a:<24} try: nc -u {} {}\n", a.ip(), a.port());
+        }
+        s += "Press Ctrl-C to stop.";
+        s
+    }
+}
+
+pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
+    let bound = Bound::bind(&config).await?;
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let protocol = Arc::new(config.protocol.clone());
+    let service = Service {
+        protocol: protocol.clone(),
+        shutdown: shutdown.clone(),
+        tracker: tracker.clone(),
+    };
+
+    println!("{}", bound.describe());
+    for (l, addr) in bound.tcp {
+        tracker.spawn(listener::run(l, format!("tcp {addr}"), service.clone(), ()));
+    }
+    for (l, file, path) in bound.unix {
+        let name = format!("unix {}", path.display());
+        tracker.spawn(listener::run(l, name, service.clone(), file));
+    }
+    for (s, addr) in bound.udp {
+        tracker.spawn(udp::run(
+            s,
+            format!("udp {addr}"),
+            protocol.clone(),
+            shutdown.clone(),
+        ));
+    }
+    tracker.close();
+
+    shutdown::signalled().await.map_err(ServeError::Signals)?;
+    let drain = config.protocol.limits.drain_timeout;
+    info!("shutting down: answering what was received, waiting up to {drain:?}");
+    shutdown.cancel();
+    if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
+        warn!(
+            "drain deadline passed; {} tasks still open are dropped",
+            tracker.len()
+        );
+    } else {
+        info!("all connections closed");
+    }
+    Ok(())
+}

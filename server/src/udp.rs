@@ -1,0 +1,55 @@
+//! The connectionless service: each datagram is answered with one stamped
+//! datagram to its sender. A reply is the request plus the stamp, so it is never
+//! much larger than what was sent (no amplification); empty and over-long
+//! datagrams are dropped and counted.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use timecho_shared::{reply, StampCache};
+use tokio::net::UdpSocket;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::config::Protocol;
+
+/// Largest possible UDP payload; a datagram that fills the buffer is over the limit anyway.
+const DATAGRAM_MAX: usize = 65_536;
+
+pub async fn run(
+    socket: UdpSocket,
+    name: String,
+    protocol: Arc<Protocol>,
+    shutdown: CancellationToken,
+) {
+    let max = protocol.limits.max_line.min(DATAGRAM_MAX - 64);
+    let mut stamps = StampCache::new(protocol.stamp.clone());
+    let mut buf = vec![0u8; DATAGRAM_MAX];
+    let mut out = Vec::with_capacity(DATAGRAM_MAX);
+    let mut dropped: u64 = 0;
+    loop {
+        let received = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = socket.recv_from(&mut buf) => r,
+        };
+        let (n, peer) = match received {
+            Ok(r) => r,
+            // ICMP errors from earlier replies surface here on some systems; they
+            // concern one peer, not the socket.
+            Err(e) => {
+                debug!(listener = %name, error = %e, "receive failed");
+                continue;
+            }
+        };
+        if n == 0 || n > max {
+            dropped += 1;
+            debug!(listener = %name, %peer, bytes = n, dropped, "datagram dropped (empty or over the limit)");
+            continue;
+        }
+        out.clear();
+        reply::write_raw(&mut out, stamps.at(Utc::now()), &buf[..n]);
+        if let Err(e) = socket.send_to(&out, peer).await {
+            warn!(listener = %name, %peer, error = %e, "reply not sent");
+        }
+    }
+}
