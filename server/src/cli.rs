@@ -24,7 +24,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the timestamp server (TCP, unix socket, UDP) and the web page.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Talk to a timestamp server: type a line, see it come back stamped.
     Client(ClientArgs),
 }
@@ -97,6 +97,32 @@ pub struct ServeArgs {
     /// On SIGINT/SIGTERM, how long to let connections finish their replies before exiting.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
+
+    /// HTTP address for the web page and its WebSocket gateway (`/ws`).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub http: SocketAddr,
+
+    /// Serve no web page and no WebSocket gateway.
+    #[arg(long, conflicts_with_all = ["http", "upstream", "allow_origin"])]
+    pub no_http: bool,
+
+    /// Timestamp server (HOST:PORT) that each WebSocket is relayed to; the browser can
+    /// never choose it. Default: this process's first TCP listener.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub upstream: Option<String>,
+
+    /// Also let pages from this origin (e.g. https://example.org) open `/ws`; repeatable.
+    /// Pages served by this gateway, and clients that send no Origin, are always allowed.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    pub allow_origin: Vec<String>,
+
+    /// Most WebSocket sessions open at once; past it new ones get 503.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub max_websockets: usize,
+
+    /// Ping each WebSocket this often; a peer silent for two intervals is dropped.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub ws_ping: Duration,
 
     /// Log filter (e.g. info, debug, timecho=trace); the RUST_LOG variable also works.
     #[arg(

@@ -23,6 +23,12 @@ pub enum ConfigError {
     MaxConnections,
     #[error("--stall-timeout must be more than 0")]
     StallTimeout,
+    #[error("--ws-ping must be more than 0")]
+    WsPing,
+    #[error("--max-websockets must be at least 1")]
+    MaxWebsockets,
+    #[error("--allow-origin {0:?}: an origin looks like https://example.org or http://host:8080")]
+    Origin(String),
 }
 
 /// Per-connection limits, in one place so every listener enforces the same ones.
@@ -44,12 +50,32 @@ pub struct Protocol {
     pub limits: Limits,
 }
 
+/// The web page and WebSocket gateway.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub http: SocketAddr,
+    /// `None`: relay to this process's first TCP listener.
+    pub upstream: Option<String>,
+    pub allowed_origins: Vec<String>,
+    pub max_sessions: usize,
+    pub ping_interval: Duration,
+}
+
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub tcp: Vec<SocketAddr>,
     pub unix: Vec<PathBuf>,
     pub udp: Vec<SocketAddr>,
+    pub gateway: Option<GatewayConfig>,
     pub protocol: Protocol,
+}
+
+/// `scheme://host[:port]` with nothing after it, as browsers send in `Origin`.
+fn is_origin(s: &str) -> bool {
+    let rest = s
+        .strip_prefix("http://")
+        .or_else(|| s.strip_prefix("https://"));
+    rest.is_some_and(|r| !r.is_empty() && !r.contains('/'))
 }
 
 fn non_zero(d: Duration) -> Option<Duration> {
@@ -81,7 +107,28 @@ impl ServeConfig {
         } else {
             args.tcp.clone()
         };
+        let gateway = if args.no_http {
+            None
+        } else {
+            if args.ws_ping.is_zero() {
+                return Err(ConfigError::WsPing);
+            }
+            if args.max_websockets == 0 {
+                return Err(ConfigError::MaxWebsockets);
+            }
+            if let Some(bad) = args.allow_origin.iter().find(|o| !is_origin(o)) {
+                return Err(ConfigError::Origin(bad.clone()));
+            }
+            Some(GatewayConfig {
+                http: args.http,
+                upstream: args.upstream.clone(),
+                allowed_origins: args.allow_origin.clone(),
+                max_sessions: args.max_websockets,
+                ping_interval: args.ws_ping,
+            })
+        };
         Ok(ServeConfig {
+            gateway,
             tcp,
             unix: args.unix.clone(),
             udp: args.udp.clone(),

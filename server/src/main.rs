@@ -4,6 +4,7 @@ mod cli;
 mod client;
 mod config;
 mod connection;
+mod gateway;
 mod listener;
 mod server;
 mod shutdown;
@@ -22,7 +23,7 @@ use crate::config::ServeConfig;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Client(args) => client::run(&args),
     };
     match result {

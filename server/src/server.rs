@@ -2,16 +2,18 @@
 //! anything starts), reports where it listens, runs until a signal, then drains.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpSocket, UdpSocket};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::config::ServeConfig;
+use crate::gateway::{self, Gateway};
 use crate::listener::{self, Service};
 use crate::unix_socket::{self, UnixBindError};
 use crate::{shutdown, udp};
@@ -26,6 +28,8 @@ pub enum ServeError {
     Tcp(SocketAddr, io::Error),
     #[error("cannot listen on udp {0}: {1}{hint}", hint = in_use_hint(.1, "--udp"))]
     Udp(SocketAddr, io::Error),
+    #[error("cannot listen on http {0}: {1}{hint}", hint = in_use_hint(.1, "--http"))]
+    Http(SocketAddr, io::Error),
     #[error(transparent)]
     Unix(#[from] UnixBindError),
     #[error("cannot install signal handlers: {0}")]
@@ -59,6 +63,7 @@ pub struct Bound {
     tcp: Vec<(TcpListener, SocketAddr)>,
     unix: Vec<(tokio::net::UnixListener, unix_socket::SocketFile, PathBuf)>,
     udp: Vec<(UdpSocket, SocketAddr)>,
+    http: Option<(TcpListener, SocketAddr)>,
 }
 
 impl Bound {
@@ -67,6 +72,7 @@ impl Bound {
             tcp: Vec::new(),
             unix: Vec::new(),
             udp: Vec::new(),
+            http: None,
         };
         for &addr in &config.tcp {
             let l = bind_tcp(addr).map_err(|e| ServeError::Tcp(addr, e))?;
@@ -84,7 +90,26 @@ impl Bound {
             let local = s.local_addr().map_err(|e| ServeError::Udp(addr, e))?;
             bound.udp.push((s, local));
         }
+        if let Some(gw) = &config.gateway {
+            let l = bind_tcp(gw.http).map_err(|e| ServeError::Http(gw.http, e))?;
+            let local = l.local_addr().map_err(|e| ServeError::Http(gw.http, e))?;
+            bound.http = Some((l, local));
+        }
         Ok(bound)
+    }
+
+    /// Where the gateway relays to when no --upstream is given: our own first
+    /// TCP listener, reached over loopback when it listens on all addresses.
+    fn own_upstream(&self) -> Option<String> {
+        let (_, addr) = self.tcp.first()?;
+        let mut addr = *addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr {
+                SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        Some(addr.to_string())
     }
 
     /// What a person needs to connect; tests read the first two words of each line.
@@ -98,6 +123,9 @@ impl Bound {
         }
         for (_, a) in &self.udp {
             s += &format!("  udp   {a:<24} try: nc -u {} {}\n", a.ip(), a.port());
+        }
+        if let Some((_, a)) = &self.http {
+            s += &format!("  http  {a:<24} open: http://{a}/\n");
         }
         s += "Press Ctrl-C to stop.";
         s
@@ -116,6 +144,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     };
 
     println!("{}", bound.describe());
+    let own_upstream = bound.own_upstream();
     for (l, addr) in bound.tcp {
         tracker.spawn(listener::run(l, format!("tcp {addr}"), service.clone(), ()));
     }
@@ -130,6 +159,19 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
             protocol.clone(),
             shutdown.clone(),
         ));
+    }
+    if let (Some((l, _)), Some(gw)) = (bound.http, &config.gateway) {
+        let upstream = gw.upstream.clone().or(own_upstream).unwrap_or_default();
+        let gateway = Arc::new(Gateway {
+            config: gw.clone(),
+            upstream,
+            max_frame: protocol.limits.max_line,
+            sessions: Arc::new(Semaphore::new(gw.max_sessions)),
+            shutdown: shutdown.clone(),
+            tracker: tracker.clone(),
+            drain_timeout: protocol.limits.drain_timeout,
+        });
+        tracker.spawn(gateway::run(l, gateway));
     }
     tracker.close();
 

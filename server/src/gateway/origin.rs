@@ -1,0 +1,67 @@
+//! Who may open `/ws`: pages this gateway served (same origin), origins the
+//! operator allowed, and clients that send no `Origin` at all (CLI tools, which
+//! are not subject to the browser's same-origin rules anyway).
+
+use axum::http::header::{HOST, ORIGIN};
+use axum::http::HeaderMap;
+
+/// `Ok` when the handshake may proceed, else the reason for the 403.
+pub fn check(headers: &HeaderMap, allowed: &[String]) -> Result<(), String> {
+    let Some(origin) = headers.get(ORIGIN) else {
+        return Ok(());
+    };
+    let Ok(origin) = origin.to_str() else {
+        return Err("the Origin header is not valid text".to_owned());
+    };
+    let host = headers.get(HOST).and_then(|h| h.to_str().ok());
+    let origin_host = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    let same_origin =
+        matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h));
+    if same_origin || allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) {
+        return Ok(());
+    }
+    Err(format!(
+        "origin {origin} may not open /ws: only pages served by this gateway may \
+         (start timecho with --allow-origin {origin} to allow it)"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(origin: Option<&str>, host: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(HOST, host.parse().unwrap());
+        if let Some(o) = origin {
+            h.insert(ORIGIN, o.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn same_origin_and_no_origin_are_allowed() {
+        assert!(check(
+            &headers(Some("http://127.0.0.1:8080"), "127.0.0.1:8080"),
+            &[]
+        )
+        .is_ok());
+        assert!(check(&headers(None, "127.0.0.1:8080"), &[]).is_ok());
+    }
+
+    #[test]
+    fn foreign_origin_is_refused_unless_allowed() {
+        let h = headers(Some("http://evil.example"), "127.0.0.1:8080");
+        let err = check(&h, &[]).unwrap_err();
+        assert!(err.contains("--allow-origin http://evil.example"), "{err}");
+        assert!(check(&h, &["http://evil.example".to_owned()]).is_ok());
+    }
+
+    #[test]
+    fn origin_on_another_port_is_another_origin() {
+        let h = headers(Some("http://127.0.0.1:9999"), "127.0.0.1:8080");
+        assert!(check(&h, &[]).is_err());
+    }
+}

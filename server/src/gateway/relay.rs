@@ -1,0 +1,319 @@
+//! One WebSocket relayed to its own TCP connection to the timestamp server.
+//!
+//! The two directions run as two futures in one task, so neither can block the
+//! other (a browser flooding us while the server's replies wait would otherwise
+//! deadlock), and when either ends the other is dropped with it: no task or
+//! socket outlives its pair. Each direction holds one bounded buffer and waits
+//! on its writer before reading more, so a slow reader on either side slows its
+//! source down instead of growing memory.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use timecho_shared::relay::{close_code, frame_lines};
+use timecho_shared::{reply, Frame, LineDecoder};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::{timeout, Instant};
+use tracing::{debug, info_span, Instrument};
+
+use super::{origin, Gateway};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Upstream bytes read at once; replies are relayed one frame per line.
+const READ_CHUNK: usize = 16 * 1024;
+/// A reply is the request line plus a stamp; this leaves room for any stamp.
+const STAMP_ROOM: usize = 256;
+/// A reply without a newline (from a server with raw framing, such as the
+/// tutorial's) is relayed once the server has been quiet this long.
+const PARTIAL_QUIET: Duration = Duration::from_millis(50);
+/// Longest close reason RFC 6455 allows.
+const MAX_REASON: usize = 123;
+
+/// `GET /ws`: checks the origin and the session limit, then upgrades.
+pub async fn upgrade(
+    State(gateway): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if let Err(reason) = origin::check(&headers, &gateway.config.allowed_origins) {
+        debug!("websocket refused: {reason}");
+        return (StatusCode::FORBIDDEN, reason + "\n").into_response();
+    }
+    let Ok(permit) = gateway.sessions.clone().try_acquire_owned() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many WebSocket sessions open; try again later\n",
+        )
+            .into_response();
+    };
+    let max = gateway.max_frame;
+    let tracker = gateway.tracker.clone();
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| {
+            tracker.track_future(session(socket, gateway, permit).instrument(info_span!("ws")))
+        })
+}
+
+/// How a session ended, and so what the browser is told.
+#[derive(Debug)]
+enum Ending {
+    UpstreamClosed,
+    UpstreamFailed(std::io::Error),
+    BrowserClosed,
+    BrowserVanished,
+    Binary,
+    InvalidUtf8,
+    TooBig(usize),
+    Shutdown,
+}
+
+impl Ending {
+    /// The close frame to send, if the browser can still receive one.
+    fn close_frame(&self) -> Option<(u16, String)> {
+        Some(match self {
+            Ending::UpstreamClosed => (
+                close_code::NORMAL,
+                "the timestamp server closed the connection".into(),
+            ),
+            Ending::UpstreamFailed(e) => (
+                close_code::UPSTREAM_ERROR,
+                format!("lost the timestamp server: {e}"),
+            ),
+            Ending::Binary => (
+                close_code::UNSUPPORTED_DATA,
+                "binary frames are not supported; send text".into(),
+            ),
+            Ending::InvalidUtf8 => (
+                close_code::INVALID_PAYLOAD,
+                "text frame is not valid UTF-8".into(),
+            ),
+            Ending::TooBig(max) => (
+                close_code::TOO_BIG,
+                format!("frame larger than {max} bytes"),
+            ),
+            Ending::Shutdown => (close_code::GOING_AWAY, "server shutting down".into()),
+            Ending::BrowserClosed | Ending::BrowserVanished => return None,
+        })
+    }
+}
+
+async fn session(mut ws: WebSocket, gateway: Arc<Gateway>, _permit: OwnedSemaphorePermit) {
+    let upstream = gateway.upstream.as_str();
+    let tcp = match timeout(CONNECT_TIMEOUT, TcpStream::connect(upstream)).await {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(e)) => {
+            let reason = format!("timestamp server {upstream} unreachable: {e}");
+            debug!("{reason}");
+            let _ = ws.send(close(close_code::UPSTREAM_ERROR, reason)).await;
+            return;
+        }
+        Err(_) => {
+            let reason =
+                format!("timestamp server {upstream} did not answer within {CONNECT_TIMEOUT:?}");
+            let _ = ws.send(close(close_code::UPSTREAM_ERROR, reason)).await;
+            return;
+        }
+    };
+    let _ = tcp.set_nodelay(true);
+    debug!(upstream, "session open");
+    let (tcp_read, tcp_write) = tcp.into_split();
+    let (mut ws_tx, ws_rx) = ws.split();
+
+    let ending = {
+        let up = browser_to_upstream(ws_rx, tcp_write, &gateway);
+        let down = upstream_to_browser(tcp_read, &mut ws_tx, &gateway);
+        tokio::pin!(up, down);
+        tokio::select! {
+            ending = &mut up => match ending {
+                // Requests stopped and the upstream was half-closed: let it finish
+                // answering what it already has, within the drain deadline.
+                Ending::Shutdown => {
+                    let _ = timeout(gateway.drain_timeout, &mut down).await;
+                    Ending::Shutdown
+                }
+                other => other,
+            },
+            ending = &mut down => ending,
+        }
+    };
+    debug!(?ending, "session closed");
+    if let Some((code, reason)) = ending.close_frame() {
+        let _ = ws_tx.send(close(code, reason)).await;
+    }
+    let _ = ws_tx.close().await;
+}
+
+fn close(code: u16, mut reason: String) -> Message {
+    if reason.len() > MAX_REASON {
+        let mut cut = MAX_REASON;
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        reason.truncate(cut);
+    }
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from(reason),
+    }))
+}
+
+/// Browser frames become upstream lines; each frame is written with one write.
+async fn browser_to_upstream(
+    mut ws_rx: SplitStream<WebSocket>,
+    mut tcp: OwnedWriteHalf,
+    gateway: &Gateway,
+) -> Ending {
+    // Browsers answer pings by themselves; silence across two pings means the peer is gone.
+    let dead_after = gateway.config.ping_interval * 2;
+    let mut out = Vec::new();
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = gateway.shutdown.cancelled() => {
+                let _ = tcp.shutdown().await;
+                return Ending::Shutdown;
+            }
+            next = timeout(dead_after, ws_rx.next()) => next,
+        };
+        let message = match next {
+            Err(_) => return Ending::BrowserVanished,
+            Ok(None) => return Ending::BrowserVanished,
+            Ok(Some(Err(e))) => return classify(e, gateway.max_frame),
+            Ok(Some(Ok(m))) => m,
+        };
+        match message {
+            Message::Text(text) => {
+                out.clear();
+                for line in frame_lines(text.as_str()) {
+                    out.extend_from_slice(line.as_bytes());
+                    out.push(b'\n');
+                }
+                if let Err(e) = tcp.write_all(&out).await {
+                    return Ending::UpstreamFailed(e);
+                }
+            }
+            Message::Binary(_) => return Ending::Binary,
+            Message::Close(_) => return Ending::BrowserClosed,
+            Message::Ping(_) | Message::Pong(_) => {}
+        }
+    }
+}
+
+/// Tells apart the receive errors that deserve a close code of their own.
+fn classify(e: axum::Error, max: usize) -> Ending {
+    use tungstenite::Error as WsError;
+    match e.into_inner().downcast_ref::<WsError>() {
+        Some(WsError::Utf8(_)) => Ending::InvalidUtf8,
+        Some(WsError::Capacity(_)) => Ending::TooBig(max),
+        _ => Ending::BrowserVanished,
+    }
+}
+
+/// Upstream reply lines become text frames; all frames from one read are
+/// flushed together. Frames share the read buffer's memory instead of copying.
+async fn upstream_to_browser(
+    mut tcp: OwnedReadHalf,
+    ws_tx: &mut SplitSink<WebSocket, Message>,
+    gateway: &Gateway,
+) -> Ending {
+    let mut decoder = LineDecoder::new(gateway.max_frame + STAMP_ROOM);
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut lines: Vec<(usize, usize)> = Vec::new();
+    let mut ping = tokio::time::interval_at(
+        Instant::now() + gateway.config.ping_interval,
+        gateway.config.ping_interval,
+    );
+    let quiet = tokio::time::sleep(PARTIAL_QUIET);
+    tokio::pin!(quiet);
+    loop {
+        if buf.capacity() - buf.len() < READ_CHUNK / 4 && buf.len() < decoder.buffer_limit() {
+            buf.reserve(READ_CHUNK);
+        }
+        let partial = !buf.is_empty() && !decoder.is_discarding();
+        tokio::select! {
+            read = tcp.read_buf(&mut buf) => match read {
+                Ok(0) => {
+                    if let Some(line) = decoder.take_partial(&buf) {
+                        let line = Bytes::copy_from_slice(line);
+                        let _ = ws_tx.send(Message::Text(text_frame(line))).await;
+                    }
+                    return Ending::UpstreamClosed;
+                }
+                Ok(_) => {
+                    lines.clear();
+                    let mut frames = decoder.frames(&buf);
+                    let base = buf.as_ptr() as usize;
+                    for frame in &mut frames {
+                        match frame {
+                            Frame::Line(l) => {
+                                let start = l.as_ptr() as usize - base;
+                                lines.push((start, start + l.len()));
+                            }
+                            // Marked with an empty range; reported as an error frame.
+                            Frame::TooLong => lines.push((usize::MAX, 0)),
+                        }
+                    }
+                    let used = frames.consumed();
+                    let chunk = buf.split_to(used).freeze();
+                    for &(start, end) in &lines {
+                        let text = if start == usize::MAX {
+                            too_long_frame(decoder.max_len())
+                        } else {
+                            text_frame(chunk.slice(start..end))
+                        };
+                        if ws_tx.feed(Message::Text(text)).await.is_err() {
+                            return Ending::BrowserVanished;
+                        }
+                    }
+                    if ws_tx.flush().await.is_err() {
+                        return Ending::BrowserVanished;
+                    }
+                    quiet.as_mut().reset(Instant::now() + PARTIAL_QUIET);
+                }
+                Err(e) => return Ending::UpstreamFailed(e),
+            },
+            () = &mut quiet, if partial => {
+                let pending = buf.split().freeze();
+                if let Some(line) = decoder.take_partial(&pending) {
+                    let start = line.as_ptr() as usize - pending.as_ptr() as usize;
+                    let frame = text_frame(pending.slice(start..start + line.len()));
+                    if ws_tx.send(Message::Text(frame)).await.is_err() {
+                        return Ending::BrowserVanished;
+                    }
+                }
+            }
+            _ = ping.tick() => {
+                if ws_tx.send(Message::Ping(Bytes::new())).await.is_err() {
+                    return Ending::BrowserVanished;
+                }
+            }
+        }
+    }
+}
+
+/// Reply bytes as a text frame; the server echoes bytes exactly, so a line that
+/// is not UTF-8 (from another client's bytes, or another server) is repaired.
+fn text_frame(line: Bytes) -> Utf8Bytes {
+    match Utf8Bytes::try_from(line.clone()) {
+        Ok(text) => text,
+        Err(_) => Utf8Bytes::from(String::from_utf8_lossy(&line).into_owned()),
+    }
+}
+
+fn too_long_frame(max: usize) -> Utf8Bytes {
+    Utf8Bytes::from(format!(
+        "{}reply longer than {max} bytes; discarded",
+        reply::ERROR_PREFIX
+    ))
+}
