@@ -3,6 +3,7 @@
 //! server. The target is fixed by the operator; the browser cannot choose it.
 
 mod assets;
+mod http_server;
 mod origin;
 mod relay;
 
@@ -40,15 +41,16 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .with_state(gateway)
 }
 
+/// HTTP connections (page loads, handshakes) allowed beyond the WebSocket limit.
+const HTTP_HEADROOM: usize = 1024;
+
 /// Serves HTTP until shutdown; open WebSocket sessions are tracked separately
 /// and close themselves with 1001.
 pub async fn run(listener: TcpListener, gateway: Arc<Gateway>) {
+    let limits = http_server::HttpLimits {
+        max_connections: gateway.config.max_sessions + HTTP_HEADROOM,
+        drain_timeout: gateway.drain_timeout,
+    };
     let shutdown = gateway.shutdown.clone();
-    let app = router(gateway);
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-    {
-        tracing::error!("http server failed: {e}");
-    }
+    http_server::serve(listener, router(gateway), shutdown, limits).await
 }
