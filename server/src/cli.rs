@@ -27,6 +27,8 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Talk to a timestamp server: type a line, see it come back stamped.
     Client(ClientArgs),
+    /// Load-test a timestamp server over TCP or WebSocket and report throughput and latency.
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -1,5 +1,6 @@
 //! `timecho`: the timestamp echo server, its web gateway and its client, in one binary.
 
+mod bench;
 mod cli;
 mod client;
 mod config;
@@ -25,6 +26,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(*args),
         Command::Client(args) => client::run(&args),
+        Command::Bench(args) => bench::run(&args),
     };
     match result {
         Ok(code) => code,
