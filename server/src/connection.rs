@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::Framing;
 use crate::config::Protocol;
+use crate::metrics::ListenerMetrics;
 
 /// Read buffer of a connection that only sends short lines; it grows towards the
 /// line limit only while a long line is pending, and shrinks back afterwards.
@@ -56,17 +57,21 @@ pub enum ConnectionError {
 pub async fn serve<S>(
     stream: S,
     protocol: &Protocol,
+    metrics: &ListenerMetrics,
     shutdown: &CancellationToken,
 ) -> Result<End, ConnectionError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    Connection::new(stream, protocol).run(shutdown).await
+    Connection::new(stream, protocol, metrics)
+        .run(shutdown)
+        .await
 }
 
 struct Connection<'p, S> {
     stream: S,
     protocol: &'p Protocol,
+    metrics: &'p ListenerMetrics,
     decoder: LineDecoder,
     stamps: StampCache,
     inbuf: Vec<u8>,
@@ -76,10 +81,11 @@ struct Connection<'p, S> {
 }
 
 impl<'p, S: AsyncRead + AsyncWrite + Unpin> Connection<'p, S> {
-    fn new(stream: S, protocol: &'p Protocol) -> Self {
+    fn new(stream: S, protocol: &'p Protocol, metrics: &'p ListenerMetrics) -> Self {
         Self {
             stream,
             protocol,
+            metrics,
             decoder: LineDecoder::new(protocol.limits.max_line),
             stamps: StampCache::new(protocol.stamp.clone()),
             inbuf: vec![0; READ_CHUNK],
@@ -135,6 +141,7 @@ impl<'p, S: AsyncRead + AsyncWrite + Unpin> Connection<'p, S> {
                 Event::Read(n) => {
                     last_read = Instant::now();
                     self.answer(n).await?;
+                    self.metrics.latency.observe(last_read.elapsed());
                     if partial_due.is_some() {
                         armed = false;
                     }
@@ -152,6 +159,7 @@ impl<'p, S: AsyncRead + AsyncWrite + Unpin> Connection<'p, S> {
                                 idle.as_secs()
                             );
                             self.out.extend_from_slice(msg.as_bytes());
+                            self.metrics.idle.inc();
                             self.flush().await?;
                             let _ = self.stream.shutdown().await;
                             return Ok(End::Idle);
@@ -169,30 +177,40 @@ impl<'p, S: AsyncRead + AsyncWrite + Unpin> Connection<'p, S> {
     /// Answers what the last read of `n` bytes completed, then makes room for the next read.
     async fn answer(&mut self, n: usize) -> Result<(), ConnectionError> {
         let end = self.filled + n;
+        let metrics = self.metrics;
+        metrics.bytes_in.inc_by(n as u64);
         match self.protocol.framing {
             Framing::Raw => {
                 let stamp = self.stamps.at(Utc::now());
                 reply::write_raw(&mut self.out, stamp, &self.inbuf[..end]);
                 self.filled = 0;
+                metrics.lines_in.inc();
+                metrics.lines_out.inc();
             }
             Framing::Line => {
                 let stamp = self.stamps.at(Utc::now());
+                let stall = self.protocol.limits.stall_timeout;
                 let mut frames = self.decoder.frames(&self.inbuf[..end]);
+                let (mut lines, mut too_long) = (0, 0);
                 for frame in &mut frames {
                     match frame {
-                        Frame::Line(line) => reply::write_stamped(&mut self.out, stamp, line),
+                        Frame::Line(line) => {
+                            lines += 1;
+                            reply::write_stamped(&mut self.out, stamp, line)
+                        }
                         Frame::TooLong => {
+                            too_long += 1;
                             write_too_long(&mut self.out, self.protocol.limits.max_line)
                         }
                     }
                     if self.out.len() >= FLUSH_AT {
-                        write_out(
-                            &mut self.stream,
-                            &mut self.out,
-                            self.protocol.limits.stall_timeout,
-                        )
-                        .await?;
+                        write_out(&mut self.stream, &mut self.out, stall, metrics).await?;
                     }
+                }
+                metrics.lines_in.inc_by(lines + too_long);
+                metrics.lines_out.inc_by(lines + too_long);
+                if too_long > 0 {
+                    metrics.too_long.inc_by(too_long);
                 }
                 let used = frames.consumed();
                 self.inbuf.copy_within(used..end, 0);
@@ -221,6 +239,8 @@ impl<'p, S: AsyncRead + AsyncWrite + Unpin> Connection<'p, S> {
         if let Some(line) = self.decoder.take_partial(&self.inbuf[..self.filled]) {
             if self.protocol.framing == Framing::Line {
                 reply::write_stamped(&mut self.out, stamp, line);
+                self.metrics.lines_in.inc();
+                self.metrics.lines_out.inc();
             }
         }
         self.filled = 0;
@@ -250,12 +270,8 @@ impl<'p, S: AsyncRead + AsyncWrite + Unpin> Connection<'p, S> {
     }
 
     async fn flush(&mut self) -> Result<(), ConnectionError> {
-        write_out(
-            &mut self.stream,
-            &mut self.out,
-            self.protocol.limits.stall_timeout,
-        )
-        .await
+        let stall = self.protocol.limits.stall_timeout;
+        write_out(&mut self.stream, &mut self.out, stall, self.metrics).await
     }
 }
 
@@ -273,14 +289,19 @@ async fn write_out<S: AsyncWrite + Unpin>(
     stream: &mut S,
     out: &mut Vec<u8>,
     stall: Duration,
+    metrics: &ListenerMetrics,
 ) -> Result<(), ConnectionError> {
     if out.is_empty() {
         return Ok(());
     }
     match timeout(stall, stream.write_all(out)).await {
         Ok(result) => result?,
-        Err(_) => return Err(ConnectionError::Stalled(stall)),
+        Err(_) => {
+            metrics.stalled.inc();
+            return Err(ConnectionError::Stalled(stall));
+        }
     }
+    metrics.bytes_out.inc_by(out.len() as u64);
     out.clear();
     Ok(())
 }

@@ -16,6 +16,7 @@ use tracing::{debug, info_span, warn, Instrument};
 
 use crate::config::Protocol;
 use crate::connection::{self, ConnectionError, End};
+use crate::metrics::Metrics;
 
 /// A listening socket that yields client streams.
 pub trait Accept: Send + 'static {
@@ -62,6 +63,7 @@ impl Accept for UnixListener {
 #[derive(Clone)]
 pub struct Service {
     pub protocol: Arc<Protocol>,
+    pub metrics: Arc<Metrics>,
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
 }
@@ -80,6 +82,7 @@ pub async fn run<L: Accept, G: Send + 'static>(
         "{}server busy ({max} connections); try again later\n",
         timecho_shared::reply::ERROR_PREFIX
     );
+    let metrics = service.metrics.listener(&name);
     let mut backoff = Duration::from_millis(10);
     loop {
         let accepted = tokio::select! {
@@ -101,18 +104,26 @@ pub async fn run<L: Accept, G: Send + 'static>(
             }
         };
         backoff = Duration::from_millis(10);
+        metrics.accepted.inc();
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             debug!(listener = %name, %peer, "refused: connection limit reached");
+            metrics.rejected.inc();
+            metrics.busy.inc();
             L::refuse(&stream, busy.as_bytes());
             continue;
         };
         let span = info_span!("conn", listener = %name, %peer);
         let service = service.clone();
+        let metrics = metrics.clone();
         service.tracker.clone().spawn(
             async move {
                 let _permit = permit;
+                metrics.open.inc();
                 debug!("connected");
-                match connection::serve(stream, &service.protocol, &service.shutdown).await {
+                let result =
+                    connection::serve(stream, &service.protocol, &metrics, &service.shutdown).await;
+                metrics.open.dec();
+                match result {
                     Ok(End::ClientDone) => debug!("closed by client"),
                     Ok(End::Idle) => debug!("closed: idle timeout"),
                     Ok(End::Shutdown) => debug!("closed: server shutting down"),

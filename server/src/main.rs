@@ -7,6 +7,7 @@ mod config;
 mod connection;
 mod gateway;
 mod listener;
+mod metrics;
 mod server;
 mod shutdown;
 mod udp;

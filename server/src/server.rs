@@ -15,6 +15,7 @@ use tracing::{info, warn};
 use crate::config::ServeConfig;
 use crate::gateway::{self, Gateway};
 use crate::listener::{self, Service};
+use crate::metrics::Metrics;
 use crate::unix_socket::{self, UnixBindError};
 use crate::{shutdown, udp};
 
@@ -137,7 +138,9 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     let protocol = Arc::new(config.protocol.clone());
+    let metrics = Arc::new(Metrics::new());
     let service = Service {
+        metrics: metrics.clone(),
         protocol: protocol.clone(),
         shutdown: shutdown.clone(),
         tracker: tracker.clone(),
@@ -153,10 +156,13 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         tracker.spawn(listener::run(l, name, service.clone(), file));
     }
     for (s, addr) in bound.udp {
+        let name = format!("udp {addr}");
+        let udp_metrics = metrics.listener(&name);
         tracker.spawn(udp::run(
             s,
-            format!("udp {addr}"),
+            name,
             protocol.clone(),
+            udp_metrics,
             shutdown.clone(),
         ));
     }
@@ -170,6 +176,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
             shutdown: shutdown.clone(),
             tracker: tracker.clone(),
             drain_timeout: protocol.limits.drain_timeout,
+            metrics: metrics.clone(),
         });
         tracker.spawn(gateway::run(l, gateway));
     }

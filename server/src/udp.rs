@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::config::Protocol;
+use crate::metrics::ListenerMetrics;
 
 /// Largest possible UDP payload; a datagram that fills the buffer is over the limit anyway.
 const DATAGRAM_MAX: usize = 65_536;
@@ -20,13 +21,13 @@ pub async fn run(
     socket: UdpSocket,
     name: String,
     protocol: Arc<Protocol>,
+    metrics: Arc<ListenerMetrics>,
     shutdown: CancellationToken,
 ) {
     let max = protocol.limits.max_line.min(DATAGRAM_MAX - 64);
     let mut stamps = StampCache::new(protocol.stamp.clone());
     let mut buf = vec![0u8; DATAGRAM_MAX];
     let mut out = Vec::with_capacity(DATAGRAM_MAX);
-    let mut dropped: u64 = 0;
     loop {
         let received = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -41,15 +42,21 @@ pub async fn run(
                 continue;
             }
         };
+        metrics.bytes_in.inc_by(n as u64);
         if n == 0 || n > max {
-            dropped += 1;
-            debug!(listener = %name, %peer, bytes = n, dropped, "datagram dropped (empty or over the limit)");
+            metrics.udp_dropped.inc();
+            debug!(listener = %name, %peer, bytes = n, "datagram dropped (empty or over the limit)");
             continue;
         }
+        metrics.lines_in.inc();
         out.clear();
         reply::write_raw(&mut out, stamps.at(Utc::now()), &buf[..n]);
-        if let Err(e) = socket.send_to(&out, peer).await {
-            warn!(listener = %name, %peer, error = %e, "reply not sent");
+        match socket.send_to(&out, peer).await {
+            Ok(sent) => {
+                metrics.lines_out.inc();
+                metrics.bytes_out.inc_by(sent as u64);
+            }
+            Err(e) => warn!(listener = %name, %peer, error = %e, "reply not sent"),
         }
     }
 }

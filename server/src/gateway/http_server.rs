@@ -24,7 +24,12 @@ pub struct HttpLimits {
     pub drain_timeout: Duration,
 }
 
-pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationToken, limits: HttpLimits) {
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: CancellationToken,
+    limits: HttpLimits,
+) {
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let mut builder = Builder::new(TokioExecutor::new());

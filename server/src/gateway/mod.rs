@@ -10,6 +10,9 @@ mod relay;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
@@ -19,6 +22,7 @@ use tokio_util::task::TaskTracker;
 use tower_http::compression::CompressionLayer;
 
 use crate::config::GatewayConfig;
+use crate::metrics::Metrics;
 
 /// Everything a request handler needs, shared behind one `Arc`.
 pub struct Gateway {
@@ -31,11 +35,14 @@ pub struct Gateway {
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
     pub drain_timeout: Duration,
+    pub metrics: Arc<Metrics>,
 }
 
 pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
         .route("/ws", get(relay::upgrade))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
         .fallback(assets::serve)
         .layer(CompressionLayer::new())
         .with_state(gateway)
@@ -53,4 +60,14 @@ pub async fn run(listener: TcpListener, gateway: Arc<Gateway>) {
     };
     let shutdown = gateway.shutdown.clone();
     http_server::serve(listener, router(gateway), shutdown, limits).await
+}
+
+async fn metrics(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
+    (
+        [(
+            CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        gateway.metrics.encode(),
+    )
 }

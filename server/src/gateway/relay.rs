@@ -47,9 +47,11 @@ pub async fn upgrade(
 ) -> Response {
     if let Err(reason) = origin::check(&headers, &gateway.config.allowed_origins) {
         debug!("websocket refused: {reason}");
+        gateway.metrics.ws_refused.inc();
         return (StatusCode::FORBIDDEN, reason + "\n").into_response();
     }
     let Ok(permit) = gateway.sessions.clone().try_acquire_owned() else {
+        gateway.metrics.ws_refused.inc();
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "too many WebSocket sessions open; try again later\n",
@@ -108,17 +110,27 @@ impl Ending {
     }
 }
 
-async fn session(mut ws: WebSocket, gateway: Arc<Gateway>, _permit: OwnedSemaphorePermit) {
+async fn session(ws: WebSocket, gateway: Arc<Gateway>, _permit: OwnedSemaphorePermit) {
+    let metrics = &gateway.metrics;
+    metrics.ws_sessions.inc();
+    metrics.ws_open.inc();
+    relay(ws, &gateway).await;
+    metrics.ws_open.dec();
+}
+
+async fn relay(mut ws: WebSocket, gateway: &Gateway) {
     let upstream = gateway.upstream.as_str();
     let tcp = match timeout(CONNECT_TIMEOUT, TcpStream::connect(upstream)).await {
         Ok(Ok(tcp)) => tcp,
         Ok(Err(e)) => {
+            gateway.metrics.upstream_failures.inc();
             let reason = format!("timestamp server {upstream} unreachable: {e}");
             debug!("{reason}");
             let _ = ws.send(close(close_code::UPSTREAM_ERROR, reason)).await;
             return;
         }
         Err(_) => {
+            gateway.metrics.upstream_failures.inc();
             let reason =
                 format!("timestamp server {upstream} did not answer within {CONNECT_TIMEOUT:?}");
             let _ = ws.send(close(close_code::UPSTREAM_ERROR, reason)).await;
@@ -131,8 +143,8 @@ async fn session(mut ws: WebSocket, gateway: Arc<Gateway>, _permit: OwnedSemapho
     let (mut ws_tx, ws_rx) = ws.split();
 
     let ending = {
-        let up = browser_to_upstream(ws_rx, tcp_write, &gateway);
-        let down = upstream_to_browser(tcp_read, &mut ws_tx, &gateway);
+        let up = browser_to_upstream(ws_rx, tcp_write, gateway);
+        let down = upstream_to_browser(tcp_read, &mut ws_tx, gateway);
         tokio::pin!(up, down);
         tokio::select! {
             ending = &mut up => match ending {
