@@ -278,7 +278,15 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("timecho_reply_latency_seconds_count 1"),
+            text.contains(r#"timecho_reply_latency_seconds_bucket{le="2.5"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"timecho_reply_latency_seconds_bucket{le="+Inf"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("timecho_reply_latency_seconds_count 2"),
             "{text}"
         );
     }
