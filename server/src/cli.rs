@@ -6,13 +6,21 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// `timecho --version`: the release and the commit it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("TIMECHO_COMMIT"),
+    ")"
+);
+
 /// The tutorial's port.
 pub const DEFAULT_PORT: u16 = 8899;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "timecho",
-    version,
+    version = VERSION,
     about = "A timestamp echo service: every line you send comes back as `[<time>] <line>`.",
     long_about = None,
 )]
@@ -38,6 +46,12 @@ pub enum Framing {
     Line,
     /// The tutorial's exact behaviour: every read is answered as it came, no newline added.
     Raw,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -125,6 +139,19 @@ pub struct ServeArgs {
     /// Ping each WebSocket this often; a peer silent for two intervals is dropped.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub ws_ping: Duration,
+
+    /// Also serve /metrics, /healthz and /readyz on this address (they are always on --http).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
+
+    /// On SIGTERM, report not ready on /readyz for this long before closing the
+    /// listeners, so a load balancer stops sending new clients first.
+    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = parse_duration)]
+    pub shutdown_delay: Duration,
+
+    /// Log format: text for people, json for log collectors.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 
     /// Log filter (e.g. info, debug, timecho=trace); the RUST_LOG variable also works.
     #[arg(

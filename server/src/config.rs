@@ -67,6 +67,10 @@ pub struct ServeConfig {
     pub unix: Vec<PathBuf>,
     pub udp: Vec<SocketAddr>,
     pub gateway: Option<GatewayConfig>,
+    /// A separate listener for /metrics, /healthz and /readyz.
+    pub metrics: Option<SocketAddr>,
+    /// Time between /readyz turning 503 and the listeners closing.
+    pub shutdown_delay: Duration,
     pub protocol: Protocol,
 }
 
@@ -129,6 +133,8 @@ impl ServeConfig {
         };
         Ok(ServeConfig {
             gateway,
+            metrics: args.metrics,
+            shutdown_delay: args.shutdown_delay,
             tcp,
             unix: args.unix.clone(),
             udp: args.udp.clone(),

@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::config::ServeConfig;
-use crate::gateway::{self, Gateway};
+use crate::gateway::{self, Gateway, Ops};
 use crate::listener::{self, Service};
 use crate::metrics::Metrics;
 use crate::unix_socket::{self, UnixBindError};
@@ -65,6 +65,7 @@ pub struct Bound {
     unix: Vec<(tokio::net::UnixListener, unix_socket::SocketFile, PathBuf)>,
     udp: Vec<(UdpSocket, SocketAddr)>,
     http: Option<(TcpListener, SocketAddr)>,
+    metrics: Option<(TcpListener, SocketAddr)>,
 }
 
 impl Bound {
@@ -74,6 +75,7 @@ impl Bound {
             unix: Vec::new(),
             udp: Vec::new(),
             http: None,
+            metrics: None,
         };
         for &addr in &config.tcp {
             let l = bind_tcp(addr).map_err(|e| ServeError::Tcp(addr, e))?;
@@ -95,6 +97,11 @@ impl Bound {
             let l = bind_tcp(gw.http).map_err(|e| ServeError::Http(gw.http, e))?;
             let local = l.local_addr().map_err(|e| ServeError::Http(gw.http, e))?;
             bound.http = Some((l, local));
+        }
+        if let Some(addr) = config.metrics {
+            let l = bind_tcp(addr).map_err(|e| ServeError::Http(addr, e))?;
+            let local = l.local_addr().map_err(|e| ServeError::Http(addr, e))?;
+            bound.metrics = Some((l, local));
         }
         Ok(bound)
     }
@@ -128,6 +135,9 @@ impl Bound {
         if let Some((_, a)) = &self.http {
             s += &format!("  http  {a:<24} open: http://{a}/\n");
         }
+        if let Some((_, a)) = &self.metrics {
+            s += &format!("  metrics {a:<22} http://{a}/metrics\n");
+        }
         s += "Press Ctrl-C to stop.";
         s
     }
@@ -139,6 +149,10 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     let tracker = TaskTracker::new();
     let protocol = Arc::new(config.protocol.clone());
     let metrics = Arc::new(Metrics::new());
+    let ops = Arc::new(Ops {
+        metrics: metrics.clone(),
+        draining: CancellationToken::new(),
+    });
     let service = Service {
         metrics: metrics.clone(),
         protocol: protocol.clone(),
@@ -178,11 +192,23 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
             drain_timeout: protocol.limits.drain_timeout,
             metrics: metrics.clone(),
         });
-        tracker.spawn(gateway::run(l, gateway));
+        tracker.spawn(gateway::run(l, gateway, ops.clone()));
+    }
+    if let Some((l, _)) = bound.metrics {
+        let drain = protocol.limits.drain_timeout;
+        tracker.spawn(gateway::run_ops(l, ops.clone(), shutdown.clone(), drain));
     }
     tracker.close();
 
     shutdown::signalled().await.map_err(ServeError::Signals)?;
+    ops.draining.cancel();
+    if !config.shutdown_delay.is_zero() {
+        info!(
+            "draining: /readyz now reports 503; closing listeners in {:?}",
+            config.shutdown_delay
+        );
+        tokio::time::sleep(config.shutdown_delay).await;
+    }
     let drain = config.protocol.limits.drain_timeout;
     info!("shutting down: answering what was received, waiting up to {drain:?}");
     shutdown.cancel();

@@ -4,15 +4,13 @@
 
 mod assets;
 mod http_server;
+mod ops;
 mod origin;
 mod relay;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::header::CONTENT_TYPE;
-use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
@@ -23,6 +21,7 @@ use tower_http::compression::CompressionLayer;
 
 use crate::config::GatewayConfig;
 use crate::metrics::Metrics;
+pub use ops::Ops;
 
 /// Everything a request handler needs, shared behind one `Arc`.
 pub struct Gateway {
@@ -38,14 +37,13 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
 }
 
-pub fn router(gateway: Arc<Gateway>) -> Router {
+pub fn router(gateway: Arc<Gateway>, ops: Arc<Ops>) -> Router {
     Router::new()
         .route("/ws", get(relay::upgrade))
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
         .fallback(assets::serve)
-        .layer(CompressionLayer::new())
         .with_state(gateway)
+        .merge(ops::router(ops))
+        .layer(CompressionLayer::new())
 }
 
 /// HTTP connections (page loads, handshakes) allowed beyond the WebSocket limit.
@@ -53,21 +51,25 @@ const HTTP_HEADROOM: usize = 1024;
 
 /// Serves HTTP until shutdown; open WebSocket sessions are tracked separately
 /// and close themselves with 1001.
-pub async fn run(listener: TcpListener, gateway: Arc<Gateway>) {
+pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, ops: Arc<Ops>) {
     let limits = http_server::HttpLimits {
         max_connections: gateway.config.max_sessions + HTTP_HEADROOM,
         drain_timeout: gateway.drain_timeout,
     };
     let shutdown = gateway.shutdown.clone();
-    http_server::serve(listener, router(gateway), shutdown, limits).await
+    http_server::serve(listener, router(gateway, ops), shutdown, limits).await
 }
 
-async fn metrics(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
-    (
-        [(
-            CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        gateway.metrics.encode(),
-    )
+/// Serves only the operations endpoints, on their own listener (`--metrics`).
+pub async fn run_ops(
+    listener: TcpListener,
+    ops: Arc<Ops>,
+    shutdown: CancellationToken,
+    drain: Duration,
+) {
+    let limits = http_server::HttpLimits {
+        max_connections: HTTP_HEADROOM,
+        drain_timeout: drain,
+    };
+    http_server::serve(listener, ops::router(ops), shutdown, limits).await
 }
