@@ -56,101 +56,151 @@ pub enum LogFormat {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// Read settings from this TOML file; its keys are these flags' names
+    /// (`max-line = 1024`, `tcp = ["0.0.0.0:8899"]`). Environment variables
+    /// (TIMECHO_MAX_LINE...) override the file, and flags override both.
+    #[arg(long, value_name = "PATH", env = "TIMECHO_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Print the effective configuration, in the config file's format, and exit.
+    #[arg(long)]
+    pub print_config: bool,
+
     /// TCP address to listen on (IPv4 or IPv6, e.g. 0.0.0.0:8899 or [::1]:8899); repeatable.
-    /// Default: 127.0.0.1:8899.
-    #[arg(long = "tcp", value_name = "ADDR")]
+    #[arg(
+        long = "tcp",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8899",
+        env = "TIMECHO_TCP",
+        value_delimiter = ','
+    )]
     pub tcp: Vec<SocketAddr>,
 
     /// Unix stream socket to listen on; repeatable. A stale socket file left by a crashed
     /// server is replaced; one a running server still listens on is not.
-    #[arg(long = "unix", value_name = "PATH")]
+    #[arg(
+        long = "unix",
+        value_name = "PATH",
+        env = "TIMECHO_UNIX",
+        value_delimiter = ','
+    )]
     pub unix: Vec<PathBuf>,
 
     /// UDP address to listen on; each datagram is answered with one stamped datagram; repeatable.
-    #[arg(long = "udp", value_name = "ADDR")]
+    #[arg(
+        long = "udp",
+        value_name = "ADDR",
+        env = "TIMECHO_UDP",
+        value_delimiter = ','
+    )]
     pub udp: Vec<SocketAddr>,
 
     /// How a TCP or unix stream is cut into messages.
-    #[arg(long, value_enum, default_value_t = Framing::Line)]
+    #[arg(long, value_enum, default_value_t = Framing::Line, env = "TIMECHO_FRAMING")]
     pub framing: Framing,
 
     /// Stamp layout: ctime (`Tue Nov  4 09:05:01 2026`), rfc3339, unix (seconds with a
     /// fraction), or a strftime pattern such as "%Y-%m-%d %H:%M:%S".
-    #[arg(long, value_name = "FORMAT", default_value = "ctime")]
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        default_value = "ctime",
+        env = "TIMECHO_TIME_FORMAT"
+    )]
     pub time_format: String,
 
     /// Fraction digits for rfc3339 and unix stamps: s, ms or us.
     /// Default: s for rfc3339, ms for unix.
-    #[arg(long, value_name = "s|ms|us")]
+    #[arg(long, value_name = "s|ms|us", env = "TIMECHO_PRECISION")]
     pub precision: Option<String>,
 
     /// Stamp in UTC instead of the local time zone.
-    #[arg(long)]
+    #[arg(long, env = "TIMECHO_UTC")]
     pub utc: bool,
 
     /// Longest line accepted, in bytes; a longer one is answered with an error line and skipped.
-    #[arg(long, value_name = "BYTES", default_value_t = timecho_shared::DEFAULT_MAX_LINE)]
+    #[arg(long, value_name = "BYTES", default_value_t = timecho_shared::DEFAULT_MAX_LINE, env = "TIMECHO_MAX_LINE")]
     pub max_line: usize,
 
     /// Most clients served at once per listener; past it a new client is told the server
     /// is busy and closed.
-    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 10_000,
+        env = "TIMECHO_MAX_CONNECTIONS"
+    )]
     pub max_connections: usize,
 
     /// A partial line (no newline yet) left idle this long is answered as a message
     /// (the tutorial's client sends no newline). 0 turns it off.
-    #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = parse_duration, env = "TIMECHO_PARTIAL_TIMEOUT")]
     pub partial_timeout: Duration,
 
     /// Close a connection that sends nothing for this long. 0 turns it off.
-    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration, env = "TIMECHO_IDLE_TIMEOUT")]
     pub idle_timeout: Duration,
 
     /// Drop a client that does not read its replies for this long.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, env = "TIMECHO_STALL_TIMEOUT")]
     pub stall_timeout: Duration,
 
     /// On SIGINT/SIGTERM, how long to let connections finish their replies before exiting.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration, env = "TIMECHO_DRAIN_TIMEOUT")]
     pub drain_timeout: Duration,
 
     /// HTTP address for the web page and its WebSocket gateway (`/ws`).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8080",
+        env = "TIMECHO_HTTP"
+    )]
     pub http: SocketAddr,
 
     /// Serve no web page and no WebSocket gateway.
-    #[arg(long, conflicts_with_all = ["http", "upstream", "allow_origin"])]
+    #[arg(long, conflicts_with_all = ["http", "upstream", "allow_origin"], env = "TIMECHO_NO_HTTP")]
     pub no_http: bool,
 
     /// Timestamp server (HOST:PORT) that each WebSocket is relayed to; the browser can
     /// never choose it. Default: this process's first TCP listener.
-    #[arg(long, value_name = "HOST:PORT")]
+    #[arg(long, value_name = "HOST:PORT", env = "TIMECHO_UPSTREAM")]
     pub upstream: Option<String>,
 
     /// Also let pages from this origin (e.g. https://example.org) open `/ws`; repeatable.
     /// Pages served by this gateway, and clients that send no Origin, are always allowed.
-    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    #[arg(
+        long = "allow-origin",
+        value_name = "ORIGIN",
+        env = "TIMECHO_ALLOW_ORIGIN",
+        value_delimiter = ','
+    )]
     pub allow_origin: Vec<String>,
 
     /// Most WebSocket sessions open at once; past it new ones get 503.
-    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 10_000,
+        env = "TIMECHO_MAX_WEBSOCKETS"
+    )]
     pub max_websockets: usize,
 
     /// Ping each WebSocket this often; a peer silent for two intervals is dropped.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, env = "TIMECHO_WS_PING")]
     pub ws_ping: Duration,
 
     /// Also serve /metrics, /healthz and /readyz on this address (they are always on --http).
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", env = "TIMECHO_METRICS")]
     pub metrics: Option<SocketAddr>,
 
     /// On SIGTERM, report not ready on /readyz for this long before closing the
     /// listeners, so a load balancer stops sending new clients first.
-    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = parse_duration, env = "TIMECHO_SHUTDOWN_DELAY")]
     pub shutdown_delay: Duration,
 
     /// Log format: text for people, json for log collectors.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "TIMECHO_LOG_FORMAT")]
     pub log_format: LogFormat,
 
     /// Log filter (e.g. info, debug, timecho=trace); the RUST_LOG variable also works.

@@ -4,6 +4,7 @@ mod bench;
 mod cli;
 mod client;
 mod config;
+mod config_file;
 mod connection;
 mod gateway;
 mod listener;
@@ -16,15 +17,34 @@ mod unix_socket;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command, LogFormat, ServeArgs};
 use crate::config::ServeConfig;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let argv = match config_file::expand(std::env::args_os().collect()) {
+        Ok(argv) => argv,
+        Err(e) => {
+            eprintln!("timecho: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let matches = Cli::command().get_matches_from(argv);
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let result = match cli.command {
+        Command::Serve(args) if args.print_config => {
+            if let Some(serve) = matches.subcommand_matches("serve") {
+                print!("{}", config_file::render(serve));
+            }
+            ServeConfig::from_args(&args)
+                .map(|_| ExitCode::SUCCESS)
+                .map_err(Into::into)
+        }
         Command::Serve(args) => serve(*args),
         Command::Client(args) => client::run(&args),
         Command::Bench(args) => bench::run(&args),
