@@ -199,6 +199,22 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DURATION", default_value = "0", value_parser = parse_duration, env = "TIMECHO_SHUTDOWN_DELAY")]
     pub shutdown_delay: Duration,
 
+    /// Expect a PROXY protocol (v1 or v2) header on TCP connections from
+    /// --trusted-proxy addresses, and log the client it names.
+    #[arg(long, env = "TIMECHO_PROXY_PROTOCOL")]
+    pub proxy_protocol: bool,
+
+    /// Address range (CIDR) whose PROXY protocol headers are believed; repeatable.
+    /// Peers outside it are served as direct clients.
+    #[arg(
+        long,
+        value_name = "CIDR",
+        default_value = "127.0.0.0/8,::1/128",
+        env = "TIMECHO_TRUSTED_PROXY",
+        value_delimiter = ','
+    )]
+    pub trusted_proxy: Vec<ipnet::IpNet>,
+
     /// Log format: text for people, json for log collectors.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "TIMECHO_LOG_FORMAT")]
     pub log_format: LogFormat,

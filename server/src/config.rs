@@ -8,6 +8,7 @@ use std::time::Duration;
 use timecho_shared::{Precision, StampError, StampFormat, TimeFormat};
 
 use crate::cli::{Framing, ServeArgs, DEFAULT_PORT};
+use crate::proxy_protocol::ProxyPolicy;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -71,6 +72,7 @@ pub struct ServeConfig {
     pub metrics: Option<SocketAddr>,
     /// Time between /readyz turning 503 and the listeners closing.
     pub shutdown_delay: Duration,
+    pub proxy: Option<ProxyPolicy>,
     pub protocol: Protocol,
 }
 
@@ -135,6 +137,9 @@ impl ServeConfig {
             gateway,
             metrics: args.metrics,
             shutdown_delay: args.shutdown_delay,
+            proxy: args.proxy_protocol.then(|| ProxyPolicy {
+                trusted: args.trusted_proxy.clone(),
+            }),
             tcp,
             unix: args.unix.clone(),
             udp: args.udp.clone(),

@@ -17,6 +17,7 @@ use tracing::{debug, info_span, warn, Instrument};
 use crate::config::Protocol;
 use crate::connection::{self, ConnectionError, End};
 use crate::metrics::Metrics;
+use crate::proxy_protocol::{ProxyError, ProxyPolicy};
 
 /// A listening socket that yields client streams.
 pub trait Accept: Send + 'static {
@@ -24,6 +25,14 @@ pub trait Accept: Send + 'static {
 
     /// The next client and a printable peer address.
     fn accept_client(&self) -> impl Future<Output = io::Result<(Self::Stream, String)>> + Send;
+
+    /// The client's address for logs: after a PROXY protocol header where the
+    /// listener supports one and the peer is a trusted proxy.
+    fn identify(
+        stream: &mut Self::Stream,
+        peer: String,
+        proxy: Option<&ProxyPolicy>,
+    ) -> impl Future<Output = Result<String, ProxyError>> + Send;
 
     /// Tells a client it cannot be served, without waiting: a new socket's send
     /// buffer is empty, so a short message fits, and a client that cannot take
@@ -41,6 +50,17 @@ impl Accept for TcpListener {
         Ok((stream, peer.to_string()))
     }
 
+    async fn identify(
+        stream: &mut TcpStream,
+        peer: String,
+        proxy: Option<&ProxyPolicy>,
+    ) -> Result<String, ProxyError> {
+        let (Some(policy), Ok(addr)) = (proxy, peer.parse()) else {
+            return Ok(peer);
+        };
+        Ok(policy.client_address(stream, addr).await?.to_string())
+    }
+
     fn refuse(stream: &TcpStream, message: &[u8]) {
         let _ = stream.try_write(message);
     }
@@ -54,6 +74,14 @@ impl Accept for UnixListener {
         Ok((stream, "unix".to_owned()))
     }
 
+    async fn identify(
+        _: &mut UnixStream,
+        peer: String,
+        _: Option<&ProxyPolicy>,
+    ) -> Result<String, ProxyError> {
+        Ok(peer)
+    }
+
     fn refuse(stream: &UnixStream, message: &[u8]) {
         let _ = stream.try_write(message);
     }
@@ -64,6 +92,8 @@ impl Accept for UnixListener {
 pub struct Service {
     pub protocol: Arc<Protocol>,
     pub metrics: Arc<Metrics>,
+    /// PROXY protocol on TCP listeners, when enabled.
+    pub proxy: Option<Arc<ProxyPolicy>>,
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
 }
@@ -112,27 +142,34 @@ pub async fn run<L: Accept, G: Send + 'static>(
             L::refuse(&stream, busy.as_bytes());
             continue;
         };
-        let span = info_span!("conn", listener = %name, %peer);
         let service = service.clone();
         let metrics = metrics.clone();
-        service.tracker.clone().spawn(
-            async move {
-                let _permit = permit;
-                metrics.open.inc();
-                debug!("connected");
-                let result =
-                    connection::serve(stream, &service.protocol, &metrics, &service.shutdown).await;
-                metrics.open.dec();
-                match result {
-                    Ok(End::ClientDone) => debug!("closed by client"),
-                    Ok(End::Idle) => debug!("closed: idle timeout"),
-                    Ok(End::Shutdown) => debug!("closed: server shutting down"),
-                    Err(e @ ConnectionError::Stalled(_)) => warn!("dropped: {e}"),
-                    Err(ConnectionError::Io(e)) => debug!("closed: {e}"),
+        let name = name.clone();
+        service.tracker.clone().spawn(async move {
+            let _permit = permit;
+            let mut stream = stream;
+            let peer = match L::identify(&mut stream, peer, service.proxy.as_deref()).await {
+                Ok(peer) => peer,
+                Err(e) => {
+                    warn!(listener = %name, "dropped: {e}");
+                    return;
                 }
+            };
+            let span = info_span!("conn", listener = %name, %peer);
+            metrics.open.inc();
+            let result = connection::serve(stream, &service.protocol, &metrics, &service.shutdown)
+                .instrument(span.clone())
+                .await;
+            metrics.open.dec();
+            let _entered = span.enter();
+            match result {
+                Ok(End::ClientDone) => debug!("closed by client"),
+                Ok(End::Idle) => debug!("closed: idle timeout"),
+                Ok(End::Shutdown) => debug!("closed: server shutting down"),
+                Err(e @ ConnectionError::Stalled(_)) => warn!("dropped: {e}"),
+                Err(ConnectionError::Io(e)) => debug!("closed: {e}"),
             }
-            .instrument(span),
-        );
+        });
     }
     drop(guard);
 }

@@ -9,6 +9,7 @@ mod connection;
 mod gateway;
 mod listener;
 mod metrics;
+mod proxy_protocol;
 mod server;
 mod shutdown;
 mod udp;

@@ -155,6 +155,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     });
     let service = Service {
         metrics: metrics.clone(),
+        proxy: config.proxy.clone().map(Arc::new),
         protocol: protocol.clone(),
         shutdown: shutdown.clone(),
         tracker: tracker.clone(),
