@@ -34,6 +34,9 @@ enum Event {
     Timer,
 }
 
+/// How long a closing connection waits for the client to close its side.
+const LINGER: Duration = Duration::from_secs(2);
+
 /// Why a connection ended without an I/O error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum End {
@@ -161,7 +164,7 @@ impl<'p, S: AsyncRead + AsyncWrite + Unpin> Connection<'p, S> {
                             self.out.extend_from_slice(msg.as_bytes());
                             self.metrics.idle.inc();
                             self.flush().await?;
-                            let _ = self.stream.shutdown().await;
+                            self.close_gracefully().await;
                             return Ok(End::Idle);
                         }
                     }
@@ -265,8 +268,27 @@ impl<'p, S: AsyncRead + AsyncWrite + Unpin> Connection<'p, S> {
         }
         self.finish_partial();
         self.flush().await?;
-        let _ = self.stream.shutdown().await;
+        self.close_gracefully().await;
         Ok(())
+    }
+
+    /// Sends our FIN, then reads and discards until the client closes too (or
+    /// `LINGER` passes). Closing with unread input would make the kernel send a
+    /// reset, and a reset can destroy replies the client has not read yet. A
+    /// client sees every reply, then end of stream: any line it sent after that
+    /// was not processed, and it may safely send it again elsewhere.
+    async fn close_gracefully(&mut self) {
+        if self.stream.shutdown().await.is_err() {
+            return;
+        }
+        let deadline = Instant::now() + LINGER;
+        while let Ok(Ok(n)) =
+            tokio::time::timeout_at(deadline, self.stream.read(&mut self.inbuf)).await
+        {
+            if n == 0 {
+                break;
+            }
+        }
     }
 
     async fn flush(&mut self) -> Result<(), ConnectionError> {
