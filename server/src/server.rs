@@ -182,6 +182,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         ));
     }
     if let (Some((l, _)), Some(gw)) = (bound.http, &config.gateway) {
+        let send_proxy_header = gw.upstream.is_none() && config.proxy.is_some();
         let upstream = gw.upstream.clone().or(own_upstream).unwrap_or_default();
         let gateway = Arc::new(Gateway {
             config: gw.clone(),
@@ -192,6 +193,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
             tracker: tracker.clone(),
             drain_timeout: protocol.limits.drain_timeout,
             metrics: metrics.clone(),
+            send_proxy_header,
         });
         tracker.spawn(gateway::run(l, gateway, ops.clone()));
     }

@@ -35,6 +35,8 @@ pub struct Gateway {
     pub tracker: TaskTracker,
     pub drain_timeout: Duration,
     pub metrics: Arc<Metrics>,
+    /// The upstream is our own listener and expects a PROXY protocol header.
+    pub send_proxy_header: bool,
 }
 
 pub fn router(gateway: Arc<Gateway>, ops: Arc<Ops>) -> Router {

@@ -7,11 +7,12 @@
 //! on its writer before reading more, so a slow reader on either side slows its
 //! source down instead of growing memory.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
@@ -42,6 +43,7 @@ const MAX_REASON: usize = 123;
 /// `GET /ws`: checks the origin and the session limit, then upgrades.
 pub async fn upgrade(
     State(gateway): State<Arc<Gateway>>,
+    ConnectInfo(browser): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
@@ -63,7 +65,8 @@ pub async fn upgrade(
     ws.max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| {
-            tracker.track_future(session(socket, gateway, permit).instrument(info_span!("ws")))
+            let span = info_span!("ws", %browser);
+            tracker.track_future(session(socket, gateway, browser, permit).instrument(span))
         })
 }
 
@@ -110,17 +113,22 @@ impl Ending {
     }
 }
 
-async fn session(ws: WebSocket, gateway: Arc<Gateway>, _permit: OwnedSemaphorePermit) {
+async fn session(
+    ws: WebSocket,
+    gateway: Arc<Gateway>,
+    browser: SocketAddr,
+    _permit: OwnedSemaphorePermit,
+) {
     let metrics = &gateway.metrics;
     metrics.ws_sessions.inc();
     metrics.ws_open.inc();
-    relay(ws, &gateway).await;
+    relay(ws, &gateway, browser).await;
     metrics.ws_open.dec();
 }
 
-async fn relay(mut ws: WebSocket, gateway: &Gateway) {
+async fn relay(mut ws: WebSocket, gateway: &Gateway, browser: SocketAddr) {
     let upstream = gateway.upstream.as_str();
-    let tcp = match timeout(CONNECT_TIMEOUT, TcpStream::connect(upstream)).await {
+    let mut tcp = match timeout(CONNECT_TIMEOUT, TcpStream::connect(upstream)).await {
         Ok(Ok(tcp)) => tcp,
         Ok(Err(e)) => {
             gateway.metrics.upstream_failures.inc();
@@ -138,6 +146,13 @@ async fn relay(mut ws: WebSocket, gateway: &Gateway) {
         }
     };
     let _ = tcp.set_nodelay(true);
+    if gateway.send_proxy_header {
+        if let Err(e) = send_proxy_header(&mut tcp, browser).await {
+            let reason = format!("cannot introduce the browser to {upstream}: {e}");
+            let _ = ws.send(close(close_code::UPSTREAM_ERROR, reason)).await;
+            return;
+        }
+    }
     debug!(upstream, "session open");
     let (tcp_read, tcp_write) = tcp.into_split();
     let (mut ws_tx, ws_rx) = ws.split();
@@ -164,6 +179,28 @@ async fn relay(mut ws: WebSocket, gateway: &Gateway) {
         let _ = ws_tx.send(close(code, reason)).await;
     }
     let _ = ws_tx.close().await;
+}
+
+/// Tells our own TCP listener, which expects PROXY protocol from local peers,
+/// who the browser really is, so its logs name the browser.
+async fn send_proxy_header(tcp: &mut TcpStream, browser: SocketAddr) -> std::io::Result<()> {
+    use ppp::v2::{Builder, Command, Protocol, Version};
+    let local = tcp.peer_addr()?;
+    let browser = match (browser, local) {
+        // Both ends must be of one family; a v4 browser on a v6 listener is v4-mapped.
+        (SocketAddr::V4(b), SocketAddr::V6(_)) => {
+            SocketAddr::new(b.ip().to_ipv6_mapped().into(), b.port())
+        }
+        (b, _) => b,
+    };
+    let header = Builder::with_addresses(
+        Version::Two | Command::Proxy,
+        Protocol::Stream,
+        (browser, local),
+    )
+    .build()
+    .map_err(std::io::Error::other)?;
+    tcp.write_all(&header).await
 }
 
 fn close(code: u16, mut reason: String) -> Message {
