@@ -215,6 +215,20 @@ pub struct ServeArgs {
     )]
     pub trusted_proxy: Vec<ipnet::IpNet>,
 
+    /// Only clients from this address range (CIDR) may connect, on every listener; repeatable.
+    #[arg(
+        long,
+        value_name = "CIDR",
+        env = "TIMECHO_ALLOW",
+        value_delimiter = ','
+    )]
+    pub allow: Vec<ipnet::IpNet>,
+
+    /// Clients from this address range (CIDR) get nothing, on every listener; repeatable.
+    /// Deny wins over allow.
+    #[arg(long, value_name = "CIDR", env = "TIMECHO_DENY", value_delimiter = ',')]
+    pub deny: Vec<ipnet::IpNet>,
+
     /// Log format: text for people, json for log collectors.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "TIMECHO_LOG_FORMAT")]
     pub log_format: LogFormat,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use timecho_shared::{Precision, StampError, StampFormat, TimeFormat};
 
+use crate::access::AccessList;
 use crate::cli::{Framing, ServeArgs, DEFAULT_PORT};
 use crate::proxy_protocol::ProxyPolicy;
 
@@ -73,6 +74,7 @@ pub struct ServeConfig {
     /// Time between /readyz turning 503 and the listeners closing.
     pub shutdown_delay: Duration,
     pub proxy: Option<ProxyPolicy>,
+    pub access: AccessList,
     pub protocol: Protocol,
 }
 
@@ -137,6 +139,10 @@ impl ServeConfig {
             gateway,
             metrics: args.metrics,
             shutdown_delay: args.shutdown_delay,
+            access: AccessList {
+                allow: args.allow.clone(),
+                deny: args.deny.clone(),
+            },
             proxy: args.proxy_protocol.then(|| ProxyPolicy {
                 trusted: args.trusted_proxy.clone(),
             }),

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info_span, warn, Instrument};
 
+use crate::access::AccessList;
 use crate::config::Protocol;
 use crate::connection::{self, ConnectionError, End};
 use crate::metrics::Metrics;
@@ -94,6 +95,7 @@ pub struct Service {
     pub metrics: Arc<Metrics>,
     /// PROXY protocol on TCP listeners, when enabled.
     pub proxy: Option<Arc<ProxyPolicy>>,
+    pub access: Arc<AccessList>,
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
 }
@@ -134,6 +136,12 @@ pub async fn run<L: Accept, G: Send + 'static>(
             }
         };
         backoff = Duration::from_millis(10);
+        if !permitted(&service.access, &peer) {
+            // Dropped before reading or writing anything: a denied client learns nothing.
+            metrics.denied.inc();
+            debug!(listener = %name, %peer, "denied by --allow/--deny");
+            continue;
+        }
         metrics.accepted.inc();
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             debug!(listener = %name, %peer, "refused: connection limit reached");
@@ -155,6 +163,11 @@ pub async fn run<L: Accept, G: Send + 'static>(
                     return;
                 }
             };
+            if !permitted(&service.access, &peer) {
+                metrics.denied.inc();
+                debug!(listener = %name, %peer, "denied by --allow/--deny (address from PROXY header)");
+                return;
+            }
             let span = info_span!("conn", listener = %name, %peer);
             metrics.open.inc();
             let result = connection::serve(stream, &service.protocol, &metrics, &service.shutdown)
@@ -172,4 +185,12 @@ pub async fn run<L: Accept, G: Send + 'static>(
         });
     }
     drop(guard);
+}
+
+/// Unix peers have no address; filesystem permissions guard them instead.
+fn permitted(access: &AccessList, peer: &str) -> bool {
+    access.is_open()
+        || peer
+            .parse::<std::net::SocketAddr>()
+            .map_or(true, |a| access.permits(a.ip()))
 }

@@ -1,5 +1,6 @@
 //! `timecho`: the timestamp echo server, its web gateway and its client, in one binary.
 
+mod access;
 mod bench;
 mod cli;
 mod client;

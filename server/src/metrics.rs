@@ -28,6 +28,7 @@ pub enum ErrorKind {
     Stalled,
     Busy,
     UdpDropped,
+    Denied,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -165,6 +166,7 @@ impl Metrics {
             stalled: error(ErrorKind::Stalled),
             busy: error(ErrorKind::Busy),
             udp_dropped: error(ErrorKind::UdpDropped),
+            denied: error(ErrorKind::Denied),
             latency: self.latency.clone(),
         })
     }
@@ -193,6 +195,7 @@ pub struct ListenerMetrics {
     pub stalled: Counter,
     pub busy: Counter,
     pub udp_dropped: Counter,
+    pub denied: Counter,
     pub latency: LatencyHistogram,
 }
 

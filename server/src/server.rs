@@ -149,6 +149,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     let tracker = TaskTracker::new();
     let protocol = Arc::new(config.protocol.clone());
     let metrics = Arc::new(Metrics::new());
+    let access = Arc::new(config.access.clone());
     let ops = Arc::new(Ops {
         metrics: metrics.clone(),
         draining: CancellationToken::new(),
@@ -156,6 +157,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     let service = Service {
         metrics: metrics.clone(),
         proxy: config.proxy.clone().map(Arc::new),
+        access: access.clone(),
         protocol: protocol.clone(),
         shutdown: shutdown.clone(),
         tracker: tracker.clone(),
@@ -178,6 +180,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
             name,
             protocol.clone(),
             udp_metrics,
+            access.clone(),
             shutdown.clone(),
         ));
     }
@@ -194,12 +197,23 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
             drain_timeout: protocol.limits.drain_timeout,
             metrics: metrics.clone(),
             send_proxy_header,
+            access: access.clone(),
         });
         tracker.spawn(gateway::run(l, gateway, ops.clone()));
     }
     if let Some((l, _)) = bound.metrics {
         let drain = protocol.limits.drain_timeout;
-        tracker.spawn(gateway::run_ops(l, ops.clone(), shutdown.clone(), drain));
+        let ops_limits = gateway::HttpLimits {
+            max_connections: 1024,
+            drain_timeout: drain,
+            access: access.clone(),
+        };
+        tracker.spawn(gateway::run_ops(
+            l,
+            ops.clone(),
+            shutdown.clone(),
+            ops_limits,
+        ));
     }
     tracker.close();
 

@@ -11,6 +11,7 @@ use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use crate::access::AccessList;
 use crate::config::Protocol;
 use crate::metrics::ListenerMetrics;
 
@@ -22,6 +23,7 @@ pub async fn run(
     name: String,
     protocol: Arc<Protocol>,
     metrics: Arc<ListenerMetrics>,
+    access: Arc<AccessList>,
     shutdown: CancellationToken,
 ) {
     let max = protocol.limits.max_line.min(DATAGRAM_MAX - 64);
@@ -42,6 +44,10 @@ pub async fn run(
                 continue;
             }
         };
+        if !access.permits(peer.ip()) {
+            metrics.denied.inc();
+            continue;
+        }
         metrics.bytes_in.inc_by(n as u64);
         if n == 0 || n > max {
             metrics.udp_dropped.inc();

@@ -20,12 +20,15 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tracing::{debug, warn};
 
+use crate::access::AccessList;
+
 /// How long a client may take to send its request headers.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct HttpLimits {
     pub max_connections: usize,
     pub drain_timeout: Duration,
+    pub access: Arc<AccessList>,
 }
 
 pub async fn serve(
@@ -57,6 +60,10 @@ pub async fn serve(
             },
         };
         backoff = Duration::from_millis(10);
+        if !limits.access.permits(peer.ip()) {
+            debug!(%peer, "http connection denied by --allow/--deny");
+            continue;
+        }
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             debug!(%peer, "http connection refused: limit reached");
             let _ = stream.try_write(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");

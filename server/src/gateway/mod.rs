@@ -19,8 +19,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::compression::CompressionLayer;
 
+use crate::access::AccessList;
 use crate::config::GatewayConfig;
 use crate::metrics::Metrics;
+pub use http_server::HttpLimits;
 pub use ops::Ops;
 
 /// Everything a request handler needs, shared behind one `Arc`.
@@ -37,6 +39,7 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     /// The upstream is our own listener and expects a PROXY protocol header.
     pub send_proxy_header: bool,
+    pub access: Arc<AccessList>,
 }
 
 pub fn router(gateway: Arc<Gateway>, ops: Arc<Ops>) -> Router {
@@ -57,6 +60,7 @@ pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, ops: Arc<Ops>) {
     let limits = http_server::HttpLimits {
         max_connections: gateway.config.max_sessions + HTTP_HEADROOM,
         drain_timeout: gateway.drain_timeout,
+        access: gateway.access.clone(),
     };
     let shutdown = gateway.shutdown.clone();
     http_server::serve(listener, router(gateway, ops), shutdown, limits).await
@@ -67,11 +71,7 @@ pub async fn run_ops(
     listener: TcpListener,
     ops: Arc<Ops>,
     shutdown: CancellationToken,
-    drain: Duration,
+    limits: HttpLimits,
 ) {
-    let limits = http_server::HttpLimits {
-        max_connections: HTTP_HEADROOM,
-        drain_timeout: drain,
-    };
     http_server::serve(listener, ops::router(ops), shutdown, limits).await
 }
