@@ -229,6 +229,44 @@ pub struct ServeArgs {
     #[arg(long, value_name = "CIDR", env = "TIMECHO_DENY", value_delimiter = ',')]
     pub deny: Vec<ipnet::IpNet>,
 
+    /// TLS certificate chain (PEM) for https/wss on --http and for --tcp-tls; needs --tls-key.
+    /// Reloaded on SIGHUP.
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "TIMECHO_TLS_CERT",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// TLS private key (PEM) matching --tls-cert.
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "TIMECHO_TLS_KEY",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+
+    /// Generate a certificate at start-up for the listen names (for local use);
+    /// its SHA-256 fingerprint is printed so it can be checked.
+    #[arg(long, env = "TIMECHO_TLS_SELF_SIGNED", conflicts_with = "tls_cert")]
+    pub tls_self_signed: bool,
+
+    /// TCP address for the timestamp protocol inside TLS (openssl s_client, ncat --ssl,
+    /// timecho client --tls); repeatable. Needs a certificate.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "TIMECHO_TCP_TLS",
+        value_delimiter = ','
+    )]
+    pub tcp_tls: Vec<SocketAddr>,
+
+    /// Plain http address that redirects every request to the https listener.
+    #[arg(long, value_name = "ADDR", env = "TIMECHO_REDIRECT_HTTP")]
+    pub redirect_http: Option<SocketAddr>,
+
     /// Log format: text for people, json for log collectors.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "TIMECHO_LOG_FORMAT")]
     pub log_format: LogFormat,
@@ -256,6 +294,15 @@ pub struct ClientArgs {
     /// Send each line as a UDP datagram.
     #[arg(long)]
     pub udp: bool,
+
+    /// Connect with TLS (to a `serve --tcp-tls` listener), verifying the server's
+    /// certificate against --ca or the system's root certificates.
+    #[arg(long, conflicts_with_all = ["udp", "unix"])]
+    pub tls: bool,
+
+    /// CA certificate(s) (PEM) to verify the server with, instead of the system's.
+    #[arg(long, value_name = "PATH", requires = "tls")]
+    pub ca: Option<PathBuf>,
 
     /// Give up on a reply after this long.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]

@@ -10,6 +10,7 @@ use timecho_shared::{Precision, StampError, StampFormat, TimeFormat};
 use crate::access::AccessList;
 use crate::cli::{Framing, ServeArgs, DEFAULT_PORT};
 use crate::proxy_protocol::ProxyPolicy;
+use crate::tls::CertSource;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -25,6 +26,10 @@ pub enum ConfigError {
     MaxConnections,
     #[error("--stall-timeout must be more than 0")]
     StallTimeout,
+    #[error("--tcp-tls and --redirect-http need a certificate: give --tls-cert and --tls-key, or --tls-self-signed")]
+    TlsNeedsCertificate,
+    #[error("--redirect-http needs the https listener; it cannot be used with --no-http")]
+    RedirectNeedsHttp,
     #[error("--ws-ping must be more than 0")]
     WsPing,
     #[error("--max-websockets must be at least 1")]
@@ -75,6 +80,10 @@ pub struct ServeConfig {
     pub shutdown_delay: Duration,
     pub proxy: Option<ProxyPolicy>,
     pub access: AccessList,
+    /// The certificate for https/wss and --tcp-tls, if any.
+    pub tls: Option<CertSource>,
+    pub tcp_tls: Vec<SocketAddr>,
+    pub redirect_http: Option<SocketAddr>,
     pub protocol: Protocol,
 }
 
@@ -84,6 +93,23 @@ fn is_origin(s: &str) -> bool {
         .strip_prefix("http://")
         .or_else(|| s.strip_prefix("https://"));
     rest.is_some_and(|r| !r.is_empty() && !r.contains('/'))
+}
+
+/// Names a self-signed certificate is made for: the local names, and the
+/// specific addresses the TLS listeners bind.
+fn listen_names(args: &ServeArgs) -> Vec<String> {
+    let mut names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    for addr in args.tcp_tls.iter().chain(std::iter::once(&args.http)) {
+        let ip = addr.ip().to_string();
+        if !addr.ip().is_unspecified() && !names.contains(&ip) {
+            names.push(ip);
+        }
+    }
+    names
 }
 
 fn non_zero(d: Duration) -> Option<Duration> {
@@ -135,7 +161,24 @@ impl ServeConfig {
                 ping_interval: args.ws_ping,
             })
         };
+        let tls = match (&args.tls_cert, &args.tls_key, args.tls_self_signed) {
+            (Some(cert), Some(key), _) => Some(CertSource::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            (_, _, true) => Some(CertSource::SelfSigned(listen_names(args))),
+            _ => None,
+        };
+        if tls.is_none() && (!args.tcp_tls.is_empty() || args.redirect_http.is_some()) {
+            return Err(ConfigError::TlsNeedsCertificate);
+        }
+        if args.redirect_http.is_some() && gateway.is_none() {
+            return Err(ConfigError::RedirectNeedsHttp);
+        }
         Ok(ServeConfig {
+            tls,
+            tcp_tls: args.tcp_tls.clone(),
+            redirect_http: args.redirect_http,
             gateway,
             metrics: args.metrics,
             shutdown_delay: args.shutdown_delay,

@@ -1,4 +1,4 @@
-//! Accept loops for stream listeners (TCP and unix): the connection limit, the
+//! Accept loops for stream listeners (TCP, TLS over TCP, unix): the connection limit, the
 //! busy answer, accept-error backoff and one tracked task per client. The loop
 //! never reads a byte from a client; `connection` does that.
 
@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::Semaphore;
+use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info_span, warn, Instrument};
@@ -19,29 +20,51 @@ use crate::config::Protocol;
 use crate::connection::{self, ConnectionError, End};
 use crate::metrics::Metrics;
 use crate::proxy_protocol::{ProxyError, ProxyPolicy};
+use crate::tls::{self, Tls};
 
 /// A listening socket that yields client streams.
-pub trait Accept: Send + 'static {
+pub trait Accept: Send + Sync + 'static {
+    /// What `accept` returns.
+    type Raw: Send + 'static;
+    /// What the protocol runs over (the raw socket, or TLS on top of it).
     type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
 
     /// The next client and a printable peer address.
-    fn accept_client(&self) -> impl Future<Output = io::Result<(Self::Stream, String)>> + Send;
-
-    /// The client's address for logs: after a PROXY protocol header where the
-    /// listener supports one and the peer is a trusted proxy.
-    fn identify(
-        stream: &mut Self::Stream,
-        peer: String,
-        proxy: Option<&ProxyPolicy>,
-    ) -> impl Future<Output = Result<String, ProxyError>> + Send;
+    fn accept_client(&self) -> impl Future<Output = io::Result<(Self::Raw, String)>> + Send;
 
     /// Tells a client it cannot be served, without waiting: a new socket's send
     /// buffer is empty, so a short message fits, and a client that cannot take
     /// it is not worth a task.
-    fn refuse(stream: &Self::Stream, message: &[u8]);
+    fn refuse(raw: &Self::Raw, message: &[u8]);
+
+    /// The client's address for logs: after a PROXY protocol header where the
+    /// listener supports one and the peer is a trusted proxy.
+    fn identify(
+        raw: &mut Self::Raw,
+        peer: String,
+        proxy: Option<&ProxyPolicy>,
+    ) -> impl Future<Output = Result<String, EstablishError>> + Send;
+
+    /// The stream the protocol runs over: for TLS listeners, after the handshake.
+    fn secure(
+        &self,
+        raw: Self::Raw,
+    ) -> impl Future<Output = Result<Self::Stream, EstablishError>> + Send;
+}
+
+/// Why an accepted client never reached the protocol.
+#[derive(Debug, thiserror::Error)]
+pub enum EstablishError {
+    #[error(transparent)]
+    Proxy(#[from] ProxyError),
+    #[error("TLS handshake failed: {0}")]
+    Tls(io::Error),
+    #[error("TLS handshake not done within {:?}", tls::HANDSHAKE_TIMEOUT)]
+    TlsTimeout,
 }
 
 impl Accept for TcpListener {
+    type Raw = TcpStream;
     type Stream = TcpStream;
 
     async fn accept_client(&self) -> io::Result<(TcpStream, String)> {
@@ -51,23 +74,64 @@ impl Accept for TcpListener {
         Ok((stream, peer.to_string()))
     }
 
+    fn refuse(stream: &TcpStream, message: &[u8]) {
+        let _ = stream.try_write(message);
+    }
+
     async fn identify(
         stream: &mut TcpStream,
         peer: String,
         proxy: Option<&ProxyPolicy>,
-    ) -> Result<String, ProxyError> {
+    ) -> Result<String, EstablishError> {
         let (Some(policy), Ok(addr)) = (proxy, peer.parse()) else {
             return Ok(peer);
         };
         Ok(policy.client_address(stream, addr).await?.to_string())
     }
 
-    fn refuse(stream: &TcpStream, message: &[u8]) {
-        let _ = stream.try_write(message);
+    async fn secure(&self, stream: TcpStream) -> Result<TcpStream, EstablishError> {
+        Ok(stream)
+    }
+}
+
+/// A TCP listener whose clients speak the timestamp protocol inside TLS.
+pub struct TlsTcpListener {
+    pub tcp: TcpListener,
+    pub tls: Arc<Tls>,
+}
+
+impl Accept for TlsTcpListener {
+    type Raw = TcpStream;
+    type Stream = TlsStream<TcpStream>;
+
+    fn accept_client(&self) -> impl Future<Output = io::Result<(TcpStream, String)>> + Send {
+        self.tcp.accept_client()
+    }
+
+    fn refuse(stream: &TcpStream, _: &[u8]) {
+        // A plaintext message would break the client's handshake; the close says it all.
+        let _ = stream;
+    }
+
+    fn identify(
+        stream: &mut TcpStream,
+        peer: String,
+        proxy: Option<&ProxyPolicy>,
+    ) -> impl Future<Output = Result<String, EstablishError>> + Send {
+        TcpListener::identify(stream, peer, proxy)
+    }
+
+    async fn secure(&self, stream: TcpStream) -> Result<TlsStream<TcpStream>, EstablishError> {
+        match tokio::time::timeout(tls::HANDSHAKE_TIMEOUT, self.tls.tcp.accept(stream)).await {
+            Ok(Ok(s)) => Ok(s),
+            Ok(Err(e)) => Err(EstablishError::Tls(e)),
+            Err(_) => Err(EstablishError::TlsTimeout),
+        }
     }
 }
 
 impl Accept for UnixListener {
+    type Raw = UnixStream;
     type Stream = UnixStream;
 
     async fn accept_client(&self) -> io::Result<(UnixStream, String)> {
@@ -75,16 +139,20 @@ impl Accept for UnixListener {
         Ok((stream, "unix".to_owned()))
     }
 
+    fn refuse(stream: &UnixStream, message: &[u8]) {
+        let _ = stream.try_write(message);
+    }
+
     async fn identify(
         _: &mut UnixStream,
         peer: String,
         _: Option<&ProxyPolicy>,
-    ) -> Result<String, ProxyError> {
+    ) -> Result<String, EstablishError> {
         Ok(peer)
     }
 
-    fn refuse(stream: &UnixStream, message: &[u8]) {
-        let _ = stream.try_write(message);
+    async fn secure(&self, stream: UnixStream) -> Result<UnixStream, EstablishError> {
+        Ok(stream)
     }
 }
 
@@ -103,7 +171,7 @@ pub struct Service {
 /// Accepts clients until shutdown. `name` (e.g. `tcp 127.0.0.1:8899`) labels logs.
 /// `guard` is kept alive as long as the listener (the unix socket file's remover).
 pub async fn run<L: Accept, G: Send + 'static>(
-    listener: L,
+    listener: Arc<L>,
     name: String,
     service: Service,
     guard: G,
@@ -153,6 +221,7 @@ pub async fn run<L: Accept, G: Send + 'static>(
         let service = service.clone();
         let metrics = metrics.clone();
         let name = name.clone();
+        let listener = listener.clone();
         service.tracker.clone().spawn(async move {
             let _permit = permit;
             let mut stream = stream;
@@ -168,6 +237,14 @@ pub async fn run<L: Accept, G: Send + 'static>(
                 debug!(listener = %name, %peer, "denied by --allow/--deny (address from PROXY header)");
                 return;
             }
+            let stream = match listener.secure(stream).await {
+                Ok(stream) => stream,
+                Err(e) => {
+                    metrics.tls_failed.inc();
+                    debug!(listener = %name, %peer, "dropped: {e}");
+                    return;
+                }
+            };
             let span = info_span!("conn", listener = %name, %peer);
             metrics.open.inc();
             let result = connection::serve(stream, &service.protocol, &metrics, &service.shutdown)

@@ -1,6 +1,7 @@
 //! `timecho`: the timestamp echo server, its web gateway and its client, in one binary.
 
 mod access;
+mod bind;
 mod bench;
 mod cli;
 mod client;
@@ -13,6 +14,7 @@ mod metrics;
 mod proxy_protocol;
 mod server;
 mod shutdown;
+mod tls;
 mod udp;
 mod unix_socket;
 

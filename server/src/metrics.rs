@@ -29,6 +29,7 @@ pub enum ErrorKind {
     Busy,
     UdpDropped,
     Denied,
+    TlsFailed,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -167,6 +168,7 @@ impl Metrics {
             busy: error(ErrorKind::Busy),
             udp_dropped: error(ErrorKind::UdpDropped),
             denied: error(ErrorKind::Denied),
+            tls_failed: error(ErrorKind::TlsFailed),
             latency: self.latency.clone(),
         })
     }
@@ -196,6 +198,7 @@ pub struct ListenerMetrics {
     pub busy: Counter,
     pub udp_dropped: Counter,
     pub denied: Counter,
+    pub tls_failed: Counter,
     pub latency: LatencyHistogram,
 }
 

@@ -1,149 +1,39 @@
-//! `timecho serve`: binds every listener up front (so a bad address fails before
-//! anything starts), reports where it listens, runs until a signal, then drains.
+//! `timecho serve`: binds every listener, reports where it listens, serves
+//! until a signal, then drains: /readyz turns 503, after --shutdown-delay the
+//! listeners close, and connections get --drain-timeout to answer what they have.
 
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use tokio::net::{TcpListener, TcpSocket, UdpSocket};
+use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::bind::{BindError, Bound};
 use crate::config::ServeConfig;
-use crate::gateway::{self, Gateway, Ops};
-use crate::listener::{self, Service};
+use crate::gateway::{self, Gateway, HttpLimits, Ops};
+use crate::listener::{self, Service, TlsTcpListener};
 use crate::metrics::Metrics;
-use crate::unix_socket::{self, UnixBindError};
+use crate::tls::{Tls, TlsError};
 use crate::{shutdown, udp};
 
-/// Pending connections the kernel may queue per listener; enough to ride out a
-/// burst of connects while the accept loop catches up.
-const BACKLOG: u32 = 4096;
+/// Connections the --metrics and --redirect-http listeners serve at once.
+const SMALL_LISTENER_CONNECTIONS: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("cannot listen on tcp {0}: {1}{hint}", hint = in_use_hint(.1, "--tcp"))]
-    Tcp(SocketAddr, io::Error),
-    #[error("cannot listen on udp {0}: {1}{hint}", hint = in_use_hint(.1, "--udp"))]
-    Udp(SocketAddr, io::Error),
-    #[error("cannot listen on http {0}: {1}{hint}", hint = in_use_hint(.1, "--http"))]
-    Http(SocketAddr, io::Error),
     #[error(transparent)]
-    Unix(#[from] UnixBindError),
+    Bind(#[from] BindError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     #[error("cannot install signal handlers: {0}")]
     Signals(io::Error),
 }
 
-fn in_use_hint(e: &io::Error, flag: &str) -> String {
-    match e.kind() {
-        io::ErrorKind::AddrInUse => {
-            format!(" (another program, perhaps another timecho, uses it; stop it or choose another address with {flag} ADDR)")
-        }
-        io::ErrorKind::AddrNotAvailable => " (this machine has no such address)".to_owned(),
-        io::ErrorKind::PermissionDenied => " (ports below 1024 need privileges)".to_owned(),
-        _ => String::new(),
-    }
-}
-
-fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(BACKLOG)
-}
-
-/// The listeners, bound and ready to serve.
-pub struct Bound {
-    tcp: Vec<(TcpListener, SocketAddr)>,
-    unix: Vec<(tokio::net::UnixListener, unix_socket::SocketFile, PathBuf)>,
-    udp: Vec<(UdpSocket, SocketAddr)>,
-    http: Option<(TcpListener, SocketAddr)>,
-    metrics: Option<(TcpListener, SocketAddr)>,
-}
-
-impl Bound {
-    pub async fn bind(config: &ServeConfig) -> Result<Bound, ServeError> {
-        let mut bound = Bound {
-            tcp: Vec::new(),
-            unix: Vec::new(),
-            udp: Vec::new(),
-            http: None,
-            metrics: None,
-        };
-        for &addr in &config.tcp {
-            let l = bind_tcp(addr).map_err(|e| ServeError::Tcp(addr, e))?;
-            let local = l.local_addr().map_err(|e| ServeError::Tcp(addr, e))?;
-            bound.tcp.push((l, local));
-        }
-        for path in &config.unix {
-            let (l, file) = unix_socket::bind(path)?;
-            bound.unix.push((l, file, path.clone()));
-        }
-        for &addr in &config.udp {
-            let s = UdpSocket::bind(addr)
-                .await
-                .map_err(|e| ServeError::Udp(addr, e))?;
-            let local = s.local_addr().map_err(|e| ServeError::Udp(addr, e))?;
-            bound.udp.push((s, local));
-        }
-        if let Some(gw) = &config.gateway {
-            let l = bind_tcp(gw.http).map_err(|e| ServeError::Http(gw.http, e))?;
-            let local = l.local_addr().map_err(|e| ServeError::Http(gw.http, e))?;
-            bound.http = Some((l, local));
-        }
-        if let Some(addr) = config.metrics {
-            let l = bind_tcp(addr).map_err(|e| ServeError::Http(addr, e))?;
-            let local = l.local_addr().map_err(|e| ServeError::Http(addr, e))?;
-            bound.metrics = Some((l, local));
-        }
-        Ok(bound)
-    }
-
-    /// Where the gateway relays to when no --upstream is given: our own first
-    /// TCP listener, reached over loopback when it listens on all addresses.
-    fn own_upstream(&self) -> Option<String> {
-        let (_, addr) = self.tcp.first()?;
-        let mut addr = *addr;
-        if addr.ip().is_unspecified() {
-            addr.set_ip(match addr {
-                SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
-                SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
-            });
-        }
-        Some(addr.to_string())
-    }
-
-    /// What a person needs to connect; tests read the first two words of each line.
-    fn describe(&self) -> String {
-        let mut s = String::from("timecho is listening:\n");
-        for (_, a) in &self.tcp {
-            s += &format!("  tcp   {a:<24} try: nc {} {}\n", a.ip(), a.port());
-        }
-        for (_, _, p) in &self.unix {
-            s += &format!("  unix  {:<24} try: nc -U {}\n", p.display(), p.display());
-        }
-        for (_, a) in &self.udp {
-            s += &format!("  udp   {a:<24} try: nc -u {} {}\n", a.ip(), a.port());
-        }
-        if let Some((_, a)) = &self.http {
-            s += &format!("  http  {a:<24} open: http://{a}/\n");
-        }
-        if let Some((_, a)) = &self.metrics {
-            s += &format!("  metrics {a:<22} http://{a}/metrics\n");
-        }
-        s += "Press Ctrl-C to stop.";
-        s
-    }
-}
-
 pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
+    let tls = config.tls.clone().map(Tls::new).transpose()?.map(Arc::new);
     let bound = Bound::bind(&config).await?;
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -162,57 +52,79 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         shutdown: shutdown.clone(),
         tracker: tracker.clone(),
     };
+    let small_limits = || HttpLimits {
+        max_connections: SMALL_LISTENER_CONNECTIONS,
+        drain_timeout: protocol.limits.drain_timeout,
+        access: access.clone(),
+    };
 
-    println!("{}", bound.describe());
+    let fingerprint = tls.as_ref().map(|t| t.fingerprint());
+    println!("{}", bound.describe(fingerprint.as_deref()));
+    if let Some(tls) = &tls {
+        if tls.is_reloadable() {
+            tracker.spawn(reload_on_sighup(tls.clone(), shutdown.clone()));
+        }
+    }
     let own_upstream = bound.own_upstream();
     for (l, addr) in bound.tcp {
-        tracker.spawn(listener::run(l, format!("tcp {addr}"), service.clone(), ()));
+        tracker.spawn(listener::run(
+            Arc::new(l),
+            format!("tcp {addr}"),
+            service.clone(),
+            (),
+        ));
+    }
+    for (tcp, addr) in bound.tcp_tls {
+        let Some(tls) = tls.clone() else { break };
+        let l = Arc::new(TlsTcpListener { tcp, tls });
+        tracker.spawn(listener::run(l, format!("tls {addr}"), service.clone(), ()));
     }
     for (l, file, path) in bound.unix {
         let name = format!("unix {}", path.display());
-        tracker.spawn(listener::run(l, name, service.clone(), file));
+        tracker.spawn(listener::run(Arc::new(l), name, service.clone(), file));
     }
     for (s, addr) in bound.udp {
         let name = format!("udp {addr}");
-        let udp_metrics = metrics.listener(&name);
+        let m = metrics.listener(&name);
         tracker.spawn(udp::run(
             s,
             name,
             protocol.clone(),
-            udp_metrics,
+            m,
             access.clone(),
             shutdown.clone(),
         ));
     }
-    if let (Some((l, _)), Some(gw)) = (bound.http, &config.gateway) {
-        let send_proxy_header = gw.upstream.is_none() && config.proxy.is_some();
-        let upstream = gw.upstream.clone().or(own_upstream).unwrap_or_default();
+    if let (Some((l, addr)), Some(gw)) = (bound.http, &config.gateway) {
         let gateway = Arc::new(Gateway {
             config: gw.clone(),
-            upstream,
+            send_proxy_header: gw.upstream.is_none() && config.proxy.is_some(),
+            upstream: gw.upstream.clone().or(own_upstream).unwrap_or_default(),
             max_frame: protocol.limits.max_line,
             sessions: Arc::new(Semaphore::new(gw.max_sessions)),
             shutdown: shutdown.clone(),
             tracker: tracker.clone(),
             drain_timeout: protocol.limits.drain_timeout,
             metrics: metrics.clone(),
-            send_proxy_header,
             access: access.clone(),
+            tls: tls.clone(),
         });
         tracker.spawn(gateway::run(l, gateway, ops.clone()));
+        if let Some((r, _)) = bound.redirect {
+            tracker.spawn(gateway::run_redirect(
+                r,
+                addr.port(),
+                shutdown.clone(),
+                small_limits(),
+            ));
+        }
     }
     if let Some((l, _)) = bound.metrics {
-        let drain = protocol.limits.drain_timeout;
-        let ops_limits = gateway::HttpLimits {
-            max_connections: 1024,
-            drain_timeout: drain,
-            access: access.clone(),
-        };
         tracker.spawn(gateway::run_ops(
             l,
             ops.clone(),
             shutdown.clone(),
-            ops_limits,
+            small_limits(),
         ));
     }
     tracker.close();
@@ -238,4 +150,21 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         info!("all connections closed");
     }
     Ok(())
+}
+
+/// SIGHUP reloads the certificate and key; open connections keep theirs.
+async fn reload_on_sighup(tls: Arc<Tls>, shutdown: CancellationToken) {
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        warn!("cannot watch SIGHUP; certificate reload is off");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = hup.recv() => match tls.reload() {
+                Ok(()) => info!(fingerprint = %tls.fingerprint(), "TLS certificate reloaded"),
+                Err(e) => warn!("TLS certificate not reloaded, keeping the old one: {e}"),
+            },
+        }
+    }
 }

@@ -1,8 +1,9 @@
 //! The HTTP accept loop. `axum::serve` sets no header-read timeout, so a client
 //! that trickles its request (slowloris) would hold a connection forever; this
-//! loop gives every connection a deadline for its headers, a connection limit,
-//! and a graceful drain on shutdown.
+//! loop gives every connection a deadline for its headers (and its TLS
+//! handshake), a connection limit, access lists, and a graceful drain.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,15 +13,18 @@ use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tracing::{debug, warn};
 
 use crate::access::AccessList;
+use crate::tls;
 
 /// How long a client may take to send its request headers.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -31,9 +35,11 @@ pub struct HttpLimits {
     pub access: Arc<AccessList>,
 }
 
+/// Serves `app` on `listener` (over TLS when `tls` is given) until shutdown.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
+    tls: Option<TlsAcceptor>,
     shutdown: CancellationToken,
     limits: HttpLimits,
 ) {
@@ -45,6 +51,7 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT);
     builder.http2().timer(TokioTimer::new());
+    let builder = Arc::new(builder);
     let mut backoff = Duration::from_millis(10);
     loop {
         let (stream, peer) = tokio::select! {
@@ -66,27 +73,38 @@ pub async fn serve(
         }
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             debug!(%peer, "http connection refused: limit reached");
-            let _ = stream.try_write(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            if tls.is_none() {
+                let _ = stream.try_write(
+                    b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
+            }
             continue;
         };
         let _ = stream.set_nodelay(true);
-        // Handlers see the peer as axum's `ConnectInfo`, as with `axum::serve`.
-        let app = app.clone();
-        let service =
-            TowerToHyperService::new(tower::service_fn(move |mut req: Request<Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(peer));
-                app.clone().oneshot(req)
-            }));
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                debug!(%peer, "http connection ended: {e}");
+        let connection = Connection {
+            app: app.clone(),
+            builder: builder.clone(),
+            watcher: graceful.watcher(),
+            peer,
+            _permit: permit,
+        };
+        match &tls {
+            None => {
+                tokio::spawn(connection.serve(stream));
             }
-            drop(permit);
-        });
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    match tokio::time::timeout(tls::HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(tls_stream)) => connection.serve(tls_stream).await,
+                        Ok(Err(e)) => debug!(%peer, "TLS handshake failed: {e}"),
+                        Err(_) => debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+        }
     }
     drop(listener);
     if tokio::time::timeout(limits.drain_timeout, graceful.shutdown())
@@ -94,5 +112,39 @@ pub async fn serve(
         .is_err()
     {
         debug!("http connections still open after the drain deadline");
+    }
+}
+
+/// One accepted HTTP connection and what serving it needs.
+struct Connection {
+    app: Router,
+    builder: Arc<Builder<TokioExecutor>>,
+    watcher: Watcher,
+    peer: SocketAddr,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Connection {
+    async fn serve<S>(self, stream: S)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Connection {
+            app,
+            builder,
+            watcher,
+            peer,
+            _permit,
+        } = self;
+        // Handlers see the peer as axum's `ConnectInfo`, as with `axum::serve`.
+        let service =
+            TowerToHyperService::new(tower::service_fn(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                app.clone().oneshot(req)
+            }));
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        if let Err(e) = watcher.watch(conn.into_owned()).await {
+            debug!(%peer, "http connection ended: {e}");
+        }
     }
 }

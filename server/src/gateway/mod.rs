@@ -11,6 +11,9 @@ mod relay;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::header::HOST;
+use axum::http::{HeaderMap, Uri};
+use axum::response::Redirect;
 use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
@@ -22,6 +25,7 @@ use tower_http::compression::CompressionLayer;
 use crate::access::AccessList;
 use crate::config::GatewayConfig;
 use crate::metrics::Metrics;
+use crate::tls::Tls;
 pub use http_server::HttpLimits;
 pub use ops::Ops;
 
@@ -40,6 +44,8 @@ pub struct Gateway {
     /// The upstream is our own listener and expects a PROXY protocol header.
     pub send_proxy_header: bool,
     pub access: Arc<AccessList>,
+    /// https/wss when set.
+    pub tls: Option<Arc<Tls>>,
 }
 
 pub fn router(gateway: Arc<Gateway>, ops: Arc<Ops>) -> Router {
@@ -63,7 +69,8 @@ pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, ops: Arc<Ops>) {
         access: gateway.access.clone(),
     };
     let shutdown = gateway.shutdown.clone();
-    http_server::serve(listener, router(gateway, ops), shutdown, limits).await
+    let tls = gateway.tls.as_ref().map(|t| t.http.clone());
+    http_server::serve(listener, router(gateway, ops), tls, shutdown, limits).await
 }
 
 /// Serves only the operations endpoints, on their own listener (`--metrics`).
@@ -73,5 +80,34 @@ pub async fn run_ops(
     shutdown: CancellationToken,
     limits: HttpLimits,
 ) {
-    http_server::serve(listener, ops::router(ops), shutdown, limits).await
+    http_server::serve(listener, ops::router(ops), None, shutdown, limits).await
+}
+
+/// `--redirect-http`: answers every plain http request with a redirect to the
+/// same path on the https listener.
+pub async fn run_redirect(
+    listener: TcpListener,
+    https_port: u16,
+    shutdown: CancellationToken,
+    limits: HttpLimits,
+) {
+    let app = Router::new().fallback(move |headers: HeaderMap, uri: Uri| async move {
+        let host = headers
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(|h| {
+                h.rsplit_once(':')
+                    .map_or(h, |(name, _)| name)
+                    .trim_matches(['[', ']'])
+            })
+            .unwrap_or("localhost");
+        let host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.to_owned()
+        };
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        Redirect::permanent(&format!("https://{host}:{https_port}{path}"))
+    });
+    http_server::serve(listener, app, None, shutdown, limits).await
 }

@@ -6,9 +6,10 @@
 //! has answered everything (it half-closes and reads to the end). Blocking I/O
 //! keeps it simple; the one concurrent part (streaming) uses a second thread.
 
+mod conn;
+
 use std::io::{self, BufRead, IsTerminal, Read, Write};
-use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
-use std::os::unix::net::UnixStream;
+use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context as _};
 
-use crate::cli::{ClientArgs, DEFAULT_PORT};
+use crate::cli::ClientArgs;
+use conn::{resolve, Conn};
 
 /// A reply with no newline (from a server using raw framing) is taken as complete
 /// once no more bytes arrive for this long.
@@ -32,106 +34,13 @@ pub fn run(args: &ClientArgs) -> anyhow::Result<ExitCode> {
     }
     let conn = match &args.unix {
         Some(path) => Conn::unix(path)?,
+        None if args.tls => Conn::tls(&args.addr, args.ca.as_deref())?,
         None => Conn::tcp(&args.addr)?,
     };
     if interactive {
         interactive_session(conn, args.timeout)
     } else {
         stream_session(conn, args.timeout)
-    }
-}
-
-/// `HOST:PORT`, `HOST`, an IPv6 address with or without brackets and port.
-fn resolve(addr: &str) -> anyhow::Result<SocketAddr> {
-    if let Ok(sa) = addr.parse::<SocketAddr>() {
-        return Ok(sa);
-    }
-    if let Ok(ip) = addr
-        .trim_matches(|c| c == '[' || c == ']')
-        .parse::<IpAddr>()
-    {
-        return Ok(SocketAddr::new(ip, DEFAULT_PORT));
-    }
-    let has_port = addr
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok());
-    let found = if has_port {
-        addr.to_socket_addrs()
-    } else {
-        (addr, DEFAULT_PORT).to_socket_addrs()
-    };
-    found
-        .with_context(|| format!("cannot resolve {addr:?}"))?
-        .next()
-        .ok_or_else(|| anyhow!("{addr:?} resolves to no address"))
-}
-
-/// A connected stream socket of either family.
-enum Conn {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-}
-
-impl Conn {
-    fn tcp(addr: &str) -> anyhow::Result<Conn> {
-        let sa = resolve(addr)?;
-        let s = TcpStream::connect_timeout(&sa, Duration::from_secs(10)).map_err(|e| {
-            anyhow!("cannot connect to {sa}: {e} (is `timecho serve` running there?)")
-        })?;
-        s.set_nodelay(true)?;
-        Ok(Conn::Tcp(s))
-    }
-
-    fn unix(path: &Path) -> anyhow::Result<Conn> {
-        let s = UnixStream::connect(path).map_err(|e| {
-            anyhow!(
-                "cannot connect to {}: {e} (is `timecho serve --unix` running there?)",
-                path.display()
-            )
-        })?;
-        Ok(Conn::Unix(s))
-    }
-
-    fn try_clone(&self) -> io::Result<Conn> {
-        Ok(match self {
-            Conn::Tcp(s) => Conn::Tcp(s.try_clone()?),
-            Conn::Unix(s) => Conn::Unix(s.try_clone()?),
-        })
-    }
-
-    fn set_read_timeout(&self, t: Duration) -> io::Result<()> {
-        match self {
-            Conn::Tcp(s) => s.set_read_timeout(Some(t)),
-            Conn::Unix(s) => s.set_read_timeout(Some(t)),
-        }
-    }
-
-    fn shutdown_write(&self) -> io::Result<()> {
-        match self {
-            Conn::Tcp(s) => s.shutdown(Shutdown::Write),
-            Conn::Unix(s) => s.shutdown(Shutdown::Write),
-        }
-    }
-}
-
-impl Read for Conn {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Conn::Tcp(s) => s.read(buf),
-            Conn::Unix(s) => s.read(buf),
-        }
-    }
-}
-
-impl Write for Conn {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Conn::Tcp(s) => s.write(buf),
-            Conn::Unix(s) => s.write(buf),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }
 
@@ -238,17 +147,21 @@ fn stream_session(mut conn: Conn, timeout: Duration) -> anyhow::Result<ExitCode>
     let sent_all = Arc::new(AtomicBool::new(false));
     let sent_flag = sent_all.clone();
     let sender = thread::spawn(move || -> io::Result<()> {
+        // Whatever stdin has is sent in one write: lines need no per-line
+        // round trip, and the server frames them anyway.
         let mut stdin = io::stdin().lock();
-        let mut line = Vec::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        let mut last = b'\n';
         loop {
-            line.clear();
-            if stdin.read_until(b'\n', &mut line)? == 0 {
+            let n = stdin.read(&mut chunk)?;
+            if n == 0 {
                 break;
             }
-            if line.last() != Some(&b'\n') {
-                line.push(b'\n');
-            }
-            writer.write_all(&line)?;
+            writer.write_all(&chunk[..n])?;
+            last = chunk[n - 1];
+        }
+        if last != b'\n' {
+            writer.write_all(b"\n")?;
         }
         writer.shutdown_write()?;
         sent_flag.store(true, Ordering::Release);
@@ -334,21 +247,4 @@ fn udp_session(addr: SocketAddr, timeout: Duration, interactive: bool) -> anyhow
     } else {
         ExitCode::FAILURE
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn addresses_default_to_the_tutorial_port() {
-        assert_eq!(
-            resolve("127.0.0.1").unwrap(),
-            "127.0.0.1:8899".parse().unwrap()
-        );
-        assert_eq!(resolve("::1").unwrap(), "[::1]:8899".parse().unwrap());
-        assert_eq!(resolve("[::1]:9").unwrap(), "[::1]:9".parse().unwrap());
-        assert_eq!(resolve("localhost:7").unwrap().port(), 7);
-        assert_eq!(resolve("localhost").unwrap().port(), 8899);
-    }
 }
