@@ -37,6 +37,12 @@ pub enum Command {
     Client(ClientArgs),
     /// Load-test a timestamp server over TCP or WebSocket and report throughput and latency.
     Bench(crate::bench::BenchArgs),
+    /// Print a `user:argon2-hash` line for a `--auth basic:FILE` file; the password
+    /// is read from the terminal (not echoed) or from standard input.
+    HashPassword {
+        /// The user name.
+        user: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -159,7 +165,7 @@ pub struct ServeArgs {
     pub http: SocketAddr,
 
     /// Serve no web page and no WebSocket gateway.
-    #[arg(long, conflicts_with_all = ["http", "upstream", "allow_origin"], env = "TIMECHO_NO_HTTP")]
+    #[arg(long, conflicts_with_all = ["http", "upstream", "allow_origin", "auth"], env = "TIMECHO_NO_HTTP")]
     pub no_http: bool,
 
     /// Timestamp server (HOST:PORT) that each WebSocket is relayed to; the browser can
@@ -266,6 +272,18 @@ pub struct ServeArgs {
     /// Plain http address that redirects every request to the https listener.
     #[arg(long, value_name = "ADDR", env = "TIMECHO_REDIRECT_HTTP")]
     pub redirect_http: Option<SocketAddr>,
+
+    /// Require sign-in for the page's WebSocket and /ws: `basic:FILE` (lines of
+    /// `user:argon2-hash`, made with `timecho hash-password`) and/or `token:FILE`
+    /// (one bearer token per line, for scripts); repeatable. The raw TCP, unix and
+    /// UDP listeners stay open-protocol: protect them with --allow, TLS or loopback.
+    #[arg(
+        long,
+        value_name = "basic:FILE|token:FILE",
+        env = "TIMECHO_AUTH",
+        value_delimiter = ','
+    )]
+    pub auth: Vec<crate::gateway::auth::AuthSource>,
 
     /// Log format: text for people, json for log collectors.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "TIMECHO_LOG_FORMAT")]

@@ -9,6 +9,7 @@ use timecho_shared::{Precision, StampError, StampFormat, TimeFormat};
 
 use crate::access::AccessList;
 use crate::cli::{Framing, ServeArgs, DEFAULT_PORT};
+use crate::gateway::auth::AuthSource;
 use crate::proxy_protocol::ProxyPolicy;
 use crate::tls::CertSource;
 
@@ -66,6 +67,7 @@ pub struct GatewayConfig {
     pub allowed_origins: Vec<String>,
     pub max_sessions: usize,
     pub ping_interval: Duration,
+    pub auth: Vec<AuthSource>,
 }
 
 #[derive(Debug, Clone)]
@@ -159,6 +161,7 @@ impl ServeConfig {
                 allowed_origins: args.allow_origin.clone(),
                 max_sessions: args.max_websockets,
                 ping_interval: args.ws_ping,
+                auth: args.auth.clone(),
             })
         };
         let tls = match (&args.tls_cert, &args.tls_key, args.tls_self_signed) {

@@ -52,6 +52,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(*args),
         Command::Client(args) => client::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::HashPassword { user } => hash_password(&user),
     };
     match result {
         Ok(code) => code,
@@ -76,5 +77,20 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = ServeConfig::from_args(&args)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(server::run(config))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn hash_password(user: &str) -> anyhow::Result<ExitCode> {
+    use std::io::IsTerminal;
+    let password = if std::io::stdin().is_terminal() {
+        rpassword::prompt_password(format!("password for {user}: "))?
+    } else {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    };
+    anyhow::ensure!(!password.is_empty(), "the password is empty");
+    let line = gateway::auth::hash_password(user, &password).map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("{line}");
     Ok(ExitCode::SUCCESS)
 }

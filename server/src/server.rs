@@ -13,6 +13,7 @@ use tracing::{info, warn};
 
 use crate::bind::{BindError, Bound};
 use crate::config::ServeConfig;
+use crate::gateway::auth::{Auth, AuthFileError};
 use crate::gateway::{self, Gateway, HttpLimits, Ops};
 use crate::listener::{self, Service, TlsTcpListener};
 use crate::metrics::Metrics;
@@ -28,6 +29,8 @@ pub enum ServeError {
     Bind(#[from] BindError),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    Auth(#[from] AuthFileError),
     #[error("cannot install signal handlers: {0}")]
     Signals(io::Error),
 }
@@ -96,6 +99,9 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         ));
     }
     if let (Some((l, addr)), Some(gw)) = (bound.http, &config.gateway) {
+        let auth = (!gw.auth.is_empty())
+            .then(|| Auth::load(&gw.auth, tls.is_some()))
+            .transpose()?;
         let gateway = Arc::new(Gateway {
             config: gw.clone(),
             send_proxy_header: gw.upstream.is_none() && config.proxy.is_some(),
@@ -108,6 +114,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
             metrics: metrics.clone(),
             access: access.clone(),
             tls: tls.clone(),
+            auth,
         });
         tracker.spawn(gateway::run(l, gateway, ops.clone()));
         if let Some((r, _)) = bound.redirect {

@@ -2,7 +2,9 @@
 //! relays each browser to its own TCP connection to the configured timestamp
 //! server. The target is fixed by the operator; the browser cannot choose it.
 
+pub(crate) mod api;
 mod assets;
+pub mod auth;
 mod http_server;
 mod ops;
 mod origin;
@@ -46,11 +48,14 @@ pub struct Gateway {
     pub access: Arc<AccessList>,
     /// https/wss when set.
     pub tls: Option<Arc<Tls>>,
+    /// Sign-in for the page and `/ws`, when `--auth` is given.
+    pub auth: Option<auth::Auth>,
 }
 
 pub fn router(gateway: Arc<Gateway>, ops: Arc<Ops>) -> Router {
     Router::new()
         .route("/ws", get(relay::upgrade))
+        .merge(api::router())
         .fallback(assets::serve)
         .with_state(gateway)
         .merge(ops::router(ops))

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
+use axum::http::header::ORIGIN;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
@@ -27,7 +28,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{timeout, Instant};
 use tracing::{debug, info_span, Instrument};
 
-use super::{origin, Gateway};
+use super::{api, origin, Gateway};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Upstream bytes read at once; replies are relayed one frame per line.
@@ -51,6 +52,21 @@ pub async fn upgrade(
         debug!("websocket refused: {reason}");
         gateway.metrics.ws_refused.inc();
         return (StatusCode::FORBIDDEN, reason + "\n").into_response();
+    }
+    if let Some(auth) = &gateway.auth {
+        if let Err(denied) = auth.authorize(&headers, browser.ip()).await {
+            gateway.metrics.ws_refused.inc();
+            // A browser cannot read a refused handshake's status, but it can read
+            // a close frame's reason: pages get one, scripts get the 401.
+            if headers.contains_key(ORIGIN) {
+                return ws.on_upgrade(move |mut socket| async move {
+                    let _ = socket
+                        .send(close(close_code::POLICY, denied.reason().to_owned()))
+                        .await;
+                });
+            }
+            return api::denied(denied);
+        }
     }
     let Ok(permit) = gateway.sessions.clone().try_acquire_owned() else {
         gateway.metrics.ws_refused.inc();

@@ -1,0 +1,135 @@
+//! The sign-in API the page uses when `--auth` is on: `GET /api/session` says
+//! whether auth is on and who is signed in; `POST /api/login` and
+//! `POST /api/logout` manage the session cookie.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::header::SET_COOKIE;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use tracing::info;
+
+use super::auth::Denied;
+use super::{origin, Gateway};
+
+pub fn router() -> Router<Arc<Gateway>> {
+    Router::new()
+        .route("/api/session", get(session))
+        .route("/api/login", post(login))
+        .route("/api/logout", post(logout))
+}
+
+#[derive(Serialize)]
+struct SessionInfo {
+    /// Whether this server asks people to sign in.
+    auth: bool,
+    /// Who is signed in, if anyone.
+    user: Option<String>,
+    /// Why not, when someone is not.
+    reason: Option<&'static str>,
+}
+
+async fn session(
+    State(gateway): State<Arc<Gateway>>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(auth) = &gateway.auth else {
+        let info = SessionInfo {
+            auth: false,
+            user: None,
+            reason: None,
+        };
+        return Json(info).into_response();
+    };
+    match auth.authorize(&headers, client.ip()).await {
+        Ok(user) => Json(SessionInfo {
+            auth: true,
+            user: Some(user),
+            reason: None,
+        })
+        .into_response(),
+        Err(d) => denied(d),
+    }
+}
+
+#[derive(Deserialize)]
+struct Credentials {
+    user: String,
+    password: String,
+}
+
+async fn login(
+    State(gateway): State<Arc<Gateway>>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Json(credentials): Json<Credentials>,
+) -> Response {
+    // Only pages this gateway serves may sign people in (no login CSRF).
+    if let Err(reason) = origin::check(&headers, &gateway.config.allowed_origins) {
+        return (StatusCode::FORBIDDEN, reason).into_response();
+    }
+    let Some(auth) = &gateway.auth else {
+        return (
+            StatusCode::NOT_FOUND,
+            "sign-in is not enabled on this server\n",
+        )
+            .into_response();
+    };
+    match auth
+        .login(&credentials.user, &credentials.password, client.ip())
+        .await
+    {
+        Ok(cookie) => {
+            info!(user = %credentials.user, %client, "signed in");
+            let body = SessionInfo {
+                auth: true,
+                user: Some(credentials.user),
+                reason: None,
+            };
+            ([(SET_COOKIE, cookie)], Json(body)).into_response()
+        }
+        Err(d) => {
+            info!(user = %credentials.user, %client, "sign-in refused: {}", d.reason());
+            denied(d)
+        }
+    }
+}
+
+async fn logout(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    match &gateway.auth {
+        Some(auth) => (
+            [(SET_COOKIE, auth.logout(&headers))],
+            StatusCode::NO_CONTENT,
+        )
+            .into_response(),
+        None => StatusCode::NO_CONTENT.into_response(),
+    }
+}
+
+/// 401 (or 429 when rate-limited) with the reason, in the session format.
+pub fn denied(d: Denied) -> Response {
+    let status = match d {
+        Denied::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        _ => StatusCode::UNAUTHORIZED,
+    };
+    let body = SessionInfo {
+        auth: true,
+        user: None,
+        reason: Some(d.reason()),
+    };
+    (
+        status,
+        [(
+            "www-authenticate",
+            r#"Bearer realm="timecho", Basic realm="timecho""#,
+        )],
+        Json(body),
+    )
+        .into_response()
+}
