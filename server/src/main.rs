@@ -1,8 +1,8 @@
 //! `timecho`: the timestamp echo server, its web gateway and its client, in one binary.
 
 mod access;
-mod bind;
 mod bench;
+mod bind;
 mod cli;
 mod client;
 mod config;

@@ -1,0 +1,68 @@
+//! One transcript entry. The classes and the `stamp`/`text` split are what the
+//! browser tests select on, so they stay stable.
+
+use std::rc::Rc;
+
+use yew::prelude::*;
+
+use crate::state::{Delivery, Entry, EntryKind, Outgoing};
+
+#[derive(Properties, PartialEq)]
+pub struct MessageProps {
+    pub entry: Rc<Entry>,
+}
+
+#[component]
+pub fn Message(props: &MessageProps) -> Html {
+    match &props.entry.kind {
+        EntryKind::Sent(Outgoing { text, delivery, .. }) => {
+            let (state, badge) = match delivery {
+                Delivery::Queued => (
+                    Some("pending"),
+                    Some(("queued", "Sent when the connection is back")),
+                ),
+                Delivery::Undelivered => (
+                    Some("undelivered"),
+                    Some((
+                        "not delivered",
+                        "The gateway or server refused this message",
+                    )),
+                ),
+                Delivery::InFlight | Delivery::Echoed => (None, None),
+            };
+            html! {
+                <li class={classes!("entry", "sent", state)}>
+                    <span class="text">{ text }</span>
+                    if let Some((label, title)) = badge {
+                        <span class="badge" {title}>{ label }</span>
+                    }
+                </li>
+            }
+        }
+        EntryKind::Reply { stamp, time, text } => {
+            let (shown, iso) = match time {
+                Some(t) => (t.short.clone(), Some(t.iso.clone())),
+                None => (stamp.clone(), None),
+            };
+            html! {
+                <li class="entry reply">
+                    <time class="stamp" datetime={iso} title={stamp.clone()}
+                        data-stamp={stamp.clone()}>{ shown }</time>
+                    <span class="text">{ text }</span>
+                </li>
+            }
+        }
+        EntryKind::Error(reason) => html! {
+            <li class="entry error">
+                <span class="label">{ "Error" }</span>
+                <span class="text">{ reason }</span>
+            </li>
+        },
+        EntryKind::Other(line) => html! {
+            <li class="entry other"><span class="text">{ line }</span></li>
+        },
+        EntryKind::Notice(text) => html! {
+            <li class="entry notice"><span class="text">{ text }</span></li>
+        },
+    }
+}

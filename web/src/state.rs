@@ -1,0 +1,617 @@
+//! The page's model: the transcript, the connection, the outbox, and the one
+//! reducer that changes them. Free of web-sys, so its tests run natively.
+
+mod close;
+mod entry;
+
+use std::rc::Rc;
+
+use timecho_shared::DEFAULT_MAX_LINE;
+use yew::Reducible;
+
+pub use close::{describe_close, ABNORMAL_CLOSURE};
+pub use entry::{ClockTime, Delivery, Entry, EntryKind, Outgoing};
+
+use close::Blame;
+
+/// Oldest settled entries go first past this, so a long session stays light.
+pub const MAX_ENTRIES: usize = 500;
+
+/// The gateway takes one line per frame up to the server's line limit; with
+/// the default limit, a longer message would only end the session (1009).
+pub const MAX_MESSAGE_BYTES: usize = DEFAULT_MAX_LINE;
+
+/// A message blamed for this many ended sessions is given up.
+pub const MAX_STRIKES: u8 = 3;
+
+/// Where the socket is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Connection {
+    /// Opening a socket; `attempt` counts the failures since the last success.
+    /// `last_error` keeps the previous failure visible while we try again.
+    Connecting {
+        attempt: u32,
+        last_error: Option<String>,
+    },
+    Connected,
+    /// The socket closed; the next attempt is `retry_in_ms` away.
+    Disconnected {
+        reason: String,
+        code: u16,
+        retry_in_ms: u32,
+    },
+}
+
+impl Connection {
+    /// The `data-state` the browser tests look for.
+    pub fn state_name(&self) -> &'static str {
+        match self {
+            Connection::Connecting { .. } => "connecting",
+            Connection::Connected => "connected",
+            Connection::Disconnected { .. } => "disconnected",
+        }
+    }
+
+    pub fn is_connected(&self) -> bool {
+        matches!(self, Connection::Connected)
+    }
+}
+
+/// Everything that can happen to the page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// The user sent a message; it waits in the outbox until the socket takes it.
+    Submit(String),
+    /// The socket took every queued message up to and including this id.
+    Delivered {
+        through: u64,
+    },
+    Connecting {
+        attempt: u32,
+    },
+    Opened,
+    /// One text frame from the gateway: one reply line.
+    Received(String),
+    Closed {
+        code: u16,
+        reason: String,
+        retry_in_ms: u32,
+    },
+}
+
+/// The whole page state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chat {
+    pub entries: Vec<Rc<Entry>>,
+    pub connection: Connection,
+    next_id: u64,
+    /// The loss of connection last noted in the transcript, while nothing has
+    /// been heard since: the outage goes on, and the first reply after it is
+    /// preceded by "Reconnected.". (An open socket alone proves little: a
+    /// gateway whose upstream is down accepts and closes at once.)
+    outage: Option<String>,
+}
+
+impl Default for Chat {
+    fn default() -> Self {
+        Self {
+            entries: Vec::new(),
+            connection: Connection::Connecting {
+                attempt: 0,
+                last_error: None,
+            },
+            next_id: 1,
+            outage: None,
+        }
+    }
+}
+
+impl Reducible for Chat {
+    type Action = Action;
+
+    fn reduce(self: Rc<Self>, action: Action) -> Rc<Self> {
+        let mut next = Rc::unwrap_or_clone(self);
+        next.apply(action);
+        Rc::new(next)
+    }
+}
+
+impl Chat {
+    pub fn apply(&mut self, action: Action) {
+        match action {
+            Action::Submit(text) => self.submit(text),
+            Action::Delivered { through } => self.update_outgoing(|id, msg| {
+                (msg.delivery == Delivery::Queued && id <= through).then(|| Outgoing {
+                    delivery: Delivery::InFlight,
+                    ..msg.clone()
+                })
+            }),
+            Action::Connecting { attempt } => {
+                let last_error = match &self.connection {
+                    Connection::Disconnected { reason, .. } => Some(reason.clone()),
+                    Connection::Connecting { last_error, .. } => last_error.clone(),
+                    Connection::Connected => None,
+                };
+                self.connection = Connection::Connecting {
+                    attempt,
+                    last_error,
+                };
+            }
+            Action::Opened => self.connection = Connection::Connected,
+            Action::Received(line) => self.received(&line),
+            Action::Closed {
+                code,
+                reason,
+                retry_in_ms,
+            } => self.closed(code, describe_close(code, &reason), retry_in_ms),
+        }
+    }
+
+    /// Messages waiting for the socket, oldest first.
+    pub fn outbox(&self) -> impl Iterator<Item = (u64, &str)> {
+        self.outgoing()
+            .filter(|(_, msg)| msg.delivery == Delivery::Queued)
+            .map(|(id, msg)| (id, msg.text.as_str()))
+    }
+
+    pub fn queued_count(&self) -> usize {
+        self.outbox().count()
+    }
+
+    fn outgoing(&self) -> impl Iterator<Item = (u64, &Outgoing)> {
+        self.entries.iter().filter_map(|e| match &e.kind {
+            EntryKind::Sent(msg) => Some((e.id, msg)),
+            _ => None,
+        })
+    }
+
+    fn submit(&mut self, text: String) {
+        if text.is_empty() {
+            return;
+        }
+        let bytes = text.len();
+        if bytes <= MAX_MESSAGE_BYTES {
+            self.push(EntryKind::Sent(Outgoing::queued(text)));
+            return;
+        }
+        self.push(EntryKind::Sent(Outgoing {
+            delivery: Delivery::Undelivered,
+            ..Outgoing::queued(text)
+        }));
+        self.push(EntryKind::Error(format!(
+            "Not sent: the message is {bytes} bytes, and the server takes at most \
+             {MAX_MESSAGE_BYTES} in one line."
+        )));
+    }
+
+    fn received(&mut self, line: &str) {
+        if self.outage.take().is_some() {
+            self.push(EntryKind::Notice("Reconnected.".into()));
+        }
+        // Replies come in the order the lines went out: this one answers the
+        // oldest message still in flight.
+        let mut answered = false;
+        self.update_outgoing(|_, msg| {
+            if answered || msg.delivery != Delivery::InFlight {
+                return None;
+            }
+            answered = true;
+            Some(Outgoing {
+                delivery: Delivery::Echoed,
+                ..msg.clone()
+            })
+        });
+        self.push(entry::reply_entry(line));
+    }
+
+    fn closed(&mut self, code: u16, reason: String, retry_in_ms: u32) {
+        if self.connection.is_connected() {
+            self.settle_in_flight(close::blame(code));
+            // Only the loss of an open connection goes in the transcript, once
+            // per outage (unless its reason changes); failed retries show in
+            // the status bar alone.
+            let said = format!("Disconnected: {reason}");
+            if self.outage.as_ref() != Some(&said) {
+                self.outage = Some(said.clone());
+                self.push(if close::is_orderly(code) {
+                    EntryKind::Notice(said)
+                } else {
+                    EntryKind::Error(said)
+                });
+            }
+        }
+        self.connection = Connection::Disconnected {
+            reason,
+            code,
+            retry_in_ms,
+        };
+    }
+
+    /// Messages in flight when a session ended go back to the outbox, but for
+    /// one the close blames: the largest, once it has struck out.
+    fn settle_in_flight(&mut self, blame: Blame) {
+        let strike = u8::from(blame == Blame::Suspects);
+        let struck_out = |msg: &Outgoing| match blame {
+            Blame::Nobody => false,
+            Blame::Largest => true,
+            Blame::Suspects => msg.strikes.saturating_add(strike) >= MAX_STRIKES,
+        };
+        let given_up = self
+            .outgoing()
+            .filter(|(_, msg)| msg.delivery == Delivery::InFlight && struck_out(msg))
+            .max_by_key(|(id, msg)| (msg.text.len(), std::cmp::Reverse(*id)))
+            .map(|(id, _)| id);
+        self.update_outgoing(|id, msg| {
+            (msg.delivery == Delivery::InFlight).then(|| Outgoing {
+                delivery: if Some(id) == given_up {
+                    Delivery::Undelivered
+                } else {
+                    Delivery::Queued
+                },
+                strikes: msg.strikes.saturating_add(strike),
+                text: msg.text.clone(),
+            })
+        });
+    }
+
+    fn push(&mut self, kind: EntryKind) {
+        self.entries.push(Rc::new(Entry {
+            id: self.next_id,
+            kind,
+        }));
+        self.next_id += 1;
+        self.trim();
+    }
+
+    /// Replaces each sent message for which `change` returns a new state,
+    /// oldest first.
+    fn update_outgoing(&mut self, mut change: impl FnMut(u64, &Outgoing) -> Option<Outgoing>) {
+        for entry in &mut self.entries {
+            if let EntryKind::Sent(msg) = &entry.kind {
+                if let Some(next) = change(entry.id, msg) {
+                    *entry = Rc::new(Entry {
+                        id: entry.id,
+                        kind: EntryKind::Sent(next),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Drops the oldest entries past `MAX_ENTRIES`, but never a message still
+    /// to deliver: that would silently lose what the user typed.
+    fn trim(&mut self) {
+        let mut excess = self.entries.len().saturating_sub(MAX_ENTRIES);
+        if excess == 0 {
+            return;
+        }
+        self.entries.retain(|e| {
+            let outstanding =
+                matches!(&e.kind, EntryKind::Sent(msg) if msg.delivery.is_outstanding());
+            if excess > 0 && !outstanding {
+                excess -= 1;
+                false
+            } else {
+                true
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use timecho_shared::relay::close_code;
+
+    use super::*;
+
+    fn after(actions: impl IntoIterator<Item = Action>) -> Chat {
+        let mut chat = Chat::default();
+        for a in actions {
+            chat.apply(a);
+        }
+        chat
+    }
+
+    fn kinds(chat: &Chat) -> Vec<EntryKind> {
+        chat.entries.iter().map(|e| e.kind.clone()).collect()
+    }
+
+    fn deliveries(chat: &Chat) -> Vec<(String, Delivery)> {
+        chat.entries
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EntryKind::Sent(msg) => Some((msg.text.clone(), msg.delivery)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn closed(code: u16, reason: &str) -> Action {
+        Action::Closed {
+            code,
+            reason: reason.into(),
+            retry_in_ms: 500,
+        }
+    }
+
+    fn submit(text: &str) -> Action {
+        Action::Submit(text.into())
+    }
+
+    fn echo(text: &str) -> Action {
+        Action::Received(format!("[Tue Nov 24 21:35:36 2026] {text}"))
+    }
+
+    #[test]
+    fn starts_connecting_with_an_empty_transcript() {
+        let chat = Chat::default();
+        assert_eq!(chat.connection.state_name(), "connecting");
+        assert!(chat.entries.is_empty());
+    }
+
+    #[test]
+    fn a_message_is_queued_then_in_flight_then_echoed() {
+        let chat = after([Action::Opened, submit("hello")]);
+        assert_eq!(chat.outbox().collect::<Vec<_>>(), [(1, "hello")]);
+
+        let chat = after([
+            Action::Opened,
+            submit("hello"),
+            Action::Delivered { through: 1 },
+        ]);
+        assert_eq!(chat.queued_count(), 0);
+        assert_eq!(deliveries(&chat), [("hello".into(), Delivery::InFlight)]);
+
+        let chat = after([
+            Action::Opened,
+            submit("hello"),
+            Action::Delivered { through: 1 },
+            echo("hello"),
+        ]);
+        assert_eq!(deliveries(&chat), [("hello".into(), Delivery::Echoed)]);
+        assert!(matches!(&chat.entries[1].kind, EntryKind::Reply { text, .. } if text == "hello"));
+    }
+
+    #[test]
+    fn empty_submit_is_ignored_but_whitespace_is_sent_as_is() {
+        let chat = after([submit(""), submit("  ")]);
+        assert_eq!(chat.outbox().collect::<Vec<_>>(), [(1, "  ")]);
+    }
+
+    #[test]
+    fn messages_typed_while_disconnected_queue_in_order_and_deliver_partially() {
+        let chat = after([
+            closed(ABNORMAL_CLOSURE, ""),
+            submit("a"),
+            submit("b"),
+            submit("c"),
+            Action::Opened,
+            Action::Delivered { through: 2 },
+        ]);
+        assert_eq!(chat.outbox().collect::<Vec<_>>(), [(3, "c")]);
+    }
+
+    #[test]
+    fn each_reply_answers_the_oldest_message_in_flight() {
+        let chat = after([
+            Action::Opened,
+            submit("a"),
+            submit("b"),
+            Action::Delivered { through: 2 },
+            Action::Received("error: line longer than 65536 bytes; discarded".into()),
+        ]);
+        assert_eq!(
+            deliveries(&chat),
+            [
+                ("a".into(), Delivery::Echoed),
+                ("b".into(), Delivery::InFlight)
+            ]
+        );
+    }
+
+    #[test]
+    fn messages_in_flight_when_the_session_dies_are_queued_again() {
+        let chat = after([
+            Action::Opened,
+            submit("a"),
+            submit("b"),
+            Action::Delivered { through: 2 },
+            echo("a"),
+            closed(close_code::UPSTREAM_ERROR, "upstream down"),
+        ]);
+        assert_eq!(
+            deliveries(&chat),
+            [
+                ("a".into(), Delivery::Echoed),
+                ("b".into(), Delivery::Queued)
+            ]
+        );
+        assert_eq!(chat.outbox().collect::<Vec<_>>(), [(2, "b")]);
+    }
+
+    #[test]
+    fn the_largest_message_in_flight_takes_the_blame_for_a_too_big_close() {
+        let chat = after([
+            Action::Opened,
+            submit("a"),
+            submit("huge"),
+            submit("b"),
+            Action::Delivered { through: 3 },
+            closed(close_code::TOO_BIG, ""),
+        ]);
+        assert_eq!(
+            deliveries(&chat),
+            [
+                ("a".into(), Delivery::Queued),
+                ("huge".into(), Delivery::Undelivered),
+                ("b".into(), Delivery::Queued),
+            ]
+        );
+        assert!(matches!(
+            chat.entries.last().map(|e| &e.kind),
+            Some(EntryKind::Error(e)) if e == "Disconnected: a message was too big for the gateway"
+        ));
+    }
+
+    #[test]
+    fn a_message_that_keeps_ending_sessions_strikes_out() {
+        let mut chat = after([submit("poison")]);
+        let session = [
+            Action::Opened,
+            Action::Delivered { through: 1 },
+            closed(close_code::NORMAL, ""),
+        ];
+        for round in 1..=MAX_STRIKES {
+            session.iter().cloned().for_each(|a| chat.apply(a));
+            let expected = if round < MAX_STRIKES {
+                Delivery::Queued
+            } else {
+                Delivery::Undelivered
+            };
+            assert_eq!(
+                deliveries(&chat),
+                [("poison".into(), expected)],
+                "round {round}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unreachable_upstream_never_costs_a_queued_message() {
+        let mut chat = after([submit("patience")]);
+        for _ in 0..20 {
+            chat.apply(Action::Opened);
+            chat.apply(Action::Delivered { through: 1 });
+            chat.apply(closed(close_code::UPSTREAM_ERROR, "upstream down"));
+        }
+        assert_eq!(deliveries(&chat), [("patience".into(), Delivery::Queued)]);
+    }
+
+    #[test]
+    fn a_message_too_long_for_one_line_is_kept_but_not_sent() {
+        let long = "x".repeat(MAX_MESSAGE_BYTES + 1);
+        let chat = after([Action::Opened, Action::Submit(long.clone())]);
+        assert_eq!(chat.queued_count(), 0);
+        assert_eq!(deliveries(&chat), [(long, Delivery::Undelivered)]);
+        assert!(matches!(
+            chat.entries.last().map(|e| &e.kind),
+            Some(EntryKind::Error(e)) if e.starts_with("Not sent: the message is 65537 bytes")
+        ));
+        let fits = after([Action::Submit("y".repeat(MAX_MESSAGE_BYTES))]);
+        assert_eq!(fits.queued_count(), 1);
+    }
+
+    #[test]
+    fn gateway_reason_is_shown_as_sent() {
+        let chat = after([closed(
+            close_code::UPSTREAM_ERROR,
+            "upstream 127.0.0.1:7 refused",
+        )]);
+        assert_eq!(
+            chat.connection,
+            Connection::Disconnected {
+                reason: "upstream 127.0.0.1:7 refused".into(),
+                code: close_code::UPSTREAM_ERROR,
+                retry_in_ms: 500,
+            }
+        );
+    }
+
+    #[test]
+    fn failed_retries_stay_out_of_the_transcript() {
+        let chat = after([
+            closed(ABNORMAL_CLOSURE, ""),
+            Action::Connecting { attempt: 1 },
+            closed(ABNORMAL_CLOSURE, ""),
+        ]);
+        assert!(chat.entries.is_empty());
+        assert_eq!(chat.connection.state_name(), "disconnected");
+    }
+
+    #[test]
+    fn an_outage_is_noted_once_and_its_end_at_the_first_reply() {
+        let down = || closed(close_code::UPSTREAM_ERROR, "upstream down");
+        let chat = after([
+            Action::Opened,
+            down(),
+            // The gateway accepts, then closes at once, while upstream is down.
+            Action::Opened,
+            down(),
+            submit("typed during the outage"),
+            Action::Opened,
+            down(),
+            Action::Opened,
+            echo("typed during the outage"),
+        ]);
+        let kinds = kinds(&chat);
+        assert_eq!(
+            kinds[0],
+            EntryKind::Error("Disconnected: upstream down".into())
+        );
+        assert!(matches!(kinds[1], EntryKind::Sent(_)));
+        assert_eq!(kinds[2], EntryKind::Notice("Reconnected.".into()));
+        assert!(matches!(kinds[3], EntryKind::Reply { .. }));
+        assert_eq!(kinds.len(), 4);
+    }
+
+    #[test]
+    fn orderly_closes_are_notices_not_errors() {
+        let chat = after([Action::Opened, closed(close_code::NORMAL, "")]);
+        assert_eq!(
+            kinds(&chat),
+            [EntryKind::Notice(
+                "Disconnected: the timestamp server closed the connection".into()
+            )]
+        );
+    }
+
+    #[test]
+    fn reconnecting_keeps_the_last_error_visible() {
+        let chat = after([
+            closed(ABNORMAL_CLOSURE, ""),
+            Action::Connecting { attempt: 1 },
+        ]);
+        assert_eq!(
+            chat.connection,
+            Connection::Connecting {
+                attempt: 1,
+                last_error: Some("could not reach the gateway".into()),
+            }
+        );
+        let chat = after([Action::Opened, Action::Connecting { attempt: 0 }]);
+        assert_eq!(
+            chat.connection,
+            Connection::Connecting {
+                attempt: 0,
+                last_error: None
+            }
+        );
+    }
+
+    #[test]
+    fn long_transcripts_drop_the_oldest_but_never_an_undelivered_message() {
+        let mut chat = after([submit("keep me")]);
+        for i in 0..MAX_ENTRIES + 10 {
+            chat.apply(Action::Received(format!("[1793782701] {i}")));
+        }
+        assert_eq!(chat.entries.len(), MAX_ENTRIES);
+        assert_eq!(chat.outbox().collect::<Vec<_>>(), [(1, "keep me")]);
+        assert!(matches!(
+            &chat.entries[1].kind,
+            EntryKind::Reply { text, .. } if text == "11"
+        ));
+    }
+
+    #[test]
+    fn ids_stay_unique_after_trimming() {
+        let mut chat = after([Action::Opened]);
+        for i in 0..MAX_ENTRIES * 2 {
+            chat.apply(Action::Submit(i.to_string()));
+            chat.apply(Action::Delivered { through: u64::MAX });
+            chat.apply(echo(&i.to_string()));
+        }
+        let mut ids: Vec<_> = chat.entries.iter().map(|e| e.id).collect();
+        ids.dedup();
+        assert_eq!(ids.len(), MAX_ENTRIES);
+    }
+}

@@ -1,0 +1,96 @@
+//! What a close frame means for the page: the words to show, and whether the
+//! messages in flight are worth sending again.
+
+use timecho_shared::relay::close_code;
+
+/// Close code 1006: the browser's "no close frame", for a gateway that never
+/// answered or a connection that dropped.
+pub const ABNORMAL_CLOSURE: u16 = 1006;
+
+/// The reason to show for a close. The gateway's own reason is meant for people
+/// and wins; the codes fill in when it sent none (or when there was no gateway).
+pub fn describe_close(code: u16, reason: &str) -> String {
+    let reason = reason.trim();
+    if !reason.is_empty() {
+        return reason.to_owned();
+    }
+    match code {
+        close_code::NORMAL => "the timestamp server closed the connection".into(),
+        close_code::GOING_AWAY => "the gateway is shutting down".into(),
+        close_code::UNSUPPORTED_DATA => "the gateway accepts text messages only".into(),
+        close_code::INVALID_PAYLOAD => "a message was not valid UTF-8".into(),
+        close_code::POLICY => "the gateway refused the session".into(),
+        close_code::TOO_BIG => "a message was too big for the gateway".into(),
+        close_code::UPSTREAM_ERROR => "the timestamp server is unreachable".into(),
+        ABNORMAL_CLOSURE => "could not reach the gateway".into(),
+        other => format!("the connection closed (code {other})"),
+    }
+}
+
+/// Closes that are part of normal life (the server or gateway went away on
+/// purpose), as opposed to failures.
+pub fn is_orderly(code: u16) -> bool {
+    matches!(code, close_code::NORMAL | close_code::GOING_AWAY)
+}
+
+/// Which of the messages in flight (sent, not yet answered) a close blames.
+/// Blamed messages earn a strike instead of a plain resend, so one that keeps
+/// ending sessions is given up rather than sent in a loop; the rest are sent
+/// again, since a repeated echo is harmless and a lost line is not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blame {
+    /// The close says nothing about them: the upstream is unreachable or
+    /// failed, the gateway is restarting or turned the session away.
+    Nobody,
+    /// The gateway refused a frame as too big: the largest one it was.
+    Largest,
+    /// They might have caused it: the server hung up after reading them, the
+    /// gateway dropped without a close frame, or refused a frame's content.
+    Suspects,
+}
+
+pub fn blame(code: u16) -> Blame {
+    match code {
+        close_code::UPSTREAM_ERROR | close_code::GOING_AWAY | close_code::POLICY => Blame::Nobody,
+        close_code::TOO_BIG => Blame::Largest,
+        _ => Blame::Suspects,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gateway_reason_wins_over_the_code() {
+        assert_eq!(
+            describe_close(close_code::UPSTREAM_ERROR, "upstream 127.0.0.1:7 refused"),
+            "upstream 127.0.0.1:7 refused"
+        );
+    }
+
+    #[test]
+    fn close_without_a_reason_is_explained_by_its_code() {
+        assert_eq!(
+            describe_close(ABNORMAL_CLOSURE, ""),
+            "could not reach the gateway"
+        );
+        assert_eq!(
+            describe_close(close_code::GOING_AWAY, " "),
+            "the gateway is shutting down"
+        );
+        assert_eq!(
+            describe_close(4000, ""),
+            "the connection closed (code 4000)"
+        );
+    }
+
+    #[test]
+    fn an_unreachable_upstream_blames_no_message() {
+        assert_eq!(blame(close_code::UPSTREAM_ERROR), Blame::Nobody);
+        assert_eq!(blame(close_code::TOO_BIG), Blame::Largest);
+        assert_eq!(blame(close_code::NORMAL), Blame::Suspects);
+        assert_eq!(blame(ABNORMAL_CLOSURE), Blame::Suspects);
+        assert!(is_orderly(close_code::NORMAL) && !is_orderly(close_code::POLICY));
+    }
+}

@@ -1,0 +1,156 @@
+//! Transcript entries, and how a reply line from the gateway becomes one.
+
+use timecho_shared::{Reply, Stamp};
+
+/// One line of the transcript.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Unique within the page's life: the list key, and the outbox's order.
+    pub id: u64,
+    pub kind: EntryKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A message typed here.
+    Sent(Outgoing),
+    /// An echo from the server.
+    Reply {
+        /// The stamp exactly as the server wrote it.
+        stamp: String,
+        /// The stamp read back, when it is in one of the built-in formats.
+        time: Option<ClockTime>,
+        text: String,
+    },
+    /// The server refused a line, or the connection failed; meant for people.
+    Error(String),
+    /// A line from upstream in no format we know, shown as it came.
+    Other(String),
+    /// Something the page itself says (disconnected, reconnected).
+    Notice(String),
+}
+
+/// A message typed here, and how far it got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub text: String,
+    pub delivery: Delivery,
+    /// Sessions that died while this was in flight, in a way it may have caused
+    /// (see `close::Blame`): a message that keeps killing sessions is given up.
+    pub strikes: u8,
+}
+
+impl Outgoing {
+    pub fn queued(text: String) -> Outgoing {
+        Outgoing {
+            text,
+            delivery: Delivery::Queued,
+            strikes: 0,
+        }
+    }
+}
+
+/// Where a typed message is. The server answers every line with exactly one
+/// line, in order, which is how a reply finds the message it answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Waiting for a connection (shown as pending).
+    Queued,
+    /// Handed to the socket; no reply yet. If the session dies now the message
+    /// is queued again, unless it is to blame (see `close::Blame`).
+    InFlight,
+    /// The server's reply has arrived.
+    Echoed,
+    /// Given up: too long to send, refused by the gateway, or blamed for
+    /// ending too many sessions.
+    Undelivered,
+}
+
+impl Delivery {
+    /// Still ours to deliver: never trimmed from the transcript.
+    pub fn is_outstanding(self) -> bool {
+        matches!(self, Delivery::Queued | Delivery::InFlight)
+    }
+}
+
+/// A parsed stamp, ready to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClockTime {
+    /// `21:35:36`, or `21:35:36.123` when the stamp has a fraction.
+    pub short: String,
+    /// `2026-11-24T21:35:36`, for the `datetime` attribute of `<time>`.
+    pub iso: String,
+}
+
+impl ClockTime {
+    pub fn read(stamp: &str) -> Option<ClockTime> {
+        let wall = Stamp::parse_any(stamp)?.wall_clock();
+        let has_fraction = wall.and_utc().timestamp_subsec_nanos() != 0;
+        let (short, iso) = if has_fraction {
+            ("%H:%M:%S%.3f", "%Y-%m-%dT%H:%M:%S%.3f")
+        } else {
+            ("%H:%M:%S", "%Y-%m-%dT%H:%M:%S")
+        };
+        Some(ClockTime {
+            short: wall.format(short).to_string(),
+            iso: wall.format(iso).to_string(),
+        })
+    }
+}
+
+/// The entry for one reply line.
+pub fn reply_entry(line: &str) -> EntryKind {
+    match Reply::parse(line) {
+        Reply::Stamped { stamp, text } => EntryKind::Reply {
+            stamp: stamp.to_owned(),
+            time: ClockTime::read(stamp),
+            text: text.to_owned(),
+        },
+        Reply::Error(reason) => EntryKind::Error(reason.to_owned()),
+        Reply::Other(line) => EntryKind::Other(line.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamped_reply_shows_the_time_apart_from_the_text() {
+        assert_eq!(
+            reply_entry("[Tue Nov 24 21:35:36 2026] hello [x]"),
+            EntryKind::Reply {
+                stamp: "Tue Nov 24 21:35:36 2026".into(),
+                time: Some(ClockTime {
+                    short: "21:35:36".into(),
+                    iso: "2026-11-24T21:35:36".into()
+                }),
+                text: "hello [x]".into(),
+            }
+        );
+    }
+
+    #[test]
+    fn fractional_stamps_keep_milliseconds() {
+        let t = ClockTime::read("2026-11-24T21:35:36.250+01:00").expect("rfc3339 stamp");
+        assert_eq!(t.short, "21:35:36.250");
+        assert_eq!(t.iso, "2026-11-24T21:35:36.250");
+    }
+
+    #[test]
+    fn unknown_stamp_is_kept_without_a_time() {
+        assert!(matches!(
+            reply_entry("[tick 42] hi"),
+            EntryKind::Reply { stamp, time: None, text } if stamp == "tick 42" && text == "hi"
+        ));
+    }
+
+    #[test]
+    fn server_errors_and_foreign_lines_are_told_apart() {
+        assert_eq!(
+            reply_entry("error: line longer than 65536 bytes; discarded"),
+            EntryKind::Error("line longer than 65536 bytes; discarded".into())
+        );
+        assert_eq!(reply_entry("hello"), EntryKind::Other("hello".into()));
+    }
+}

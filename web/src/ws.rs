@@ -1,0 +1,326 @@
+//! The socket to the gateway's `/ws` relay, as a hook: it connects, reconnects
+//! with backoff, turns socket events into `Action`s, and delivers the outbox.
+//!
+//! Yew may render (and run effects) inside a `dispatch`, so no `RefCell` borrow
+//! is ever held across one.
+
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
+
+use gloo_timers::callback::Timeout;
+use timecho_shared::relay::close_code;
+use wasm_bindgen::prelude::*;
+use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
+use yew::prelude::*;
+
+use crate::backoff::{was_healthy, Backoff};
+use crate::state::{Action, Chat, ABNORMAL_CLOSURE};
+
+/// The relay's address for a page loaded with this protocol from this host:
+/// same host, `wss` when the page itself is https.
+pub fn relay_url_for(protocol: &str, host: &str) -> String {
+    let scheme = if protocol == "https:" { "wss" } else { "ws" };
+    format!("{scheme}://{host}/ws")
+}
+
+fn page_relay_url() -> Result<String, String> {
+    let location = web_sys::window()
+        .ok_or("this page has no window")?
+        .location();
+    let protocol = location.protocol().map_err(js_reason)?;
+    let host = location.host().map_err(js_reason)?;
+    Ok(relay_url_for(&protocol, &host))
+}
+
+/// Connects on mount, reconnects until unmounted, and sends whatever the
+/// outbox holds while connected. Returns a callback that retries at once.
+#[hook]
+pub fn use_relay(chat: &UseReducerHandle<Chat>) -> Callback<()> {
+    let relay = {
+        let dispatch = chat.dispatcher();
+        use_memo((), move |_| Relay::new(page_relay_url(), dispatch))
+    };
+    {
+        let relay = relay.clone();
+        use_effect_with((), move |_| {
+            relay.connect();
+            move || relay.stop()
+        });
+    }
+    // The outbox itself is the dependency: the effect runs again whenever a
+    // message is queued or the socket comes up.
+    let outbox: Vec<(u64, String)> = chat
+        .outbox()
+        .map(|(id, text)| (id, text.to_owned()))
+        .collect();
+    {
+        let relay = relay.clone();
+        let connected = chat.connection.is_connected();
+        use_effect_with((connected, outbox), move |(connected, outbox)| {
+            if *connected {
+                relay.deliver(outbox);
+            }
+        });
+    }
+    Callback::from(move |()| relay.retry_now())
+}
+
+/// The connection's life across sessions: at most one socket at a time, and a
+/// retry timer while there is none.
+struct Relay {
+    url: Result<String, String>,
+    dispatch: UseReducerDispatcher<Chat>,
+    inner: RefCell<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    session: Option<Session>,
+    /// The session that just closed: its handler may still be on the stack,
+    /// so it is dropped at the next connect rather than inside that handler.
+    retired: Option<Session>,
+    retry: Option<Timeout>,
+    backoff: Backoff,
+    next_session_id: u64,
+    stopped: bool,
+}
+
+/// One socket, and the handlers that must live exactly as long as it does.
+struct Session {
+    id: u64,
+    socket: WebSocket,
+    opened_at: Option<f64>,
+    heard_anything: bool,
+    _on_open: Closure<dyn FnMut()>,
+    _on_message: Closure<dyn FnMut(MessageEvent)>,
+    _on_close: Closure<dyn FnMut(CloseEvent)>,
+}
+
+impl Relay {
+    fn new(url: Result<String, String>, dispatch: UseReducerDispatcher<Chat>) -> Self {
+        Self {
+            url,
+            dispatch,
+            inner: RefCell::default(),
+        }
+    }
+
+    fn connect(self: &Rc<Self>) {
+        let (id, attempt) = {
+            let mut inner = self.inner.borrow_mut();
+            if inner.stopped {
+                return;
+            }
+            inner.retry = None;
+            inner.retired = None;
+            if let Some(old) = inner.session.take() {
+                old.detach();
+                let _ = old.socket.close();
+            }
+            inner.next_session_id += 1;
+            (inner.next_session_id, inner.backoff.failures())
+        };
+        self.dispatch.dispatch(Action::Connecting { attempt });
+        let opened = match &self.url {
+            Ok(url) => Session::open(url, id, Rc::downgrade(self)),
+            Err(reason) => Err(reason.clone()),
+        };
+        match opened {
+            Ok(session) => self.inner.borrow_mut().session = Some(session),
+            Err(reason) => self.closed(None, ABNORMAL_CLOSURE, reason),
+        }
+    }
+
+    /// Sends queued messages in order while the socket is open, then reports how
+    /// far it got; anything left waits for the next connection.
+    fn deliver(&self, outbox: &[(u64, String)]) {
+        let through = {
+            let inner = self.inner.borrow();
+            let Some(session) = inner.session.as_ref() else {
+                return;
+            };
+            // A socket that is not open drops sends without an error.
+            if session.socket.ready_state() != WebSocket::OPEN {
+                return;
+            }
+            let mut through = None;
+            for (id, text) in outbox {
+                if session.socket.send_with_str(text).is_err() {
+                    break;
+                }
+                through = Some(*id);
+            }
+            through
+        };
+        if let Some(through) = through {
+            self.dispatch.dispatch(Action::Delivered { through });
+        }
+    }
+
+    fn retry_now(self: &Rc<Self>) {
+        let waiting = self.inner.borrow().retry.is_some();
+        if waiting {
+            self.connect();
+        }
+    }
+
+    fn stop(&self) {
+        let mut inner = self.inner.borrow_mut();
+        inner.stopped = true;
+        inner.retry = None;
+        if let Some(session) = inner.session.take() {
+            session.detach();
+            let _ = session
+                .socket
+                .close_with_code_and_reason(close_code::GOING_AWAY, "page closed");
+        }
+    }
+
+    fn opened(&self, id: u64) {
+        {
+            let mut inner = self.inner.borrow_mut();
+            match inner.session.as_mut() {
+                Some(s) if s.id == id => s.opened_at = Some(js_sys::Date::now()),
+                _ => return,
+            }
+        }
+        self.dispatch.dispatch(Action::Opened);
+    }
+
+    fn received(&self, id: u64, event: MessageEvent) {
+        {
+            let mut inner = self.inner.borrow_mut();
+            match inner.session.as_mut() {
+                Some(s) if s.id == id => s.heard_anything = true,
+                _ => return,
+            }
+        }
+        // The relay speaks text; a binary frame has no line to show.
+        if let Some(line) = event.data().as_string() {
+            self.dispatch.dispatch(Action::Received(line));
+        }
+    }
+
+    /// The session `id` closed (or, for `None`, could not even be opened):
+    /// schedule the next attempt and tell the page why.
+    fn closed(self: &Rc<Self>, id: Option<u64>, code: u16, reason: String) {
+        let retry_in_ms = {
+            let mut inner = self.inner.borrow_mut();
+            if inner.stopped {
+                return;
+            }
+            if let Some(id) = id {
+                match inner.session.take() {
+                    Some(s) if s.id == id => {
+                        let lasted = s.opened_at.map(|t| js_sys::Date::now() - t);
+                        if was_healthy(lasted, s.heard_anything) {
+                            inner.backoff.reset();
+                        }
+                        s.detach();
+                        inner.retired = Some(s);
+                    }
+                    other => {
+                        inner.session = other;
+                        return;
+                    }
+                }
+            }
+            let delay = inner.backoff.fail();
+            let relay = Rc::downgrade(self);
+            inner.retry = Some(Timeout::new(delay, move || retry_fired(&relay)));
+            delay
+        };
+        self.dispatch.dispatch(Action::Closed {
+            code,
+            reason,
+            retry_in_ms,
+        });
+    }
+}
+
+fn retry_fired(relay: &Weak<Relay>) {
+    let Some(relay) = relay.upgrade() else {
+        return;
+    };
+    // This very timer is running: forget it rather than drop it under itself
+    // (a fired one-shot closure has already freed itself).
+    let fired = relay.inner.borrow_mut().retry.take();
+    if let Some(timer) = fired {
+        timer.forget();
+    }
+    relay.connect();
+}
+
+impl Session {
+    fn open(url: &str, id: u64, relay: Weak<Relay>) -> Result<Session, String> {
+        let socket = WebSocket::new(url).map_err(js_reason)?;
+        socket.set_binary_type(BinaryType::Arraybuffer);
+
+        let on_open = {
+            let relay = relay.clone();
+            Closure::<dyn FnMut()>::new(move || {
+                if let Some(relay) = relay.upgrade() {
+                    relay.opened(id);
+                }
+            })
+        };
+        let on_message = {
+            let relay = relay.clone();
+            Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+                if let Some(relay) = relay.upgrade() {
+                    relay.received(id, event);
+                }
+            })
+        };
+        let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |event: CloseEvent| {
+            if let Some(relay) = relay.upgrade() {
+                relay.closed(Some(id), event.code(), event.reason());
+            }
+        });
+        socket.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+        socket.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        socket.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+
+        Ok(Session {
+            id,
+            socket,
+            opened_at: None,
+            heard_anything: false,
+            _on_open: on_open,
+            _on_message: on_message,
+            _on_close: on_close,
+        })
+    }
+
+    /// Unhooks the handlers, so nothing calls into closures about to be dropped.
+    fn detach(&self) {
+        self.socket.set_onopen(None);
+        self.socket.set_onmessage(None);
+        self.socket.set_onclose(None);
+    }
+}
+
+/// A browser exception as text for the status bar.
+fn js_reason(err: JsValue) -> String {
+    err.dyn_ref::<js_sys::Error>()
+        .map(|e| String::from(e.message()))
+        .or_else(|| err.as_string())
+        .unwrap_or_else(|| "the browser refused to open the connection".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relay_is_on_the_pages_host_and_secure_when_the_page_is() {
+        assert_eq!(
+            relay_url_for("http:", "127.0.0.1:8080"),
+            "ws://127.0.0.1:8080/ws"
+        );
+        assert_eq!(
+            relay_url_for("https:", "echo.example"),
+            "wss://echo.example/ws"
+        );
+    }
+}

@@ -1,0 +1,69 @@
+//! `cargo xtask test`: every check, in the order a fresh machine needs them,
+//! stopping at the first failure and naming it.
+
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, Result};
+
+use crate::{exec, tools, web, workspace_root};
+
+const STEPS: usize = 6;
+
+pub fn all(test_args: &[String]) -> Result<ExitCode> {
+    let mut steps = Steps { started: 0 };
+    steps.run("browser and test tools", tools::ensure_test_packages)?;
+    steps.run("page build (cargo xtask web)", || {
+        web::build(&web::Options::default())
+    })?;
+    steps.run("cargo fmt --check", || {
+        exec::run(&mut cargo(&["fmt", "--all", "--", "--check"]))
+    })?;
+    steps.run("cargo clippy (native, whole workspace)", || {
+        exec::run(&mut cargo(&[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))
+    })?;
+    steps.run("cargo clippy (the page, for wasm32)", || {
+        exec::run(&mut cargo(&[
+            "clippy",
+            "-p",
+            "timecho-web",
+            "--target",
+            tools::WASM_TARGET,
+            "--target-dir",
+            "target/wasm",
+            "--",
+            "-D",
+            "warnings",
+        ]))
+    })?;
+    steps.run("cargo test --workspace", || {
+        exec::run(cargo(&["test", "--workspace"]).args(test_args))
+    })?;
+    println!("\nxtask: all {STEPS} steps passed");
+    Ok(ExitCode::SUCCESS)
+}
+
+struct Steps {
+    started: usize,
+}
+
+impl Steps {
+    fn run(&mut self, name: &str, step: impl FnOnce() -> Result<()>) -> Result<()> {
+        self.started += 1;
+        let n = self.started;
+        println!("\n==> [{n}/{STEPS}] {name}");
+        step().with_context(|| format!("step {n}/{STEPS} ({name}) failed"))
+    }
+}
+
+fn cargo(args: &[&str]) -> Command {
+    let mut cmd = exec::cargo();
+    cmd.args(args).current_dir(workspace_root());
+    cmd
+}

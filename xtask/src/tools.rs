@@ -1,0 +1,115 @@
+//! Tools that come from package registries, installed on first use so that a
+//! fresh machine (or CI) needs nothing but the Rust toolchain, apt and npm.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Result};
+
+use crate::exec;
+
+pub const WASM_TARGET: &str = "wasm32-unknown-unknown";
+
+/// Pinned so every machine optimises the page the same way. Debian's
+/// wasm-opt (108) is too old to read what current rustc emits.
+const BINARYEN_NPM: &str = "binaryen@132.0.0";
+
+/// Adds the wasm target with rustup unless it is already installed.
+pub fn ensure_wasm_target() -> Result<()> {
+    let installed = exec::output(Command::new("rustup").args(["target", "list", "--installed"]));
+    if installed.is_some_and(|list| list.lines().any(|l| l.trim() == WASM_TARGET)) {
+        return Ok(());
+    }
+    println!("xtask: adding the {WASM_TARGET} target with rustup");
+    exec::run(Command::new("rustup").args(["target", "add", WASM_TARGET]))
+}
+
+/// `wasm-opt` from the npm package `binaryen`, installed under `tools_dir`.
+pub fn wasm_opt(tools_dir: &Path) -> Result<PathBuf> {
+    let prefix = tools_dir.join("binaryen");
+    let bin = prefix.join("node_modules/.bin/wasm-opt");
+    if bin.exists() {
+        return Ok(bin);
+    }
+    if !exec::on_path("npm") {
+        bail!("npm is not installed (apt-get install npm), so wasm-opt cannot be fetched");
+    }
+    println!("xtask: installing {BINARYEN_NPM} into {}", prefix.display());
+    std::fs::create_dir_all(&prefix)?;
+    exec::run(
+        Command::new("npm")
+            .args([
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+                "--prefix",
+            ])
+            .arg(&prefix)
+            .arg(BINARYEN_NPM),
+    )?;
+    if !bin.exists() {
+        bail!(
+            "npm installed {BINARYEN_NPM} but {} is missing",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// What the browser tests need from Debian: Chromium with its driver, `nc`
+/// and `python3`. Installs whatever is missing.
+pub fn ensure_test_packages() -> Result<()> {
+    let mut missing = Vec::new();
+    if !Path::new("/usr/bin/chromium").exists() || !Path::new("/usr/bin/chromedriver").exists() {
+        missing.extend(["chromium", "chromium-driver"]);
+    }
+    if !exec::on_path("nc") {
+        missing.push("netcat-openbsd");
+    }
+    if !exec::on_path("python3") {
+        missing.push("python3");
+    }
+    if missing.is_empty() {
+        println!("xtask: chromium, chromedriver, nc and python3 are installed");
+        return Ok(());
+    }
+    apt_install(&missing)
+}
+
+fn apt_install(packages: &[&str]) -> Result<()> {
+    let sudo = if is_root() {
+        false
+    } else if exec::on_path("sudo") {
+        true
+    } else {
+        bail!(
+            "not root and no sudo: install these by hand: apt-get install {}",
+            packages.join(" ")
+        );
+    };
+    println!("xtask: installing with apt: {}", packages.join(" "));
+    let apt = |args: &[&str]| {
+        let mut cmd = if sudo {
+            let mut c = Command::new("sudo");
+            c.args(["DEBIAN_FRONTEND=noninteractive", "apt-get"]);
+            c
+        } else {
+            let mut c = Command::new("apt-get");
+            c.env("DEBIAN_FRONTEND", "noninteractive");
+            c
+        };
+        // Wait for another apt (unattended upgrades, a parallel install)
+        // instead of failing on its lock.
+        cmd.args(["-o", "DPkg::Lock::Timeout=600"]).args(args);
+        cmd
+    };
+    exec::run(&mut apt(&["update"]))?;
+    let mut install = apt(&["install", "-y"]);
+    install.args(packages);
+    exec::run(&mut install)
+}
+
+fn is_root() -> bool {
+    exec::output(Command::new("id").arg("-u")).is_some_and(|uid| uid.trim() == "0")
+}
