@@ -38,6 +38,8 @@ const STAMP_ROOM: usize = 256;
 /// A reply without a newline (from a server with raw framing, such as the
 /// tutorial's) is relayed once the server has been quiet this long.
 const PARTIAL_QUIET: Duration = Duration::from_millis(50);
+/// How long a closing session waits for the browser's close frame.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Longest close reason RFC 6455 allows.
 const MAX_REASON: usize = 123;
 
@@ -76,10 +78,13 @@ pub async fn upgrade(
         )
             .into_response();
     };
-    let max = gateway.max_frame;
+    // The protocol layer reads a frame somewhat over the limit whole, so the
+    // session can refuse it with 1009 and a clean close; only far bigger frames
+    // are cut off mid-read by the protocol layer itself.
+    let hard_limit = gateway.max_frame.saturating_mul(2).max(16 * 1024);
     let tracker = gateway.tracker.clone();
-    ws.max_message_size(max)
-        .max_frame_size(max)
+    ws.max_message_size(hard_limit)
+        .max_frame_size(hard_limit)
         .on_upgrade(move |socket| {
             let span = info_span!("ws", %browser);
             tracker.track_future(session(socket, gateway, browser, permit).instrument(span))
@@ -171,10 +176,10 @@ async fn relay(mut ws: WebSocket, gateway: &Gateway, browser: SocketAddr) {
     }
     debug!(upstream, "session open");
     let (tcp_read, tcp_write) = tcp.into_split();
-    let (mut ws_tx, ws_rx) = ws.split();
+    let (mut ws_tx, mut ws_rx) = ws.split();
 
     let ending = {
-        let up = browser_to_upstream(ws_rx, tcp_write, gateway);
+        let up = browser_to_upstream(&mut ws_rx, tcp_write, gateway);
         let down = upstream_to_browser(tcp_read, &mut ws_tx, gateway);
         tokio::pin!(up, down);
         tokio::select! {
@@ -192,7 +197,18 @@ async fn relay(mut ws: WebSocket, gateway: &Gateway, browser: SocketAddr) {
     };
     debug!(?ending, "session closed");
     if let Some((code, reason)) = ending.close_frame() {
-        let _ = ws_tx.send(close(code, reason)).await;
+        if ws_tx.send(close(code, reason)).await.is_ok() {
+            // Read on until the browser acknowledges: closing the socket with its
+            // frames unread would reset the connection and lose our close frame.
+            let _ = timeout(CLOSE_GRACE, async {
+                while let Some(Ok(m)) = ws_rx.next().await {
+                    if matches!(m, Message::Close(_)) {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
     }
     let _ = ws_tx.close().await;
 }
@@ -235,7 +251,7 @@ fn close(code: u16, mut reason: String) -> Message {
 
 /// Browser frames become upstream lines; each frame is written with one write.
 async fn browser_to_upstream(
-    mut ws_rx: SplitStream<WebSocket>,
+    ws_rx: &mut SplitStream<WebSocket>,
     mut tcp: OwnedWriteHalf,
     gateway: &Gateway,
 ) -> Ending {
@@ -258,6 +274,9 @@ async fn browser_to_upstream(
             Ok(Some(Ok(m))) => m,
         };
         match message {
+            Message::Text(text) if text.len() > gateway.max_frame => {
+                return Ending::TooBig(gateway.max_frame)
+            }
             Message::Text(text) => {
                 out.clear();
                 for line in frame_lines(text.as_str()) {
