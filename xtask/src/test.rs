@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 
 use crate::{exec, tools, web, workspace_root};
 
-const STEPS: usize = 6;
+const STEPS: usize = 7;
 
 pub fn all(test_args: &[String]) -> Result<ExitCode> {
     let mut steps = Steps { started: 0 };
@@ -41,6 +41,14 @@ pub fn all(test_args: &[String]) -> Result<ExitCode> {
             "-D",
             "warnings",
         ]))
+    })?;
+    steps.run("cargo deny check bans licenses sources", || {
+        let deny = tools::cargo_deny(&workspace_root().join("target/tools"))?;
+        exec::run(
+            Command::new(deny)
+                .args(["check", "bans", "licenses", "sources"])
+                .current_dir(workspace_root()),
+        )
     })?;
     steps.run("cargo test --workspace", || {
         exec::run(cargo(&["test", "--workspace"]).args(test_args))

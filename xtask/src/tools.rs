@@ -57,10 +57,17 @@ pub fn wasm_opt(tools_dir: &Path) -> Result<PathBuf> {
     Ok(bin)
 }
 
-/// What the browser tests need from Debian: Chromium with its driver, `nc`
-/// and `python3`. Installs whatever is missing.
+/// What the end-to-end tests need from Debian: Chromium with its driver, `nc`,
+/// `python3`, `openssl` (TLS interop) and `haproxy` (the scale-out test).
+/// Installs whatever is missing.
 pub fn ensure_test_packages() -> Result<()> {
     let mut missing = Vec::new();
+    if !exec::on_path("openssl") {
+        missing.push("openssl");
+    }
+    if !exec::on_path("haproxy") && !Path::new("/usr/sbin/haproxy").exists() {
+        missing.push("haproxy");
+    }
     if !Path::new("/usr/bin/chromium").exists() || !Path::new("/usr/bin/chromedriver").exists() {
         missing.extend(["chromium", "chromium-driver"]);
     }
@@ -71,7 +78,7 @@ pub fn ensure_test_packages() -> Result<()> {
         missing.push("python3");
     }
     if missing.is_empty() {
-        println!("xtask: chromium, chromedriver, nc and python3 are installed");
+        println!("xtask: chromium, chromedriver, nc, python3, openssl and haproxy are installed");
         return Ok(());
     }
     apt_install(&missing)
@@ -112,4 +119,34 @@ fn apt_install(packages: &[&str]) -> Result<()> {
 
 fn is_root() -> bool {
     exec::output(Command::new("id").arg("-u")).is_some_and(|uid| uid.trim() == "0")
+}
+
+/// Pinned so the supply-chain check behaves the same everywhere.
+const CARGO_DENY_VERSION: &str = "0.20.2";
+
+/// `cargo-deny`, built from crates.io into `tools_dir` on first use.
+pub fn cargo_deny(tools_dir: &Path) -> Result<PathBuf> {
+    let root = tools_dir.join("cargo-deny");
+    let bin = root.join("bin/cargo-deny");
+    if bin.exists() {
+        return Ok(bin);
+    }
+    println!(
+        "xtask: building cargo-deny {CARGO_DENY_VERSION} into {} (once)",
+        root.display()
+    );
+    exec::run(
+        exec::cargo()
+            .args([
+                "install",
+                "--locked",
+                "--quiet",
+                "cargo-deny",
+                "--version",
+                CARGO_DENY_VERSION,
+                "--root",
+            ])
+            .arg(&root),
+    )?;
+    Ok(bin)
 }
