@@ -18,7 +18,8 @@ use crate::gateway::{self, Gateway, HttpLimits, Ops};
 use crate::listener::{self, Service, TlsTcpListener};
 use crate::metrics::Metrics;
 use crate::tls::{Tls, TlsError};
-use crate::{shutdown, udp};
+use crate::shutdown::Signals;
+use crate::udp;
 
 /// Connections the --metrics and --redirect-http listeners serve at once.
 const SMALL_LISTENER_CONNECTIONS: usize = 1024;
@@ -61,6 +62,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         access: access.clone(),
     };
 
+    let signals = Signals::install().map_err(ServeError::Signals)?;
     let fingerprint = tls.as_ref().map(|t| t.fingerprint());
     println!("{}", bound.describe(fingerprint.as_deref()));
     if let Some(tls) = &tls {
@@ -136,7 +138,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     }
     tracker.close();
 
-    shutdown::signalled().await.map_err(ServeError::Signals)?;
+    signals.first().await;
     ops.draining.cancel();
     if !config.shutdown_delay.is_zero() {
         info!(
