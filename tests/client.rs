@@ -1,0 +1,131 @@
+//! Clients people actually use against `timecho serve`: the tutorial's Python
+//! client, netcat, and `timecho client` itself.
+
+mod support;
+
+use std::io::ErrorKind;
+use std::net::TcpListener;
+use std::process::Command;
+use std::time::Duration;
+
+use support::{assert_texts, parse_reply, reply_texts, run_to_exit, timecho, Server, TempDir};
+
+const TUTORIAL_CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/tutorial_client.py");
+const CLIENT_LIMIT: Duration = Duration::from_secs(10);
+
+/// Whether `program` can be run here; prints why a test is skipped if not.
+fn available(program: &str, probe: &str) -> bool {
+    match Command::new(program).arg(probe).output() {
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            eprintln!("note: skipped, {program} is not installed");
+            false
+        }
+        _ => true,
+    }
+}
+
+#[test]
+fn tutorial_client_gets_each_line_back_stamped() {
+    if !available("python3", "--version") {
+        return;
+    }
+    let server = Server::start(&[]);
+    let addr = server.tcp_addr();
+    let mut cmd = Command::new("python3");
+    cmd.arg(TUTORIAL_CLIENT)
+        .arg(addr.ip().to_string())
+        .arg(addr.port().to_string());
+    let exited = run_to_exit(cmd, b"hello\nworld\n", CLIENT_LIMIT);
+    assert!(exited.status.success(), "{exited:?}");
+    assert!(exited.stdout.contains("] hello"), "{exited:?}");
+    assert!(exited.stdout.contains("] world"), "{exited:?}");
+    // It prints "> " prompts and each reply followed by an empty line.
+    let texts: Vec<Vec<u8>> = exited
+        .stdout
+        .lines()
+        .map(|l| l.trim_start_matches("> "))
+        .filter(|l| l.starts_with('['))
+        .map(|l| parse_reply(l.as_bytes()).1)
+        .collect();
+    assert_texts(&texts, &["hello", "world"]);
+}
+
+#[test]
+fn netcat_gets_a_stamped_reply() {
+    if !available("nc", "-h") {
+        return;
+    }
+    let server = Server::start(&[]);
+    let addr = server.tcp_addr();
+    // OpenBSD netcat: -N shuts down its sending side at end of input and then reads
+    // until the server closes, which is exact where -q1 would only wait a second.
+    let mut cmd = Command::new("nc");
+    cmd.args(["-N", &addr.ip().to_string(), &addr.port().to_string()]);
+    let exited = run_to_exit(cmd, b"hi\n", CLIENT_LIMIT);
+    assert!(exited.status.success(), "{exited:?}");
+    assert_texts(&reply_texts(exited.stdout.as_bytes()), &["hi"]);
+}
+
+#[test]
+fn timecho_client_streams_piped_lines_and_prints_every_reply_in_order() {
+    let server = Server::start(&[]);
+    let lines: Vec<String> = (0..200).map(|i| format!("piped line {i}")).collect();
+    let mut cmd = timecho();
+    cmd.args(["client", &server.tcp_addr().to_string()]);
+    let exited = run_to_exit(
+        cmd,
+        format!("{}\n", lines.join("\n")).as_bytes(),
+        CLIENT_LIMIT,
+    );
+    assert!(exited.status.success(), "{exited:?}");
+    assert_texts(&reply_texts(exited.stdout.as_bytes()), &lines);
+}
+
+#[test]
+fn timecho_client_reports_a_refused_connection_in_one_line_and_fails() {
+    let closed = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let mut cmd = timecho();
+    cmd.args(["client", &closed.to_string()]);
+    let exited = run_to_exit(cmd, b"anyone?\n", CLIENT_LIMIT);
+    assert!(!exited.status.success(), "{exited:?}");
+    assert_ne!(exited.status.code(), Some(101), "exit code of a panic");
+    assert_eq!(exited.stderr.trim_end().lines().count(), 1, "{exited:?}");
+    assert!(exited.stderr.contains(&closed.to_string()), "{exited:?}");
+    assert!(
+        exited.stderr.to_lowercase().contains("refused"),
+        "{exited:?}"
+    );
+    assert_eq!(exited.stdout, "", "{exited:?}");
+}
+
+#[test]
+fn timecho_client_over_udp_prints_one_reply_per_line() {
+    let server = Server::start(&["--udp", "127.0.0.1:0"]);
+    let mut cmd = timecho();
+    cmd.args(["client", "--udp", &server.udp_addr().to_string()]);
+    let exited = run_to_exit(cmd, b"first datagram\nsecond datagram\n", CLIENT_LIMIT);
+    assert!(exited.status.success(), "{exited:?}");
+    assert_texts(
+        &reply_texts(exited.stdout.as_bytes()),
+        &["first datagram", "second datagram"],
+    );
+}
+
+#[test]
+fn timecho_client_over_a_unix_socket_prints_every_reply() {
+    let dir = TempDir::new();
+    let path = dir.path().join("client.sock");
+    let path_arg = path.to_str().unwrap();
+    let _server = Server::start(&["--unix", path_arg]);
+    let mut cmd = timecho();
+    cmd.args(["client", "--unix", path_arg]);
+    let exited = run_to_exit(cmd, b"over\nthe unix socket\n", CLIENT_LIMIT);
+    assert!(exited.status.success(), "{exited:?}");
+    assert_texts(
+        &reply_texts(exited.stdout.as_bytes()),
+        &["over", "the unix socket"],
+    );
+}

@@ -1,0 +1,248 @@
+//! Scale-out behind a real load balancer: two timecho instances behind HAProxy
+//! with `deploy/haproxy.cfg` (PROXY protocol v2, /readyz health checks), on
+//! loopback. Clients reach both instances, the instances log the real client
+//! address, and when one instance is stopped mid-load no reply is lost.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use support::{split_reply, Server};
+
+const CLIENTS: usize = 8;
+const LINES_PER_CLIENT: usize = 150;
+
+fn haproxy() -> PathBuf {
+    ["/usr/sbin/haproxy", "/usr/bin/haproxy"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .expect("haproxy is not installed: run `cargo xtask test`, which installs it")
+}
+
+fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+}
+
+/// HAProxy in the foreground, stopped when dropped.
+struct Balancer {
+    child: Child,
+    tcp: SocketAddr,
+    http: SocketAddr,
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_balancer(a: &Server, b: &Server) -> Balancer {
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/haproxy.cfg");
+    let (tcp, http) = (free_addr(), free_addr());
+    let child = Command::new(haproxy())
+        .args(["-db", "-f"])
+        .arg(&config)
+        .env("LB_TCP", tcp.to_string())
+        .env("LB_HTTP", http.to_string())
+        .env("A_TCP", a.tcp_addr().to_string())
+        .env("A_HTTP", a.http_addr().to_string())
+        .env("A_HTTP_PORT", a.http_addr().port().to_string())
+        .env("B_TCP", b.tcp_addr().to_string())
+        .env("B_HTTP", b.http_addr().to_string())
+        .env("B_HTTP_PORT", b.http_addr().port().to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("haproxy starts");
+    let balancer = Balancer { child, tcp, http };
+    // Ready once both backends pass their health checks and serve through it.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if accepted(a) > 0 && accepted(b) > 0 {
+            return balancer;
+        }
+        let _ = one_exchange(balancer.tcp, "warm-up");
+        thread::sleep(Duration::from_millis(50));
+    }
+    panic!("HAProxy did not route to both instances within 15 s");
+}
+
+fn one_exchange(addr: SocketAddr, text: &str) -> std::io::Result<(SocketAddr, Vec<u8>)> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let local = s.local_addr()?;
+    s.write_all(format!("{text}\n").as_bytes())?;
+    let mut line = Vec::new();
+    BufReader::new(&s).read_until(b'\n', &mut line)?;
+    Ok((local, line))
+}
+
+fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return (0, String::new());
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    );
+    let mut raw = String::new();
+    let _ = s.read_to_string(&mut raw);
+    let status = raw
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, raw)
+}
+
+/// TCP clients the instance has accepted, from its /metrics.
+fn accepted(server: &Server) -> u64 {
+    let (_, body) = http_get(server.http_addr(), "/metrics");
+    body.lines()
+        .filter(|l| l.starts_with("timecho_connections_accepted_total{listener=\"tcp "))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Sends numbered lines one at a time through the balancer. A connection that
+/// ends before a reply means the line was not processed (the server answers
+/// everything it read before closing), so it is sent again on a new one.
+/// Returns the texts of the replies, in order.
+fn steady_client(lb: SocketAddr, id: usize, stop_early: Arc<AtomicBool>) -> Vec<String> {
+    let mut replies = Vec::new();
+    let mut conn: Option<BufReader<TcpStream>> = None;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut i = 0;
+    while i < LINES_PER_CLIENT && Instant::now() < deadline && !stop_early.load(Ordering::Relaxed) {
+        let c = match conn.as_mut() {
+            Some(c) => c,
+            None => match TcpStream::connect(lb) {
+                Ok(s) => {
+                    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                    conn.insert(BufReader::new(s))
+                }
+                Err(_) => {
+                    thread::sleep(Duration::from_millis(20));
+                    continue;
+                }
+            },
+        };
+        let text = format!("client {id} line {i}");
+        let mut line = Vec::new();
+        let answered = c
+            .get_mut()
+            .write_all(format!("{text}\n").as_bytes())
+            .is_ok()
+            && matches!(c.read_until(b'\n', &mut line), Ok(n) if n > 0 && line.ends_with(b"\n"));
+        if !answered {
+            conn = None;
+            continue;
+        }
+        line.pop();
+        let (_, echoed) = split_reply(&line);
+        replies.push(String::from_utf8_lossy(&echoed).into_owned());
+        i += 1;
+        thread::sleep(Duration::from_millis(10));
+    }
+    replies
+}
+
+#[test]
+fn instances_behind_haproxy_share_clients_log_them_and_drain_without_losing_replies() {
+    let args = [
+        "--http",
+        "127.0.0.1:0",
+        "--proxy-protocol",
+        "--shutdown-delay",
+        "2s",
+        "--log",
+        "timecho=debug",
+    ];
+    let mut a = Server::start(&args);
+    let mut b = Server::start(&args);
+    let lb = start_balancer(&a, &b);
+
+    // Both instances serve clients through the balancer, and log the client's
+    // own address (from the PROXY header), not the balancer's.
+    let mut locals = Vec::new();
+    for n in 0..10 {
+        let (local, reply) =
+            one_exchange(lb.tcp, &format!("hello {n}")).expect("an answer via HAProxy");
+        assert!(
+            reply.ends_with(format!("] hello {n}\n").as_bytes()),
+            "{reply:?}"
+        );
+        locals.push(local);
+    }
+    thread::sleep(Duration::from_millis(200));
+    let logs = format!("{}\n{}", a.stderr(), b.stderr());
+    let logged = locals
+        .iter()
+        .filter(|l| logs.contains(&format!("peer={l}")))
+        .count();
+    assert_eq!(
+        logged,
+        locals.len(),
+        "client addresses {locals:?} not all in the logs:\n{logs}"
+    );
+    assert!(accepted(&a) > 0 && accepted(&b) > 0);
+    let (status, _) = http_get(lb.http, "/readyz");
+    assert_eq!(status, 200, "the page side is served through HAProxy too");
+
+    // Steady load, then instance A is stopped in the middle of it.
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|id| {
+            let stop = stop.clone();
+            let addr = lb.tcp;
+            thread::spawn(move || steady_client(addr, id, stop))
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(400));
+    a.sigterm();
+    // /readyz turns 503 as soon as the signal is handled, before the listeners close.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let mut status = 0;
+    while Instant::now() < deadline {
+        status = http_get(a.http_addr(), "/readyz").0;
+        if status == 503 {
+            break;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(status, 503, "A must report not ready while draining");
+    let exited = a.wait_exit(Duration::from_secs(10));
+    assert!(
+        exited.is_some_and(|s| s.success()),
+        "A did not drain and exit 0: {exited:?}\n{}",
+        a.stderr()
+    );
+
+    for (id, client) in clients.into_iter().enumerate() {
+        let replies = client.join().expect("client thread");
+        let expected: Vec<String> = (0..LINES_PER_CLIENT)
+            .map(|i| format!("client {id} line {i}"))
+            .collect();
+        assert_eq!(replies, expected, "client {id} lost or repeated replies");
+    }
+
+    // New connections go to B now.
+    let (_, reply) = one_exchange(lb.tcp, "after").expect("B answers through HAProxy");
+    assert!(reply.ends_with(b"] after\n"));
+    assert!(b.stderr().contains("peer="));
+    drop(lb);
+    assert!(b.terminate().success());
+}

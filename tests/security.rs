@@ -1,0 +1,474 @@
+//! TLS and access control over real sockets: `--tcp-tls` with openssl and with
+//! rustls clients, wss with a test CA, certificate reload on SIGHUP, plaintext on
+//! a TLS port, `--allow`/`--deny`, and sign-in for the page's API and `/ws`.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use support::{parse_reply, Server, TempDir, REPLY_TIMEOUT};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio_rustls::TlsConnector;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+/// A test CA and a `localhost`/`127.0.0.1` certificate it signed, as PEM files.
+struct Pki {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+fn make_pki(dir: &Path, name: &str) -> Pki {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, format!("timecho test CA {name}"));
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let pki = Pki {
+        ca: dir.join(format!("{name}-ca.pem")),
+        cert: dir.join(format!("{name}-cert.pem")),
+        key: dir.join(format!("{name}-key.pem")),
+    };
+    std::fs::write(&pki.ca, ca_cert.pem()).unwrap();
+    std::fs::write(&pki.cert, leaf.pem()).unwrap();
+    std::fs::write(&pki.key, leaf_key.serialize_pem()).unwrap();
+    pki
+}
+
+fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+}
+
+fn tls_server(pki: &Pki, extra: &[&str]) -> (Server, SocketAddr, SocketAddr) {
+    let tls_addr = free_addr();
+    let https_addr = free_addr();
+    let (tls, https) = (tls_addr.to_string(), https_addr.to_string());
+    let mut args = vec![
+        "--tcp-tls",
+        &tls,
+        "--http",
+        &https,
+        "--tls-cert",
+        pki.cert.to_str().unwrap(),
+        "--tls-key",
+        pki.key.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    (Server::start(&args), tls_addr, https_addr)
+}
+
+fn connector(ca: &Path) -> TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    TlsConnector::from(Arc::new(config))
+}
+
+type TlsLines = BufReader<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+
+async fn tls_connect(addr: SocketAddr, ca: &Path) -> std::io::Result<TlsLines> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = ServerName::try_from("localhost").unwrap();
+    Ok(BufReader::new(connector(ca).connect(name, tcp).await?))
+}
+
+async fn exchange(conn: &mut TlsLines, text: &str) -> String {
+    conn.get_mut()
+        .write_all(format!("{text}\n").as_bytes())
+        .await
+        .unwrap();
+    let mut line = String::new();
+    tokio::time::timeout(REPLY_TIMEOUT, conn.read_line(&mut line))
+        .await
+        .expect("a reply in time")
+        .unwrap();
+    line
+}
+
+#[test]
+fn tls_listener_speaks_the_wire_format_to_openssl_s_client() {
+    let dir = TempDir::new();
+    let pki = make_pki(dir.path(), "a");
+    let (_server, tls_addr, _) = tls_server(&pki, &[]);
+    let mut child = Command::new("openssl")
+        .args(["s_client", "-quiet", "-verify_return_error", "-CAfile"])
+        .arg(&pki.ca)
+        .args([
+            "-connect",
+            &tls_addr.to_string(),
+            "-servername",
+            "localhost",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("openssl is installed (cargo xtask test installs it)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"hello over tls\n")
+        .unwrap();
+    let mut out = Vec::new();
+    let mut stdout = child.stdout.take().unwrap();
+    let deadline = Instant::now() + REPLY_TIMEOUT;
+    let mut buf = [0u8; 256];
+    while !out.ends_with(b"\n") && Instant::now() < deadline {
+        match stdout.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = out.strip_suffix(b"\n").unwrap_or(&out);
+    let (_, text) = parse_reply(line);
+    assert_eq!(text, b"hello over tls");
+}
+
+#[test]
+fn timecho_client_verifies_the_server_certificate() {
+    let dir = TempDir::new();
+    let pki = make_pki(dir.path(), "a");
+    let other = make_pki(dir.path(), "other");
+    let (_server, tls_addr, _) = tls_server(&pki, &[]);
+    let run = |ca: &Path| {
+        let mut child = support::timecho()
+            .args(["client", "--tls", "--ca"])
+            .arg(ca)
+            .arg(format!("localhost:{}", tls_addr.port()))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"one\ntwo\n")
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let good = run(&pki.ca);
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    let texts = support::reply_texts(&good.stdout);
+    assert_eq!(texts, vec![b"one".to_vec(), b"two".to_vec()]);
+
+    let wrong = run(&other.ca);
+    assert!(!wrong.status.success());
+    let err = String::from_utf8_lossy(&wrong.stderr);
+    assert!(err.contains("UnknownIssuer"), "{err}");
+    assert!(wrong.stdout.is_empty());
+}
+
+#[test]
+fn plaintext_client_on_a_tls_port_is_closed_promptly() {
+    let dir = TempDir::new();
+    let pki = make_pki(dir.path(), "a");
+    let (_server, tls_addr, _) = tls_server(&pki, &[]);
+    let mut plain = TcpStream::connect(tls_addr).unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    plain.write_all(b"hello, no tls here\n").unwrap();
+    let started = Instant::now();
+    let mut got = Vec::new();
+    let result = plain.read_to_end(&mut got);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "closed only after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        result.is_ok() || result.is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset)
+    );
+    // Whatever came back is a TLS alert record, never an echo.
+    assert!(!got.windows(5).any(|w| w == b"hello"), "{got:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn certificate_reload_on_sighup_keeps_open_connections() {
+    let dir = TempDir::new();
+    let first = make_pki(dir.path(), "first");
+    let live = Pki {
+        ca: first.ca.clone(),
+        cert: dir.path().join("live-cert.pem"),
+        key: dir.path().join("live-key.pem"),
+    };
+    std::fs::copy(&first.cert, &live.cert).unwrap();
+    std::fs::copy(&first.key, &live.key).unwrap();
+    let (server, tls_addr, _) = tls_server(&live, &[]);
+
+    let mut kept = tls_connect(tls_addr, &first.ca).await.unwrap();
+    assert!(exchange(&mut kept, "before").await.ends_with("] before\n"));
+
+    let second = make_pki(dir.path(), "second");
+    std::fs::copy(&second.cert, &live.cert).unwrap();
+    std::fs::copy(&second.key, &live.key).unwrap();
+    server.signal(libc::SIGHUP);
+
+    // New handshakes soon present the new certificate: the old CA stops working.
+    let deadline = Instant::now() + REPLY_TIMEOUT;
+    loop {
+        match tls_connect(tls_addr, &second.ca).await {
+            Ok(mut fresh) => {
+                assert!(exchange(&mut fresh, "after").await.ends_with("] after\n"));
+                break;
+            }
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("the new certificate was not served: {e}"),
+        }
+    }
+    assert!(tls_connect(tls_addr, &first.ca).await.is_err());
+    // The connection made before the reload is untouched.
+    assert!(exchange(&mut kept, "still here")
+        .await
+        .ends_with("] still here\n"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wss_relays_with_a_test_ca() {
+    let dir = TempDir::new();
+    let pki = make_pki(dir.path(), "a");
+    let (_server, _, https_addr) = tls_server(&pki, &[]);
+    let tcp = tokio::net::TcpStream::connect(https_addr).await.unwrap();
+    let tls = connector(&pki.ca)
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let request = format!("wss://localhost:{}/ws", https_addr.port())
+        .into_client_request()
+        .unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(request, tls).await.unwrap();
+    ws.send(Message::text("secure hello")).await.unwrap();
+    let reply = tokio::time::timeout(REPLY_TIMEOUT, ws.next())
+        .await
+        .expect("a reply in time")
+        .expect("the socket stays open")
+        .unwrap();
+    let text = reply.into_text().unwrap();
+    let (_, echoed) = parse_reply(text.as_bytes());
+    assert_eq!(echoed, b"secure hello");
+}
+
+/// Connects from `source` (a loopback address) to `server`.
+fn connect_from(source: &str, server: SocketAddr) -> std::io::Result<TcpStream> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(format!("{source}:0").parse().unwrap())?;
+        socket.connect(server).await?.into_std()
+    })
+    .and_then(|s| {
+        s.set_nonblocking(false)?;
+        Ok(s)
+    })
+}
+
+#[test]
+fn denied_address_gets_nothing_and_others_are_served() {
+    let server = Server::start(&["--deny", "127.0.0.2/32", "--no-http"]);
+    let addr = server.tcp_addr();
+
+    let mut denied = connect_from("127.0.0.2", addr).unwrap();
+    denied.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
+    let _ = denied.write_all(b"let me in\n");
+    let mut got = Vec::new();
+    let _ = denied.read_to_end(&mut got);
+    assert!(
+        got.is_empty(),
+        "a denied client got {:?}",
+        String::from_utf8_lossy(&got)
+    );
+
+    let mut allowed = support::Peer::tcp(addr);
+    allowed.send(b"welcome\n");
+    let (_, text) = parse_reply(&allowed.read_line());
+    assert_eq!(text, b"welcome");
+}
+
+/// A minimal HTTP/1.1 request; returns the status, the headers and the body.
+fn http(addr: SocketAddr, request: &str) -> (u16, String, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_owned(), body.to_owned())
+}
+
+fn login(addr: SocketAddr, user: &str, password: &str) -> (u16, String, String) {
+    let body = format!(r#"{{"user":"{user}","password":"{password}"}}"#);
+    http(
+        addr,
+        &format!(
+            "POST /api/login HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
+fn auth_server(dir: &TempDir) -> Server {
+    let users = dir.path().join("users");
+    let tokens = dir.path().join("tokens");
+    let out = support::timecho()
+        .args(["hash-password", "ada"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(b"lovelace\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(out.status.success());
+    std::fs::write(&users, &out.stdout).unwrap();
+    std::fs::write(&tokens, "script-token-123\n").unwrap();
+    let basic = format!("basic:{}", users.display());
+    let token = format!("token:{}", tokens.display());
+    Server::start(&["--http", "127.0.0.1:0", "--auth", &basic, "--auth", &token])
+}
+
+#[test]
+fn sign_in_sets_a_strict_cookie_and_bad_passwords_are_rate_limited() {
+    let dir = TempDir::new();
+    let mut server = auth_server(&dir);
+    let addr = server.http_addr();
+
+    let (status, _, body) = http(
+        addr,
+        &format!("GET /api/session HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("sign in first"), "{body}");
+
+    let (status, head, _) = login(addr, "ada", "lovelace");
+    assert_eq!(status, 200);
+    let cookie = head
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .expect("a session cookie");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let session = cookie.split(';').next().unwrap();
+    let (status, _, body) = http(
+        addr,
+        &format!("GET /api/session HTTP/1.1\r\nHost: {addr}\r\nCookie: {session}\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(status, 200);
+    assert!(body.contains(r#""user":"ada""#), "{body}");
+
+    for _ in 0..5 {
+        let (status, _, body) = login(addr, "ada", "wrong");
+        assert_eq!(status, 401, "{body}");
+        assert!(body.contains("wrong user name or password"), "{body}");
+    }
+    let (status, _, body) = login(addr, "ada", "lovelace");
+    assert_eq!(status, 429, "{body}");
+    // Failed sign-ins are logged, but never with the password.
+    let log = server.stderr();
+    assert!(log.contains("sign-in refused"), "{log}");
+    assert!(
+        !log.contains("lovelace") && !log.contains("wrong\""),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ws_without_a_session_is_refused_and_a_token_lets_scripts_in() {
+    let dir = TempDir::new();
+    let mut server = auth_server(&dir);
+    let addr = server.http_addr();
+    let url = format!("ws://{addr}/ws");
+
+    // A script without credentials: 401.
+    let err = tokio_tungstenite::connect_async(&url).await.unwrap_err();
+    assert!(err.to_string().contains("401"), "{err}");
+
+    // A page without a session: the socket opens and closes with 1008 and the reason.
+    let mut request = url.as_str().into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("origin", format!("http://{addr}").parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    match tokio::time::timeout(REPLY_TIMEOUT, ws.next())
+        .await
+        .unwrap()
+    {
+        Some(Ok(Message::Close(Some(frame)))) => {
+            assert_eq!(u16::from(frame.code), 1008);
+            assert_eq!(frame.reason.as_str(), "sign in first");
+        }
+        other => panic!("expected a 1008 close, got {other:?}"),
+    }
+
+    // A script with its bearer token gets relayed.
+    let mut request = url.as_str().into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", "Bearer script-token-123".parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    ws.send(Message::text("token ok")).await.unwrap();
+    let reply = tokio::time::timeout(REPLY_TIMEOUT, ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let (_, text) = parse_reply(reply.into_text().unwrap().as_bytes());
+    assert_eq!(text, b"token ok");
+
+    // Secrets never reach the log.
+    let log = server.stderr();
+    assert!(
+        !log.contains("lovelace") && !log.contains("script-token-123"),
+        "{log}"
+    );
+}

@@ -1,0 +1,121 @@
+//! What the end-to-end tests share: the server process, client sockets, and
+//! reading replies back with the same parser the clients use.
+
+// Each test file is its own crate and uses only part of this module.
+#![allow(dead_code, unused_imports)]
+
+mod process;
+mod socket;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use chrono::{Local, TimeDelta, Utc};
+use timecho_shared::{Reply, Stamp};
+
+pub use process::{run_to_exit, serve_expecting_exit, timecho, Exited, Server};
+pub use socket::{Datagrams, Peer, REPLY_TIMEOUT};
+
+/// Splits a reply line (no `\n`) into its stamp text and its echoed bytes, which
+/// need not be UTF-8. Fails the test if the line is not a stamped reply.
+pub fn split_reply(line: &[u8]) -> (String, Vec<u8>) {
+    let shown = || line.escape_ascii().to_string();
+    // The stamp ends at the first "] "; everything up to there is the server's text.
+    let end = line
+        .windows(2)
+        .position(|w| w == b"] ")
+        .unwrap_or_else(|| panic!("not a stamped reply: \"{}\"", shown()))
+        + 2;
+    let head = std::str::from_utf8(&line[..end])
+        .unwrap_or_else(|_| panic!("stamp is not UTF-8: \"{}\"", shown()));
+    match Reply::parse(head) {
+        Reply::Stamped { stamp, text: "" } => (stamp.to_owned(), line[end..].to_vec()),
+        other => panic!("not a stamped reply: \"{}\" ({other:?})", shown()),
+    }
+}
+
+/// A reply in one of the built-in stamp formats, stamped within seconds of now.
+pub fn parse_reply(line: &[u8]) -> (Stamp, Vec<u8>) {
+    let (stamp_text, text) = split_reply(line);
+    let stamp = Stamp::parse_any(&stamp_text).unwrap_or_else(|| {
+        panic!(
+            "stamp {stamp_text:?} in \"{}\" is in no built-in format",
+            line.escape_ascii()
+        )
+    });
+    assert_recent(&stamp);
+    (stamp, text)
+}
+
+/// The echoed texts of a whole reply stream, which must end with a newline.
+pub fn reply_texts(stream: &[u8]) -> Vec<Vec<u8>> {
+    let Some(body) = stream.strip_suffix(b"\n") else {
+        assert!(
+            stream.is_empty(),
+            "replies end without a newline: \"{}\"",
+            stream.escape_ascii()
+        );
+        return Vec::new();
+    };
+    body.split(|&b| b == b'\n')
+        .map(|line| parse_reply(line).1)
+        .collect()
+}
+
+/// Compares echoed texts, showing both sides readably (bytes escaped) on failure.
+#[track_caller]
+pub fn assert_texts<T: AsRef<[u8]>>(actual: &[Vec<u8>], expected: &[T]) {
+    let show = |texts: &mut dyn Iterator<Item = &[u8]>| {
+        texts
+            .map(|t| format!("\"{}\"", t.escape_ascii()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let same =
+        actual.len() == expected.len() && actual.iter().zip(expected).all(|(a, e)| a == e.as_ref());
+    assert!(
+        same,
+        "replies differ\n  actual:   [{}]\n  expected: [{}]",
+        show(&mut actual.iter().map(Vec::as_slice)),
+        show(&mut expected.iter().map(AsRef::as_ref)),
+    );
+}
+
+/// Fails unless `stamp` is within a couple of seconds of now. Stamps are
+/// truncated to their precision, so they may lag by up to one second more.
+#[track_caller]
+pub fn assert_recent(stamp: &Stamp) {
+    let lag = match stamp {
+        Stamp::Local(t) => Local::now().naive_local() - *t,
+        Stamp::Zoned(t) => Utc::now() - t.to_utc(),
+        Stamp::Instant(t) => Utc::now() - *t,
+    };
+    assert!(
+        lag >= TimeDelta::milliseconds(-500) && lag <= TimeDelta::seconds(3),
+        "stamp {stamp:?} is {lag} away from now"
+    );
+}
+
+/// A fresh directory, removed with everything in it when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("timecho-test-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create a temporary directory");
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

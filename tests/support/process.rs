@@ -1,0 +1,341 @@
+//! The real `timecho serve` process: started on ephemeral addresses, read until it
+//! says where it listens, stopped with SIGTERM. Its stderr is kept so a failing
+//! test can show what the server said.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_timecho");
+
+/// The last line `serve` prints once every listener is bound.
+const READY_LINE: &str = "Press Ctrl-C to stop.";
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longer than any drain a test waits for, shorter than the default 5 s drain
+/// deadline plus slack, so a hung shutdown shows up as a failure.
+const STOP_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// The binary with an environment that does not depend on the caller's shell:
+/// no TIMECHO_* settings or log filter leak in; panics would show a backtrace.
+pub fn timecho() -> Command {
+    let mut cmd = Command::new(BIN);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("TIMECHO_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.env_remove("RUST_LOG")
+        .env("NO_COLOR", "1")
+        .env("RUST_BACKTRACE", "1");
+    cmd
+}
+
+/// Whether this build has the HTTP gateway, whose default port would make
+/// parallel servers collide.
+fn has_http_flag() -> bool {
+    static HAS: OnceLock<bool> = OnceLock::new();
+    *HAS.get_or_init(|| {
+        let out = timecho()
+            .args(["serve", "--help"])
+            .output()
+            .expect("timecho serve --help runs");
+        String::from_utf8_lossy(&out.stdout).contains("--http <ADDR>")
+    })
+}
+
+/// `serve` on ephemeral loopback addresses, plus the caller's arguments.
+fn serve_args(extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = ["serve", "--tcp", "127.0.0.1:0"].map(String::from).into();
+    let chooses_http = extra
+        .iter()
+        .any(|a| a.starts_with("--http") || *a == "--no-http");
+    if has_http_flag() && !chooses_http {
+        args.extend(["--http", "127.0.0.1:0"].map(String::from));
+    }
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
+
+/// Collects everything a child writes to one pipe, on its own thread.
+struct Capture {
+    bytes: Arc<Mutex<Vec<u8>>>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl Capture {
+    fn new(mut pipe: impl Read + Send + 'static) -> Capture {
+        let bytes = Arc::new(Mutex::new(Vec::new()));
+        let sink = bytes.clone();
+        let reader = thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n @ 1..) = pipe.read(&mut chunk) {
+                sink.lock().unwrap().extend_from_slice(&chunk[..n]);
+            }
+        });
+        Capture {
+            bytes,
+            reader: Some(reader),
+        }
+    }
+
+    /// What was written so far; after the child exited, everything it wrote.
+    fn text(&mut self, exited: bool) -> String {
+        if exited {
+            if let Some(reader) = self.reader.take() {
+                let _ = reader.join();
+            }
+        }
+        String::from_utf8_lossy(&self.bytes.lock().unwrap()).into_owned()
+    }
+}
+
+fn wait_for(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether the process has a SIGTERM handler installed (Linux: `SigCgt` in
+/// /proc/PID/status); `None` if that cannot be told.
+fn send_signal(child: &Child, signal: libc::c_int) {
+    let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
+    // SAFETY: kill(2) has no memory effects; the pid is our own unreaped child.
+    unsafe {
+        libc::kill(pid, signal);
+    }
+}
+
+/// A running `timecho serve`, stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct Server {
+    child: Child,
+    /// (kind, address) per listener line of the start-up banner.
+    listening: Vec<(String, String)>,
+    stderr: Capture,
+    exited: Option<ExitStatus>,
+}
+
+impl Server {
+    /// Starts `timecho serve --tcp 127.0.0.1:0 <args>` and waits until it listens.
+    pub fn start(args: &[&str]) -> Server {
+        Server::start_with_env(&[], args)
+    }
+
+    /// As [`Server::start`], with extra environment variables (such as `TZ`).
+    pub fn start_with_env(env: &[(&str, &str)], args: &[&str]) -> Server {
+        let args = serve_args(args);
+        let mut child = timecho()
+            .envs(env.iter().copied())
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("timecho starts");
+        let mut stderr = Capture::new(child.stderr.take().expect("piped stderr"));
+        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let (lines_tx, lines) = mpsc::channel();
+        // Keeps reading after the banner so the server never blocks on a full pipe.
+        thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                let _ = lines_tx.send(line);
+            }
+        });
+
+        let deadline = Instant::now() + START_TIMEOUT;
+        let mut listening = Vec::new();
+        loop {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(wait) {
+                Ok(line) if line == READY_LINE => break,
+                Ok(line) => {
+                    let mut words = line.split_whitespace();
+                    if let (true, Some(kind), Some(addr)) =
+                        (line.starts_with("  "), words.next(), words.next())
+                    {
+                        listening.push((kind.to_owned(), addr.to_owned()));
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = wait_for(&mut child, START_TIMEOUT);
+                    panic!(
+                        "timecho {args:?} exited ({status:?}) before listening; stderr:\n{}",
+                        stderr.text(status.is_some())
+                    );
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "timecho {args:?} did not say {READY_LINE:?} within {START_TIMEOUT:?}; stderr:\n{}",
+                        stderr.text(true)
+                    );
+                }
+            }
+        }
+        Server {
+            child,
+            listening,
+            stderr,
+            exited: None,
+        }
+    }
+
+    fn addrs<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.listening
+            .iter()
+            .filter(move |(k, _)| k == kind)
+            .map(|(_, a)| a.as_str())
+    }
+
+    fn socket_addr(&self, kind: &str) -> SocketAddr {
+        let addr = self
+            .addrs(kind)
+            .next()
+            .unwrap_or_else(|| panic!("no {kind} listener in {:?}", self.listening));
+        addr.parse()
+            .unwrap_or_else(|e| panic!("{kind} address {addr:?}: {e}"))
+    }
+
+    pub fn tcp_addrs(&self) -> Vec<SocketAddr> {
+        self.addrs("tcp")
+            .map(|a| a.parse().expect("tcp address parses"))
+            .collect()
+    }
+
+    /// The first TCP listener: the `127.0.0.1:0` every server gets.
+    pub fn tcp_addr(&self) -> SocketAddr {
+        self.socket_addr("tcp")
+    }
+
+    pub fn udp_addr(&self) -> SocketAddr {
+        self.socket_addr("udp")
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.socket_addr("http")
+    }
+
+    pub fn unix_path(&self) -> PathBuf {
+        let path = self
+            .addrs("unix")
+            .next()
+            .unwrap_or_else(|| panic!("no unix listener in {:?}", self.listening));
+        PathBuf::from(path)
+    }
+
+    /// What the server has logged so far.
+    pub fn stderr(&mut self) -> String {
+        self.stderr.text(self.exited.is_some())
+    }
+
+    /// Sends SIGTERM, as a supervisor that has seen the banner would: the
+    /// handlers are installed before the banner is printed.
+    pub fn sigterm(&self) {
+        send_signal(&self.child, libc::SIGTERM);
+    }
+
+    /// Sends any signal (SIGHUP reloads the TLS certificate).
+    pub fn signal(&self, signal: libc::c_int) {
+        send_signal(&self.child, signal);
+    }
+
+    /// The address of the first listener of `kind` (`tcp`, `tls`, `https`, ...).
+    pub fn listener(&self, kind: &str) -> SocketAddr {
+        self.socket_addr(kind)
+    }
+
+    /// Waits up to `limit` for the process to end.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        if self.exited.is_none() {
+            self.exited = wait_for(&mut self.child, limit);
+        }
+        self.exited
+    }
+
+    /// SIGTERM, then the exit status; fails the test if the server does not stop.
+    pub fn terminate(&mut self) -> ExitStatus {
+        self.sigterm();
+        match self.wait_exit(STOP_TIMEOUT) {
+            Some(status) => status,
+            None => panic!(
+                "timecho did not exit within {STOP_TIMEOUT:?} of SIGTERM; stderr:\n{}",
+                self.stderr()
+            ),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.exited.is_none() {
+            self.sigterm();
+            if self.wait_exit(STOP_TIMEOUT).is_none() {
+                let _ = self.child.kill();
+                self.exited = self.child.wait().ok();
+            }
+        }
+        if thread::panicking() {
+            eprintln!("--- timecho serve stderr ---\n{}", self.stderr());
+        }
+    }
+}
+
+/// How a process that was expected to end, ended.
+#[derive(Debug)]
+pub struct Exited {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `cmd` with `input` on stdin and waits for it to end (killing it and
+/// failing the test after `limit`).
+pub fn run_to_exit(mut cmd: Command, input: &[u8], limit: Duration) -> Exited {
+    use std::io::Write as _;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let mut stdout = Capture::new(child.stdout.take().expect("piped stdout"));
+    let mut stderr = Capture::new(child.stderr.take().expect("piped stderr"));
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let input = input.to_vec();
+    // A process that exits without reading its input must not block the test.
+    thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let Some(status) = wait_for(&mut child, limit) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "{cmd:?} still running after {limit:?}; stdout:\n{}\nstderr:\n{}",
+            stdout.text(true),
+            stderr.text(true)
+        );
+    };
+    Exited {
+        status,
+        stdout: stdout.text(true),
+        stderr: stderr.text(true),
+    }
+}
+
+/// Runs `timecho serve --tcp 127.0.0.1:0 <args>`, which is expected to refuse to start.
+pub fn serve_expecting_exit(args: &[&str]) -> Exited {
+    let mut cmd = timecho();
+    cmd.args(serve_args(args));
+    run_to_exit(cmd, b"", Duration::from_secs(10))
+}
