@@ -17,8 +17,8 @@ use crate::gateway::auth::{Auth, AuthFileError};
 use crate::gateway::{self, Gateway, HttpLimits, Ops};
 use crate::listener::{self, Service, TlsTcpListener};
 use crate::metrics::Metrics;
-use crate::tls::{Tls, TlsError};
 use crate::shutdown::Signals;
+use crate::tls::{Tls, TlsError};
 use crate::udp;
 
 /// Connections the --metrics and --redirect-http listeners serve at once.
