@@ -75,6 +75,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         LogFormat::Json => logs.json().init(),
     }
     let config = ServeConfig::from_args(&args)?;
+    // Each client is a descriptor: take all the kernel allows this process.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!("file descriptor limit: {limit}"),
+        Err(e) => tracing::warn!("cannot raise the file descriptor limit: {e}"),
+    }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(server::run(config))?;
     Ok(ExitCode::SUCCESS)
