@@ -50,7 +50,10 @@ fn stamp(c: &mut Criterion) {
         ("rfc3339", TimeFormat::Rfc3339),
         ("unix", TimeFormat::Unix),
     ] {
-        let f = StampFormat { format, ..StampFormat::default() };
+        let f = StampFormat {
+            format,
+            ..StampFormat::default()
+        };
         let mut text = String::with_capacity(64);
         group.bench_function(BenchmarkId::new("format", name), |b| {
             b.iter(|| {
