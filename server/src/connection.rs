@@ -28,6 +28,29 @@ const READ_CHUNK: usize = 4 * 1024;
 /// tiny lines cannot make the reply buffer grow far beyond the read buffer.
 const FLUSH_AT: usize = 64 * 1024;
 
+/// Waiting for a client's first bytes without holding a buffer for them.
+pub trait WaitReadable {
+    /// Resolves when a read would not block. The default resolves at once,
+    /// for streams that cannot tell (TLS may hold decrypted bytes already).
+    fn wait_readable(&self) -> impl std::future::Future<Output = io::Result<()>> + Send {
+        std::future::ready(Ok(()))
+    }
+}
+
+impl WaitReadable for tokio::net::TcpStream {
+    fn wait_readable(&self) -> impl std::future::Future<Output = io::Result<()>> + Send {
+        self.readable()
+    }
+}
+
+impl WaitReadable for tokio::net::UnixStream {
+    fn wait_readable(&self) -> impl std::future::Future<Output = io::Result<()>> + Send {
+        self.readable()
+    }
+}
+
+impl<S> WaitReadable for tokio_rustls::server::TlsStream<S> {}
+
 enum Event {
     Shutdown,
     Read(usize),
@@ -64,7 +87,7 @@ pub async fn serve<S>(
     shutdown: &CancellationToken,
 ) -> Result<End, ConnectionError>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + WaitReadable,
 {
     Connection::new(stream, protocol, metrics)
         .run(shutdown)
@@ -83,7 +106,7 @@ struct Connection<'p, S> {
     out: Vec<u8>,
 }
 
-impl<'p, S: AsyncRead + AsyncWrite + Unpin> Connection<'p, S> {
+impl<'p, S: AsyncRead + AsyncWrite + Unpin + WaitReadable> Connection<'p, S> {
     fn new(stream: S, protocol: &'p Protocol, metrics: &'p ListenerMetrics) -> Self {
         Self {
             stream,
@@ -91,7 +114,8 @@ impl<'p, S: AsyncRead + AsyncWrite + Unpin> Connection<'p, S> {
             metrics,
             decoder: LineDecoder::new(protocol.limits.max_line),
             stamps: StampCache::new(protocol.stamp.clone()),
-            inbuf: vec![0; READ_CHUNK],
+            // Allocated when the client first sends: an idle client costs no buffer.
+            inbuf: Vec::new(),
             filled: 0,
             out: Vec::new(),
         }
@@ -123,11 +147,24 @@ impl<'p, S: AsyncRead + AsyncWrite + Unpin> Connection<'p, S> {
                 }
             }
 
-            let event = tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => Event::Shutdown,
-                read = self.stream.read(&mut self.inbuf[self.filled..]) => Event::Read(read?),
-                () = &mut timer, if armed => Event::Timer,
+            let event = if self.inbuf.is_empty() {
+                tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => Event::Shutdown,
+                    ready = self.stream.wait_readable() => {
+                        ready?;
+                        self.inbuf.resize(READ_CHUNK, 0);
+                        continue;
+                    }
+                    () = &mut timer, if armed => Event::Timer,
+                }
+            } else {
+                tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => Event::Shutdown,
+                    read = self.stream.read(&mut self.inbuf[self.filled..]) => Event::Read(read?),
+                    () = &mut timer, if armed => Event::Timer,
+                }
             };
             match event {
                 Event::Shutdown => {
@@ -227,6 +264,9 @@ impl<'p, S: AsyncRead + AsyncWrite + Unpin> Connection<'p, S> {
     /// Grows the read buffer while a long line is pending (up to the line limit),
     /// and gives the memory back once it is not.
     fn make_room(&mut self) {
+        if self.inbuf.is_empty() {
+            return;
+        }
         if self.filled == self.inbuf.len() {
             let grown = (self.inbuf.len() * 2).min(self.decoder.buffer_limit());
             self.inbuf.resize(grown.max(self.filled + 1), 0);
@@ -253,6 +293,9 @@ impl<'p, S: AsyncRead + AsyncWrite + Unpin> Connection<'p, S> {
     /// On shutdown: answers what the kernel has already received from the client
     /// without waiting for more, then closes our side.
     async fn drain_received(&mut self) -> Result<(), ConnectionError> {
+        if self.inbuf.is_empty() {
+            self.inbuf.resize(READ_CHUNK, 0);
+        }
         loop {
             // A zero timeout polls the read once: ready data is taken, nothing is awaited.
             match timeout(
@@ -280,6 +323,9 @@ impl<'p, S: AsyncRead + AsyncWrite + Unpin> Connection<'p, S> {
     async fn close_gracefully(&mut self) {
         if self.stream.shutdown().await.is_err() {
             return;
+        }
+        if self.inbuf.is_empty() {
+            self.inbuf.resize(READ_CHUNK, 0);
         }
         let deadline = Instant::now() + LINGER;
         while let Ok(Ok(n)) =
@@ -363,6 +409,8 @@ mod tests {
 
     #[global_allocator]
     static GLOBAL: CountingAlloc = CountingAlloc;
+
+    impl WaitReadable for tokio::io::DuplexStream {}
 
     fn protocol() -> Protocol {
         Protocol {

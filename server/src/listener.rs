@@ -17,7 +17,7 @@ use tracing::{debug, info_span, warn, Instrument};
 
 use crate::access::AccessList;
 use crate::config::Protocol;
-use crate::connection::{self, ConnectionError, End};
+use crate::connection::{self, ConnectionError, End, WaitReadable};
 use crate::metrics::Metrics;
 use crate::proxy_protocol::{ProxyError, ProxyPolicy};
 use crate::tls::{self, Tls};
@@ -27,7 +27,7 @@ pub trait Accept: Send + Sync + 'static {
     /// What `accept` returns.
     type Raw: Send + 'static;
     /// What the protocol runs over (the raw socket, or TLS on top of it).
-    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + WaitReadable + 'static;
 
     /// The next client and a printable peer address.
     fn accept_client(&self) -> impl Future<Output = io::Result<(Self::Raw, String)>> + Send;
