@@ -46,7 +46,13 @@ pub fn all(test_args: &[String]) -> Result<ExitCode> {
         let deny = tools::cargo_deny(&workspace_root().join("target/tools"))?;
         exec::run(
             Command::new(deny)
-                .args(["check", "--hide-inclusion-graph", "bans", "licenses", "sources"])
+                .args([
+                    "check",
+                    "--hide-inclusion-graph",
+                    "bans",
+                    "licenses",
+                    "sources",
+                ])
                 .current_dir(workspace_root()),
         )
     })?;
