@@ -222,7 +222,7 @@ pub async fn run<L: Accept, G: Send + 'static>(
         let metrics = metrics.clone();
         let name = name.clone();
         let listener = listener.clone();
-        service.tracker.clone().spawn(async move {
+        let task = async move {
             let _permit = permit;
             let mut stream = stream;
             let peer = match L::identify(&mut stream, peer, service.proxy.as_deref()).await {
@@ -259,7 +259,9 @@ pub async fn run<L: Accept, G: Send + 'static>(
                 Err(e @ ConnectionError::Stalled(_)) => warn!("dropped: {e}"),
                 Err(ConnectionError::Io(e)) => debug!("closed: {e}"),
             }
-        });
+        };
+        tracing::trace!(bytes = std::mem::size_of_val(&task), "connection task");
+        service.tracker.spawn(task);
     }
     drop(guard);
 }

@@ -58,7 +58,9 @@ impl ProxyPolicy {
             return Ok(peer);
         }
         let deadline = Instant::now() + HEADER_TIMEOUT;
-        let mut buf = [0u8; MAX_HEADER];
+        // On the heap: an array here would make every connection's task this
+        // much bigger, PROXY protocol or not.
+        let mut buf = vec![0u8; MAX_HEADER];
         loop {
             let n = timeout_at(deadline, stream.peek(&mut buf))
                 .await
@@ -80,8 +82,7 @@ impl ProxyPolicy {
                 HeaderResult::V2(Ok(h)) => (h.len(), v2_source(&h.addresses)),
                 _ => return Err(ProxyError::Invalid),
             };
-            let mut header = [0u8; MAX_HEADER];
-            stream.read_exact(&mut header[..len]).await?;
+            stream.read_exact(&mut buf[..len]).await?;
             // LOCAL/UNKNOWN: the proxy's own connection (a health check).
             return Ok(source.unwrap_or(peer));
         }

@@ -38,6 +38,8 @@ const STAMP_ROOM: usize = 256;
 /// A reply without a newline (from a server with raw framing, such as the
 /// tutorial's) is relayed once the server has been quiet this long.
 const PARTIAL_QUIET: Duration = Duration::from_millis(50);
+/// Read and write buffer of the WebSocket protocol layer, per session.
+const WS_BUFFER: usize = 4 * 1024;
 /// How long a closing session waits for the browser's close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Longest close reason RFC 6455 allows.
@@ -83,8 +85,13 @@ pub async fn upgrade(
     // are cut off mid-read by the protocol layer itself.
     let hard_limit = gateway.max_frame.saturating_mul(2).max(16 * 1024);
     let tracker = gateway.tracker.clone();
+    // The protocol layer's default buffers are 128 KiB each, allocated and
+    // touched per session; messages here are lines, and small buffers keep an
+    // idle session cheap (they grow while a large frame passes).
     ws.max_message_size(hard_limit)
         .max_frame_size(hard_limit)
+        .read_buffer_size(WS_BUFFER)
+        .write_buffer_size(WS_BUFFER)
         .on_upgrade(move |socket| {
             let span = info_span!("ws", %browser);
             tracker.track_future(session(socket, gateway, browser, permit).instrument(span))
