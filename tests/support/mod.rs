@@ -4,8 +4,10 @@
 // Each test file is its own crate and uses only part of this module.
 #![allow(dead_code, unused_imports)]
 
+mod metrics;
 mod process;
 mod socket;
+mod ws;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,8 +15,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use chrono::{Local, TimeDelta, Utc};
 use timecho_shared::{Reply, Stamp};
 
+pub use metrics::{metric, scrape, wait_for_metric};
 pub use process::{run_to_exit, serve_expecting_exit, timecho, Exited, Server};
 pub use socket::{Datagrams, Peer, REPLY_TIMEOUT};
+pub use ws::{
+    masked_frame, server_frames, ws_close_frame, ws_connect, ws_connect_with, ws_exchange, ws_next,
+    ws_reply, ws_text, RawWs, Ws,
+};
 
 /// Splits a reply line (no `\n`) into its stamp text and its echoed bytes, which
 /// need not be UTF-8. Fails the test if the line is not a stamped reply.

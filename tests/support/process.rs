@@ -234,6 +234,11 @@ impl Server {
         PathBuf::from(path)
     }
 
+    /// The process id, e.g. to read `/proc/PID/status`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// What the server has logged so far.
     pub fn stderr(&mut self) -> String {
         self.stderr.text(self.exited.is_some())

@@ -1,0 +1,346 @@
+//! The WebSocket gateway (`/ws`) with a real client: the relay contract, who may
+//! connect, every close code, the session limit, the ping keepalive, and what is
+//! left behind when either side goes away.
+
+mod support;
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use support::{
+    metric, server_frames, wait_for_metric, ws_close_frame, ws_connect, ws_connect_with,
+    ws_exchange, ws_reply, RawWs, Server, Ws,
+};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::{self, Message};
+
+/// How long a gauge may take to settle after a session ends.
+const SETTLE: Duration = Duration::from_secs(5);
+/// Long enough for a frame that is not due to have arrived on loopback.
+const SILENCE: Duration = Duration::from_millis(300);
+
+const SESSIONS_OPEN: &str = "timecho_websocket_sessions_open";
+const CONNECTIONS_OPEN: &str = "timecho_connections_open";
+
+/// A loopback port nothing listens on.
+fn closed_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+}
+
+/// Waits for a metric without blocking the runtime the WebSocket clients use.
+async fn settle(http: SocketAddr, name: &'static str, expected: f64) {
+    tokio::task::spawn_blocking(move || wait_for_metric(http, name, &[], expected, SETTLE))
+        .await
+        .expect("metric wait");
+}
+
+/// Fails unless nothing but pings arrives for `SILENCE`.
+async fn assert_quiet(ws: &mut Ws) {
+    let quiet = async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                other => return other,
+            }
+        }
+    };
+    if let Ok(extra) = tokio::time::timeout(SILENCE, quiet).await {
+        panic!("expected nothing more, got {extra:?}");
+    }
+}
+
+/// A handshake the gateway refuses: its HTTP status and body.
+async fn refused(http: SocketAddr, headers: &[(&'static str, &str)]) -> (u16, String) {
+    match ws_connect_with(http, headers).await {
+        Err(tungstenite::Error::Http(response)) => (
+            response.status().as_u16(),
+            String::from_utf8_lossy(response.body().as_deref().unwrap_or_default()).into_owned(),
+        ),
+        Err(e) => panic!("handshake failed without an HTTP status: {e}"),
+        Ok(_) => panic!("handshake with {headers:?} was accepted"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn text_frame_gets_one_stamped_reply_frame_without_a_newline() {
+    let server = Server::start(&[]);
+    let mut ws = ws_connect(server.http_addr()).await;
+    // ws_reply fails on a frame holding a newline or anything but one stamped line.
+    assert_eq!(ws_exchange(&mut ws, "hello gateway").await, "hello gateway");
+    assert_eq!(
+        ws_exchange(&mut ws, "héllo, ünïcode ✓").await,
+        "héllo, ünïcode ✓"
+    );
+    assert_quiet(&mut ws).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn frame_with_several_lines_gets_one_reply_frame_per_line_in_order() {
+    let server = Server::start(&[]);
+    let mut ws = ws_connect(server.http_addr()).await;
+    ws.send(Message::text("a\nb")).await.unwrap();
+    assert_eq!(ws_reply(&mut ws).await, "a");
+    assert_eq!(ws_reply(&mut ws).await, "b");
+    // `\r\n` is one newline, and a trailing newline adds no empty line: the
+    // next frame after `d` is the reply to the next message.
+    ws.send(Message::text("c\r\nd\n")).await.unwrap();
+    ws.send(Message::text("e")).await.unwrap();
+    for expected in ["c", "d", "e"] {
+        assert_eq!(ws_reply(&mut ws).await, expected);
+    }
+    assert_quiet(&mut ws).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn foreign_origin_is_refused_with_403_naming_allow_origin() {
+    let server = Server::start(&[]);
+    let (status, body) = refused(server.http_addr(), &[("origin", "http://evil.test")]).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("--allow-origin http://evil.test"),
+        "the reason does not say how to allow it: {body:?}"
+    );
+    // The same host on another port is another origin.
+    let other_port = format!("http://127.0.0.1:{}", server.http_addr().port() + 1);
+    assert_eq!(
+        refused(server.http_addr(), &[("origin", &other_port)])
+            .await
+            .0,
+        403
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn same_origin_and_clients_without_origin_are_allowed() {
+    let server = Server::start(&[]);
+    let http = server.http_addr();
+    let page = format!("http://{http}");
+    let mut same = ws_connect_with(http, &[("origin", &page)])
+        .await
+        .expect("a page from this gateway may connect");
+    assert_eq!(
+        ws_exchange(&mut same, "from the page").await,
+        "from the page"
+    );
+    let mut cli = ws_connect(http).await;
+    assert_eq!(
+        ws_exchange(&mut cli, "from a script").await,
+        "from a script"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn allow_origin_admits_that_origin_and_no_other() {
+    let server = Server::start(&["--allow-origin", "http://example.test"]);
+    let http = server.http_addr();
+    let mut ws = ws_connect_with(http, &[("origin", "http://example.test")])
+        .await
+        .expect("the allowed origin may connect");
+    assert_eq!(ws_exchange(&mut ws, "allowed").await, "allowed");
+    let (status, body) = refused(http, &[("origin", "http://other.test")]).await;
+    assert_eq!(status, 403, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unreachable_upstream_closes_with_1011_naming_the_address() {
+    let upstream = closed_port().to_string();
+    let server = Server::start(&["--upstream", &upstream]);
+    let mut ws = ws_connect(server.http_addr()).await;
+    let (code, reason) = ws_close_frame(&mut ws).await;
+    assert_eq!(code, 1011, "{reason}");
+    assert!(
+        reason.contains(&upstream),
+        "reason does not name {upstream}: {reason:?}"
+    );
+    assert_eq!(
+        metric(
+            server.http_addr(),
+            "timecho_upstream_connect_failures_total",
+            &[]
+        ),
+        1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_shutting_down_closes_the_websocket_with_1000() {
+    let mut upstream = Server::start(&["--no-http"]);
+    let gateway = Server::start(&["--upstream", &upstream.tcp_addr().to_string()]);
+    let mut ws = ws_connect(gateway.http_addr()).await;
+    assert_eq!(ws_exchange(&mut ws, "before").await, "before");
+
+    // A graceful stop: the upstream answers what it has and closes with a FIN.
+    let stopping = tokio::task::spawn_blocking(move || upstream.terminate());
+    let (code, reason) = ws_close_frame(&mut ws).await;
+    assert_eq!(code, 1000, "{reason}");
+    assert!(reason.contains("closed the connection"), "{reason:?}");
+    assert!(stopping.await.unwrap().success());
+    settle(gateway.http_addr(), SESSIONS_OPEN, 0.0).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn browser_leaving_closes_its_upstream_connection_and_leaks_nothing() {
+    let upstream = Server::start(&[]);
+    let gateway = Server::start(&["--upstream", &upstream.tcp_addr().to_string()]);
+    let (up_http, gw_http) = (upstream.http_addr(), gateway.http_addr());
+    let mut polite = ws_connect(gw_http).await;
+    let mut vanishing = ws_connect(gw_http).await;
+    assert_eq!(ws_exchange(&mut polite, "one").await, "one");
+    assert_eq!(ws_exchange(&mut vanishing, "two").await, "two");
+    settle(up_http, CONNECTIONS_OPEN, 2.0).await;
+    settle(gw_http, SESSIONS_OPEN, 2.0).await;
+
+    // A close handshake, as a browser closing the tab does.
+    polite.close(None).await.unwrap();
+    while let Some(Ok(_)) = polite.next().await {}
+    settle(up_http, CONNECTIONS_OPEN, 1.0).await;
+    settle(gw_http, SESSIONS_OPEN, 1.0).await;
+
+    // Gone without a close frame, as when the network drops.
+    drop(vanishing);
+    settle(up_http, CONNECTIONS_OPEN, 0.0).await;
+    settle(gw_http, SESSIONS_OPEN, 0.0).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn binary_frame_closes_with_1003() {
+    let server = Server::start(&[]);
+    let mut ws = ws_connect(server.http_addr()).await;
+    ws.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+    let (code, reason) = ws_close_frame(&mut ws).await;
+    assert_eq!(code, 1003, "{reason}");
+    assert!(reason.contains("binary"), "{reason:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn text_frame_with_invalid_utf8_closes_with_1007() {
+    let server = Server::start(&[]);
+    let mut ws = ws_connect(server.http_addr()).await;
+    // Message::Text must be valid UTF-8, so the frame is built by hand.
+    let bad = Frame::message(&b"caf\xc3 \xff"[..], OpCode::Data(Data::Text), true);
+    ws.send(Message::Frame(bad)).await.unwrap();
+    let (code, reason) = ws_close_frame(&mut ws).await;
+    assert_eq!(code, 1007, "{reason}");
+    assert!(reason.contains("UTF-8"), "{reason:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn frame_over_max_line_closes_with_1009_and_other_sessions_go_on() {
+    let server = Server::start(&["--max-line", "1024"]);
+    let http = server.http_addr();
+    let mut other = ws_connect(http).await;
+    assert_eq!(ws_exchange(&mut other, "before").await, "before");
+
+    // A frame at the limit is relayed; one byte more is refused.
+    let mut ws = ws_connect(http).await;
+    let at_limit = "x".repeat(1024);
+    assert_eq!(ws_exchange(&mut ws, &at_limit).await, at_limit);
+    ws.send(Message::text("y".repeat(1025))).await.unwrap();
+    let (code, reason) = ws_close_frame(&mut ws).await;
+    assert_eq!(code, 1009, "{reason}");
+    assert!(reason.contains("1024"), "{reason:?}");
+
+    // Far beyond the limit the protocol layer stops reading mid-frame; the
+    // close code is the same.
+    let mut huge = ws_connect(http).await;
+    huge.send(Message::text("z".repeat(1 << 20))).await.unwrap();
+    let (code, reason) = ws_close_frame(&mut huge).await;
+    assert_eq!(code, 1009, "{reason}");
+
+    assert_eq!(ws_exchange(&mut other, "after").await, "after");
+    let mut fresh = ws_connect(http).await;
+    assert_eq!(ws_exchange(&mut fresh, "fresh").await, "fresh");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn silent_peer_is_dropped_by_the_ping_keepalive() {
+    let server = Server::start(&["--ws-ping", "200ms"]);
+    let http = server.http_addr();
+    // Upgrades, then neither reads nor writes: no pong, no frame, as a peer
+    // whose machine went away without closing the connection.
+    let mut raw = tokio::task::spawn_blocking(move || RawWs::handshake(http))
+        .await
+        .unwrap();
+    let upgraded = Instant::now();
+    settle(http, SESSIONS_OPEN, 1.0).await;
+    settle(http, SESSIONS_OPEN, 0.0).await;
+    let dropped_after = upgraded.elapsed();
+    eprintln!("silent peer dropped {dropped_after:?} after the upgrade (ping every 200 ms)");
+    assert!(
+        dropped_after >= Duration::from_millis(350),
+        "dropped after {dropped_after:?}, before two ping intervals of silence"
+    );
+    assert!(
+        dropped_after < Duration::from_secs(2),
+        "still open {dropped_after:?} after going silent"
+    );
+    // Its upstream connection went with it.
+    settle(http, CONNECTIONS_OPEN, 0.0).await;
+
+    // What the peer would have read: pings, then the end of the connection.
+    let received = tokio::task::spawn_blocking(move || {
+        let mut bytes = Vec::new();
+        raw.stream
+            .read_to_end(&mut bytes)
+            .expect("the gateway closes the connection");
+        bytes
+    })
+    .await
+    .unwrap();
+    let opcodes: Vec<u8> = server_frames(&received).iter().map(|f| f.0).collect();
+    assert!(
+        opcodes.first() == Some(&0x9) && opcodes.iter().all(|&op| op == 0x9 || op == 0x8),
+        "expected pings (and perhaps a close), got opcodes {opcodes:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn peer_that_answers_pings_is_kept_while_it_sends_nothing() {
+    let server = Server::start(&["--ws-ping", "200ms"]);
+    let http = server.http_addr();
+    let mut ws = ws_connect(http).await;
+    // Reading lets the client answer each ping with a pong; it sends no data
+    // for more than seven ping intervals.
+    let mut pings = 0;
+    let quiet_until = tokio::time::Instant::now() + Duration::from_millis(1500);
+    while let Ok(next) = tokio::time::timeout_at(quiet_until, ws.next()).await {
+        match next {
+            Some(Ok(Message::Ping(_))) => pings += 1,
+            other => panic!("expected only pings while quiet, got {other:?}"),
+        }
+    }
+    assert!(
+        pings >= 4,
+        "only {pings} pings in 1.5 s at a 200 ms interval"
+    );
+    assert_eq!(ws_exchange(&mut ws, "still here").await, "still here");
+    assert_eq!(metric(http, SESSIONS_OPEN, &[]), 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn websocket_limit_refuses_the_third_handshake_with_503() {
+    let server = Server::start(&["--max-websockets", "2"]);
+    let http = server.http_addr();
+    let mut first = ws_connect(http).await;
+    let mut second = ws_connect(http).await;
+    assert_eq!(ws_exchange(&mut first, "1").await, "1");
+    assert_eq!(ws_exchange(&mut second, "2").await, "2");
+
+    let (status, body) = refused(http, &[]).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("too many WebSocket sessions"), "{body:?}");
+    assert_eq!(ws_exchange(&mut first, "still 1").await, "still 1");
+
+    // Once a session has ended, its place is free again.
+    first.close(None).await.unwrap();
+    while let Some(Ok(_)) = first.next().await {}
+    settle(http, SESSIONS_OPEN, 1.0).await;
+    let mut third = ws_connect(http).await;
+    assert_eq!(ws_exchange(&mut third, "3").await, "3");
+    assert_eq!(ws_exchange(&mut second, "still 2").await, "still 2");
+}
