@@ -574,9 +574,6 @@ fn slowloris_http_client_is_cut_off_after_the_header_timeout_while_others_are_se
 }
 
 #[test]
-#[ignore = "server bug: the HTTP listener sniffs for the HTTP/2 preface before the header \
-            timeout starts, with no deadline, so a client that sends nothing (or trickles \
-            the preface) holds its connection forever"]
 fn silent_http_client_is_cut_off_after_the_header_timeout() {
     let server = Server::start(&[]);
     let mut silent = TcpStream::connect(server.http_addr()).unwrap();
@@ -682,9 +679,6 @@ fn shutdown_under_load_answers_every_line_it_read_and_exits_zero_in_time() {
 }
 
 #[test]
-#[ignore = "server bug: the listening socket stays open until the last connection has \
-            drained, so a client connecting during the drain is accepted by the kernel, \
-            left unanswered, then reset"]
 fn new_clients_are_refused_at_once_while_connections_drain() {
     let mut server = Server::start(&[]);
     let addr = server.tcp_addr();

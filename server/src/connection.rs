@@ -38,16 +38,18 @@ pub trait WaitReadable {
 }
 
 impl WaitReadable for tokio::net::TcpStream {
+    /// `readable()` may report a new socket ready before any byte arrived;
+    /// a peek waits for a byte (or the end of the stream) for real.
     fn wait_readable(&self) -> impl std::future::Future<Output = io::Result<()>> + Send {
-        self.readable()
+        async move {
+            let mut first = [0u8; 1];
+            self.peek(&mut first).await.map(drop)
+        }
     }
 }
 
-impl WaitReadable for tokio::net::UnixStream {
-    fn wait_readable(&self) -> impl std::future::Future<Output = io::Result<()>> + Send {
-        self.readable()
-    }
-}
+/// Tokio's unix stream cannot peek; local clients get their buffer at once.
+impl WaitReadable for tokio::net::UnixStream {}
 
 impl<S> WaitReadable for tokio_rustls::server::TlsStream<S> {}
 

@@ -45,9 +45,16 @@ pub trait Accept: Send + Sync + 'static {
         proxy: Option<&ProxyPolicy>,
     ) -> impl Future<Output = Result<String, EstablishError>> + Send;
 
+    /// What a connection task needs to finish setting up its stream (the TLS
+    /// acceptor). Tasks get this, never the listener, so the listening socket
+    /// closes as soon as the accept loop ends, not when the last client leaves.
+    type Handshake: Clone + Send + Sync + 'static;
+
+    fn handshake(&self) -> Self::Handshake;
+
     /// The stream the protocol runs over: for TLS listeners, after the handshake.
     fn secure(
-        &self,
+        handshake: &Self::Handshake,
         raw: Self::Raw,
     ) -> impl Future<Output = Result<Self::Stream, EstablishError>> + Send;
 }
@@ -89,7 +96,11 @@ impl Accept for TcpListener {
         Ok(policy.client_address(stream, addr).await?.to_string())
     }
 
-    async fn secure(&self, stream: TcpStream) -> Result<TcpStream, EstablishError> {
+    type Handshake = ();
+
+    fn handshake(&self) {}
+
+    async fn secure(_: &(), stream: TcpStream) -> Result<TcpStream, EstablishError> {
         Ok(stream)
     }
 }
@@ -121,8 +132,17 @@ impl Accept for TlsTcpListener {
         TcpListener::identify(stream, peer, proxy)
     }
 
-    async fn secure(&self, stream: TcpStream) -> Result<TlsStream<TcpStream>, EstablishError> {
-        match tokio::time::timeout(tls::HANDSHAKE_TIMEOUT, self.tls.tcp.accept(stream)).await {
+    type Handshake = Arc<Tls>;
+
+    fn handshake(&self) -> Arc<Tls> {
+        self.tls.clone()
+    }
+
+    async fn secure(
+        tls: &Arc<Tls>,
+        stream: TcpStream,
+    ) -> Result<TlsStream<TcpStream>, EstablishError> {
+        match tokio::time::timeout(tls::HANDSHAKE_TIMEOUT, tls.tcp.accept(stream)).await {
             Ok(Ok(s)) => Ok(s),
             Ok(Err(e)) => Err(EstablishError::Tls(e)),
             Err(_) => Err(EstablishError::TlsTimeout),
@@ -151,7 +171,11 @@ impl Accept for UnixListener {
         Ok(peer)
     }
 
-    async fn secure(&self, stream: UnixStream) -> Result<UnixStream, EstablishError> {
+    type Handshake = ();
+
+    fn handshake(&self) {}
+
+    async fn secure(_: &(), stream: UnixStream) -> Result<UnixStream, EstablishError> {
         Ok(stream)
     }
 }
@@ -171,7 +195,7 @@ pub struct Service {
 /// Accepts clients until shutdown. `name` (e.g. `tcp 127.0.0.1:8899`) labels logs.
 /// `guard` is kept alive as long as the listener (the unix socket file's remover).
 pub async fn run<L: Accept, G: Send + 'static>(
-    listener: Arc<L>,
+    listener: L,
     name: String,
     service: Service,
     guard: G,
@@ -221,7 +245,7 @@ pub async fn run<L: Accept, G: Send + 'static>(
         let service = service.clone();
         let metrics = metrics.clone();
         let name = name.clone();
-        let listener = listener.clone();
+        let handshake = listener.handshake();
         let task = async move {
             let _permit = permit;
             let mut stream = stream;
@@ -237,7 +261,7 @@ pub async fn run<L: Accept, G: Send + 'static>(
                 debug!(listener = %name, %peer, "denied by --allow/--deny (address from PROXY header)");
                 return;
             }
-            let stream = match listener.secure(stream).await {
+            let stream = match L::secure(&handshake, stream).await {
                 Ok(stream) => stream,
                 Err(e) => {
                     metrics.tls_failed.inc();
@@ -263,6 +287,8 @@ pub async fn run<L: Accept, G: Send + 'static>(
         tracing::trace!(bytes = std::mem::size_of_val(&task), "connection task");
         service.tracker.spawn(task);
     }
+    // New clients are refused from here on, while existing ones drain.
+    drop(listener);
     drop(guard);
 }
 

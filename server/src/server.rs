@@ -72,21 +72,16 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     }
     let own_upstream = bound.own_upstream();
     for (l, addr) in bound.tcp {
-        tracker.spawn(listener::run(
-            Arc::new(l),
-            format!("tcp {addr}"),
-            service.clone(),
-            (),
-        ));
+        tracker.spawn(listener::run(l, format!("tcp {addr}"), service.clone(), ()));
     }
     for (tcp, addr) in bound.tcp_tls {
         let Some(tls) = tls.clone() else { break };
-        let l = Arc::new(TlsTcpListener { tcp, tls });
+        let l = TlsTcpListener { tcp, tls };
         tracker.spawn(listener::run(l, format!("tls {addr}"), service.clone(), ()));
     }
     for (l, file, path) in bound.unix {
         let name = format!("unix {}", path.display());
-        tracker.spawn(listener::run(Arc::new(l), name, service.clone(), file));
+        tracker.spawn(listener::run(l, name, service.clone(), file));
     }
     for (s, addr) in bound.udp {
         let name = format!("udp {addr}");

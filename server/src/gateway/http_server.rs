@@ -45,12 +45,13 @@ pub async fn serve(
 ) {
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let mut builder = Builder::new(TokioExecutor::new());
+    // HTTP/1.1 only: the page, its WebSocket and the ops endpoints need nothing
+    // more, and telling HTTP/2 apart would read bytes with no deadline.
+    let mut builder = Builder::new(TokioExecutor::new()).http1_only();
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT);
-    builder.http2().timer(TokioTimer::new());
     let builder = Arc::new(builder);
     let mut backoff = Duration::from_millis(10);
     loop {
@@ -90,7 +91,14 @@ pub async fn serve(
         };
         match &tls {
             None => {
-                tokio::spawn(connection.serve(stream));
+                tokio::spawn(async move {
+                    // A client that sends nothing at all is cut off like a slow one.
+                    let mut first = [0u8; 1];
+                    match tokio::time::timeout(HEADER_TIMEOUT, stream.peek(&mut first)).await {
+                        Ok(Ok(n)) if n > 0 => connection.serve(stream).await,
+                        _ => debug!(%peer, "http client sent nothing; closed"),
+                    }
+                });
             }
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
