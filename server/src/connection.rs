@@ -40,11 +40,9 @@ pub trait WaitReadable {
 impl WaitReadable for tokio::net::TcpStream {
     /// `readable()` may report a new socket ready before any byte arrived;
     /// a peek waits for a byte (or the end of the stream) for real.
-    fn wait_readable(&self) -> impl std::future::Future<Output = io::Result<()>> + Send {
-        async move {
-            let mut first = [0u8; 1];
-            self.peek(&mut first).await.map(drop)
-        }
+    async fn wait_readable(&self) -> io::Result<()> {
+        let mut first = [0u8; 1];
+        self.peek(&mut first).await.map(drop)
     }
 }
 
