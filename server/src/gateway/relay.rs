@@ -8,6 +8,7 @@
 //! source down instead of growing memory.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -102,6 +103,8 @@ pub async fn upgrade(
 #[derive(Debug)]
 enum Ending {
     UpstreamClosed,
+    /// The upstream closed while messages were still unanswered.
+    UpstreamClosedEarly(u64),
     UpstreamFailed(std::io::Error),
     BrowserClosed,
     BrowserVanished,
@@ -118,6 +121,10 @@ impl Ending {
             Ending::UpstreamClosed => (
                 close_code::NORMAL,
                 "the timestamp server closed the connection".into(),
+            ),
+            Ending::UpstreamClosedEarly(n) => (
+                close_code::UPSTREAM_ERROR,
+                format!("the timestamp server closed the connection with {n} messages unanswered"),
             ),
             Ending::UpstreamFailed(e) => (
                 close_code::UPSTREAM_ERROR,
@@ -186,8 +193,9 @@ async fn relay(mut ws: WebSocket, gateway: &Gateway, browser: SocketAddr) {
     let (mut ws_tx, mut ws_rx) = ws.split();
 
     let ending = {
-        let up = browser_to_upstream(&mut ws_rx, tcp_write, gateway);
-        let down = upstream_to_browser(tcp_read, &mut ws_tx, gateway);
+        let in_flight = InFlight::default();
+        let up = browser_to_upstream(&mut ws_rx, tcp_write, gateway, &in_flight);
+        let down = upstream_to_browser(tcp_read, &mut ws_tx, gateway, &in_flight);
         tokio::pin!(up, down);
         tokio::select! {
             ending = &mut up => match ending {
@@ -261,6 +269,7 @@ async fn browser_to_upstream(
     ws_rx: &mut SplitStream<WebSocket>,
     mut tcp: OwnedWriteHalf,
     gateway: &Gateway,
+    in_flight: &InFlight,
 ) -> Ending {
     // Browsers answer pings by themselves; silence across two pings means the peer is gone.
     let dead_after = gateway.config.ping_interval * 2;
@@ -289,6 +298,7 @@ async fn browser_to_upstream(
                 for line in frame_lines(text.as_str()) {
                     out.extend_from_slice(line.as_bytes());
                     out.push(b'\n');
+                    in_flight.sent.fetch_add(1, Ordering::Relaxed);
                 }
                 if let Err(e) = tcp.write_all(&out).await {
                     return Ending::UpstreamFailed(e);
@@ -317,6 +327,7 @@ async fn upstream_to_browser(
     mut tcp: OwnedReadHalf,
     ws_tx: &mut SplitSink<WebSocket, Message>,
     gateway: &Gateway,
+    in_flight: &InFlight,
 ) -> Ending {
     let mut decoder = LineDecoder::new(gateway.max_frame + STAMP_ROOM);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
@@ -338,8 +349,12 @@ async fn upstream_to_browser(
                     if let Some(line) = decoder.take_partial(&buf) {
                         let line = Bytes::copy_from_slice(line);
                         let _ = ws_tx.send(Message::Text(text_frame(line))).await;
+                        in_flight.answered.fetch_add(1, Ordering::Relaxed);
                     }
-                    return Ending::UpstreamClosed;
+                    return match in_flight.unanswered() {
+                        0 => Ending::UpstreamClosed,
+                        n => Ending::UpstreamClosedEarly(n),
+                    };
                 }
                 Ok(_) => {
                     lines.clear();
@@ -357,6 +372,7 @@ async fn upstream_to_browser(
                     }
                     let used = frames.consumed();
                     let chunk = buf.split_to(used).freeze();
+                    in_flight.answered.fetch_add(lines.len() as u64, Ordering::Relaxed);
                     for &(start, end) in &lines {
                         let text = if start == usize::MAX {
                             too_long_frame(decoder.max_len())
@@ -379,6 +395,7 @@ async fn upstream_to_browser(
                 if let Some(line) = decoder.take_partial(&pending) {
                     let start = line.as_ptr() as usize - pending.as_ptr() as usize;
                     let frame = text_frame(pending.slice(start..start + line.len()));
+                    in_flight.answered.fetch_add(1, Ordering::Relaxed);
                     if ws_tx.send(Message::Text(frame)).await.is_err() {
                         return Ending::BrowserVanished;
                     }
@@ -390,6 +407,22 @@ async fn upstream_to_browser(
                 }
             }
         }
+    }
+}
+
+/// Lines sent upstream and replies relayed back, so a session whose upstream
+/// goes away can tell whether anything it was owed was lost. Both directions
+/// run in one task; the atomics are never contended.
+#[derive(Default)]
+struct InFlight {
+    sent: AtomicU64,
+    answered: AtomicU64,
+}
+
+impl InFlight {
+    fn unanswered(&self) -> u64 {
+        let sent = self.sent.load(Ordering::Relaxed);
+        sent.saturating_sub(self.answered.load(Ordering::Relaxed))
     }
 }
 
