@@ -113,7 +113,18 @@ async fn logout(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Resp
 }
 
 /// 401 (or 429 when rate-limited) with the reason, in the session format.
+/// The page's own API challenges only with `Bearer`: a `Basic` challenge on a
+/// same-origin fetch would make browsers pop up their own login dialog over
+/// the page's form. Scripts on `/ws` are offered both.
 pub fn denied(d: Denied) -> Response {
+    denied_with(d, r#"Bearer realm="timecho""#)
+}
+
+pub fn denied_to_script(d: Denied) -> Response {
+    denied_with(d, r#"Bearer realm="timecho", Basic realm="timecho""#)
+}
+
+fn denied_with(d: Denied, challenge: &'static str) -> Response {
     let status = match d {
         Denied::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         _ => StatusCode::UNAUTHORIZED,
@@ -123,13 +134,5 @@ pub fn denied(d: Denied) -> Response {
         user: None,
         reason: Some(d.reason()),
     };
-    (
-        status,
-        [(
-            "www-authenticate",
-            r#"Bearer realm="timecho", Basic realm="timecho""#,
-        )],
-        Json(body),
-    )
-        .into_response()
+    (status, [("www-authenticate", challenge)], Json(body)).into_response()
 }

@@ -70,7 +70,7 @@ pub async fn upgrade(
                         .await;
                 });
             }
-            return api::denied(denied);
+            return api::denied_to_script(denied);
         }
     }
     let Ok(permit) = gateway.sessions.clone().try_acquire_owned() else {
