@@ -1,30 +1,91 @@
-//! The page: status on top, transcript in the middle, composer at the bottom.
+//! The page: status on top, transcript in the middle, composer at the bottom;
+//! or, when the server wants a sign-in, the sign-in form instead.
 
+use wasm_bindgen_futures::spawn_local;
 use yew::prelude::*;
 
-use crate::components::{Composer, StatusBar, Transcript};
-use crate::state::{Action, Chat};
+use crate::api;
+use crate::components::{Account, Composer, Credentials, SignIn, StatusBar, Transcript};
+use crate::state::{self, Access, Action, Chat};
 use crate::ws::use_relay;
 
 #[component]
 pub fn App() -> Html {
     let chat = use_reducer(Chat::default);
     let retry_now = use_relay(&chat);
+    {
+        // The socket waits for this answer (see `Access::may_connect`).
+        let dispatch = chat.dispatcher();
+        use_effect_with((), move |_| {
+            spawn_local(async move {
+                let reply = api::session().await;
+                dispatch.dispatch(state::session_checked(reply));
+            })
+        });
+    }
     let on_send = {
         let dispatch = chat.dispatcher();
         Callback::from(move |text: String| dispatch.dispatch(Action::Submit(text)))
     };
+    let on_sign_in = {
+        let dispatch = chat.dispatcher();
+        Callback::from(move |c: Credentials| {
+            dispatch.dispatch(Action::SigningIn);
+            let dispatch = dispatch.clone();
+            spawn_local(async move {
+                let reply = api::login(&c.user, &c.password).await;
+                dispatch.dispatch(state::signed_in(&c.user, reply));
+            });
+        })
+    };
+    let on_sign_out = {
+        let dispatch = chat.dispatcher();
+        Callback::from(move |()| {
+            let dispatch = dispatch.clone();
+            spawn_local(async move {
+                let reply = api::logout().await;
+                dispatch.dispatch(state::signed_out(reply));
+            });
+        })
+    };
 
+    let brand = html! {
+        <h1 class="brand">
+            <svg class="brand-mark" viewBox="0 0 24 24" aria-hidden="true">
+                <circle cx="12" cy="13" r="8" />
+                <path d="M12 9v4l2.5 2M10 3h4" />
+            </svg>
+            { "timecho" }
+        </h1>
+    };
+
+    match &chat.access {
+        // Brief, and better blank than a chat that turns into a form.
+        Access::Checking => {
+            return html! {
+                <div class="app">
+                    <header class="top">{ brand }</header>
+                    <main class="checking" aria-busy="true"></main>
+                </div>
+            };
+        }
+        Access::SignedOut { error, busy } => {
+            return html! {
+                <div class="app">
+                    <header class="top">{ brand }</header>
+                    <SignIn error={error.clone()} busy={*busy} {on_sign_in} />
+                </div>
+            };
+        }
+        Access::Open | Access::SignedIn { .. } => {}
+    }
     html! {
         <div class="app">
             <header class="top">
-                <h1 class="brand">
-                    <svg class="brand-mark" viewBox="0 0 24 24" aria-hidden="true">
-                        <circle cx="12" cy="13" r="8" />
-                        <path d="M12 9v4l2.5 2M10 3h4" />
-                    </svg>
-                    { "timecho" }
-                </h1>
+                { brand }
+                if let Some(user) = chat.access.user() {
+                    <Account user={AttrValue::from(user.to_owned())} {on_sign_out} />
+                }
                 <StatusBar connection={chat.connection.clone()} queued={chat.queued_count()}
                     on_retry={retry_now} />
             </header>

@@ -3,6 +3,7 @@
 //! Built for wasm32 by `cargo xtask web`; `state` and `backoff` are plain Rust
 //! so their tests run natively with `cargo test -p timecho-web`.
 
+mod api;
 mod app;
 pub mod backoff;
 mod components;
@@ -29,4 +30,12 @@ pub fn start() {
             yew::Renderer::<App>::new().render();
         }
     }
+}
+
+/// A browser exception as text for people.
+fn js_reason(err: JsValue) -> String {
+    err.dyn_ref::<js_sys::Error>()
+        .map(|e| String::from(e.message()))
+        .or_else(|| err.as_string())
+        .unwrap_or_else(|| "the browser gave no reason".into())
 }

@@ -1,6 +1,7 @@
 //! The page's model: the transcript, the connection, the outbox, and the one
 //! reducer that changes them. Free of web-sys, so its tests run natively.
 
+mod access;
 mod close;
 mod entry;
 
@@ -9,7 +10,8 @@ use std::rc::Rc;
 use timecho_shared::DEFAULT_MAX_LINE;
 use yew::Reducible;
 
-pub use close::{describe_close, ABNORMAL_CLOSURE};
+pub use access::{session_checked, signed_in, signed_out, Access, ApiReply, SessionAnswer};
+pub use close::{describe_close, needs_sign_in, ABNORMAL_CLOSURE};
 pub use entry::{ClockTime, Delivery, Entry, EntryKind, Outgoing};
 
 use close::Blame;
@@ -34,11 +36,12 @@ pub enum Connection {
         last_error: Option<String>,
     },
     Connected,
-    /// The socket closed; the next attempt is `retry_in_ms` away.
+    /// The socket closed; the next attempt is `retry_in_ms` away, or none
+    /// comes (the gateway wants a sign-in first).
     Disconnected {
         reason: String,
         code: u16,
-        retry_in_ms: u32,
+        retry_in_ms: Option<u32>,
     },
 }
 
@@ -75,8 +78,17 @@ pub enum Action {
     Closed {
         code: u16,
         reason: String,
-        retry_in_ms: u32,
+        retry_in_ms: Option<u32>,
     },
+    /// What the server said about signing in: on load, or after a sign-in.
+    Session(SessionAnswer),
+    /// The sign-in form was sent.
+    SigningIn,
+    SignInRefused(String),
+    /// The server ended the session on request: the form comes back, and the
+    /// transcript goes, since the next person to sign in need not see it.
+    SignedOut,
+    SignOutFailed(String),
 }
 
 /// The whole page state.
@@ -84,6 +96,7 @@ pub enum Action {
 pub struct Chat {
     pub entries: Vec<Rc<Entry>>,
     pub connection: Connection,
+    pub access: Access,
     next_id: u64,
     /// The loss of connection last noted in the transcript, while nothing has
     /// been heard since: the outage goes on, and the first reply after it is
@@ -100,6 +113,7 @@ impl Default for Chat {
                 attempt: 0,
                 last_error: None,
             },
+            access: Access::Checking,
             next_id: 1,
             outage: None,
         }
@@ -144,6 +158,43 @@ impl Chat {
                 reason,
                 retry_in_ms,
             } => self.closed(code, describe_close(code, &reason), retry_in_ms),
+            Action::Session(answer) => {
+                self.access = match answer {
+                    SessionAnswer::Open => Access::Open,
+                    SessionAnswer::SignedIn(user) => Access::SignedIn { user },
+                    SessionAnswer::SignInNeeded { reason } => Access::SignedOut {
+                        error: reason,
+                        busy: false,
+                    },
+                }
+            }
+            Action::SigningIn => {
+                if let Access::SignedOut { .. } = self.access {
+                    self.access = Access::SignedOut {
+                        error: None,
+                        busy: true,
+                    };
+                }
+            }
+            Action::SignInRefused(reason) => {
+                self.access = Access::SignedOut {
+                    error: Some(reason),
+                    busy: false,
+                }
+            }
+            Action::SignedOut => {
+                *self = Chat {
+                    access: Access::SignedOut {
+                        error: None,
+                        busy: false,
+                    },
+                    next_id: self.next_id,
+                    ..Chat::default()
+                }
+            }
+            Action::SignOutFailed(reason) => {
+                self.push(EntryKind::Error(format!("Could not sign out: {reason}")))
+            }
         }
     }
 
@@ -204,7 +255,14 @@ impl Chat {
         self.push(entry::reply_entry(line));
     }
 
-    fn closed(&mut self, code: u16, reason: String, retry_in_ms: u32) {
+    fn closed(&mut self, code: u16, reason: String, retry_in_ms: Option<u32>) {
+        if needs_sign_in(code) {
+            let was_signed_in = self.access.user().is_some();
+            self.access = Access::SignedOut {
+                error: Some(access::policy_close_message(was_signed_in, &reason)),
+                busy: false,
+            };
+        }
         if self.connection.is_connected() {
             self.settle_in_flight(close::blame(code));
             // Only the loss of an open connection goes in the transcript, once
@@ -330,7 +388,7 @@ mod tests {
         Action::Closed {
             code,
             reason: reason.into(),
-            retry_in_ms: 500,
+            retry_in_ms: Some(500),
         }
     }
 
@@ -512,7 +570,7 @@ mod tests {
             Connection::Disconnected {
                 reason: "upstream 127.0.0.1:7 refused".into(),
                 code: close_code::UPSTREAM_ERROR,
-                retry_in_ms: 500,
+                retry_in_ms: Some(500),
             }
         );
     }
@@ -600,6 +658,123 @@ mod tests {
             &chat.entries[1].kind,
             EntryKind::Reply { text, .. } if text == "11"
         ));
+    }
+
+    fn sign_in_form(error: Option<&str>, busy: bool) -> Access {
+        Access::SignedOut {
+            error: error.map(str::to_owned),
+            busy,
+        }
+    }
+
+    #[test]
+    fn the_socket_waits_until_the_server_says_who_may_connect() {
+        let chat = Chat::default();
+        assert_eq!(chat.access, Access::Checking);
+        assert!(!chat.access.may_connect());
+        let open = after([Action::Session(SessionAnswer::Open)]);
+        assert!(open.access.may_connect());
+    }
+
+    #[test]
+    fn signing_in_shows_busy_then_the_servers_reason_then_the_user() {
+        let mut chat = after([Action::Session(SessionAnswer::SignInNeeded {
+            reason: None,
+        })]);
+        assert_eq!(chat.access, sign_in_form(None, false));
+        chat.apply(Action::SigningIn);
+        assert_eq!(chat.access, sign_in_form(None, true));
+        chat.apply(Action::SignInRefused("wrong user name or password".into()));
+        assert_eq!(
+            chat.access,
+            sign_in_form(Some("wrong user name or password"), false)
+        );
+        chat.apply(Action::SigningIn);
+        assert_eq!(chat.access, sign_in_form(None, true));
+        chat.apply(Action::Session(SessionAnswer::SignedIn("ada".into())));
+        assert_eq!(chat.access.user(), Some("ada"));
+        assert!(chat.access.may_connect());
+    }
+
+    #[test]
+    fn a_policy_close_brings_the_form_back_and_keeps_messages_queued() {
+        let chat = after([
+            Action::Session(SessionAnswer::SignedIn("ada".into())),
+            Action::Opened,
+            submit("hello"),
+            Action::Delivered { through: 1 },
+            Action::Closed {
+                code: close_code::POLICY,
+                reason: "sign in first".into(),
+                retry_in_ms: None,
+            },
+        ]);
+        assert_eq!(
+            chat.access,
+            sign_in_form(Some("Your session has ended: sign in first"), false)
+        );
+        assert_eq!(
+            chat.connection,
+            Connection::Disconnected {
+                reason: "sign in first".into(),
+                code: close_code::POLICY,
+                retry_in_ms: None,
+            }
+        );
+        assert_eq!(chat.outbox().collect::<Vec<_>>(), [(1, "hello")]);
+    }
+
+    #[test]
+    fn a_policy_close_on_an_open_page_asks_for_a_sign_in() {
+        let chat = after([
+            Action::Session(SessionAnswer::Open),
+            Action::Closed {
+                code: close_code::POLICY,
+                reason: "sign in first".into(),
+                retry_in_ms: None,
+            },
+        ]);
+        assert_eq!(
+            chat.access,
+            sign_in_form(Some("The server asks you to sign in: sign in first"), false)
+        );
+    }
+
+    #[test]
+    fn signing_out_clears_the_transcript_and_shows_the_form() {
+        let chat = after([
+            Action::Session(SessionAnswer::SignedIn("ada".into())),
+            Action::Opened,
+            submit("secret"),
+            Action::Delivered { through: 1 },
+            echo("secret"),
+            Action::SignedOut,
+        ]);
+        assert!(chat.entries.is_empty());
+        assert_eq!(chat.access, sign_in_form(None, false));
+        assert_eq!(chat.connection.state_name(), "connecting");
+        // Ids go on, so list keys never repeat.
+        let chat = {
+            let mut c = chat;
+            c.apply(submit("next"));
+            c
+        };
+        assert_eq!(chat.entries[0].id, 3);
+    }
+
+    #[test]
+    fn a_failed_sign_out_stays_signed_in_and_says_why() {
+        let chat = after([
+            Action::Session(SessionAnswer::SignedIn("ada".into())),
+            Action::SignOutFailed("could not reach the server: Failed to fetch".into()),
+        ]);
+        assert_eq!(chat.access.user(), Some("ada"));
+        assert_eq!(
+            kinds(&chat),
+            [EntryKind::Error(
+                "Could not sign out: could not reach the server: Failed to fetch".into()
+            )]
+        );
     }
 
     #[test]

@@ -14,7 +14,8 @@ use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 use yew::prelude::*;
 
 use crate::backoff::{was_healthy, Backoff};
-use crate::state::{Action, Chat, ABNORMAL_CLOSURE};
+use crate::js_reason;
+use crate::state::{needs_sign_in, Action, Chat, ABNORMAL_CLOSURE};
 
 /// The relay's address for a page loaded with this protocol from this host:
 /// same host, `wss` when the page itself is https.
@@ -32,8 +33,9 @@ fn page_relay_url() -> Result<String, String> {
     Ok(relay_url_for(&protocol, &host))
 }
 
-/// Connects on mount, reconnects until unmounted, and sends whatever the
-/// outbox holds while connected. Returns a callback that retries at once.
+/// Connects while the page may (see `Access::may_connect`), reconnects until
+/// it may not or is unmounted, and sends whatever the outbox holds while
+/// connected. Returns a callback that retries at once.
 #[hook]
 pub fn use_relay(chat: &UseReducerHandle<Chat>) -> Callback<()> {
     let relay = {
@@ -42,8 +44,10 @@ pub fn use_relay(chat: &UseReducerHandle<Chat>) -> Callback<()> {
     };
     {
         let relay = relay.clone();
-        use_effect_with((), move |_| {
-            relay.connect();
+        use_effect_with(chat.access.may_connect(), move |may_connect| {
+            if *may_connect {
+                relay.start();
+            }
             move || relay.stop()
         });
     }
@@ -103,6 +107,16 @@ impl Relay {
             dispatch,
             inner: RefCell::default(),
         }
+    }
+
+    /// Begins (again) with a fresh backoff: after a sign-in, say.
+    fn start(self: &Rc<Self>) {
+        {
+            let mut inner = self.inner.borrow_mut();
+            inner.stopped = false;
+            inner.backoff.reset();
+        }
+        self.connect();
     }
 
     fn connect(self: &Rc<Self>) {
@@ -202,7 +216,8 @@ impl Relay {
     }
 
     /// The session `id` closed (or, for `None`, could not even be opened):
-    /// schedule the next attempt and tell the page why.
+    /// schedule the next attempt, unless only a sign-in can help, and tell the
+    /// page why.
     fn closed(self: &Rc<Self>, id: Option<u64>, code: u16, reason: String) {
         let retry_in_ms = {
             let mut inner = self.inner.borrow_mut();
@@ -225,10 +240,14 @@ impl Relay {
                     }
                 }
             }
-            let delay = inner.backoff.fail();
-            let relay = Rc::downgrade(self);
-            inner.retry = Some(Timeout::new(delay, move || retry_fired(&relay)));
-            delay
+            if needs_sign_in(code) {
+                None
+            } else {
+                let delay = inner.backoff.fail();
+                let relay = Rc::downgrade(self);
+                inner.retry = Some(Timeout::new(delay, move || retry_fired(&relay)));
+                Some(delay)
+            }
         };
         self.dispatch.dispatch(Action::Closed {
             code,
@@ -298,14 +317,6 @@ impl Session {
         self.socket.set_onmessage(None);
         self.socket.set_onclose(None);
     }
-}
-
-/// A browser exception as text for the status bar.
-fn js_reason(err: JsValue) -> String {
-    err.dyn_ref::<js_sys::Error>()
-        .map(|e| String::from(e.message()))
-        .or_else(|| err.as_string())
-        .unwrap_or_else(|| "the browser refused to open the connection".into())
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ pub fn StatusBar(props: &StatusBarProps) -> Html {
             reason,
             retry_in_ms,
             ..
-        } => ("Disconnected", Some(reason.as_str()), Some(*retry_in_ms)),
+        } => ("Disconnected", Some(reason.as_str()), *retry_in_ms),
     };
     let code = match &props.connection {
         Connection::Disconnected { code, .. } => Some(code.to_string()),

@@ -27,6 +27,12 @@ pub fn describe_close(code: u16, reason: &str) -> String {
     }
 }
 
+/// A close that asks for a sign-in (the gateway's `1008 sign in first`):
+/// retrying cannot help until someone signs in, so the form comes up instead.
+pub fn needs_sign_in(code: u16) -> bool {
+    code == close_code::POLICY
+}
+
 /// Closes that are part of normal life (the server or gateway went away on
 /// purpose), as opposed to failures.
 pub fn is_orderly(code: u16) -> bool {
@@ -92,5 +98,12 @@ mod tests {
         assert_eq!(blame(close_code::NORMAL), Blame::Suspects);
         assert_eq!(blame(ABNORMAL_CLOSURE), Blame::Suspects);
         assert!(is_orderly(close_code::NORMAL) && !is_orderly(close_code::POLICY));
+    }
+
+    #[test]
+    fn only_a_policy_close_asks_for_a_sign_in() {
+        assert!(needs_sign_in(close_code::POLICY));
+        assert!(!needs_sign_in(close_code::UPSTREAM_ERROR));
+        assert!(!needs_sign_in(ABNORMAL_CLOSURE));
     }
 }

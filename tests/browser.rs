@@ -1,0 +1,425 @@
+//! The page in a real browser: headless Chromium through chromedriver, against
+//! the real `timecho serve` binary. Needs Chromium and chromedriver (`cargo
+//! xtask test` installs them) and the page built into the binary (`cargo
+//! xtask web`); without either these tests fail and say so.
+//!
+//! A failing test leaves a screenshot, the browser console and the DOM of each
+//! of its pages in `tests/artifacts/`.
+
+mod browser_support;
+mod support;
+
+use std::time::Duration;
+
+use fantoccini::key::Key;
+use fantoccini::Locator;
+use serde::Deserialize;
+use timecho_shared::Stamp;
+
+use browser_support::{
+    browser_test, free_port, page_url, save_docs_screenshot, start_gateway, wait_until, Page, View,
+    Window, SHOW_TIMEOUT,
+};
+use support::{assert_recent, run_to_exit, timecho, Server, TempDir};
+
+/// Reconnecting waits out the page's backoff (0.5 s, 1 s, 2 s, ...).
+const RECONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Opens the chat at `url` and waits until it is connected.
+async fn connected_chat(page: &Page, url: &str) {
+    assert_eq!(page.open(url).await, View::Chat, "the chat, not a sign-in");
+    page.wait_for_state("connected", SHOW_TIMEOUT).await;
+}
+
+/// A stamp the shared parser reads, from within seconds of now.
+#[track_caller]
+fn assert_stamp(stamp: &str) {
+    let parsed = Stamp::parse_any(stamp)
+        .unwrap_or_else(|| panic!("data-stamp {stamp:?} is in no format the parser knows"));
+    assert_recent(&parsed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_loads_and_shows_connected() {
+    let server = start_gateway(&[]);
+    let url = page_url(&server);
+    browser_test("the_page_loads_and_shows_connected", |browser| async move {
+        let page = browser.page("chat").await;
+        assert_eq!(page.open(&url).await, View::Chat);
+        let status = page.wait_for_state("connected", SHOW_TIMEOUT).await;
+        assert!(status.text.contains("Connected"), "{status:?}");
+        assert_eq!(status.code, None, "no close code while connected");
+        let title: String = page.eval("return document.title;").await;
+        assert_eq!(title, "timecho");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enter_sends_the_message_and_shows_the_stamped_reply() {
+    let server = start_gateway(&[]);
+    let url = page_url(&server);
+    browser_test(
+        "enter_sends_the_message_and_shows_the_stamped_reply",
+        |browser| async move {
+            let page = browser.page("chat").await;
+            connected_chat(&page, &url).await;
+
+            let reply = page.round_trip("hello from the browser").await;
+            assert_stamp(&reply.stamp);
+            let transcript = page.transcript().await;
+            assert_eq!(transcript.sent, ["hello from the browser"]);
+            assert!(transcript.errors.is_empty(), "{transcript:?}");
+            let left: String = page
+                .eval("return document.getElementById('message-input').value;")
+                .await;
+            assert_eq!(left, "", "the input is cleared for the next message");
+
+            // A short conversation for the README's picture.
+            for text in ["what time is it?", "Grüße aus dem Browser ✓"] {
+                let reply = page.round_trip(text).await;
+                assert_stamp(&reply.stamp);
+            }
+            let png = page.screenshot().await.expect("screenshot");
+            save_docs_screenshot(&png);
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_pages_at_once_each_see_only_their_own_replies() {
+    let server = start_gateway(&[]);
+    let url = page_url(&server);
+    browser_test(
+        "two_pages_at_once_each_see_only_their_own_replies",
+        |browser| async move {
+            let (a, b) = tokio::join!(browser.page("a"), browser.page("b"));
+            tokio::join!(connected_chat(&a, &url), connected_chat(&b, &url));
+            for round in 1..=3 {
+                a.send(&format!("a{round}")).await;
+                b.send(&format!("b{round}")).await;
+            }
+            for round in 1..=3 {
+                a.wait_for_reply(&format!("a{round}")).await;
+                b.wait_for_reply(&format!("b{round}")).await;
+            }
+            for (page, own) in [(&a, "a"), (&b, "b")] {
+                let t = page.transcript().await;
+                let texts: Vec<_> = t.replies.iter().map(|r| r.text.as_str()).collect();
+                let expected: Vec<_> = (1..=3).map(|n| format!("{own}{n}")).collect();
+                assert_eq!(texts, expected, "page {own}: {t:?}");
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_the_upstream_shows_disconnected_with_the_reason_and_its_return_reconnects() {
+    let mut upstream = Some(Server::start(&["--no-http"]));
+    let upstream_addr = upstream.as_ref().map(Server::tcp_addr).expect("upstream");
+    let gateway = start_gateway(&["--upstream", &upstream_addr.to_string()]);
+    let url = page_url(&gateway);
+    let upstream = &mut upstream;
+    browser_test(
+        "stopping_the_upstream_shows_disconnected_with_the_reason_and_its_return_reconnects",
+        |browser| async move {
+            let page = browser.page("chat").await;
+            connected_chat(&page, &url).await;
+            page.round_trip("before").await;
+
+            let mut stopped = upstream.take().expect("upstream running");
+            stopped.terminate();
+            let status = wait_until(
+                "#status to say the upstream is unreachable",
+                SHOW_TIMEOUT,
+                || async {
+                    match page.status().await {
+                        Some(s) if s.state == "disconnected" && s.text.contains("unreachable") => {
+                            Ok(s)
+                        }
+                        other => Err(format!("{other:?}")),
+                    }
+                },
+            )
+            .await;
+            assert_eq!(status.code.as_deref(), Some("1011"), "{status:?}");
+            assert!(
+                status.text.contains(&upstream_addr.to_string()),
+                "the reason names the upstream: {status:?}"
+            );
+
+            // Back on the very same port: the page finds it by itself.
+            let same_port = format!("127.0.0.1:{}", upstream_addr.port());
+            *upstream = Some(Server::start(&["--no-http", "--tcp", &same_port]));
+            page.wait_for_state("connected", RECONNECT_TIMEOUT).await;
+            let reply = page.round_trip("after").await;
+            assert_stamp(&reply.stamp);
+        },
+    )
+    .await;
+}
+
+/// A basic auth file with the user `ada`, password `pw`, made as the README
+/// says: `printf 'pw\n' | timecho hash-password ada`.
+fn users_file(dir: &TempDir) -> String {
+    let mut cmd = timecho();
+    cmd.args(["hash-password", "ada"]);
+    let out = run_to_exit(cmd, b"pw\n", Duration::from_secs(30));
+    assert!(out.status.success(), "hash-password: {out:?}");
+    let path = dir.path().join("users.txt");
+    std::fs::write(&path, &out.stdout).expect("write the users file");
+    format!("basic:{}", path.display())
+}
+
+/// Fills in the sign-in form and submits it.
+async fn sign_in(page: &Page, user: &str, password: &str) {
+    for (css, text) in [("#login-user", user), ("#login-password", password)] {
+        let input = page.wait_for_element(css).await;
+        input.clear().await.expect("clear the input");
+        input.send_keys(text).await.expect("type");
+    }
+    page.find("#login-submit")
+        .await
+        .click()
+        .await
+        .expect("click #login-submit");
+}
+
+async fn login_error(page: &Page) -> String {
+    page.eval("const e = document.getElementById('login-error'); return e ? e.innerText : '';")
+        .await
+}
+
+async fn shows_sign_in(page: &Page) -> bool {
+    page.eval(
+        "return !!document.getElementById('login-user') && !document.getElementById('status');",
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_is_asked_for_refuses_a_wrong_password_and_sign_out_returns_to_it() {
+    let dir = TempDir::new();
+    let server = start_gateway(&["--auth", &users_file(&dir)]);
+    let url = page_url(&server);
+    browser_test(
+        "sign_in_is_asked_for_refuses_a_wrong_password_and_sign_out_returns_to_it",
+        |browser| async move {
+            let page = browser.page("chat").await;
+            assert_eq!(page.open(&url).await, View::SignIn);
+            assert!(shows_sign_in(&page).await, "no chat before signing in");
+            let focused = page.focused_id().await;
+            assert_eq!(focused, "login-user", "typing starts in the user name");
+
+            sign_in(&page, "ada", "not the password").await;
+            let error = wait_until("#login-error to say why", SHOW_TIMEOUT, || async {
+                match login_error(&page).await {
+                    e if e.is_empty() => Err("no error yet".to_owned()),
+                    e => Ok(e),
+                }
+            })
+            .await;
+            assert!(error.contains("wrong user name or password"), "{error:?}");
+            assert!(shows_sign_in(&page).await, "still the form");
+
+            sign_in(&page, "ada", "pw").await;
+            page.wait_for_state("connected", SHOW_TIMEOUT).await;
+            let user: String = page
+                .eval("return document.querySelector('.account-user').innerText;")
+                .await;
+            assert!(user.contains("ada"), "{user:?}");
+            let reply = page.round_trip("signed in").await;
+            assert_stamp(&reply.stamp);
+
+            page.find("#logout")
+                .await
+                .click()
+                .await
+                .expect("click #logout");
+            wait_until(
+                "the sign-in form after signing out",
+                SHOW_TIMEOUT,
+                || async {
+                    if shows_sign_in(&page).await {
+                        Ok(())
+                    } else {
+                        Err(format!("{:?}", page.status().await))
+                    }
+                },
+            )
+            .await;
+            assert_eq!(login_error(&page).await, "", "signing out is no error");
+            // The cookie is gone: a reload asks again.
+            assert_eq!(page.open(&url).await, View::SignIn);
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_restart_ends_the_session_and_brings_the_sign_in_form_back() {
+    let dir = TempDir::new();
+    let auth = users_file(&dir);
+    let http = format!("127.0.0.1:{}", free_port());
+    let mut server = Some(Server::start(&["--http", &http, "--auth", &auth]));
+    let url = format!("http://{http}/");
+    let server = &mut server;
+    browser_test(
+        "a_gateway_restart_ends_the_session_and_brings_the_sign_in_form_back",
+        |browser| async move {
+            let page = browser.page("chat").await;
+            assert_eq!(page.open(&url).await, View::SignIn);
+            sign_in(&page, "ada", "pw").await;
+            page.wait_for_state("connected", SHOW_TIMEOUT).await;
+            page.round_trip("before the restart").await;
+
+            // Sessions live in the gateway's memory: a new process knows none.
+            server.take().expect("gateway running").terminate();
+            *server = Some(Server::start(&["--http", &http, "--auth", &auth]));
+            let error = wait_until(
+                "the sign-in form saying the session ended",
+                RECONNECT_TIMEOUT,
+                || async {
+                    match (shows_sign_in(&page).await, login_error(&page).await) {
+                        (true, e) if !e.is_empty() => Ok(e),
+                        seen => Err(format!("{seen:?}, status {:?}", page.status().await)),
+                    }
+                },
+            )
+            .await;
+            assert!(error.contains("sign in first"), "{error:?}");
+
+            sign_in(&page, "ada", "pw").await;
+            page.wait_for_state("connected", SHOW_TIMEOUT).await;
+            page.round_trip("after the restart").await;
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_https_the_page_connects_over_wss_and_messages_flow() {
+    let https = format!("127.0.0.1:{}", free_port());
+    let _server = Server::start(&["--http", &https, "--tls-self-signed"]);
+    let url = format!("https://{https}/");
+    browser_test(
+        "over_https_the_page_connects_over_wss_and_messages_flow",
+        |browser| async move {
+            let window = Window {
+                ignore_certificate_errors: true,
+                ..Window::DESKTOP
+            };
+            let page = browser.page_with("chat", window).await;
+            connected_chat(&page, &url).await;
+            let protocol: String = page.eval("return location.protocol;").await;
+            assert_eq!(protocol, "https:");
+            // An https page may only open wss: connected means wss worked.
+            let reply = page.round_trip("over wss").await;
+            assert_stamp(&reply.stamp);
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyboard_only_focus_starts_in_the_input_and_tab_reaches_send() {
+    let server = start_gateway(&[]);
+    let url = page_url(&server);
+    browser_test(
+        "keyboard_only_focus_starts_in_the_input_and_tab_reaches_send",
+        |browser| async move {
+            let page = browser.page("chat").await;
+            connected_chat(&page, &url).await;
+            assert_eq!(page.focused_id().await, "message-input");
+
+            let focused = page.client().active_element().await.expect("focus");
+            focused.send_keys("no mouse").await.expect("type");
+            page.press(Key::Tab).await;
+            assert_eq!(page.focused_id().await, "send", "Tab goes to Send");
+            page.press(Key::Enter).await;
+            page.wait_for_reply("no mouse").await;
+            assert_eq!(
+                page.focused_id().await,
+                "message-input",
+                "after sending, typing goes on in the input"
+            );
+        },
+    )
+    .await;
+}
+
+/// An element's box in CSS pixels.
+#[derive(Debug, Deserialize)]
+struct Rect {
+    left: f64,
+    right: f64,
+    top: f64,
+    bottom: f64,
+}
+
+#[derive(Debug, Deserialize)]
+struct Layout {
+    width: f64,
+    height: f64,
+    scroll_width: f64,
+    input: Rect,
+    send: Rect,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_phone_width_the_input_and_send_button_are_in_view() {
+    let server = start_gateway(&[]);
+    let url = page_url(&server);
+    browser_test(
+        "at_phone_width_the_input_and_send_button_are_in_view",
+        |browser| async move {
+            let page = browser.page_with("phone", Window::phone(380, 800)).await;
+            connected_chat(&page, &url).await;
+            page.round_trip("small screen").await;
+            let layout: Layout = page
+                .eval(
+                    r#"const rect = (id) => {
+                        const r = document.getElementById(id).getBoundingClientRect();
+                        return { left: r.left, right: r.right, top: r.top, bottom: r.bottom };
+                    };
+                    return {
+                        width: window.innerWidth,
+                        height: window.innerHeight,
+                        scroll_width: document.documentElement.scrollWidth,
+                        input: rect("message-input"),
+                        send: rect("send"),
+                    };"#,
+                )
+                .await;
+            assert_eq!(
+                layout.width, 380.0,
+                "the viewport is phone-sized: {layout:?}"
+            );
+            assert!(
+                layout.scroll_width <= layout.width,
+                "nothing scrolls sideways: {layout:?}"
+            );
+            for (name, r) in [("input", &layout.input), ("send", &layout.send)] {
+                let inside = r.left >= 0.0
+                    && r.right <= layout.width
+                    && r.top >= 0.0
+                    && r.bottom <= layout.height
+                    && r.right - r.left >= 40.0;
+                assert!(inside, "{name} is not fully in view: {layout:?}");
+            }
+            assert!(
+                layout.input.right <= layout.send.left,
+                "input and button side by side: {layout:?}"
+            );
+            let send = page
+                .client()
+                .find(Locator::Id("send"))
+                .await
+                .expect("#send");
+            assert!(send.is_displayed().await.expect("displayed"), "#send shows");
+        },
+    )
+    .await;
+}

@@ -1,0 +1,159 @@
+//! chromedriver and the headless Chromium sessions it runs: one driver per
+//! test, one browser (its own profile) per page, so pages share nothing.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use fantoccini::wd::Capabilities;
+use fantoccini::{Client, ClientBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::json;
+
+use crate::support::TempDir;
+
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+const DRIVER_START_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How a page's browser is set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub width: u32,
+    pub height: u32,
+    /// `--ignore-certificate-errors`: for the self-signed https test only.
+    pub ignore_certificate_errors: bool,
+    /// Emulates a phone's screen (Chrome's device mode): a real window cannot
+    /// be narrower than 500 px.
+    pub phone: bool,
+}
+
+impl Window {
+    /// The size every desktop test (and the README screenshot) uses.
+    pub const DESKTOP: Window = Window {
+        width: 1000,
+        height: 800,
+        ignore_certificate_errors: false,
+        phone: false,
+    };
+
+    /// A phone's viewport of `width` x `height` CSS pixels, touch and all.
+    pub const fn phone(width: u32, height: u32) -> Window {
+        Window {
+            width,
+            height,
+            phone: true,
+            ..Window::DESKTOP
+        }
+    }
+}
+
+/// A running chromedriver, killed when dropped (after its sessions closed).
+pub struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Driver {
+    /// Starts chromedriver on a port of its choosing. Fails the test, saying
+    /// how to install them, when Chromium or chromedriver is missing.
+    pub fn start() -> Driver {
+        for bin in [CHROMIUM, CHROMEDRIVER] {
+            assert!(
+                Path::new(bin).exists(),
+                "{bin} is missing: the browser tests need Chromium and chromedriver; \
+                 run `cargo xtask test`, which installs them (apt-get install chromium chromium-driver)"
+            );
+        }
+        let mut child = Command::new(CHROMEDRIVER)
+            .arg("--port=0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {CHROMEDRIVER}: {e}"));
+        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let (port_tx, port_rx) = mpsc::channel();
+        // Keeps reading after the port line, so the driver never blocks on a full pipe.
+        thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                if let Some(port) = line
+                    .split_once("started successfully on port ")
+                    .and_then(|(_, rest)| rest.trim_end_matches('.').trim().parse::<u16>().ok())
+                {
+                    let _ = port_tx.send(port);
+                }
+            }
+        });
+        match port_rx.recv_timeout(DRIVER_START_TIMEOUT) {
+            Ok(port) => Driver {
+                child,
+                url: format!("http://127.0.0.1:{port}"),
+            },
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{CHROMEDRIVER} did not say which port it listens on within {DRIVER_START_TIMEOUT:?}");
+            }
+        }
+    }
+
+    /// A new browser session: its own Chromium with a fresh profile in `profile`.
+    pub async fn session(&self, window: Window, profile: &TempDir) -> Client {
+        let mut args = vec![
+            "--headless=new".to_owned(),
+            "--no-sandbox".to_owned(),
+            "--disable-gpu".to_owned(),
+            "--disable-dev-shm-usage".to_owned(),
+            "--no-first-run".to_owned(),
+            "--disable-background-networking".to_owned(),
+            "--disable-component-update".to_owned(),
+            "--disable-sync".to_owned(),
+            // Fixed metrics and colours, so screenshots look the same everywhere.
+            "--force-device-scale-factor=1".to_owned(),
+            "--hide-scrollbars".to_owned(),
+            "--force-color-profile=srgb".to_owned(),
+            format!("--user-data-dir={}", profile.path().display()),
+            format!("--window-size={},{}", window.width, window.height),
+        ];
+        if window.ignore_certificate_errors {
+            args.push("--ignore-certificate-errors".to_owned());
+        }
+        let mut options = json!({ "binary": CHROMIUM, "args": args });
+        if window.phone {
+            options["mobileEmulation"] = json!({
+                "deviceMetrics": {
+                    "width": window.width,
+                    "height": window.height,
+                    "pixelRatio": 1.0,
+                    "mobile": true,
+                    "touch": true,
+                },
+            });
+        }
+        let capabilities = json!({
+            "goog:chromeOptions": options,
+            "goog:loggingPrefs": { "browser": "ALL" },
+        });
+        let Some(capabilities) = capabilities.as_object().cloned() else {
+            unreachable!("capabilities are an object")
+        };
+        let capabilities: Capabilities = capabilities;
+        ClientBuilder::new(HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&self.url)
+            .await
+            .unwrap_or_else(|e| panic!("chromedriver could not start Chromium: {e}"))
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,255 @@
+//! Who may use the page: the server's sign-in (`--auth`) as the page sees it,
+//! and how the sign-in API's answers become actions.
+
+use super::Action;
+
+/// Where the page stands with the server's sign-in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    /// Asking the server (`GET /api/session`); the socket waits for the answer.
+    Checking,
+    /// The server asks nobody to sign in (or could not say; the socket will tell).
+    Open,
+    SignedIn {
+        user: String,
+    },
+    /// The sign-in form is shown. `error` is what went wrong last, for people;
+    /// `busy` while a sign-in is on its way.
+    SignedOut {
+        error: Option<String>,
+        busy: bool,
+    },
+}
+
+impl Access {
+    /// Whether the socket may be open: never before the server has said who
+    /// may, nor while the sign-in form is shown.
+    pub fn may_connect(&self) -> bool {
+        matches!(self, Access::Open | Access::SignedIn { .. })
+    }
+
+    pub fn user(&self) -> Option<&str> {
+        match self {
+            Access::SignedIn { user } => Some(user),
+            _ => None,
+        }
+    }
+
+    pub fn shows_sign_in(&self) -> bool {
+        matches!(self, Access::SignedOut { .. })
+    }
+}
+
+/// What `GET /api/session` (or a sign-in) found out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionAnswer {
+    Open,
+    SignedIn(String),
+    /// Sign-in is needed; `reason` is worth showing only when it is news
+    /// (being rate-limited), not the plain "sign in first".
+    SignInNeeded {
+        reason: Option<String>,
+    },
+}
+
+/// One answer from the sign-in API: the HTTP status and the fields of its
+/// JSON body (`None` when absent, or when the body was not JSON).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApiReply {
+    pub status: u16,
+    pub auth: Option<bool>,
+    pub user: Option<String>,
+    pub reason: Option<String>,
+    /// The body as text, for answers that are not JSON (a proxy's error page,
+    /// the gateway's plain-text refusals).
+    pub body: String,
+}
+
+const UNAUTHORIZED: u16 = 401;
+const NOT_FOUND: u16 = 404;
+const TOO_MANY_REQUESTS: u16 = 429;
+
+impl ApiReply {
+    fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The server's reason, else its plain-text body, else the status.
+    fn reason_or_status(&self) -> String {
+        self.reason
+            .clone()
+            .or_else(|| {
+                let body = self.body.trim();
+                (!body.is_empty() && body.len() <= 200 && !body.starts_with('<'))
+                    .then(|| body.to_owned())
+            })
+            .unwrap_or_else(|| format!("the server answered HTTP {}", self.status))
+    }
+}
+
+/// The action for the answer to `GET /api/session`.
+///
+/// Anything but a clear "sign in" lets the socket try: a gateway without the
+/// API (404), one that failed, or no answer at all. If it does want a sign-in,
+/// it closes the socket with 1008 and the form comes up then.
+pub fn session_checked(reply: Result<ApiReply, String>) -> Action {
+    let answer = match reply {
+        Ok(r) if r.is_success() && r.auth == Some(true) => match r.user {
+            Some(user) => SessionAnswer::SignedIn(user),
+            None => SessionAnswer::SignInNeeded { reason: None },
+        },
+        Ok(r) if r.status == UNAUTHORIZED => SessionAnswer::SignInNeeded { reason: None },
+        Ok(r) if r.status == TOO_MANY_REQUESTS => SessionAnswer::SignInNeeded {
+            reason: Some(r.reason_or_status()),
+        },
+        Ok(_) | Err(_) => SessionAnswer::Open,
+    };
+    Action::Session(answer)
+}
+
+/// The action for the answer to `POST /api/login` with `typed_user`.
+pub fn signed_in(typed_user: &str, reply: Result<ApiReply, String>) -> Action {
+    match reply {
+        Ok(r) if r.is_success() => Action::Session(SessionAnswer::SignedIn(
+            r.user.unwrap_or_else(|| typed_user.to_owned()),
+        )),
+        // This server has no sign-in after all (it was restarted without --auth).
+        Ok(r) if r.status == NOT_FOUND => Action::Session(SessionAnswer::Open),
+        Ok(r) => Action::SignInRefused(r.reason_or_status()),
+        Err(e) => Action::SignInRefused(format!("could not reach the server: {e}")),
+    }
+}
+
+/// The action for the answer to `POST /api/logout`.
+pub fn signed_out(reply: Result<ApiReply, String>) -> Action {
+    match reply {
+        Ok(r) if r.is_success() => Action::SignedOut,
+        Ok(r) => Action::SignOutFailed(r.reason_or_status()),
+        Err(e) => Action::SignOutFailed(format!("could not reach the server: {e}")),
+    }
+}
+
+/// What the sign-in form says after the gateway closed the socket with 1008.
+pub fn policy_close_message(was_signed_in: bool, reason: &str) -> String {
+    if was_signed_in {
+        format!("Your session has ended: {reason}")
+    } else {
+        format!("The server asks you to sign in: {reason}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(status: u16, auth: bool, user: Option<&str>, reason: Option<&str>) -> ApiReply {
+        ApiReply {
+            status,
+            auth: Some(auth),
+            user: user.map(str::to_owned),
+            reason: reason.map(str::to_owned),
+            body: String::new(),
+        }
+    }
+
+    fn plain(status: u16, body: &str) -> ApiReply {
+        ApiReply {
+            status,
+            body: body.into(),
+            ..ApiReply::default()
+        }
+    }
+
+    #[test]
+    fn session_answers_say_open_signed_in_or_sign_in() {
+        let answer = |r| match session_checked(r) {
+            Action::Session(a) => a,
+            other => panic!("not a session answer: {other:?}"),
+        };
+        assert_eq!(
+            answer(Ok(reply(200, false, None, None))),
+            SessionAnswer::Open
+        );
+        assert_eq!(
+            answer(Ok(reply(200, true, Some("ada"), None))),
+            SessionAnswer::SignedIn("ada".into())
+        );
+        assert_eq!(
+            answer(Ok(reply(401, true, None, Some("sign in first")))),
+            SessionAnswer::SignInNeeded { reason: None }
+        );
+        assert_eq!(
+            answer(Ok(reply(429, true, None, Some("wait a minute")))),
+            SessionAnswer::SignInNeeded {
+                reason: Some("wait a minute".into())
+            }
+        );
+    }
+
+    #[test]
+    fn a_gateway_without_the_api_or_no_answer_lets_the_socket_decide() {
+        for r in [
+            Ok(plain(404, "no such file: /api/session")),
+            Ok(plain(502, "<html>bad gateway</html>")),
+            Err("NetworkError".to_owned()),
+        ] {
+            assert_eq!(session_checked(r), Action::Session(SessionAnswer::Open));
+        }
+    }
+
+    #[test]
+    fn sign_in_answers_carry_the_servers_reason() {
+        assert_eq!(
+            signed_in("ada", Ok(reply(200, true, Some("ada"), None))),
+            Action::Session(SessionAnswer::SignedIn("ada".into()))
+        );
+        assert_eq!(
+            signed_in("ada", Ok(plain(200, ""))),
+            Action::Session(SessionAnswer::SignedIn("ada".into()))
+        );
+        assert_eq!(
+            signed_in(
+                "ada",
+                Ok(reply(401, true, None, Some("wrong user name or password")))
+            ),
+            Action::SignInRefused("wrong user name or password".into())
+        );
+        assert_eq!(
+            signed_in("ada", Ok(plain(403, "origin not allowed\n"))),
+            Action::SignInRefused("origin not allowed".into())
+        );
+        assert_eq!(
+            signed_in("ada", Ok(plain(500, "<html>oops</html>"))),
+            Action::SignInRefused("the server answered HTTP 500".into())
+        );
+        assert_eq!(
+            signed_in("ada", Err("Failed to fetch".into())),
+            Action::SignInRefused("could not reach the server: Failed to fetch".into())
+        );
+        assert_eq!(
+            signed_in("ada", Ok(plain(404, "sign-in is not enabled"))),
+            Action::Session(SessionAnswer::Open)
+        );
+    }
+
+    #[test]
+    fn sign_out_succeeds_only_when_the_server_agrees() {
+        assert_eq!(signed_out(Ok(plain(204, ""))), Action::SignedOut);
+        assert_eq!(
+            signed_out(Err("Failed to fetch".into())),
+            Action::SignOutFailed("could not reach the server: Failed to fetch".into())
+        );
+    }
+
+    #[test]
+    fn only_open_or_signed_in_pages_connect() {
+        assert!(!Access::Checking.may_connect());
+        assert!(Access::Open.may_connect());
+        assert!(Access::SignedIn { user: "ada".into() }.may_connect());
+        let form = Access::SignedOut {
+            error: None,
+            busy: false,
+        };
+        assert!(!form.may_connect() && form.shows_sign_in());
+    }
+}
