@@ -355,6 +355,10 @@ fn login(addr: SocketAddr, user: &str, password: &str) -> (u16, String, String) 
 }
 
 fn auth_server(dir: &TempDir) -> Server {
+    auth_server_with(dir, &[])
+}
+
+fn auth_server_with(dir: &TempDir, extra: &[&str]) -> Server {
     let users = dir.path().join("users");
     let tokens = dir.path().join("tokens");
     let out = support::timecho()
@@ -372,7 +376,9 @@ fn auth_server(dir: &TempDir) -> Server {
     std::fs::write(&tokens, "script-token-123\n").unwrap();
     let basic = format!("basic:{}", users.display());
     let token = format!("token:{}", tokens.display());
-    Server::start(&["--http", "127.0.0.1:0", "--auth", &basic, "--auth", &token])
+    let mut args = vec!["--http", "127.0.0.1:0", "--auth", &basic, "--auth", &token];
+    args.extend_from_slice(extra);
+    Server::start(&args)
 }
 
 #[test]
@@ -471,4 +477,62 @@ async fn ws_without_a_session_is_refused_and_a_token_lets_scripts_in() {
         !log.contains("lovelace") && !log.contains("script-token-123"),
         "{log}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signing_out_ends_the_pages_open_websocket() {
+    let dir = TempDir::new();
+    let server = auth_server_with(&dir, &["--ws-ping", "200ms"]);
+    let addr = server.http_addr();
+    let (status, head, _) = tokio::task::spawn_blocking(move || login(addr, "ada", "lovelace"))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let session = head
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .and_then(|c| c.split(';').next())
+        .expect("a session cookie")
+        .to_owned();
+
+    let mut request = format!("ws://{addr}/ws").into_client_request().unwrap();
+    let headers = request.headers_mut();
+    headers.insert("origin", format!("http://{addr}").parse().unwrap());
+    headers.insert("cookie", session.parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    ws.send(Message::text("signed in")).await.unwrap();
+    let reply = tokio::time::timeout(REPLY_TIMEOUT, ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(reply.into_text().unwrap().ends_with("] signed in"));
+
+    let cookie = session.clone();
+    let (status, _, _) = tokio::task::spawn_blocking(move || {
+        http(
+            addr,
+            &format!(
+                "POST /api/logout HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\n\
+                 Content-Length: 0\r\nConnection: close\r\n\r\n"
+            ),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 204);
+    let closed = tokio::time::timeout(REPLY_TIMEOUT, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(frame))) => return frame,
+                Some(Ok(_)) => continue,
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("the socket is closed soon after sign-out");
+    let frame = closed.expect("a close frame with a reason");
+    assert_eq!(u16::from(frame.code), 1008);
+    assert_eq!(frame.reason.as_str(), "signed out");
 }

@@ -234,6 +234,19 @@ impl Auth {
         )
     }
 
+    /// The key of the live session this request carries, so a WebSocket can
+    /// check later that its session was not signed out or expired.
+    pub fn session_key(&self, headers: &HeaderMap) -> Option<[u8; 32]> {
+        let key = digest(session_cookie(headers)?.as_bytes());
+        self.session_alive(&key).then_some(key)
+    }
+
+    pub fn session_alive(&self, key: &[u8; 32]) -> bool {
+        lock(&self.sessions)
+            .get(key)
+            .is_some_and(|s| s.expires > Instant::now())
+    }
+
     fn session_user(&self, headers: &HeaderMap) -> Option<String> {
         let id = session_cookie(headers)?;
         let sessions = lock(&self.sessions);

@@ -73,6 +73,9 @@ pub async fn upgrade(
             return api::denied_to_script(denied);
         }
     }
+    // Signed in with the page's cookie: the session is re-checked while the
+    // socket lives, so signing out (or expiry) ends it.
+    let signed_in = gateway.auth.as_ref().and_then(|a| a.session_key(&headers));
     let Ok(permit) = gateway.sessions.clone().try_acquire_owned() else {
         gateway.metrics.ws_refused.inc();
         return (
@@ -95,7 +98,8 @@ pub async fn upgrade(
         .write_buffer_size(WS_BUFFER)
         .on_upgrade(move |socket| {
             let span = info_span!("ws", %browser);
-            tracker.track_future(session(socket, gateway, browser, permit).instrument(span))
+            let pair = Pair { browser, signed_in };
+            tracker.track_future(session(socket, gateway, pair, permit).instrument(span))
         })
 }
 
@@ -112,6 +116,8 @@ enum Ending {
     InvalidUtf8,
     TooBig(usize),
     Shutdown,
+    /// The page's sign-in session ended (sign-out elsewhere, or expiry).
+    SignedOut,
 }
 
 impl Ending {
@@ -143,25 +149,30 @@ impl Ending {
                 format!("frame larger than {max} bytes"),
             ),
             Ending::Shutdown => (close_code::GOING_AWAY, "server shutting down".into()),
+            Ending::SignedOut => (close_code::POLICY, "signed out".into()),
             Ending::BrowserClosed | Ending::BrowserVanished => return None,
         })
     }
 }
 
-async fn session(
-    ws: WebSocket,
-    gateway: Arc<Gateway>,
+/// Who is on the browser side of a session.
+#[derive(Clone, Copy)]
+struct Pair {
     browser: SocketAddr,
-    _permit: OwnedSemaphorePermit,
-) {
+    /// The sign-in session, when the page connected with its cookie.
+    signed_in: Option<[u8; 32]>,
+}
+
+async fn session(ws: WebSocket, gateway: Arc<Gateway>, pair: Pair, _permit: OwnedSemaphorePermit) {
     let metrics = &gateway.metrics;
     metrics.ws_sessions.inc();
     metrics.ws_open.inc();
-    relay(ws, &gateway, browser).await;
+    relay(ws, &gateway, pair).await;
     metrics.ws_open.dec();
 }
 
-async fn relay(mut ws: WebSocket, gateway: &Gateway, browser: SocketAddr) {
+async fn relay(mut ws: WebSocket, gateway: &Gateway, pair: Pair) {
+    let browser = pair.browser;
     let upstream = gateway.upstream.as_str();
     let mut tcp = match timeout(CONNECT_TIMEOUT, TcpStream::connect(upstream)).await {
         Ok(Ok(tcp)) => tcp,
@@ -195,7 +206,7 @@ async fn relay(mut ws: WebSocket, gateway: &Gateway, browser: SocketAddr) {
     let ending = {
         let in_flight = InFlight::default();
         let up = browser_to_upstream(&mut ws_rx, tcp_write, gateway, &in_flight);
-        let down = upstream_to_browser(tcp_read, &mut ws_tx, gateway, &in_flight);
+        let down = upstream_to_browser(tcp_read, &mut ws_tx, gateway, &in_flight, pair.signed_in);
         tokio::pin!(up, down);
         tokio::select! {
             ending = &mut up => match ending {
@@ -328,6 +339,7 @@ async fn upstream_to_browser(
     ws_tx: &mut SplitSink<WebSocket, Message>,
     gateway: &Gateway,
     in_flight: &InFlight,
+    signed_in: Option<[u8; 32]>,
 ) -> Ending {
     let mut decoder = LineDecoder::new(gateway.max_frame + STAMP_ROOM);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
@@ -402,6 +414,11 @@ async fn upstream_to_browser(
                 }
             }
             _ = ping.tick() => {
+                if let (Some(auth), Some(key)) = (&gateway.auth, &signed_in) {
+                    if !auth.session_alive(key) {
+                        return Ending::SignedOut;
+                    }
+                }
                 if ws_tx.send(Message::Ping(Bytes::new())).await.is_err() {
                     return Ending::BrowserVanished;
                 }
