@@ -103,9 +103,11 @@ pub struct LoadArgs {
     #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_duration, requires = "idle")]
     pub hold: Duration,
 
-    /// Process whose resident memory (VmRSS) is read before the connections open and after
-    /// they have been held; repeat it to add up several processes.
-    #[arg(long = "server-pid", value_name = "PID", requires = "idle")]
+    /// A server process to account for; repeat it to add up several. Under load, the CPU
+    /// time it (and its process group, if it leads one) spends during the measurement is
+    /// reported per message. With --idle, its resident memory (VmRSS) is read before the
+    /// connections open and after they have been held.
+    #[arg(long = "server-pid", value_name = "PID")]
     pub server_pid: Vec<u32>,
 
     /// Print one JSON object with every figure instead of the text report.
@@ -171,22 +173,40 @@ mod tests {
 
     #[test]
     fn redis_benchmark_style_flags_are_understood() {
-        let args = parse(&["tcp", "127.0.0.1:9", "-c", "50", "-p", "32", "-s", "1024", "-d", "3s", "-w", "1s"])
-            .unwrap();
+        let args = parse(&[
+            "tcp",
+            "127.0.0.1:9",
+            "-c",
+            "50",
+            "-p",
+            "32",
+            "-s",
+            "1024",
+            "-d",
+            "3s",
+            "-w",
+            "1s",
+        ])
+        .unwrap();
         let Target::Tcp(tcp) = args.target else {
             panic!("expected tcp")
         };
         assert_eq!(tcp.addr, "127.0.0.1:9");
-        assert_eq!((tcp.load.connections, tcp.load.pipeline, tcp.load.size), (50, 32, 1024));
+        assert_eq!(
+            (tcp.load.connections, tcp.load.pipeline, tcp.load.size),
+            (50, 32, 1024)
+        );
         assert_eq!(tcp.load.duration, Duration::from_secs(3));
         assert_eq!(tcp.load.warmup, Duration::from_secs(1));
         assert!(tcp.load.validate().is_ok());
     }
 
     #[test]
-    fn server_pid_only_makes_sense_for_idle_runs() {
-        assert!(parse(&["tcp", "--server-pid", "1"]).is_err());
+    fn idle_options_need_idle() {
+        assert!(parse(&["tcp", "--hold", "1s"]).is_err());
+        assert!(parse(&["tcp", "--idle-echo"]).is_err());
         assert!(parse(&["ws", "--idle", "--server-pid", "1", "--server-pid", "2"]).is_ok());
+        assert!(parse(&["tcp", "--server-pid", "1"]).is_ok());
     }
 
     #[test]

@@ -1,16 +1,79 @@
-//! `timecho bench`: a load generator for timecho and its peers.
+//! `timecho bench`: a load generator for timecho and its peers, in the manner of
+//! redis-benchmark: many connections, pipelining, every reply verified, latency
+//! percentiles from an HDR histogram, and an idle mode that measures the
+//! server's memory per connection.
+//!
+//! `fleet` opens the connections, `load` and `idle` run the two kinds of test,
+//! `session` is one connection's hot loop over a `Codec` (`tcp` lines or
+//! `ws_frame` WebSocket frames), `payload` makes requests and checks replies,
+//! `stats` counts, `procfs` reads the servers' memory and CPU time, and
+//! `report` prints.
+
+mod args;
+mod endpoint;
+mod fleet;
+mod idle;
+mod load;
+mod net;
+mod payload;
+mod procfs;
+mod report;
+mod session;
+mod stats;
+mod tcp;
+mod ws;
+mod ws_frame;
 
 use std::process::ExitCode;
 
-use clap::Args;
+use anyhow::Context as _;
 
-#[derive(Debug, Args)]
-pub struct BenchArgs {
-    /// Address of the server under test.
-    #[arg(value_name = "ADDR", default_value = "127.0.0.1:8899")]
-    pub addr: String,
-}
+pub use args::BenchArgs;
+use args::Target;
+use endpoint::Endpoint;
+use fleet::Opener;
 
-pub fn run(_args: &BenchArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("the load generator is being written")
+/// File descriptors kept free for everything but the connections.
+const FD_HEADROOM: u64 = 64;
+
+pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
+    let load = match &args.target {
+        Target::Tcp(t) => &t.load,
+        Target::Ws(w) => &w.load,
+    };
+    load.validate().map_err(anyhow::Error::msg)?;
+    let fd_limit = net::raise_fd_limit().context("cannot read the open-files limit")?;
+    let needed = load.connections as u64 + FD_HEADROOM;
+    if needed > fd_limit {
+        anyhow::bail!(
+            "{} connections need about {needed} open files, but the limit is {fd_limit} \
+             (raise the hard limit, e.g. `ulimit -Hn {needed}` as root, or use fewer connections)",
+            load.connections
+        );
+    }
+    let endpoint = Endpoint::from_args(&args.target)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let opener = Opener::new(endpoint, load)?;
+        let (text, json, errors) = if load.idle {
+            let r = idle::run(opener, load).await?;
+            (r.text(), serde_json::to_string(&r)?, r.errors_total)
+        } else {
+            let r = load::run(opener, load).await?;
+            (r.text(), serde_json::to_string(&r)?, r.errors_total)
+        };
+        if load.json {
+            println!("{json}");
+        } else {
+            print!("{text}");
+        }
+        Ok(if errors == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
+    })
 }

@@ -23,7 +23,13 @@ impl Payload {
         let size = size.max(1);
         let digits = size.min(MAX_DIGITS);
         let bytes = (0..size)
-            .map(|i| if i < digits { b'0' } else { b'a' + (i % 26) as u8 })
+            .map(|i| {
+                if i < digits {
+                    b'0'
+                } else {
+                    b'a' + (i % 26) as u8
+                }
+            })
             .collect();
         Payload { bytes, digits }
     }
@@ -105,7 +111,8 @@ mod tests {
         let sent = p.for_seq(42).to_vec();
         assert_eq!(sent, b"0000000000000042");
         p.for_seq(43);
-        let text = echoed(&stamped(&sent)).unwrap();
+        let reply = stamped(&sent);
+        let text = echoed(&reply).unwrap();
         assert!(p.matches(text, 42), "the buffer was reused for 43 since");
     }
 
@@ -140,7 +147,10 @@ mod tests {
 
     #[test]
     fn echoed_text_follows_the_stamp() {
-        assert_eq!(echoed(b"[Wed Nov 25 08:47:03 2026] hello"), Some(&b"hello"[..]));
+        assert_eq!(
+            echoed(b"[Wed Nov 25 08:47:03 2026] hello"),
+            Some(&b"hello"[..])
+        );
         assert_eq!(echoed(b"[x] a] b"), Some(&b"a] b"[..]));
         assert_eq!(echoed(b"[x] "), Some(&b""[..]));
         assert_eq!(echoed(b"error: line too long"), None);

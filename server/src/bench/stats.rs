@@ -5,7 +5,7 @@
 //! the hot loop takes no lock and allocates nothing. The recorder keeps the whole
 //! measurement and, for the progress line, the current second.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 

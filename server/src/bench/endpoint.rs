@@ -1,0 +1,184 @@
+//! What is under test, and opening one connection to it.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use tokio::time::timeout;
+use tokio_util::sync::CancellationToken;
+
+use super::args::{Target, WsArgs};
+use super::net;
+use super::session::{Schedule, Session};
+use super::stats::Recorder;
+use super::tcp::LineCodec;
+use super::ws::{self, HandshakeError, UrlError, WsTarget};
+use super::ws_frame::WsCodec;
+use crate::cli::DEFAULT_PORT;
+
+pub enum Endpoint {
+    Tcp {
+        addr: SocketAddr,
+        shown: String,
+    },
+    Ws {
+        target: WsTarget,
+        shown: String,
+        binary: bool,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot connect: {0}")]
+    Connect(io::Error),
+    #[error(transparent)]
+    Handshake(#[from] HandshakeError),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// One open connection, ready for load.
+pub enum Conn {
+    Tcp(Session<LineCodec>),
+    Ws(Session<WsCodec>),
+}
+
+impl Endpoint {
+    pub fn from_args(target: &Target) -> anyhow::Result<Endpoint> {
+        Ok(match target {
+            Target::Tcp(tcp) => Endpoint::Tcp {
+                addr: resolve(&tcp.addr)?,
+                shown: tcp.addr.clone(),
+            },
+            Target::Ws(WsArgs { url, ws_binary, .. }) => Endpoint::Ws {
+                target: WsTarget::parse(url)?,
+                shown: url.clone(),
+                binary: *ws_binary,
+            },
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        match self {
+            Endpoint::Tcp { addr, .. } => *addr,
+            Endpoint::Ws { target, .. } => target.addr,
+        }
+    }
+
+    pub fn mode(&self) -> &'static str {
+        match self {
+            Endpoint::Tcp { .. } => "tcp",
+            Endpoint::Ws { binary: false, .. } => "ws-text",
+            Endpoint::Ws { binary: true, .. } => "ws-binary",
+        }
+    }
+
+    pub fn shown(&self) -> &str {
+        match self {
+            Endpoint::Tcp { shown, .. } | Endpoint::Ws { shown, .. } => shown,
+        }
+    }
+
+    /// Connects connection `index` (and upgrades it) within `limit`.
+    pub async fn open(
+        &self,
+        index: usize,
+        source: Option<IpAddr>,
+        size: usize,
+        pipeline: usize,
+        limit: Duration,
+    ) -> Result<Conn, OpenError> {
+        let opening = async {
+            let mut stream = net::connect(self.addr(), source)
+                .await
+                .map_err(OpenError::Connect)?;
+            Ok(match self {
+                Endpoint::Tcp { .. } => {
+                    let codec = LineCodec::new(size);
+                    Conn::Tcp(Session::new(stream, codec, index, size, pipeline, &[]))
+                }
+                Endpoint::Ws { target, binary, .. } => {
+                    let leftover = ws::handshake(&mut stream, target).await?;
+                    let codec = WsCodec::new(*binary, size);
+                    Conn::Ws(Session::new(
+                        stream, codec, index, size, pipeline, &leftover,
+                    ))
+                }
+            })
+        };
+        timeout(limit, opening)
+            .await
+            .unwrap_or(Err(OpenError::Timeout(limit)))
+    }
+}
+
+impl Conn {
+    pub async fn run_load(
+        &mut self,
+        pipeline: usize,
+        reply_timeout: Duration,
+        schedule: Schedule,
+        recorder: &Recorder,
+    ) {
+        match self {
+            Conn::Tcp(s) => {
+                s.run_load(pipeline, reply_timeout, schedule, recorder)
+                    .await
+            }
+            Conn::Ws(s) => {
+                s.run_load(pipeline, reply_timeout, schedule, recorder)
+                    .await
+            }
+        }
+    }
+
+    pub async fn echo_once(&mut self, reply_timeout: Duration, recorder: &Recorder) -> bool {
+        match self {
+            Conn::Tcp(s) => s.echo_once(reply_timeout, recorder).await,
+            Conn::Ws(s) => s.echo_once(reply_timeout, recorder).await,
+        }
+    }
+
+    pub async fn idle_until(&mut self, stop: &CancellationToken, recorder: &Recorder) -> bool {
+        match self {
+            Conn::Tcp(s) => s.idle_until(stop, recorder).await,
+            Conn::Ws(s) => s.idle_until(stop, recorder).await,
+        }
+    }
+
+    pub fn is_websocket(&self) -> bool {
+        matches!(self, Conn::Ws(_))
+    }
+}
+
+/// `HOST:PORT`, or `HOST` for the default port.
+fn resolve(addr: &str) -> Result<SocketAddr, UrlError> {
+    if let Ok(sa) = addr.parse::<SocketAddr>() {
+        return Ok(sa);
+    }
+    let found = if addr.parse::<IpAddr>().is_ok() || !addr.contains(':') {
+        (addr.trim_matches(['[', ']']), DEFAULT_PORT).to_socket_addrs()
+    } else {
+        addr.to_socket_addrs()
+    };
+    found
+        .map_err(|e| UrlError::Resolve(addr.to_owned(), e))?
+        .next()
+        .ok_or_else(|| UrlError::NoAddress(addr.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_without_a_port_use_the_default() {
+        assert_eq!(
+            resolve("127.0.0.1").unwrap(),
+            "127.0.0.1:8899".parse().unwrap()
+        );
+        assert_eq!(resolve("[::1]:9").unwrap(), "[::1]:9".parse().unwrap());
+        assert_eq!(resolve("::1").unwrap(), "[::1]:8899".parse().unwrap());
+    }
+}

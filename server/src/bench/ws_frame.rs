@@ -1,0 +1,372 @@
+//! WebSocket framing for the load generator (RFC 6455, client side), and the
+//! reassembly of reply lines from whatever frames they arrive in.
+//!
+//! A library WebSocket would hand out one owned message per frame; this codec
+//! writes masked frames straight into the connection's output buffer and reads
+//! replies straight from its input buffer, so the hot loop allocates nothing.
+//! Replies are lines: in text mode each text message ends a line (timecho sends
+//! one line per frame without a newline; websocat may add one, or merge lines);
+//! in binary mode only `\n` ends a line, however the relay split or merged the
+//! bytes into frames (websockify sends each TCP read as one frame).
+
+use std::hash::{BuildHasher, RandomState};
+
+use timecho_shared::{Frame, LineDecoder};
+
+use super::session::{Codec, ProtocolError, REPLY_OVERHEAD};
+
+const OP_CONTINUATION: u8 = 0x0;
+const OP_TEXT: u8 = 0x1;
+const OP_BINARY: u8 = 0x2;
+const OP_CLOSE: u8 = 0x8;
+const OP_PING: u8 = 0x9;
+const OP_PONG: u8 = 0xA;
+const FIN: u8 = 0x80;
+const MASKED: u8 = 0x80;
+/// Close code for a normal end of session.
+const NORMAL_CLOSURE: u16 = 1000;
+
+pub struct WsCodec {
+    binary: bool,
+    /// State of the generator of masking keys.
+    mask_state: u64,
+    decoder: LineDecoder,
+    /// Received bytes of a reply line whose end has not arrived yet.
+    partial: Vec<u8>,
+}
+
+impl WsCodec {
+    /// `binary`: send binary frames ending in `\n` and read replies as a stream of lines.
+    pub fn new(binary: bool, size: usize) -> WsCodec {
+        WsCodec {
+            binary,
+            mask_state: RandomState::new().hash_one(size) | 1,
+            decoder: LineDecoder::new(size + REPLY_OVERHEAD),
+            partial: Vec::with_capacity(size + REPLY_OVERHEAD),
+        }
+    }
+
+    /// A fresh masking key (xorshift64; clients must not send predictable keys, and
+    /// a server cannot tell this from a cryptographic one).
+    fn next_mask(&mut self) -> [u8; 4] {
+        let mut x = self.mask_state;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.mask_state = x;
+        (x as u32).to_be_bytes()
+    }
+
+    /// Appends one masked frame holding `parts` one after the other.
+    fn frame(&mut self, opcode: u8, parts: &[&[u8]], out: &mut Vec<u8>) {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        out.push(FIN | opcode);
+        if len < 126 {
+            out.push(MASKED | len as u8);
+        } else if let Ok(len16) = u16::try_from(len) {
+            out.push(MASKED | 126);
+            out.extend_from_slice(&len16.to_be_bytes());
+        } else {
+            out.push(MASKED | 127);
+            out.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+        let key = self.next_mask();
+        out.extend_from_slice(&key);
+        let start = out.len();
+        for part in parts {
+            out.extend_from_slice(part);
+        }
+        for (i, b) in out[start..].iter_mut().enumerate() {
+            *b ^= key[i & 3];
+        }
+    }
+
+    /// Feeds the payload of one data frame to the line reassembly.
+    fn on_data<F: FnMut(Frame<'_>)>(&mut self, data: &[u8], fin: bool, on_reply: &mut F) {
+        if self.partial.is_empty() {
+            // The usual case: the frame holds whole lines, and nothing is copied.
+            let mut frames = self.decoder.frames(data);
+            for frame in &mut frames {
+                on_reply(frame);
+            }
+            let rest = &data[frames.consumed()..];
+            self.partial.extend_from_slice(rest);
+        } else {
+            self.partial.extend_from_slice(data);
+            let mut frames = self.decoder.frames(&self.partial);
+            for frame in &mut frames {
+                on_reply(frame);
+            }
+            let used = frames.consumed();
+            self.partial.drain(..used);
+        }
+        if fin && !self.binary {
+            if let Some(line) = self.decoder.take_partial(&self.partial) {
+                on_reply(Frame::Line(line));
+            }
+            self.partial.clear();
+        }
+    }
+}
+
+impl Codec for WsCodec {
+    fn encode(&mut self, payload: &[u8], out: &mut Vec<u8>) {
+        if self.binary {
+            self.frame(OP_BINARY, &[payload, b"\n"], out);
+        } else {
+            self.frame(OP_TEXT, &[payload], out);
+        }
+    }
+
+    fn decode<F: FnMut(Frame<'_>)>(
+        &mut self,
+        input: &[u8],
+        control: &mut Vec<u8>,
+        mut on_reply: F,
+    ) -> Result<usize, ProtocolError> {
+        let mut pos = 0;
+        while let Some(header) = Header::parse(&input[pos..])? {
+            let Some(end) = header
+                .payload_len
+                .checked_add(header.len)
+                .and_then(|n| n.checked_add(pos))
+                .filter(|&end| end <= input.len())
+            else {
+                break;
+            };
+            let data = &input[pos + header.len..end];
+            match header.opcode {
+                OP_TEXT | OP_BINARY | OP_CONTINUATION => {
+                    self.on_data(data, header.fin, &mut on_reply)
+                }
+                OP_PING => self.frame(OP_PONG, &[data], control),
+                OP_PONG => {}
+                OP_CLOSE => return Err(closed(data)),
+                _ => return Err(ProtocolError::Invalid("unknown opcode")),
+            }
+            pos = end;
+        }
+        Ok(pos)
+    }
+
+    fn goodbye(&mut self, out: &mut Vec<u8>) {
+        self.frame(OP_CLOSE, &[&NORMAL_CLOSURE.to_be_bytes()], out);
+    }
+}
+
+fn closed(data: &[u8]) -> ProtocolError {
+    let code = match data {
+        [hi, lo, ..] => u16::from_be_bytes([*hi, *lo]),
+        _ => 1005,
+    };
+    let reason = String::from_utf8_lossy(data.get(2..).unwrap_or_default());
+    ProtocolError::Closed {
+        code,
+        reason: if reason.is_empty() {
+            String::new()
+        } else {
+            format!(": {reason}")
+        },
+    }
+}
+
+/// The fixed part of a frame received from the server.
+#[derive(Debug, PartialEq, Eq)]
+struct Header {
+    fin: bool,
+    opcode: u8,
+    /// Bytes of the header itself.
+    len: usize,
+    payload_len: usize,
+}
+
+impl Header {
+    /// `None` until the whole header has arrived.
+    fn parse(b: &[u8]) -> Result<Option<Header>, ProtocolError> {
+        let [first, second, rest @ ..] = b else {
+            return Ok(None);
+        };
+        if first & 0x70 != 0 {
+            return Err(ProtocolError::Invalid(
+                "reserved bits set without an extension",
+            ));
+        }
+        if second & MASKED != 0 {
+            return Err(ProtocolError::Invalid("a server frame is masked"));
+        }
+        let (len, payload_len) = match second & 0x7f {
+            126 => match rest {
+                [a, b, ..] => (4, usize::from(u16::from_be_bytes([*a, *b]))),
+                _ => return Ok(None),
+            },
+            127 => match rest.get(..8) {
+                Some(bytes) => {
+                    let mut be = [0; 8];
+                    be.copy_from_slice(bytes);
+                    let n = usize::try_from(u64::from_be_bytes(be))
+                        .map_err(|_| ProtocolError::Invalid("frame length too large"))?;
+                    (10, n)
+                }
+                None => return Ok(None),
+            },
+            n => (2, usize::from(n)),
+        };
+        Ok(Some(Header {
+            fin: first & FIN != 0,
+            opcode: first & 0x0f,
+            len,
+            payload_len,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A frame as a server sends it: unmasked.
+    fn server_frame(fin: bool, opcode: u8, data: &[u8]) -> Vec<u8> {
+        let mut f = vec![if fin { FIN } else { 0 } | opcode];
+        if data.len() < 126 {
+            f.push(data.len() as u8);
+        } else {
+            f.push(126);
+            f.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        }
+        f.extend_from_slice(data);
+        f
+    }
+
+    /// Unmasks a frame the codec wrote; returns (first byte, payload).
+    fn unmask(frame: &[u8]) -> (u8, Vec<u8>) {
+        assert!(frame[1] & MASKED != 0, "client frames must be masked");
+        let (len, at) = match frame[1] & 0x7f {
+            126 => (usize::from(u16::from_be_bytes([frame[2], frame[3]])), 4),
+            n => (usize::from(n), 2),
+        };
+        let key = &frame[at..at + 4];
+        let data = &frame[at + 4..];
+        assert_eq!(data.len(), len);
+        let data = data
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b ^ key[i & 3])
+            .collect();
+        (frame[0], data)
+    }
+
+    /// Decodes `input` fed in pieces cut at `cuts`, as reads would deliver it.
+    fn lines(codec: &mut WsCodec, input: &[u8], cuts: &[usize]) -> Vec<String> {
+        let mut got = Vec::new();
+        let mut control = Vec::new();
+        let mut buf = Vec::new();
+        let mut last = 0;
+        for &cut in cuts.iter().chain(std::iter::once(&input.len())) {
+            buf.extend_from_slice(&input[last..cut]);
+            last = cut;
+            let used = codec
+                .decode(&buf, &mut control, |f| {
+                    got.push(match f {
+                        Frame::Line(l) => String::from_utf8_lossy(l).into_owned(),
+                        Frame::TooLong => "<too long>".into(),
+                    })
+                })
+                .unwrap();
+            buf.drain(..used);
+        }
+        assert!(buf.is_empty(), "all input is used");
+        got
+    }
+
+    #[test]
+    fn text_requests_are_masked_frames_of_the_payload() {
+        let mut codec = WsCodec::new(false, 16);
+        let mut out = Vec::new();
+        codec.encode(b"0000000000000001", &mut out);
+        assert_eq!(unmask(&out), (FIN | OP_TEXT, b"0000000000000001".to_vec()));
+    }
+
+    #[test]
+    fn binary_requests_end_in_a_newline_and_long_ones_use_the_16_bit_length() {
+        let mut codec = WsCodec::new(true, 1024);
+        let mut out = Vec::new();
+        let payload = vec![b'x'; 1024];
+        codec.encode(&payload, &mut out);
+        let (first, data) = unmask(&out);
+        assert_eq!(first, FIN | OP_BINARY);
+        assert_eq!(&data[..1024], &payload[..]);
+        assert_eq!(data[1024], b'\n');
+    }
+
+    #[test]
+    fn one_text_frame_is_one_reply_with_or_without_a_newline() {
+        let mut codec = WsCodec::new(false, 16);
+        let mut input = server_frame(true, OP_TEXT, b"[t] a");
+        input.extend(server_frame(true, OP_TEXT, b"[t] b\n"));
+        input.extend(server_frame(true, OP_TEXT, b"[t] c\r\n[t] d\n"));
+        assert_eq!(
+            lines(&mut codec, &input, &[3, 9]),
+            ["[t] a", "[t] b", "[t] c", "[t] d"]
+        );
+    }
+
+    #[test]
+    fn fragmented_text_message_is_one_reply() {
+        let mut codec = WsCodec::new(false, 16);
+        let mut input = server_frame(false, OP_TEXT, b"[t] he");
+        input.extend(server_frame(true, OP_CONTINUATION, b"llo"));
+        assert_eq!(lines(&mut codec, &input, &[]), ["[t] hello"]);
+    }
+
+    #[test]
+    fn binary_replies_split_and_merged_across_frames_are_reassembled() {
+        let mut codec = WsCodec::new(true, 16);
+        let mut input = server_frame(true, OP_BINARY, b"[t] on");
+        input.extend(server_frame(true, OP_BINARY, b"e\n[t] two\n[t] th"));
+        input.extend(server_frame(true, OP_BINARY, b"ree\n"));
+        assert_eq!(
+            lines(&mut codec, &input, &[1, 7, 20]),
+            ["[t] one", "[t] two", "[t] three"]
+        );
+    }
+
+    #[test]
+    fn pings_are_answered_with_masked_pongs() {
+        let mut codec = WsCodec::new(false, 16);
+        let mut control = Vec::new();
+        let input = server_frame(true, OP_PING, b"hb");
+        let used = codec.decode(&input, &mut control, |_| {}).unwrap();
+        assert_eq!(used, input.len());
+        assert_eq!(unmask(&control), (FIN | OP_PONG, b"hb".to_vec()));
+    }
+
+    #[test]
+    fn close_frame_ends_the_session_with_its_reason() {
+        let mut codec = WsCodec::new(false, 16);
+        let mut data = 1011u16.to_be_bytes().to_vec();
+        data.extend_from_slice(b"upstream gone");
+        let input = server_frame(true, OP_CLOSE, &data);
+        let err = codec.decode(&input, &mut Vec::new(), |_| {}).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the server closed the WebSocket (code 1011: upstream gone)"
+        );
+    }
+
+    #[test]
+    fn masked_server_frames_are_refused() {
+        let mut codec = WsCodec::new(false, 16);
+        let input = [FIN | OP_TEXT, MASKED | 1, 0, 0, 0, 0, b'x'];
+        assert!(codec.decode(&input, &mut Vec::new(), |_| {}).is_err());
+    }
+
+    #[test]
+    fn incomplete_frames_wait_for_more_input() {
+        let mut codec = WsCodec::new(false, 300);
+        let input = server_frame(true, OP_TEXT, &[b'y'; 200]);
+        for cut in [1, 2, 3, 100] {
+            let used = codec.decode(&input[..cut], &mut Vec::new(), |_| panic!("no reply yet"));
+            assert_eq!(used.unwrap(), 0);
+        }
+    }
+}
