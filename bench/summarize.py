@@ -203,7 +203,7 @@ def svg_plot(cells, path, size=16):
               if any((srv, c, 1, size) in cells for c in conns)]
     panels = [("throughput", "messages/s (log)"), ("p99", "p99 latency, us (log)")]
     W, H, ML, MR, MT, MB = 460, 320, 70, 20, 40, 50
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * W}" height="{H + 70}" '
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * W}" height="{H + 90}" '
              f'font-family="sans-serif" font-size="12">',
              f'<rect width="100%" height="100%" fill="white"/>']
     import math
@@ -248,11 +248,10 @@ def svg_plot(cells, path, size=16):
                 parts.append(f'<polyline points="{d}" fill="none" stroke="{color}" stroke-width="2"/>')
             for x, y in pts:
                 parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{color}"/>')
-    lx = 20
-    for srv in series:
-        parts.append(f'<rect x="{lx}" y="{H + 30}" width="12" height="12" fill="{COLORS[srv]}"/>')
-        parts.append(f'<text x="{lx + 16}" y="{H + 40}">{NAMES[srv]}</text>')
-        lx += 24 + 7 * len(NAMES[srv])
+    for k, srv in enumerate(series):
+        lx, ly = 20 + (k % 3) * 300, H + 24 + (k // 3) * 22
+        parts.append(f'<rect x="{lx}" y="{ly}" width="12" height="12" fill="{COLORS[srv]}"/>')
+        parts.append(f'<text x="{lx + 16}" y="{ly + 10}">{NAMES[srv]}</text>')
     parts.append("</svg>")
     with open(path, "w") as f:
         f.write("\n".join(parts) + "\n")
