@@ -133,6 +133,13 @@ impl Conn {
         }
     }
 
+    pub async fn close(&mut self) {
+        match self {
+            Conn::Tcp(s) => s.close().await,
+            Conn::Ws(s) => s.close().await,
+        }
+    }
+
     pub async fn echo_once(&mut self, reply_timeout: Duration, recorder: &Recorder) -> bool {
         match self {
             Conn::Tcp(s) => s.echo_once(reply_timeout, recorder).await,

@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::{interval_at, sleep_until, Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
 
 use super::args::LoadArgs;
 use super::fleet::{self, Opener};
@@ -29,6 +30,8 @@ pub async fn run(opener: Arc<Opener>, args: &LoadArgs) -> anyhow::Result<LoadRep
     let recorder = Arc::new(Recorder::new());
     let mut progress = Progress::new(args.quiet);
     let (start_tx, start_rx) = watch::channel(None::<Schedule>);
+    // Connections close only once the servers' CPU time has been read at the end.
+    let sampled = CancellationToken::new();
     let (ready_tx, ready_rx) = mpsc::unbounded_channel();
     let mut tasks = JoinSet::new();
     for index in 0..args.connections {
@@ -36,6 +39,7 @@ pub async fn run(opener: Arc<Opener>, args: &LoadArgs) -> anyhow::Result<LoadRep
         let recorder = recorder.clone();
         let ready = ready_tx.clone();
         let mut start = start_rx.clone();
+        let sampled = sampled.clone();
         let (pipeline, reply_timeout) = (args.pipeline, args.timeout);
         tasks.spawn(async move {
             let conn = opener.open(index, &recorder).await;
@@ -50,6 +54,8 @@ pub async fn run(opener: Arc<Opener>, args: &LoadArgs) -> anyhow::Result<LoadRep
             conn.run_load(pipeline, reply_timeout, schedule, &recorder)
                 .await;
             recorder.live.fetch_sub(1, Ordering::Relaxed);
+            sampled.cancelled().await;
+            conn.close().await;
         });
     }
     drop(ready_tx);
@@ -70,12 +76,17 @@ pub async fn run(opener: Arc<Opener>, args: &LoadArgs) -> anyhow::Result<LoadRep
     };
     start_tx.send_replace(Some(schedule));
     let pids = args.server_pid.clone();
-    let cpu = tokio::spawn(async move {
-        sleep_until(schedule.measure_from).await;
-        let before = CpuSample::take(&pids);
-        sleep_until(schedule.until).await;
-        CpuSample::take(&pids).since(&before)
-    });
+    let cpu = {
+        let sampled = sampled.clone();
+        tokio::spawn(async move {
+            sleep_until(schedule.measure_from).await;
+            let before = CpuSample::take(&pids);
+            sleep_until(schedule.until).await;
+            let spent = CpuSample::take(&pids).since(&before);
+            sampled.cancel();
+            spent
+        })
+    };
 
     let second = Duration::from_secs(1);
     let mut tick = interval_at(started + second, second);

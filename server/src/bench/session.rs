@@ -124,7 +124,9 @@ impl<C: Codec> Session<C> {
     }
 
     /// Sends load until `schedule.until`, then collects the replies still owed.
-    /// Failures are counted in `recorder`; the connection is closed afterwards.
+    /// Failures are counted in `recorder`. The connection stays open until
+    /// [`Session::close`], so that the server's CPU time can be read first (a
+    /// server that forks per client loses a child, and its CPU time, on close).
     pub async fn run_load(
         &mut self,
         pipeline: usize,
@@ -140,7 +142,6 @@ impl<C: Codec> Session<C> {
         if let Err(broken) = result {
             self.report_broken(&broken, recorder);
         }
-        self.close().await;
     }
 
     async fn load_loop(
@@ -341,7 +342,8 @@ impl<C: Codec> Session<C> {
         recorder.error(errors, || format!("connection {}: {broken}", self.index));
     }
 
-    async fn close(&mut self) {
+    /// Says goodbye (a WebSocket close frame) and half-closes.
+    pub async fn close(&mut self) {
         self.out.clear();
         self.codec.goodbye(&mut self.out);
         // The peer may be gone already; there is nothing left to tell it then.
