@@ -23,10 +23,6 @@ impl AccessList {
         }
         self.allow.is_empty() || self.allow.iter().any(|n| n.contains(&ip))
     }
-
-    pub fn is_open(&self) -> bool {
-        self.allow.is_empty() && self.deny.is_empty()
-    }
 }
 
 #[cfg(test)]

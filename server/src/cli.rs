@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub use crate::config::Framing;
+
 /// `timecho --version`: the release and the commit it was built from.
 const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
@@ -43,15 +45,6 @@ pub enum Command {
         /// The user name.
         user: String,
     },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Framing {
-    /// One reply per line (`\n` or `\r\n`); a partial line left idle for
-    /// --partial-timeout is answered too, so clients that send no newline work.
-    Line,
-    /// The tutorial's exact behaviour: every read is answered as it came, no newline added.
-    Raw,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -154,6 +147,28 @@ pub struct ServeArgs {
     /// On SIGINT/SIGTERM, how long to let connections finish their replies before exiting.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration, env = "TIMECHO_DRAIN_TIMEOUT")]
     pub drain_timeout: Duration,
+
+    /// How long a TLS client may take to complete its handshake (https, --tcp-tls).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_positive_duration, env = "TIMECHO_HANDSHAKE_TIMEOUT")]
+    pub handshake_timeout: Duration,
+
+    /// How long a trusted proxy may take to send its PROXY protocol header.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_positive_duration, env = "TIMECHO_PROXY_TIMEOUT")]
+    pub proxy_timeout: Duration,
+
+    /// How long an HTTP client may take to send a request's headers, counted from
+    /// the connection (or the previous response): silent and trickling clients are cut off.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_positive_duration, env = "TIMECHO_HEADER_TIMEOUT")]
+    pub header_timeout: Duration,
+
+    /// How long an HTTP client may take to send a request's body.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_positive_duration, env = "TIMECHO_BODY_TIMEOUT")]
+    pub body_timeout: Duration,
+
+    /// After closing a connection, how long to read and discard what the client still
+    /// sends, so that our last reply or close frame is not destroyed by a reset.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration, env = "TIMECHO_LINGER_TIMEOUT")]
+    pub linger_timeout: Duration,
 
     /// HTTP address for the web page and its WebSocket gateway (`/ws`).
     #[arg(
@@ -325,6 +340,14 @@ pub struct ClientArgs {
     /// Give up on a reply after this long.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
+}
+
+/// A duration that must not be zero (a deadline that is always already past).
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err("must be more than 0 (examples: 500ms, 10s)".to_owned()),
+        d => Ok(d),
+    }
 }
 
 /// Durations as people write them: `100ms`, `30s`, `5m`; a bare `0` means off.

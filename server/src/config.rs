@@ -8,7 +8,7 @@ use std::time::Duration;
 use timecho_shared::{Precision, StampError, StampFormat, TimeFormat};
 
 use crate::access::AccessList;
-use crate::cli::{Framing, ServeArgs, DEFAULT_PORT};
+use crate::cli::{ServeArgs, DEFAULT_PORT};
 use crate::gateway::auth::AuthSource;
 use crate::proxy_protocol::ProxyPolicy;
 use crate::tls::CertSource;
@@ -39,6 +39,16 @@ pub enum ConfigError {
     Origin(String),
 }
 
+/// How a TCP or unix stream is cut into messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Framing {
+    /// One reply per line (`\n` or `\r\n`); a partial line left idle for
+    /// --partial-timeout is answered too, so clients that send no newline work.
+    Line,
+    /// The tutorial's exact behaviour: every read is answered as it came, no newline added.
+    Raw,
+}
+
 /// Per-connection limits, in one place so every listener enforces the same ones.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -48,6 +58,16 @@ pub struct Limits {
     pub idle_timeout: Option<Duration>,
     pub stall_timeout: Duration,
     pub drain_timeout: Duration,
+    /// TLS handshake, from the first byte of the connection.
+    pub handshake_timeout: Duration,
+    /// A trusted proxy's PROXY protocol header.
+    pub proxy_timeout: Duration,
+    /// An HTTP request's headers, from the connection or the previous response.
+    pub header_timeout: Duration,
+    /// An HTTP request's body.
+    pub body_timeout: Duration,
+    /// Reading and discarding after a close, before the socket is released.
+    pub linger_timeout: Duration,
 }
 
 /// What a connection needs to answer: framing, stamp layout and limits.
@@ -209,6 +229,11 @@ impl ServeConfig {
                     idle_timeout: non_zero(args.idle_timeout),
                     stall_timeout: args.stall_timeout,
                     drain_timeout: args.drain_timeout,
+                    handshake_timeout: args.handshake_timeout,
+                    proxy_timeout: args.proxy_timeout,
+                    header_timeout: args.header_timeout,
+                    body_timeout: args.body_timeout,
+                    linger_timeout: args.linger_timeout,
                 },
             },
         })

@@ -16,8 +16,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{timeout, Instant};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::Framing;
-use crate::config::Protocol;
+use crate::config::{Framing, Protocol};
 use crate::metrics::ListenerMetrics;
 
 /// Read buffer of a connection that only sends short lines; it grows towards the
@@ -56,9 +55,6 @@ enum Event {
     Read(usize),
     Timer,
 }
-
-/// How long a closing connection waits for the client to close its side.
-const LINGER: Duration = Duration::from_secs(2);
 
 /// Why a connection ended without an I/O error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -315,26 +311,13 @@ impl<'p, S: AsyncRead + AsyncWrite + Unpin + WaitReadable> Connection<'p, S> {
         Ok(())
     }
 
-    /// Sends our FIN, then reads and discards until the client closes too (or
-    /// `LINGER` passes). Closing with unread input would make the kernel send a
-    /// reset, and a reset can destroy replies the client has not read yet. A
-    /// client sees every reply, then end of stream: any line it sent after that
-    /// was not processed, and it may safely send it again elsewhere.
+    /// Ends our side (a TLS close_notify, then our FIN). The socket's lingering
+    /// close (`admission::Guarded`) then discards what the client still sends,
+    /// so a reset cannot destroy replies it has not read yet. A client sees
+    /// every reply, then end of stream: any line it sent after that was not
+    /// processed, and it may safely send it again elsewhere.
     async fn close_gracefully(&mut self) {
-        if self.stream.shutdown().await.is_err() {
-            return;
-        }
-        if self.inbuf.is_empty() {
-            self.inbuf.resize(READ_CHUNK, 0);
-        }
-        let deadline = Instant::now() + LINGER;
-        while let Ok(Ok(n)) =
-            tokio::time::timeout_at(deadline, self.stream.read(&mut self.inbuf)).await
-        {
-            if n == 0 {
-                break;
-            }
-        }
+        let _ = self.stream.shutdown().await;
     }
 
     async fn flush(&mut self) -> Result<(), ConnectionError> {
@@ -423,6 +406,11 @@ mod tests {
                 idle_timeout: Some(Duration::from_secs(300)),
                 stall_timeout: Duration::from_secs(30),
                 drain_timeout: Duration::from_secs(5),
+                handshake_timeout: Duration::from_secs(10),
+                proxy_timeout: Duration::from_secs(5),
+                header_timeout: Duration::from_secs(10),
+                body_timeout: Duration::from_secs(10),
+                linger_timeout: Duration::from_secs(2),
             },
         }
     }

@@ -1,6 +1,7 @@
 //! `timecho`: the timestamp echo server, its web gateway and its client, in one binary.
 
 mod access;
+mod admission;
 mod bench;
 mod bind;
 mod cli;
@@ -9,7 +10,7 @@ mod config;
 mod config_file;
 mod connection;
 mod gateway;
-mod listener;
+mod line_service;
 mod metrics;
 mod proxy_protocol;
 mod server;

@@ -30,6 +30,8 @@ pub enum ErrorKind {
     UdpDropped,
     Denied,
     TlsFailed,
+    /// A trusted proxy sent no valid PROXY header in time.
+    ProxyHeader,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -42,6 +44,7 @@ struct ErrorLabel {
 pub struct Metrics {
     registry: Registry,
     open: Family<ListenerLabel, Gauge>,
+    http_open: Family<ListenerLabel, Gauge>,
     accepted: Family<ListenerLabel, Counter>,
     rejected: Family<ListenerLabel, Counter>,
     lines_in: Family<ListenerLabel, Counter>,
@@ -67,6 +70,7 @@ impl Metrics {
         let mut m = Metrics {
             registry: Registry::with_prefix("timecho"),
             open: Family::default(),
+            http_open: Family::default(),
             accepted: Family::default(),
             rejected: Family::default(),
             lines_in: Family::default(),
@@ -82,6 +86,11 @@ impl Metrics {
         };
         let r = &mut m.registry;
         r.register("connections_open", "Clients connected now", m.open.clone());
+        r.register(
+            "http_connections_open",
+            "HTTP connections open now (upgraded WebSockets count as sessions)",
+            m.http_open.clone(),
+        );
         r.register(
             "connections_accepted",
             "Clients accepted",
@@ -156,6 +165,7 @@ impl Metrics {
         };
         Arc::new(ListenerMetrics {
             open: self.open.get_or_create(&l).clone(),
+            http_open: self.http_open.get_or_create(&l).clone(),
             accepted: self.accepted.get_or_create(&l).clone(),
             rejected: self.rejected.get_or_create(&l).clone(),
             lines_in: self.lines_in.get_or_create(&l).clone(),
@@ -169,6 +179,7 @@ impl Metrics {
             udp_dropped: error(ErrorKind::UdpDropped),
             denied: error(ErrorKind::Denied),
             tls_failed: error(ErrorKind::TlsFailed),
+            proxy_failed: error(ErrorKind::ProxyHeader),
             latency: self.latency.clone(),
         })
     }
@@ -186,6 +197,7 @@ impl Metrics {
 #[derive(Debug)]
 pub struct ListenerMetrics {
     pub open: Gauge,
+    pub http_open: Gauge,
     pub accepted: Counter,
     pub rejected: Counter,
     pub lines_in: Counter,
@@ -199,6 +211,7 @@ pub struct ListenerMetrics {
     pub udp_dropped: Counter,
     pub denied: Counter,
     pub tls_failed: Counter,
+    pub proxy_failed: Counter,
     pub latency: LatencyHistogram,
 }
 

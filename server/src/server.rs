@@ -7,22 +7,32 @@ use std::sync::Arc;
 
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::admission::{self, Door, Shared};
 use crate::bind::{BindError, Bound};
 use crate::config::ServeConfig;
 use crate::gateway::auth::{Auth, AuthFileError};
-use crate::gateway::{self, Gateway, HttpLimits, Ops};
-use crate::listener::{self, Service, TlsTcpListener};
+use crate::gateway::http_service::HttpService;
+use crate::gateway::{self, Gateway, Ops};
+use crate::line_service::LineService;
 use crate::metrics::Metrics;
+use crate::proxy_protocol::ProxyPolicy;
 use crate::shutdown::Signals;
 use crate::tls::{Tls, TlsError};
 use crate::udp;
 
 /// Connections the --metrics and --redirect-http listeners serve at once.
 const SMALL_LISTENER_CONNECTIONS: usize = 1024;
+/// HTTP connections (page loads, handshakes) allowed beyond the WebSocket limit.
+const HTTP_HEADROOM: usize = 1024;
+/// What a plain-HTTP client refused at the connection limit reads.
+const HTTP_BUSY: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -42,24 +52,61 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     let protocol = Arc::new(config.protocol.clone());
+    let limits = &protocol.limits;
     let metrics = Arc::new(Metrics::new());
     let access = Arc::new(config.access.clone());
+    let proxy = config.proxy.clone().map(Arc::new);
     let ops = Arc::new(Ops {
         metrics: metrics.clone(),
         draining: CancellationToken::new(),
     });
-    let service = Service {
-        metrics: metrics.clone(),
-        proxy: config.proxy.clone().map(Arc::new),
+    let shared = Shared {
         access: access.clone(),
-        protocol: protocol.clone(),
+        metrics: metrics.clone(),
+        stall_timeout: limits.stall_timeout,
+        handshake_timeout: limits.handshake_timeout,
+        proxy_timeout: limits.proxy_timeout,
+        linger_timeout: limits.linger_timeout,
         shutdown: shutdown.clone(),
         tracker: tracker.clone(),
     };
-    let small_limits = || HttpLimits {
-        max_connections: SMALL_LISTENER_CONNECTIONS,
-        drain_timeout: protocol.limits.drain_timeout,
-        access: access.clone(),
+    let busy_line = format!(
+        "{}server busy ({} connections); try again later\n",
+        timecho_shared::reply::ERROR_PREFIX,
+        limits.max_connections
+    )
+    .into_bytes();
+    let line_door = |name: &str, tls: Option<TlsAcceptor>, proxy: Option<Arc<ProxyPolicy>>| {
+        let door = Door {
+            name: name.to_owned(),
+            max_connections: limits.max_connections,
+            busy: tls.is_none().then(|| busy_line.clone()),
+            tls,
+            proxy,
+        };
+        let service = Arc::new(LineService {
+            name: name.to_owned(),
+            protocol: protocol.clone(),
+            metrics: metrics.listener(name),
+            shutdown: shutdown.clone(),
+        });
+        (door, service)
+    };
+    let http_door = |name: &str, max_connections, tls: Option<TlsAcceptor>, proxy, app| {
+        let door = Door {
+            name: name.to_owned(),
+            max_connections,
+            busy: tls.is_none().then(|| HTTP_BUSY.to_vec()),
+            tls,
+            proxy,
+        };
+        let service = Arc::new(HttpService::new(
+            app,
+            limits.header_timeout,
+            metrics.listener(name),
+            shutdown.clone(),
+        ));
+        (door, service)
     };
 
     let signals = Signals::install().map_err(ServeError::Signals)?;
@@ -72,16 +119,18 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     }
     let own_upstream = bound.own_upstream();
     for (l, addr) in bound.tcp {
-        tracker.spawn(listener::run(l, format!("tcp {addr}"), service.clone(), ()));
+        let (door, service) = line_door(&format!("tcp {addr}"), None, proxy.clone());
+        tracker.spawn(admission::run(l, door, shared.clone(), service, ()));
     }
-    for (tcp, addr) in bound.tcp_tls {
-        let Some(tls) = tls.clone() else { break };
-        let l = TlsTcpListener { tcp, tls };
-        tracker.spawn(listener::run(l, format!("tls {addr}"), service.clone(), ()));
+    for (l, addr) in bound.tcp_tls {
+        let Some(tls) = &tls else { break };
+        let (door, service) =
+            line_door(&format!("tls {addr}"), Some(tls.tcp.clone()), proxy.clone());
+        tracker.spawn(admission::run(l, door, shared.clone(), service, ()));
     }
     for (l, file, path) in bound.unix {
-        let name = format!("unix {}", path.display());
-        tracker.spawn(listener::run(l, name, service.clone(), file));
+        let (door, service) = line_door(&format!("unix {}", path.display()), None, None);
+        tracker.spawn(admission::run(l, door, shared.clone(), service, file));
     }
     for (s, addr) in bound.udp {
         let name = format!("udp {addr}");
@@ -103,33 +152,47 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
             config: gw.clone(),
             send_proxy_header: gw.upstream.is_none() && config.proxy.is_some(),
             upstream: gw.upstream.clone().or(own_upstream).unwrap_or_default(),
-            max_frame: protocol.limits.max_line,
+            max_frame: limits.max_line,
             sessions: Arc::new(Semaphore::new(gw.max_sessions)),
             shutdown: shutdown.clone(),
             tracker: tracker.clone(),
-            drain_timeout: protocol.limits.drain_timeout,
+            drain_timeout: limits.drain_timeout,
+            stall_timeout: limits.stall_timeout,
             metrics: metrics.clone(),
-            access: access.clone(),
-            tls: tls.clone(),
             auth,
         });
-        tracker.spawn(gateway::run(l, gateway, ops.clone()));
-        if let Some((r, _)) = bound.redirect {
-            tracker.spawn(gateway::run_redirect(
-                r,
-                addr.port(),
-                shutdown.clone(),
-                small_limits(),
-            ));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let app = gateway::router(gateway, ops.clone(), limits.body_timeout);
+        let (door, service) = http_door(
+            &format!("{scheme} {addr}"),
+            gw.max_sessions + HTTP_HEADROOM,
+            tls.as_ref().map(|t| t.http.clone()),
+            proxy.clone(),
+            app,
+        );
+        tracker.spawn(admission::run(l, door, shared.clone(), service, ()));
+        if let Some((r, raddr)) = bound.redirect {
+            let app = gateway::redirect_router(addr.port());
+            let (door, service) = http_door(
+                &format!("redirect {raddr}"),
+                SMALL_LISTENER_CONNECTIONS,
+                None,
+                None,
+                app,
+            );
+            tracker.spawn(admission::run(r, door, shared.clone(), service, ()));
         }
     }
-    if let Some((l, _)) = bound.metrics {
-        tracker.spawn(gateway::run_ops(
-            l,
-            ops.clone(),
-            shutdown.clone(),
-            small_limits(),
-        ));
+    if let Some((l, addr)) = bound.metrics {
+        let app = gateway::ops_router(ops.clone());
+        let (door, service) = http_door(
+            &format!("metrics {addr}"),
+            SMALL_LISTENER_CONNECTIONS,
+            None,
+            None,
+            app,
+        );
+        tracker.spawn(admission::run(l, door, shared.clone(), service, ()));
     }
     tracker.close();
 
@@ -142,10 +205,14 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         );
         tokio::time::sleep(config.shutdown_delay).await;
     }
-    let drain = config.protocol.limits.drain_timeout;
+    let drain = limits.drain_timeout;
+    let deadline = Instant::now() + drain;
     info!("shutting down: answering what was received, waiting up to {drain:?}");
     shutdown.cancel();
-    if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
+    if tokio::time::timeout_at(deadline, tracker.wait())
+        .await
+        .is_err()
+    {
         warn!(
             "drain deadline passed; {} tasks still open are dropped",
             tracker.len()

@@ -5,7 +5,7 @@
 pub(crate) mod api;
 mod assets;
 pub mod auth;
-mod http_server;
+pub mod http_service;
 mod ops;
 mod origin;
 mod relay;
@@ -18,17 +18,14 @@ use axum::http::{HeaderMap, Uri};
 use axum::response::Redirect;
 use axum::routing::get;
 use axum::Router;
-use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::compression::CompressionLayer;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 
-use crate::access::AccessList;
 use crate::config::GatewayConfig;
 use crate::metrics::Metrics;
-use crate::tls::Tls;
-pub use http_server::HttpLimits;
 pub use ops::Ops;
 
 /// Everything a request handler needs, shared behind one `Arc`.
@@ -42,17 +39,18 @@ pub struct Gateway {
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
     pub drain_timeout: Duration,
+    /// Writes upstream that make no progress for this long end the session.
+    pub stall_timeout: Duration,
     pub metrics: Arc<Metrics>,
     /// The upstream is our own listener and expects a PROXY protocol header.
     pub send_proxy_header: bool,
-    pub access: Arc<AccessList>,
-    /// https/wss when set.
-    pub tls: Option<Arc<Tls>>,
     /// Sign-in for the page and `/ws`, when `--auth` is given.
     pub auth: Option<auth::Auth>,
 }
 
-pub fn router(gateway: Arc<Gateway>, ops: Arc<Ops>) -> Router {
+/// The main HTTP listener's routes: the page, `/ws`, the sign-in API and the
+/// operations endpoints. Request bodies must arrive within `body_timeout`.
+pub fn router(gateway: Arc<Gateway>, ops: Arc<Ops>, body_timeout: Duration) -> Router {
     Router::new()
         .route("/ws", get(relay::upgrade))
         .merge(api::router())
@@ -60,43 +58,18 @@ pub fn router(gateway: Arc<Gateway>, ops: Arc<Ops>) -> Router {
         .with_state(gateway)
         .merge(ops::router(ops))
         .layer(CompressionLayer::new())
+        .layer(RequestBodyTimeoutLayer::new(body_timeout))
 }
 
-/// HTTP connections (page loads, handshakes) allowed beyond the WebSocket limit.
-const HTTP_HEADROOM: usize = 1024;
-
-/// Serves HTTP until shutdown; open WebSocket sessions are tracked separately
-/// and close themselves with 1001.
-pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, ops: Arc<Ops>) {
-    let limits = http_server::HttpLimits {
-        max_connections: gateway.config.max_sessions + HTTP_HEADROOM,
-        drain_timeout: gateway.drain_timeout,
-        access: gateway.access.clone(),
-    };
-    let shutdown = gateway.shutdown.clone();
-    let tls = gateway.tls.as_ref().map(|t| t.http.clone());
-    http_server::serve(listener, router(gateway, ops), tls, shutdown, limits).await
-}
-
-/// Serves only the operations endpoints, on their own listener (`--metrics`).
-pub async fn run_ops(
-    listener: TcpListener,
-    ops: Arc<Ops>,
-    shutdown: CancellationToken,
-    limits: HttpLimits,
-) {
-    http_server::serve(listener, ops::router(ops), None, shutdown, limits).await
+/// Only the operations endpoints, for their own listener (`--metrics`).
+pub fn ops_router(ops: Arc<Ops>) -> Router {
+    ops::router(ops)
 }
 
 /// `--redirect-http`: answers every plain http request with a redirect to the
 /// same path on the https listener.
-pub async fn run_redirect(
-    listener: TcpListener,
-    https_port: u16,
-    shutdown: CancellationToken,
-    limits: HttpLimits,
-) {
-    let app = Router::new().fallback(move |headers: HeaderMap, uri: Uri| async move {
+pub fn redirect_router(https_port: u16) -> Router {
+    Router::new().fallback(move |headers: HeaderMap, uri: Uri| async move {
         let host = headers
             .get(HOST)
             .and_then(|h| h.to_str().ok())
@@ -113,6 +86,5 @@ pub async fn run_redirect(
         };
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
         Redirect::permanent(&format!("https://{host}:{https_port}{path}"))
-    });
-    http_server::serve(listener, app, None, shutdown, limits).await
+    })
 }

@@ -112,6 +112,8 @@ enum Ending {
     /// The upstream closed while messages were still unanswered.
     UpstreamClosedEarly(u64),
     UpstreamFailed(std::io::Error),
+    /// The timestamp server stopped reading what we send it.
+    UpstreamStalled(Duration),
     BrowserClosed,
     BrowserVanished,
     Binary,
@@ -137,6 +139,10 @@ impl Ending {
             Ending::UpstreamFailed(e) => (
                 close_code::UPSTREAM_ERROR,
                 format!("lost the timestamp server: {e}"),
+            ),
+            Ending::UpstreamStalled(d) => (
+                close_code::UPSTREAM_ERROR,
+                format!("the timestamp server read nothing for {d:?}"),
             ),
             Ending::Binary => (
                 close_code::UNSUPPORTED_DATA,
@@ -338,8 +344,10 @@ async fn browser_to_upstream(
             }
         }
         if !out.is_empty() {
-            if let Err(e) = tcp.write_all(&out).await {
-                return Ending::UpstreamFailed(e);
+            match timeout(gateway.stall_timeout, tcp.write_all(&out)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Ending::UpstreamFailed(e),
+                Err(_) => return Ending::UpstreamStalled(gateway.stall_timeout),
             }
         }
     }

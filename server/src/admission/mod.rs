@@ -1,0 +1,261 @@
+//! Admission: the one path every stream listener's clients take before a
+//! protocol sees a byte of theirs, whether they came for timestamp lines (TCP,
+//! TLS, unix) or for HTTP (the page, `/ws`, metrics, the https redirect).
+//!
+//! In order: accept (backing off on errors, stopping at shutdown), the access
+//! list, a connection permit (or the listener's busy answer), the PROXY header
+//! of a trusted proxy (with its deadline) and the access list again for the
+//! client it names, the TLS handshake (with its deadline), then the handler.
+//! The socket is a [`Guarded`] from the start: every write to the peer has the
+//! stall deadline, and the permit is held until the socket is really closed.
+//! Deadlines after that (request headers and body, idle lines, WebSocket
+//! keepalive) belong to the protocol handler.
+
+mod guarded;
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, warn};
+
+use crate::access::AccessList;
+use crate::connection::WaitReadable;
+use crate::metrics::{ListenerMetrics, Metrics};
+use crate::proxy_protocol::ProxyPolicy;
+
+pub use guarded::{Guarded, Linger};
+
+/// A stream a protocol handler can serve.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + WaitReadable + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + WaitReadable + 'static> Stream for T {}
+
+/// Serves one admitted client until it is done.
+pub trait Handler: Send + Sync + 'static {
+    fn serve<S: Stream>(&self, stream: S, peer: Peer) -> impl Future<Output = ()> + Send;
+}
+
+/// Who a client is: its address (after a trusted PROXY header), or a unix peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer(pub Option<SocketAddr>);
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(addr) => addr.fmt(f),
+            None => f.write_str("unix"),
+        }
+    }
+}
+
+/// A listening socket.
+pub trait Listen: Send + Sync + 'static {
+    type Socket: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static;
+
+    fn accept_client(&self) -> impl Future<Output = io::Result<(Self::Socket, Peer)>> + Send;
+
+    /// Tells a refused client why, without waiting: a new socket's send buffer
+    /// is empty, so a short message fits, and a client that cannot take it is
+    /// not worth a task.
+    fn refuse(socket: &Self::Socket, message: &[u8]);
+
+    /// The TCP socket under a client, which may carry a PROXY header.
+    fn tcp(socket: &mut Self::Socket) -> Option<&mut TcpStream>;
+}
+
+impl Listen for TcpListener {
+    type Socket = TcpStream;
+
+    async fn accept_client(&self) -> io::Result<(TcpStream, Peer)> {
+        let (stream, peer) = self.accept().await?;
+        // Replies are already batched per read; Nagle would only add latency.
+        stream.set_nodelay(true)?;
+        Ok((stream, Peer(Some(peer))))
+    }
+
+    fn refuse(socket: &TcpStream, message: &[u8]) {
+        let _ = socket.try_write(message);
+    }
+
+    fn tcp(socket: &mut TcpStream) -> Option<&mut TcpStream> {
+        Some(socket)
+    }
+}
+
+impl Listen for UnixListener {
+    type Socket = UnixStream;
+
+    async fn accept_client(&self) -> io::Result<(UnixStream, Peer)> {
+        let (stream, _) = self.accept().await?;
+        Ok((stream, Peer(None)))
+    }
+
+    fn refuse(socket: &UnixStream, message: &[u8]) {
+        let _ = socket.try_write(message);
+    }
+
+    fn tcp(_: &mut UnixStream) -> Option<&mut TcpStream> {
+        None
+    }
+}
+
+/// How one listener admits its clients.
+pub struct Door {
+    /// Labels logs and metrics, e.g. `tcp 127.0.0.1:8899`.
+    pub name: String,
+    pub max_connections: usize,
+    /// What a client refused at the limit is told, if it can be told anything
+    /// (a TLS client cannot read plaintext).
+    pub busy: Option<Vec<u8>>,
+    pub tls: Option<TlsAcceptor>,
+    /// PROXY protocol from trusted proxies, where this listener takes it.
+    pub proxy: Option<Arc<ProxyPolicy>>,
+}
+
+/// What every listener shares.
+#[derive(Clone)]
+pub struct Shared {
+    pub access: Arc<AccessList>,
+    pub metrics: Arc<Metrics>,
+    /// Writes to a peer that make no progress for this long fail.
+    pub stall_timeout: Duration,
+    pub handshake_timeout: Duration,
+    pub proxy_timeout: Duration,
+    pub linger_timeout: Duration,
+    pub shutdown: CancellationToken,
+    pub tracker: TaskTracker,
+}
+
+/// Accepts clients until shutdown and hands each admitted one to `handler` in a
+/// tracked task. `keep` lives as long as the listener (a unix socket file's
+/// remover); the listening socket closes as soon as the loop ends, while
+/// connections drain.
+pub async fn run<L, H, K>(listener: L, door: Door, shared: Shared, handler: Arc<H>, keep: K)
+where
+    L: Listen,
+    H: Handler,
+    K: Send + 'static,
+    Guarded<L::Socket>: WaitReadable,
+{
+    let permits = Arc::new(Semaphore::new(door.max_connections));
+    let metrics = shared.metrics.listener(&door.name);
+    let door = Arc::new(door);
+    let linger = Linger {
+        timeout: shared.linger_timeout,
+        tracker: shared.tracker.clone(),
+    };
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let accepted = tokio::select! {
+            _ = shared.shutdown.cancelled() => break,
+            accepted = listener.accept_client() => accepted,
+        };
+        let (socket, peer) = match accepted {
+            Ok(client) => client,
+            Err(e) => {
+                // Typically EMFILE/ENFILE under a connection flood: wait for
+                // descriptors to be freed instead of spinning or exiting.
+                warn!(listener = %door.name, error = %e, "accept failed; retrying in {backoff:?}");
+                tokio::select! {
+                    _ = shared.shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(10);
+        if !permitted(&shared.access, peer) {
+            // Dropped before reading or writing anything: a denied client learns nothing.
+            metrics.denied.inc();
+            debug!(listener = %door.name, %peer, "denied by --allow/--deny");
+            continue;
+        }
+        metrics.accepted.inc();
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            debug!(listener = %door.name, %peer, "refused: connection limit reached");
+            metrics.rejected.inc();
+            metrics.busy.inc();
+            if let Some(busy) = &door.busy {
+                L::refuse(&socket, busy);
+            }
+            continue;
+        };
+        let socket = Guarded::new(socket, permit, shared.stall_timeout, linger.clone());
+        let task = admit::<L, H>(
+            socket,
+            peer,
+            door.clone(),
+            shared.clone(),
+            metrics.clone(),
+            handler.clone(),
+        );
+        shared.tracker.spawn(task);
+    }
+    drop(listener);
+    drop(keep);
+}
+
+/// One accepted client's way to its handler.
+async fn admit<L, H>(
+    mut socket: Guarded<L::Socket>,
+    peer: Peer,
+    door: Arc<Door>,
+    shared: Shared,
+    metrics: Arc<ListenerMetrics>,
+    handler: Arc<H>,
+) where
+    L: Listen,
+    H: Handler,
+    Guarded<L::Socket>: WaitReadable,
+{
+    let peer = match (&door.proxy, peer.0, L::tcp(socket.get_mut())) {
+        (Some(policy), Some(addr), Some(tcp)) => {
+            match policy.client_address(tcp, addr, shared.proxy_timeout).await {
+                Ok(client) => Peer(Some(client)),
+                Err(e) => {
+                    metrics.proxy_failed.inc();
+                    warn!(listener = %door.name, %peer, "dropped: {e}");
+                    return;
+                }
+            }
+        }
+        _ => peer,
+    };
+    if !permitted(&shared.access, peer) {
+        metrics.denied.inc();
+        debug!(listener = %door.name, %peer, "denied by --allow/--deny (address from PROXY header)");
+        return;
+    }
+    let Some(acceptor) = &door.tls else {
+        return handler.serve(socket, peer).await;
+    };
+    match tokio::time::timeout(shared.handshake_timeout, acceptor.accept(socket)).await {
+        Ok(Ok(tls)) => handler.serve(tls, peer).await,
+        Ok(Err(e)) => {
+            metrics.tls_failed.inc();
+            debug!(listener = %door.name, %peer, "dropped: TLS handshake failed: {e}");
+        }
+        Err(_) => {
+            metrics.tls_failed.inc();
+            debug!(
+                listener = %door.name, %peer,
+                "dropped: TLS handshake not done within {:?}", shared.handshake_timeout
+            );
+        }
+    }
+}
+
+/// Unix peers have no address; filesystem permissions guard them instead.
+fn permitted(access: &AccessList, peer: Peer) -> bool {
+    peer.0.is_none_or(|a| access.permits(a.ip()))
+}
