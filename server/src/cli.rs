@@ -180,7 +180,7 @@ pub struct ServeArgs {
     pub http: SocketAddr,
 
     /// Serve no web page and no WebSocket gateway.
-    #[arg(long, conflicts_with_all = ["http", "upstream", "allow_origin", "auth"], env = "TIMECHO_NO_HTTP")]
+    #[arg(long, conflicts_with_all = ["http", "upstream", "allow_origin", "allow_host", "auth"], env = "TIMECHO_NO_HTTP")]
     pub no_http: bool,
 
     /// Timestamp server (HOST:PORT) that each WebSocket is relayed to; the browser can
@@ -197,6 +197,18 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub allow_origin: Vec<String>,
+
+    /// Also answer HTTP requests whose Host is this name (`*.example.org` matches one
+    /// label); repeatable. Always answered: localhost, loopback addresses, the --http
+    /// address (any address literal when it is a wildcard) and the TLS certificate's
+    /// names. Other names get 421, which stops DNS rebinding.
+    #[arg(
+        long = "allow-host",
+        value_name = "NAME",
+        env = "TIMECHO_ALLOW_HOST",
+        value_delimiter = ','
+    )]
+    pub allow_host: Vec<String>,
 
     /// Most WebSocket sessions open at once; past it new ones get 503.
     #[arg(

@@ -85,6 +85,8 @@ pub struct GatewayConfig {
     /// `None`: relay to this process's first TCP listener.
     pub upstream: Option<String>,
     pub allowed_origins: Vec<String>,
+    /// Host names answered besides the built-in ones (`--allow-host`).
+    pub allowed_hosts: Vec<String>,
     pub max_sessions: usize,
     pub ping_interval: Duration,
     pub auth: Vec<AuthSource>,
@@ -179,6 +181,7 @@ impl ServeConfig {
                 http: args.http,
                 upstream: args.upstream.clone(),
                 allowed_origins: args.allow_origin.clone(),
+                allowed_hosts: args.allow_host.clone(),
                 max_sessions: args.max_websockets,
                 ping_interval: args.ws_ping,
                 auth: args.auth.clone(),

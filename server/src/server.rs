@@ -17,6 +17,7 @@ use crate::admission::{self, Door, Shared};
 use crate::bind::{BindError, Bound};
 use crate::config::ServeConfig;
 use crate::gateway::auth::{Auth, AuthFileError};
+use crate::gateway::hosts::AllowedHosts;
 use crate::gateway::http_service::HttpService;
 use crate::gateway::{self, Gateway, Ops};
 use crate::line_service::LineService;
@@ -109,12 +110,21 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         (door, service)
     };
 
+    let hosts = Arc::new(AllowedHosts::new(
+        bound.http.as_ref().map_or(config.tcp[0], |(_, addr)| *addr),
+        config.gateway.as_ref().map_or(&[], |g| &g.allowed_hosts),
+        tls.as_ref().map(|t| t.dns_names()).unwrap_or_default(),
+    ));
     let signals = Signals::install().map_err(ServeError::Signals)?;
     let fingerprint = tls.as_ref().map(|t| t.fingerprint());
     println!("{}", bound.describe(fingerprint.as_deref()));
     if let Some(tls) = &tls {
         if tls.is_reloadable() {
-            tracker.spawn(reload_on_sighup(tls.clone(), shutdown.clone()));
+            tracker.spawn(reload_on_sighup(
+                tls.clone(),
+                hosts.clone(),
+                shutdown.clone(),
+            ));
         }
     }
     let own_upstream = bound.own_upstream();
@@ -149,6 +159,8 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
             .then(|| Auth::load(&gw.auth, tls.is_some()))
             .transpose()?;
         let gateway = Arc::new(Gateway {
+            hosts: hosts.clone(),
+            secure: tls.is_some(),
             config: gw.clone(),
             send_proxy_header: gw.upstream.is_none() && config.proxy.is_some(),
             upstream: gw.upstream.clone().or(own_upstream).unwrap_or_default(),
@@ -172,7 +184,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         );
         tracker.spawn(admission::run(l, door, shared.clone(), service, ()));
         if let Some((r, raddr)) = bound.redirect {
-            let app = gateway::redirect_router(addr.port());
+            let app = gateway::redirect_router(addr.port(), hosts.clone());
             let (door, service) = http_door(
                 &format!("redirect {raddr}"),
                 SMALL_LISTENER_CONNECTIONS,
@@ -224,7 +236,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
 }
 
 /// SIGHUP reloads the certificate and key; open connections keep theirs.
-async fn reload_on_sighup(tls: Arc<Tls>, shutdown: CancellationToken) {
+async fn reload_on_sighup(tls: Arc<Tls>, hosts: Arc<AllowedHosts>, shutdown: CancellationToken) {
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         warn!("cannot watch SIGHUP; certificate reload is off");
         return;
@@ -233,7 +245,10 @@ async fn reload_on_sighup(tls: Arc<Tls>, shutdown: CancellationToken) {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = hup.recv() => match tls.reload() {
-                Ok(()) => info!(fingerprint = %tls.fingerprint(), "TLS certificate reloaded"),
+                Ok(()) => {
+                    hosts.set_cert_names(tls.dns_names());
+                    info!(fingerprint = %tls.fingerprint(), "TLS certificate reloaded");
+                }
                 Err(e) => warn!("TLS certificate not reloaded, keeping the old one: {e}"),
             },
         }

@@ -103,6 +103,22 @@ impl Tls {
         matches!(self.source, CertSource::Files { .. })
     }
 
+    /// The DNS names the leaf certificate is for.
+    pub fn dns_names(&self) -> Vec<String> {
+        let key = self
+            .current
+            .0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let Some(leaf) = key.cert.first() else {
+            return Vec::new();
+        };
+        webpki::EndEntityCert::try_from(leaf)
+            .map(|cert| cert.valid_dns_names().map(str::to_owned).collect())
+            .unwrap_or_default()
+    }
+
     /// SHA-256 of the leaf certificate, as browsers and `openssl x509 -fingerprint` show it.
     pub fn fingerprint(&self) -> String {
         let key = self

@@ -19,7 +19,7 @@ use crate::{exec, tools, workspace_root};
 /// The name wasm-bindgen gives the outputs: `timecho_web.js`, `timecho_web_bg.wasm`.
 const OUT_NAME: &str = "timecho_web";
 /// Copied next to the generated files as they are.
-const STATIC_FILES: [&str; 2] = ["index.html", "style.css"];
+const STATIC_FILES: [&str; 3] = ["index.html", "boot.js", "style.css"];
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Options {

@@ -71,7 +71,7 @@ async fn login(
     Json(credentials): Json<Credentials>,
 ) -> Response {
     // Only pages this gateway serves may sign people in (no login CSRF).
-    if let Err(reason) = origin::check(&headers, &gateway.config.allowed_origins) {
+    if let Err(reason) = origin::check(&headers, &gateway.config.allowed_origins, gateway.secure) {
         return (StatusCode::FORBIDDEN, reason).into_response();
     }
     let Some(auth) = &gateway.auth else {

@@ -31,7 +31,8 @@ pub async fn serve(uri: Uri, headers: HeaderMap) -> Response {
             )
                 .into_response();
         }
-        return (StatusCode::NOT_FOUND, format!("no such file: /{path}\n")).into_response();
+        // The path is not echoed: a reflected path is a reflected-content risk.
+        return (StatusCode::NOT_FOUND, "no such file\n").into_response();
     };
     let etag = etag(&file.metadata.sha256_hash());
     let mut response = if headers

@@ -5,6 +5,8 @@
 pub(crate) mod api;
 mod assets;
 pub mod auth;
+mod edge;
+pub mod hosts;
 pub mod http_service;
 mod ops;
 mod origin;
@@ -14,8 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::header::HOST;
-use axum::http::{HeaderMap, Uri};
-use axum::response::Redirect;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::middleware;
+use axum::response::{IntoResponse, Redirect};
 use axum::routing::get;
 use axum::Router;
 use tokio::sync::Semaphore;
@@ -26,6 +29,7 @@ use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use crate::config::GatewayConfig;
 use crate::metrics::Metrics;
+use hosts::HostHeader;
 pub use ops::Ops;
 
 /// Everything a request handler needs, shared behind one `Arc`.
@@ -44,6 +48,10 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     /// The upstream is our own listener and expects a PROXY protocol header.
     pub send_proxy_header: bool,
+    /// The names this gateway answers for (`Host`).
+    pub hosts: Arc<hosts::AllowedHosts>,
+    /// Served over TLS: origins are `https://`, responses carry HSTS.
+    pub secure: bool,
     /// Sign-in for the page and `/ws`, when `--auth` is given.
     pub auth: Option<auth::Auth>,
 }
@@ -55,10 +63,11 @@ pub fn router(gateway: Arc<Gateway>, ops: Arc<Ops>, body_timeout: Duration) -> R
         .route("/ws", get(relay::upgrade))
         .merge(api::router())
         .fallback(assets::serve)
-        .with_state(gateway)
+        .with_state(gateway.clone())
         .merge(ops::router(ops))
         .layer(CompressionLayer::new())
         .layer(RequestBodyTimeoutLayer::new(body_timeout))
+        .layer(middleware::from_fn_with_state(gateway, edge::guard))
 }
 
 /// Only the operations endpoints, for their own listener (`--metrics`).
@@ -66,25 +75,29 @@ pub fn ops_router(ops: Arc<Ops>) -> Router {
     ops::router(ops)
 }
 
-/// `--redirect-http`: answers every plain http request with a redirect to the
-/// same path on the https listener.
-pub fn redirect_router(https_port: u16) -> Router {
+/// `--redirect-http`: answers every plain http request for one of our names
+/// with a redirect to the same path on the https listener.
+pub fn redirect_router(https_port: u16, hosts: Arc<hosts::AllowedHosts>) -> Router {
     Router::new().fallback(move |headers: HeaderMap, uri: Uri| async move {
-        let host = headers
+        let host = match headers
             .get(HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(|h| {
-                h.rsplit_once(':')
-                    .map_or(h, |(name, _)| name)
-                    .trim_matches(['[', ']'])
-            })
-            .unwrap_or("localhost");
-        let host = if host.contains(':') {
-            format!("[{host}]")
-        } else {
-            host.to_owned()
+            .map(|v| v.to_str().ok().and_then(HostHeader::parse))
+        {
+            None => HostHeader::parse("localhost"),
+            Some(parsed) => parsed.filter(|h| hosts.permits(h)),
+        };
+        let Some(host) = host else {
+            return (
+                StatusCode::MISDIRECTED_REQUEST,
+                "this server does not answer for that host name\n",
+            )
+                .into_response();
+        };
+        let port = match https_port {
+            443 => String::new(),
+            p => format!(":{p}"),
         };
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
-        Redirect::permanent(&format!("https://{host}:{https_port}{path}"))
+        Redirect::permanent(&format!("https://{}{port}{path}", host.url_host())).into_response()
     })
 }

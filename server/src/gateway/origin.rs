@@ -5,8 +5,9 @@
 use axum::http::header::{HOST, ORIGIN};
 use axum::http::HeaderMap;
 
-/// `Ok` when the handshake may proceed, else the reason for the 403.
-pub fn check(headers: &HeaderMap, allowed: &[String]) -> Result<(), String> {
+/// `Ok` when the handshake may proceed, else the reason for the 403. The same
+/// origin means the same scheme (`https` when `secure`), host and port.
+pub fn check(headers: &HeaderMap, allowed: &[String], secure: bool) -> Result<(), String> {
     let Some(origin) = headers.get(ORIGIN) else {
         return Ok(());
     };
@@ -14,9 +15,8 @@ pub fn check(headers: &HeaderMap, allowed: &[String]) -> Result<(), String> {
         return Err("the Origin header is not valid text".to_owned());
     };
     let host = headers.get(HOST).and_then(|h| h.to_str().ok());
-    let origin_host = origin
-        .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://"));
+    let scheme = if secure { "https://" } else { "http://" };
+    let origin_host = origin.strip_prefix(scheme);
     let same_origin =
         matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h));
     if same_origin || allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) {
@@ -45,23 +45,33 @@ mod tests {
     fn same_origin_and_no_origin_are_allowed() {
         assert!(check(
             &headers(Some("http://127.0.0.1:8080"), "127.0.0.1:8080"),
-            &[]
+            &[],
+            false
         )
         .is_ok());
-        assert!(check(&headers(None, "127.0.0.1:8080"), &[]).is_ok());
+        assert!(check(&headers(None, "127.0.0.1:8080"), &[], false).is_ok());
     }
 
     #[test]
     fn foreign_origin_is_refused_unless_allowed() {
         let h = headers(Some("http://evil.example"), "127.0.0.1:8080");
-        let err = check(&h, &[]).unwrap_err();
+        let err = check(&h, &[], false).unwrap_err();
         assert!(err.contains("--allow-origin http://evil.example"), "{err}");
-        assert!(check(&h, &["http://evil.example".to_owned()]).is_ok());
+        assert!(check(&h, &["http://evil.example".to_owned()], false).is_ok());
     }
 
     #[test]
     fn origin_on_another_port_is_another_origin() {
         let h = headers(Some("http://127.0.0.1:9999"), "127.0.0.1:8080");
-        assert!(check(&h, &[]).is_err());
+        assert!(check(&h, &[], false).is_err());
+    }
+
+    #[test]
+    fn another_scheme_is_another_origin() {
+        let h = headers(Some("http://127.0.0.1:8443"), "127.0.0.1:8443");
+        assert!(check(&h, &[], true).is_err());
+        let h = headers(Some("https://127.0.0.1:8443"), "127.0.0.1:8443");
+        assert!(check(&h, &[], true).is_ok());
+        assert!(check(&h, &[], false).is_err());
     }
 }

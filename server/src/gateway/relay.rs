@@ -55,7 +55,7 @@ pub async fn upgrade(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    if let Err(reason) = origin::check(&headers, &gateway.config.allowed_origins) {
+    if let Err(reason) = origin::check(&headers, &gateway.config.allowed_origins, gateway.secure) {
         debug!("websocket refused: {reason}");
         gateway.metrics.ws_refused.inc();
         return (StatusCode::FORBIDDEN, reason + "\n").into_response();

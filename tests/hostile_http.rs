@@ -1,0 +1,608 @@
+//! The hostile-client suite for the HTTP and WebSocket edge: each case is an
+//! attack that locked up or misled the gateway before the admission path was
+//! unified, run against a real `timecho serve` over real sockets. Deadlines are
+//! set short by flag so each case ends quickly; what is asserted is that the
+//! server ends the connection (or answers correctly), never how fast it is.
+
+mod support;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::SinkExt;
+use support::{
+    metric, wait_for_metric, ws_close_frame, ws_connect, ws_exchange, RawWs, Server, TempDir,
+};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Longer than any deadline set in these cases plus scheduling slack: a
+/// connection still open after it is held open for good.
+const CUT_OFF_WITHIN: Duration = Duration::from_secs(6);
+const SESSIONS_OPEN: &str = "timecho_websocket_sessions_open";
+
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+}
+
+/// Reads until the server ends the connection; fails the test if it is still
+/// open after `limit`. Returns what was read and when it ended.
+fn until_closed(stream: &mut TcpStream, limit: Duration) -> (Vec<u8>, Duration) {
+    let started = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = limit.saturating_sub(started.elapsed());
+        assert!(
+            !left.is_zero(),
+            "connection still open after {limit:?}; it sent {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        stream.set_read_timeout(Some(left)).unwrap();
+        match stream.read(&mut buf) {
+            Ok(0) => return (got, started.elapsed()),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            // A reset also ends it.
+            Err(_) => return (got, started.elapsed()),
+        }
+    }
+}
+
+/// One HTTP/1.1 request; returns the status and the whole response text
+/// (head and a `Content-Length` body; the connection may stay open).
+fn http(addr: SocketAddr, request: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    s.set_read_timeout(Some(CUT_OFF_WITHIN)).unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+            let body_len = header(&(head.clone() + "\r\n\r\n"), "content-length")
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0);
+            if raw.len() >= end + 4 + body_len {
+                break;
+            }
+        }
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("reading the response from {addr}: {e}; got {raw:?}"),
+        }
+    }
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status in {text:?}"));
+    (status, text)
+}
+
+fn get(addr: SocketAddr, path: &str, host: &str, extra: &str) -> (u16, String) {
+    http(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n"),
+    )
+}
+
+fn header<'a>(response: &'a str, name: &str) -> Option<&'a str> {
+    let head = response.split("\r\n\r\n").next()?;
+    head.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+#[test]
+fn partial_http2_preface_is_cut_off_at_the_header_deadline() {
+    let server = Server::start(&["--header-timeout", "1s"]);
+    let http_addr = server.http_addr();
+    let mut clients: Vec<TcpStream> = (0..50)
+        .map(|_| {
+            let mut s = TcpStream::connect(http_addr).unwrap();
+            s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r").unwrap();
+            s
+        })
+        .collect();
+    for s in &mut clients {
+        until_closed(s, CUT_OFF_WITHIN);
+    }
+    // Nobody else was locked out meanwhile, and nothing is held any more.
+    assert_eq!(get(http_addr, "/healthz", "localhost", "").0, 200);
+    wait_for_metric(
+        http_addr,
+        "timecho_http_connections_open",
+        &[],
+        1.0,
+        CUT_OFF_WITHIN,
+    );
+}
+
+#[test]
+fn http2_prior_knowledge_is_not_served() {
+    let server = Server::start(&[]);
+    let mut s = TcpStream::connect(server.http_addr()).unwrap();
+    // The whole preface and an empty SETTINGS frame, as `curl --http2-prior-knowledge` sends.
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .unwrap();
+    let (answer, _) = until_closed(&mut s, CUT_OFF_WITHIN);
+    // An HTTP/2 server's first bytes would be its SETTINGS frame (type 4).
+    assert!(
+        answer.is_empty() || answer.starts_with(b"HTTP/1.1 "),
+        "answered in HTTP/2: {answer:?}"
+    );
+}
+
+#[test]
+fn silent_and_idle_http_clients_are_cut_off_on_every_http_listener() {
+    let dir = TempDir::new();
+    let (https, redirect, metrics) = (free_addr(), free_addr(), free_addr());
+    let server = Server::start(&[
+        "--http",
+        &https.to_string(),
+        "--tls-self-signed",
+        "--redirect-http",
+        &redirect.to_string(),
+        "--metrics",
+        &metrics.to_string(),
+        "--header-timeout",
+        "1s",
+        "--handshake-timeout",
+        "1s",
+    ]);
+    let _ = (&dir, &server);
+    // Connected and silent, on each listener (on https: no handshake at all).
+    for addr in [https, redirect, metrics] {
+        let mut s = TcpStream::connect(addr).unwrap();
+        let (_, took) = until_closed(&mut s, CUT_OFF_WITHIN);
+        eprintln!("silent client on {addr} closed after {took:?}");
+    }
+    // A kept-alive connection that goes quiet after its first response.
+    let mut s = TcpStream::connect(metrics).unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let (answer, took) = until_closed(&mut s, CUT_OFF_WITHIN);
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+    eprintln!("idle kept-alive connection closed {took:?} after its request");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn silent_client_after_the_tls_handshake_is_cut_off() {
+    let https = free_addr();
+    let server = Server::start(&[
+        "--http",
+        &https.to_string(),
+        "--tls-self-signed",
+        "--header-timeout",
+        "1s",
+    ]);
+    let _ = &server;
+    let tcp = tokio::net::TcpStream::connect(https).await.unwrap();
+    let mut tls = insecure_tls()
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .expect("the handshake completes");
+    let started = Instant::now();
+    let mut buf = [0u8; 256];
+    let read = tokio::time::timeout(CUT_OFF_WITHIN, async {
+        use tokio::io::AsyncReadExt;
+        loop {
+            match tls.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        read.is_ok(),
+        "TLS client that says nothing still connected after {CUT_OFF_WITHIN:?}"
+    );
+    eprintln!(
+        "silent TLS client closed {:?} after its handshake",
+        started.elapsed()
+    );
+}
+
+/// A client that accepts any certificate: the case is about deadlines, not trust.
+fn insecure_tls() -> tokio_rustls::TlsConnector {
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use rustls::{DigitallySignedStruct, SignatureScheme};
+
+    #[derive(Debug)]
+    struct AnyCert;
+    impl ServerCertVerifier for AnyCert {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            Ok(HandshakeSignatureValid::assertion())
+        }
+        fn verify_tls13_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            Ok(HandshakeSignatureValid::assertion())
+        }
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            rustls::crypto::ring::default_provider()
+                .signature_verification_algorithms
+                .supported_schemes()
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCert))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+#[test]
+fn a_request_body_that_never_arrives_is_cut_off() {
+    let dir = TempDir::new();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "t0ken\n").unwrap();
+    let auth = format!("token:{}", tokens.display());
+    let server = Server::start(&["--auth", &auth, "--body-timeout", "1s"]);
+    let addr = server.http_addr();
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST /api/login HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://{addr}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{{"
+    )
+    .unwrap();
+    let (answer, took) = until_closed(&mut s, CUT_OFF_WITHIN);
+    let answer = String::from_utf8_lossy(&answer);
+    eprintln!("body that never came: closed after {took:?} with {answer:?}");
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
+        "{answer}"
+    );
+}
+
+#[test]
+fn websocket_clients_that_never_read_are_dropped_at_the_stall_deadline() {
+    let server = Server::start(&[
+        "--stall-timeout",
+        "2s",
+        "--ws-ping",
+        "1s",
+        "--max-websockets",
+        "5",
+    ]);
+    let http_addr = server.http_addr();
+    // Each sends frames as fast as it can and never reads: the replies back up
+    // until the gateway's writes to it block.
+    let flooders: Vec<_> = (0..5)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let mut raw = RawWs::handshake(http_addr);
+                raw.stream
+                    .set_write_timeout(Some(Duration::from_secs(20)))
+                    .unwrap();
+                let line = format!("flood from client {i} {}", "x".repeat(1000));
+                let started = Instant::now();
+                while raw.send(0x1, line.as_bytes()).is_ok() {
+                    assert!(
+                        started.elapsed() < Duration::from_secs(30),
+                        "still accepting frames after 30 s"
+                    );
+                }
+                raw
+            })
+        })
+        .collect();
+    wait_for_metric(http_addr, SESSIONS_OPEN, &[], 5.0, CUT_OFF_WITHIN);
+    wait_for_metric(http_addr, SESSIONS_OPEN, &[], 0.0, Duration::from_secs(20));
+    for f in flooders {
+        drop(f.join().unwrap());
+    }
+    // The places are free again.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut ws = ws_connect(http_addr).await;
+        assert_eq!(
+            ws_exchange(&mut ws, "after the flood").await,
+            "after the flood"
+        );
+    });
+}
+
+#[test]
+fn a_trickled_then_silent_proxy_header_is_dropped_at_its_deadline_without_spinning() {
+    // The HTTP listener takes PROXY headers from loopback too; metrics are read
+    // from their own listener.
+    let metrics = free_addr();
+    let server = Server::start(&[
+        "--proxy-protocol",
+        "--proxy-timeout",
+        "2s",
+        "--metrics",
+        &metrics.to_string(),
+    ]);
+    let tcp = server.tcp_addr();
+    let cpu_before = cpu_ticks(server.pid());
+    let mut clients: Vec<TcpStream> = (0..300)
+        .map(|_| {
+            let mut s = TcpStream::connect(tcp).unwrap();
+            s.write_all(b"PROXY TCP4 198.5").unwrap();
+            s
+        })
+        .collect();
+    for s in &mut clients {
+        until_closed(s, CUT_OFF_WITHIN);
+    }
+    let cpu = cpu_ticks(server.pid()) - cpu_before;
+    // 300 connections waiting 2 s: a peek-and-sleep loop burned ~40 ticks
+    // (19% of a core); waiting on readability costs next to nothing.
+    eprintln!("CPU while 300 partial PROXY headers waited: {cpu} ticks (1/100 s)");
+    assert!(cpu < 25, "{cpu} ticks of CPU while waiting");
+    assert_eq!(
+        metric(metrics, "timecho_errors_total", &[r#"kind="ProxyHeader""#]),
+        300.0
+    );
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_name.split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rebound_host_name_gets_no_page_no_api_and_no_websocket() {
+    let server = Server::start(&[]);
+    let addr = server.http_addr();
+    let port = addr.port();
+    let evil = format!("evil.example:{port}");
+    for path in ["/", "/api/session", "/metrics"] {
+        let (status, text) = tokio::task::spawn_blocking({
+            let evil = evil.clone();
+            move || get(addr, path, &evil, "")
+        })
+        .await
+        .unwrap();
+        assert_eq!(status, 421, "{path}: {text}");
+    }
+    // The attack itself: a page on evil.example opening our /ws.
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: {evil}\r\nOrigin: http://{evil}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\n"
+    );
+    let (status, _) = tokio::task::spawn_blocking(move || http(addr, &request))
+        .await
+        .unwrap();
+    assert_eq!(status, 421);
+    // Our own names still work, and probes answer whatever host they name.
+    for host in [
+        format!("localhost:{port}"),
+        addr.to_string(),
+        format!("[::1]:{port}"),
+    ] {
+        let (status, text) = tokio::task::spawn_blocking(move || get(addr, "/healthz", &host, ""))
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{text}");
+    }
+    assert_eq!(
+        tokio::task::spawn_blocking(move || get(addr, "/readyz", "anything.example", ""))
+            .await
+            .unwrap()
+            .0,
+        200
+    );
+    let mut ws = ws_connect(addr).await;
+    assert_eq!(ws_exchange(&mut ws, "same origin").await, "same origin");
+
+    // --allow-host lets an operator's public name in.
+    let server = Server::start(&["--allow-host", "timecho.example.org"]);
+    let addr = server.http_addr();
+    let (status, text) =
+        tokio::task::spawn_blocking(move || get(addr, "/api/session", "timecho.example.org", ""))
+            .await
+            .unwrap();
+    assert_eq!(status, 200, "{text}");
+}
+
+#[test]
+fn an_origin_with_another_scheme_is_another_origin() {
+    let server = Server::start(&[]);
+    let addr = server.http_addr();
+    let (status, text) = http(
+        addr,
+        &format!(
+            "GET /ws HTTP/1.1\r\nHost: {addr}\r\nOrigin: https://{addr}\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\n\r\n"
+        ),
+    );
+    assert_eq!(status, 403, "{text}");
+}
+
+#[test]
+fn the_https_redirect_names_only_our_hosts_and_brackets_ipv6() {
+    let (https, redirect) = (free_addr(), free_addr());
+    let _server = Server::start(&[
+        "--http",
+        &https.to_string(),
+        "--tls-self-signed",
+        "--redirect-http",
+        &redirect.to_string(),
+    ]);
+    let port = https.port();
+    let (status, text) = get(redirect, "/x?y=1", "localhost", "");
+    assert_eq!(status, 308, "{text}");
+    assert_eq!(
+        header(&text, "location"),
+        Some(format!("https://localhost:{port}/x?y=1").as_str())
+    );
+    let (status, text) = get(redirect, "/", "[::1]:80", "");
+    assert_eq!(status, 308, "{text}");
+    assert_eq!(
+        header(&text, "location"),
+        Some(format!("https://[::1]:{port}/").as_str())
+    );
+    for bad in ["evil.example/phish?x=", "evil.example", "user@localhost"] {
+        let (status, text) = get(redirect, "/", bad, "");
+        assert!(
+            (400..500).contains(&status) && header(&text, "location").is_none(),
+            "Host {bad:?}: {text}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn responses_carry_the_security_headers_and_404_does_not_echo() {
+    let server = Server::start(&[]);
+    let addr = server.http_addr();
+    let (status, text) = tokio::task::spawn_blocking(move || get(addr, "/", "localhost", ""))
+        .await
+        .unwrap();
+    assert!(status == 200 || status == 503, "{text}");
+    assert_eq!(header(&text, "x-content-type-options"), Some("nosniff"));
+    assert_eq!(header(&text, "referrer-policy"), Some("no-referrer"));
+    let csp = header(&text, "content-security-policy").expect("a CSP");
+    for part in [
+        "default-src 'none'",
+        "script-src 'self' 'wasm-unsafe-eval'",
+        "connect-src 'self'",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(csp.contains(part), "CSP {csp:?} lacks {part:?}");
+    }
+    assert!(
+        header(&text, "strict-transport-security").is_none(),
+        "HSTS over plain http"
+    );
+    let (status, text) = tokio::task::spawn_blocking(move || {
+        get(addr, "/%3Cscript%3Ealert(1)%3C/script%3E", "localhost", "")
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 404);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+    assert!(!body.contains("script"), "{body}");
+
+    // Under TLS, browsers are told to stay on https.
+    let https = free_addr();
+    let _tls_server = Server::start(&["--http", &https.to_string(), "--tls-self-signed"]);
+    let tcp = tokio::net::TcpStream::connect(https).await.unwrap();
+    let mut tls = insecure_tls()
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    let _ = tls.read_to_end(&mut raw).await;
+    let text = String::from_utf8_lossy(&raw);
+    assert!(
+        header(&text, "strict-transport-security").is_some_and(|v| v.starts_with("max-age=")),
+        "{text}"
+    );
+}
+
+#[test]
+fn metrics_on_the_main_listener_need_sign_in_when_auth_is_on() {
+    let dir = TempDir::new();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "scrape-token\n").unwrap();
+    let auth = format!("token:{}", tokens.display());
+    let metrics = free_addr();
+    let server = Server::start(&["--auth", &auth, "--metrics", &metrics.to_string()]);
+    let addr = server.http_addr();
+    let (status, text) = get(addr, "/metrics", "localhost", "");
+    assert_eq!(status, 401, "{text}");
+    assert!(!text.contains("timecho_"), "{text}");
+    let (status, text) = get(
+        addr,
+        "/metrics",
+        "localhost",
+        "Authorization: Bearer scrape-token\r\n",
+    );
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("timecho_connections_open"), "{text}");
+    // The separate --metrics listener is for the operator's network and stays open.
+    let (status, _) = get(metrics, "/metrics", "localhost", "");
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn the_drain_timeout_is_a_ceiling_with_a_client_that_never_reads() {
+    let mut server = Server::start(&["--drain-timeout", "2s"]);
+    let tcp = server.tcp_addr();
+    // A client that sends and never reads: its replies fill every buffer.
+    let mut hog = TcpStream::connect(tcp).unwrap();
+    hog.set_write_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let line = [b'x'; 1023]
+        .iter()
+        .chain(b"\n")
+        .copied()
+        .collect::<Vec<u8>>();
+    while hog.write_all(&line).is_ok() {}
+    let started = Instant::now();
+    server.sigterm();
+    let status = server
+        .wait_exit(Duration::from_secs(10))
+        .expect("the server exits");
+    let took = started.elapsed();
+    eprintln!("exited {took:?} after SIGTERM with --drain-timeout 2s: {status:?}");
+    assert!(
+        took < Duration::from_millis(2600),
+        "took {took:?} to exit with a 2 s drain deadline"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_frame_over_the_limit_gets_its_close_frame_not_a_reset() {
+    // The whole close handshake of an oversize frame, many times over: a reset
+    // in any of them would lose the 1009 (a browser then sees 1006).
+    let server = Server::start(&["--max-line", "1024"]);
+    let http_addr = server.http_addr();
+    for round in 0..20 {
+        let mut ws = ws_connect(http_addr).await;
+        let size = if round % 2 == 0 { 1025 } else { 1 << 20 };
+        ws.send(Message::text("y".repeat(size))).await.unwrap();
+        let (code, reason) = ws_close_frame(&mut ws).await;
+        assert_eq!(code, 1009, "round {round} ({size} bytes): {reason}");
+    }
+}
