@@ -108,9 +108,10 @@ fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     (status, raw)
 }
 
-/// TCP clients the instance has accepted, from its /metrics.
+/// TCP clients the instance has accepted, from its /metrics (on its own
+/// listener: the HTTP listener expects HAProxy's PROXY header).
 fn accepted(server: &Server) -> u64 {
-    let (_, body) = http_get(server.http_addr(), "/metrics");
+    let (_, body) = http_get(server.listener("metrics"), "/metrics");
     body.lines()
         .filter(|l| l.starts_with("timecho_connections_accepted_total{listener=\"tcp "))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
@@ -165,6 +166,8 @@ fn instances_behind_haproxy_share_clients_log_them_and_drain_without_losing_repl
     let args = [
         "--http",
         "127.0.0.1:0",
+        "--metrics",
+        "127.0.0.1:0",
         "--proxy-protocol",
         "--shutdown-delay",
         "2s",
@@ -217,7 +220,7 @@ fn instances_behind_haproxy_share_clients_log_them_and_drain_without_losing_repl
     let deadline = Instant::now() + Duration::from_secs(1);
     let mut status = 0;
     while Instant::now() < deadline {
-        status = http_get(a.http_addr(), "/readyz").0;
+        status = http_get(a.listener("metrics"), "/readyz").0;
         if status == 503 {
             break;
         }
@@ -245,4 +248,92 @@ fn instances_behind_haproxy_share_clients_log_them_and_drain_without_losing_repl
     assert!(b.stderr().contains("peer="));
     drop(lb);
     assert!(b.terminate().success());
+}
+
+/// One HTTP request through the balancer from a chosen loopback source address.
+fn http_from(source: &str, lb: SocketAddr, path: &str, extra: &str) -> u16 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let stream = rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+        socket.connect(lb).await.unwrap().into_std().unwrap()
+    });
+    stream.set_nonblocking(false).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut s = stream;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{extra}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    let _ = s.read_to_string(&mut raw);
+    raw.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn behind_haproxy_sign_in_limits_and_deny_see_each_browser_not_the_balancer() {
+    let dir = support::TempDir::new();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "right-token\n").unwrap();
+    let auth = format!("token:{}", tokens.display());
+    let args = [
+        "--http",
+        "127.0.0.1:0",
+        "--metrics",
+        "127.0.0.1:0",
+        "--proxy-protocol",
+        "--auth",
+        &auth,
+        "--deny",
+        "127.0.0.3/32",
+    ];
+    let a = Server::start(&args);
+    let b = Server::start(&args);
+    let lb = start_balancer(&a, &b);
+    let wrong = "Authorization: Bearer wrong-token\r\n";
+    let right = "Authorization: Bearer right-token\r\n";
+
+    // 127.0.0.2 guesses until both instances rate-limit it...
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        statuses.push(http_from("127.0.0.2", lb.http, "/api/session", wrong));
+    }
+    eprintln!("wrong tokens from 127.0.0.2 through HAProxy: {statuses:?}");
+    assert!(
+        statuses.iter().all(|&s| s == 401 || s == 429),
+        "{statuses:?}"
+    );
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    // ...while another browser behind the same balancer is not locked out, on
+    // either instance.
+    for _ in 0..4 {
+        assert_eq!(http_from("127.0.0.4", lb.http, "/api/session", right), 200);
+    }
+    // --deny names a browser's address, not HAProxy's: that one browser is refused.
+    assert_eq!(http_from("127.0.0.4", lb.http, "/readyz", ""), 200);
+    let denied = http_from("127.0.0.3", lb.http, "/readyz", "");
+    assert!(denied >= 500 || denied == 0, "denied browser got {denied}");
+    let denied_count: f64 = [&a, &b]
+        .iter()
+        .map(|s| {
+            let (_, body) = http_get(s.listener("metrics"), "/metrics");
+            body.lines()
+                .filter(|l| l.starts_with("timecho_errors_total{") && l.contains("kind=\"Denied\""))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>()
+        })
+        .sum();
+    assert!(
+        denied_count >= 1.0,
+        "no instance counted the denied browser"
+    );
 }
