@@ -28,6 +28,8 @@ pub enum ErrorKind {
     Stalled,
     Busy,
     UdpDropped,
+    /// A UDP reply not sent: its source's byte budget was spent.
+    UdpBudget,
     Denied,
     TlsFailed,
 }
@@ -167,6 +169,7 @@ impl Metrics {
             stalled: error(ErrorKind::Stalled),
             busy: error(ErrorKind::Busy),
             udp_dropped: error(ErrorKind::UdpDropped),
+            udp_budget: error(ErrorKind::UdpBudget),
             denied: error(ErrorKind::Denied),
             tls_failed: error(ErrorKind::TlsFailed),
             latency: self.latency.clone(),
@@ -197,6 +200,7 @@ pub struct ListenerMetrics {
     pub stalled: Counter,
     pub busy: Counter,
     pub udp_dropped: Counter,
+    pub udp_budget: Counter,
     pub denied: Counter,
     pub tls_failed: Counter,
     pub latency: LatencyHistogram,
