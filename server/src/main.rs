@@ -10,6 +10,7 @@ mod config_file;
 mod connection;
 mod gateway;
 mod listener;
+mod log_text;
 mod metrics;
 mod proxy_protocol;
 mod server;
