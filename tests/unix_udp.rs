@@ -1,13 +1,19 @@
 //! `timecho serve --unix` (socket file life cycle) and `--udp` (one datagram in,
-//! one stamped datagram out).
+//! one stamped datagram out, within a per-source byte budget).
 
 mod support;
 
+use std::io::ErrorKind;
+use std::net::UdpSocket;
 use std::os::unix::net::UnixListener;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use support::{
-    assert_texts, parse_reply, reply_texts, serve_expecting_exit, Datagrams, Peer, Server, TempDir,
+    assert_texts, metric, parse_reply, reply_texts, serve_expecting_exit, Datagrams, Peer, Server,
+    TempDir,
 };
 
 #[test]
@@ -96,4 +102,95 @@ fn empty_udp_datagram_gets_no_reply_and_serving_continues() {
     assert_eq!(reply, None, "an empty datagram was answered");
     udp.send(b"still there?");
     assert_texts(&[parse_reply(&udp.recv()).1], &["still there?"]);
+}
+
+/// What a source may get back beyond three times what it sent: the allowance that
+/// lets short lines be answered, plus its refill over `elapsed`
+/// (`server/src/udp/budget.rs`: 1 KiB, refilled over 60 s).
+fn udp_allowance(elapsed: Duration) -> u64 {
+    1024 + (elapsed.as_secs_f64() * 1024.0 / 60.0).ceil() as u64
+}
+
+#[test]
+fn udp_flood_of_one_byte_datagrams_gets_back_at_most_three_times_its_bytes() {
+    const DATAGRAMS: u64 = 10_000;
+    let server = Server::start(&["--udp", "127.0.0.1:0"]);
+    let udp_addr = server.udp_addr();
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.connect(udp_addr).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let started = Instant::now();
+    let sending = Arc::new(AtomicBool::new(true));
+    // Replies are read while the flood is sent, so few are lost to a full buffer here.
+    let reader = {
+        let socket = socket.try_clone().unwrap();
+        let sending = sending.clone();
+        thread::spawn(move || {
+            let (mut replies, mut bytes) = (0u64, 0u64);
+            let mut buf = [0u8; 2048];
+            loop {
+                match socket.recv(&mut buf) {
+                    Ok(n) => {
+                        replies += 1;
+                        bytes += n as u64;
+                    }
+                    // Quiet for 500 ms after the last datagram went out: done.
+                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                        if !sending.load(Ordering::Acquire) {
+                            break;
+                        }
+                    }
+                    Err(e) => panic!("recv: {e}"),
+                }
+            }
+            (replies, bytes)
+        })
+    };
+    for _ in 0..DATAGRAMS {
+        socket.send(b"x").expect("send a datagram");
+    }
+    sending.store(false, Ordering::Release);
+    let (replies, reply_bytes) = reader.join().unwrap();
+    let elapsed = started.elapsed();
+
+    let listener = format!("listener=\"udp {udp_addr}\"");
+    let http = server.http_addr();
+    let server_in = metric(http, "timecho_bytes_in_total", &[&listener]) as u64;
+    let server_out = metric(http, "timecho_bytes_out_total", &[&listener]) as u64;
+    let refused = metric(
+        http,
+        "timecho_errors_total",
+        &[&listener, "kind=\"UdpBudget\""],
+    ) as u64;
+    let allowance = udp_allowance(elapsed);
+    println!(
+        "sent {DATAGRAMS} datagrams ({DATAGRAMS} bytes) in {elapsed:?}; received {replies} \
+         replies ({reply_bytes} bytes); the server counted {server_in} bytes in, \
+         {server_out} bytes out, {refused} replies refused by the budget; \
+         allowance {allowance} bytes"
+    );
+    assert!(server_in > 0 && replies > 0, "nothing got through");
+    assert!(
+        reply_bytes <= 3 * DATAGRAMS + allowance,
+        "{reply_bytes} reply bytes for {DATAGRAMS} bytes sent"
+    );
+    assert!(
+        server_out <= 3 * server_in + allowance,
+        "the server sent {server_out} bytes for {server_in} received"
+    );
+}
+
+#[test]
+fn short_udp_lines_one_after_another_are_each_answered() {
+    let server = Server::start(&["--udp", "127.0.0.1:0"]);
+    let udp = Datagrams::connect(server.udp_addr());
+    // What `nc -u` sends: each line, newline included, as one datagram.
+    for line in ["hi", "hello there", "3", "what time is it?", "bye"] {
+        udp.send(format!("{line}\n").as_bytes());
+        let reply = udp.recv();
+        let text = parse_reply(&reply).1;
+        assert_texts(&[text], &[format!("{line}\n")]);
+    }
 }

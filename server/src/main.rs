@@ -11,6 +11,7 @@ mod config_file;
 mod connection;
 mod gateway;
 mod line_service;
+mod log_text;
 mod metrics;
 mod proxy_protocol;
 mod server;
@@ -19,6 +20,7 @@ mod tls;
 mod udp;
 mod unix_socket;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -68,9 +70,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&args.log))
         .with_context(|| format!("--log {:?} is not a valid log filter", args.log))?;
+    // Colour codes are noise in a file or a journal; NO_COLOR (no-color.org)
+    // turns them off on a terminal too.
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(colour);
     match args.log_format {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),
@@ -87,7 +94,6 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn hash_password(user: &str) -> anyhow::Result<ExitCode> {
-    use std::io::IsTerminal;
     let password = if std::io::stdin().is_terminal() {
         rpassword::prompt_password(format!("password for {user}: "))?
     } else {

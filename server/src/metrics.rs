@@ -28,6 +28,8 @@ pub enum ErrorKind {
     Stalled,
     Busy,
     UdpDropped,
+    /// A UDP reply not sent: its source's byte budget was spent.
+    UdpBudget,
     Denied,
     TlsFailed,
     /// A trusted proxy sent no valid PROXY header in time.
@@ -177,6 +179,7 @@ impl Metrics {
             stalled: error(ErrorKind::Stalled),
             busy: error(ErrorKind::Busy),
             udp_dropped: error(ErrorKind::UdpDropped),
+            udp_budget: error(ErrorKind::UdpBudget),
             denied: error(ErrorKind::Denied),
             tls_failed: error(ErrorKind::TlsFailed),
             proxy_failed: error(ErrorKind::ProxyHeader),
@@ -209,6 +212,7 @@ pub struct ListenerMetrics {
     pub stalled: Counter,
     pub busy: Counter,
     pub udp_dropped: Counter,
+    pub udp_budget: Counter,
     pub denied: Counter,
     pub tls_failed: Counter,
     pub proxy_failed: Counter,

@@ -1,9 +1,14 @@
 //! The connectionless service: each datagram is answered with one stamped
-//! datagram to its sender. A reply is the request plus the stamp, so it is never
-//! much larger than what was sent (no amplification); empty and over-long
-//! datagrams are dropped and counted.
+//! datagram to its sender. A reply is the request plus a stamp of about 30
+//! bytes, so for a short datagram it is many times larger; since a sender's
+//! address can be forged, replies are paid for from a per-source byte budget
+//! ([`budget`]) and those over it are dropped and counted, as are empty and
+//! over-long datagrams.
+
+mod budget;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use chrono::Utc;
 use timecho_shared::{reply, StampCache};
@@ -14,6 +19,7 @@ use tracing::{debug, warn};
 use crate::access::AccessList;
 use crate::config::Protocol;
 use crate::metrics::ListenerMetrics;
+use budget::Budget;
 
 /// Largest possible UDP payload; a datagram that fills the buffer is over the limit anyway.
 const DATAGRAM_MAX: usize = 65_536;
@@ -30,6 +36,7 @@ pub async fn run(
     let mut stamps = StampCache::new(protocol.stamp.clone());
     let mut buf = vec![0u8; DATAGRAM_MAX];
     let mut out = Vec::with_capacity(DATAGRAM_MAX);
+    let mut budget = Budget::default();
     loop {
         let received = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -57,6 +64,11 @@ pub async fn run(
         metrics.lines_in.inc();
         out.clear();
         reply::write_raw(&mut out, stamps.at(Utc::now()), &buf[..n]);
+        // No log line per refused reply: under a flood that would be the flood.
+        if !budget.charge(peer.ip(), n, out.len(), Instant::now()) {
+            metrics.udp_budget.inc();
+            continue;
+        }
         match socket.send_to(&out, peer).await {
             Ok(sent) => {
                 metrics.lines_out.inc();

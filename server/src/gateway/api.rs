@@ -16,6 +16,7 @@ use tracing::info;
 
 use super::auth::Denied;
 use super::{origin, Gateway};
+use crate::log_text::untrusted;
 
 pub fn router() -> Router<Arc<Gateway>> {
     Router::new()
@@ -86,7 +87,7 @@ async fn login(
         .await
     {
         Ok(cookie) => {
-            info!(user = %credentials.user, %client, "signed in");
+            info!(user = %untrusted(&credentials.user), %client, "signed in");
             let body = SessionInfo {
                 auth: true,
                 user: Some(credentials.user),
@@ -95,7 +96,7 @@ async fn login(
             ([(SET_COOKIE, cookie)], Json(body)).into_response()
         }
         Err(d) => {
-            info!(user = %credentials.user, %client, "sign-in refused: {}", d.reason());
+            info!(user = %untrusted(&credentials.user), %client, "sign-in refused: {}", d.reason());
             denied(d)
         }
     }

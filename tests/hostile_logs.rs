@@ -1,0 +1,141 @@
+//! Peer-chosen text in the server's log, over a real process: a sign-in whose
+//! user name carries a forged log line, terminal escapes and megabytes of
+//! padding must leave the log with one short, inert line per event.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Stdio;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use support::{Server, TempDir, REPLY_TIMEOUT};
+
+/// What a forged line would start with, were the user name logged raw.
+const FORGED: &str = "2026-01-01T00:00:00.000000Z  INFO timecho::gateway::api: signed in";
+/// Longest log line allowed: a line is an event, not a peer's payload.
+const LINE_MAX: usize = 4 * 1024;
+
+fn auth_server(dir: &TempDir) -> Server {
+    let users = dir.path().join("users");
+    let out = support::timecho()
+        .args(["hash-password", "ada"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(b"lovelace\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    std::fs::write(&users, &out.stdout).unwrap();
+    let basic = format!("basic:{}", users.display());
+    // An empty NO_COLOR counts as unset: colours must be off because stderr is
+    // a pipe, so that any ESC byte in the log would have come from a peer.
+    Server::start_with_env(
+        &[("NO_COLOR", "")],
+        &["--http", "127.0.0.1:0", "--auth", &basic],
+    )
+}
+
+/// The start of a log that may hold megabytes, for a failure message.
+fn excerpt(log: &str) -> String {
+    log.chars().take(2000).collect()
+}
+
+/// A user name that would forge a log line and colour the terminal, padded to `len` bytes.
+fn hostile_name(len: usize) -> String {
+    let mut name = format!("eve\n{FORGED} user=root\x1b[31m");
+    name.extend(std::iter::repeat_n('A', len - name.len()));
+    name
+}
+
+/// `POST /api/login` as the page would send it; the response's status code.
+/// The server may answer before it has read a large body, so a failed write
+/// is not an error here.
+fn login(addr: SocketAddr, user: &str) -> u16 {
+    let body = serde_json::json!({ "user": user, "password": "guess" }).to_string();
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
+    let head = format!(
+        "POST /api/login HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://{addr}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = s
+        .write_all(head.as_bytes())
+        .and_then(|()| s.write_all(body.as_bytes()));
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let raw = String::from_utf8_lossy(&raw);
+    raw.split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status in {raw:?}"))
+}
+
+/// The server's stderr once it holds `count` lines containing `needle`.
+fn wait_for_log(server: &mut Server, needle: &str, count: usize) -> String {
+    let deadline = Instant::now() + REPLY_TIMEOUT;
+    loop {
+        let log = server.stderr();
+        if log.matches(needle).count() >= count || Instant::now() >= deadline {
+            return log;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn hostile_user_name_leaves_one_short_inert_log_line() {
+    let dir = TempDir::new();
+    let mut server = auth_server(&dir);
+    let addr = server.http_addr();
+
+    // Under axum's 2 MB body limit, so the name reaches the handler; a 10 KB
+    // one as well, in case a limit refuses the larger body before logging.
+    let huge = login(addr, &hostile_name(1_900_000));
+    let large = login(addr, &hostile_name(10_000));
+    println!("sign-in with a 1.9 MB name: {huge}; with a 10 KB name: {large}");
+    assert_eq!(
+        large, 401,
+        "the 10 KB name was not refused as a bad sign-in"
+    );
+    let logged = if huge == 401 { 2 } else { 1 };
+    let log = wait_for_log(&mut server, "sign-in refused", logged);
+
+    let longest = log.lines().map(str::len).max().unwrap_or(0);
+    println!(
+        "server log: {} bytes, {} lines, longest {longest} bytes",
+        log.len(),
+        log.lines().count()
+    );
+    assert_eq!(
+        log.matches("sign-in refused").count(),
+        logged,
+        "sign-ins not logged:\n{}",
+        excerpt(&log)
+    );
+    // The name is there, escaped: the attempt is visible, not hidden.
+    assert!(
+        log.contains(r"user=eve\n2026-01-01T00:00:00"),
+        "{}",
+        excerpt(&log)
+    );
+    assert!(log.contains(r"\x1b[31mAAA"), "{}", excerpt(&log));
+    assert!(
+        !log.lines().any(|line| line.starts_with(FORGED)),
+        "a forged line got in:\n{}",
+        excerpt(&log)
+    );
+    assert!(!log.contains('\x1b'), "an escape sequence got in");
+    assert!(
+        longest <= LINE_MAX,
+        "a log line of {longest} bytes; the first 300: {:?}",
+        log.lines()
+            .find(|l| l.len() > LINE_MAX)
+            .map(|l| l.chars().take(300).collect::<String>())
+    );
+}
