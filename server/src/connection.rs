@@ -345,12 +345,15 @@ async fn write_out<S: AsyncWrite + Unpin>(
     if out.is_empty() {
         return Ok(());
     }
-    match timeout(stall, stream.write_all(out)).await {
-        Ok(result) => result?,
-        Err(_) => {
+    // The socket (`admission::Guarded`) fails a write that makes no progress
+    // for the stall timeout.
+    match stream.write_all(out).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => {
             metrics.stalled.inc();
             return Err(ConnectionError::Stalled(stall));
         }
+        Err(e) => return Err(e.into()),
     }
     metrics.bytes_out.inc_by(out.len() as u64);
     out.clear();

@@ -42,6 +42,9 @@ pub struct Guarded<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> {
     armed: bool,
     /// The peer closed its side: nothing more will arrive, no linger needed.
     eof: bool,
+    /// A write hit the deadline: the peer does not read, so lingering for it
+    /// to read our last words would only hold the socket longer.
+    stalled: bool,
     linger: Linger,
     _permit: OwnedSemaphorePermit,
 }
@@ -61,6 +64,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Guarded<S> {
             timer: None,
             armed: false,
             eof: false,
+            stalled: false,
             linger,
             _permit: permit,
         }
@@ -102,6 +106,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Guarded<S> {
                     self.armed = true;
                 }
                 ready!(timer.as_mut().poll(cx));
+                self.stalled = true;
                 Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     format!("the peer read nothing for {:?}", self.stall),
@@ -164,7 +169,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Drop for Guarded<S> {
         let Some(socket) = self.inner.take() else {
             return;
         };
-        if self.eof || self.linger.timeout.is_zero() {
+        if self.eof || self.stalled || self.linger.timeout.is_zero() {
             return;
         }
         // Outside a runtime (a test tearing down) the socket just closes.
