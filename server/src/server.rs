@@ -13,11 +13,11 @@ use tracing::{info, warn};
 
 use crate::bind::{BindError, Bound};
 use crate::config::ServeConfig;
-use crate::gateway::auth::{Auth, AuthFileError};
 use crate::gateway::{self, Gateway, HttpLimits, Ops};
 use crate::listener::{self, Service, TlsTcpListener};
 use crate::metrics::Metrics;
 use crate::shutdown::Signals;
+use crate::signin::{Auth, AuthFileError};
 use crate::tls::{Tls, TlsError};
 use crate::udp;
 
@@ -97,7 +97,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     }
     if let (Some((l, addr)), Some(gw)) = (bound.http, &config.gateway) {
         let auth = (!gw.auth.is_empty())
-            .then(|| Auth::load(&gw.auth, tls.is_some()))
+            .then(|| Auth::load(&gw.auth, tls.is_some(), &metrics))
             .transpose()?;
         let gateway = Arc::new(Gateway {
             config: gw.clone(),

@@ -4,7 +4,6 @@
 
 pub(crate) mod api;
 mod assets;
-pub mod auth;
 mod http_server;
 mod ops;
 mod origin;
@@ -27,6 +26,7 @@ use tower_http::compression::CompressionLayer;
 use crate::access::AccessList;
 use crate::config::GatewayConfig;
 use crate::metrics::Metrics;
+use crate::signin::Auth;
 use crate::tls::Tls;
 pub use http_server::HttpLimits;
 pub use ops::Ops;
@@ -49,7 +49,7 @@ pub struct Gateway {
     /// https/wss when set.
     pub tls: Option<Arc<Tls>>,
     /// Sign-in for the page and `/ws`, when `--auth` is given.
-    pub auth: Option<auth::Auth>,
+    pub auth: Option<Auth>,
 }
 
 pub fn router(gateway: Arc<Gateway>, ops: Arc<Ops>) -> Router {

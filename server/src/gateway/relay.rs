@@ -30,6 +30,7 @@ use tokio::time::{timeout, Instant};
 use tracing::{debug, info_span, Instrument};
 
 use super::{api, origin, Gateway};
+use crate::signin::{self, SessionEnd};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Upstream bytes read at once; replies are relayed one frame per line.
@@ -75,9 +76,8 @@ pub async fn upgrade(
             return api::denied_to_script(denied);
         }
     }
-    // Signed in with the page's cookie: the session is re-checked while the
-    // socket lives, so signing out (or expiry) ends it.
-    let signed_in = gateway.auth.as_ref().and_then(|a| a.session_key(&headers));
+    // Signed in with the page's cookie: signing out (or expiry) ends the socket.
+    let signed_in = gateway.auth.as_ref().and_then(|a| a.session_ends(&headers));
     let Ok(permit) = gateway.sessions.clone().try_acquire_owned() else {
         gateway.metrics.ws_refused.inc();
         return (
@@ -158,11 +158,10 @@ impl Ending {
 }
 
 /// Who is on the browser side of a session.
-#[derive(Clone, Copy)]
 struct Pair {
     browser: SocketAddr,
     /// The sign-in session, when the page connected with its cookie.
-    signed_in: Option<[u8; 32]>,
+    signed_in: Option<SessionEnd>,
 }
 
 async fn session(ws: WebSocket, gateway: Arc<Gateway>, pair: Pair, _permit: OwnedSemaphorePermit) {
@@ -362,7 +361,7 @@ async fn upstream_to_browser(
     ws_tx: &mut SplitSink<WebSocket, Message>,
     gateway: &Gateway,
     in_flight: &InFlight,
-    signed_in: Option<[u8; 32]>,
+    signed_in: Option<SessionEnd>,
 ) -> Ending {
     let mut decoder = LineDecoder::new(gateway.max_frame + STAMP_ROOM);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
@@ -373,6 +372,8 @@ async fn upstream_to_browser(
     );
     let quiet = tokio::time::sleep(PARTIAL_QUIET);
     tokio::pin!(quiet);
+    let signed_out = signin::signed_out(signed_in);
+    tokio::pin!(signed_out);
     loop {
         if buf.capacity() - buf.len() < READ_CHUNK / 4 && buf.len() < decoder.buffer_limit() {
             buf.reserve(READ_CHUNK);
@@ -436,12 +437,8 @@ async fn upstream_to_browser(
                     }
                 }
             }
+            () = &mut signed_out => return Ending::SignedOut,
             _ = ping.tick() => {
-                if let (Some(auth), Some(key)) = (&gateway.auth, &signed_in) {
-                    if !auth.session_alive(key) {
-                        return Ending::SignedOut;
-                    }
-                }
                 if ws_tx.send(Message::Ping(Bytes::new())).await.is_err() {
                     return Ending::BrowserVanished;
                 }
