@@ -150,3 +150,37 @@ async fn wrong_password_burst_costs_at_most_the_rate_limit_in_checks_and_memory(
         "{answer}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_names_reach_the_log_escaped_and_cut_short() {
+    let dir = TempDir::new();
+    let auth = users_file(&dir);
+    let mut server = Server::start(&["--http", "127.0.0.1:0", "--auth", &auth]);
+    let http = server.http_addr();
+    let forged = "2026-01-01T00:00:00.000000Z  INFO timecho::gateway::api: signed in user=ada";
+    let user = format!("mallory\n{forged}{}", "x".repeat(10_000));
+    let (status, answer) = login("127.0.0.1", http, (&user, "guess"), None)
+        .await
+        .expect("an answer");
+    assert_eq!(status, 401, "{answer}");
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let log = loop {
+        let log = server.stderr();
+        if log.contains("sign-in refused") || Instant::now() > deadline {
+            break log;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let line = log
+        .lines()
+        .find(|l| l.contains("sign-in refused"))
+        .unwrap_or_else(|| panic!("no refusal logged: {log}"));
+    eprintln!("logged: {line}");
+    assert!(line.contains(r"user=mallory\n2026-01-01T00"), "{line}");
+    assert!(
+        !log.contains(&format!("\n{forged}")),
+        "a forged line: {log}"
+    );
+    assert!(!line.contains("xxxxxxxxxx"), "not cut short: {line}");
+}

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use super::{origin, Gateway};
-use crate::signin::Denied;
+use crate::signin::{loggable, Denied};
 
 pub fn router() -> Router<Arc<Gateway>> {
     Router::new()
@@ -86,7 +86,7 @@ async fn login(
         .await
     {
         Ok(cookie) => {
-            info!(user = %credentials.user, %client, "signed in");
+            info!(user = %loggable(&credentials.user), %client, "signed in");
             let body = SessionInfo {
                 auth: true,
                 user: Some(credentials.user),
@@ -95,7 +95,7 @@ async fn login(
             ([(SET_COOKIE, cookie)], Json(body)).into_response()
         }
         Err(d) => {
-            info!(user = %credentials.user, %client, "sign-in refused: {}", d.reason());
+            info!(user = %loggable(&credentials.user), %client, "sign-in refused: {}", d.reason());
             denied(d)
         }
     }

@@ -194,6 +194,34 @@ pub async fn signed_out(session: Option<SessionEnd>) {
     }
 }
 
+/// A peer-supplied name made safe for a log line: at most `MAX` characters,
+/// with control characters, backslashes and non-ASCII escaped (`\n`,
+/// `\u{202e}`), so it can neither forge lines nor hide what it is.
+pub fn loggable(s: &str) -> String {
+    const MAX: usize = 64;
+    const CUT: &str = "...";
+    let mut out = String::with_capacity(s.len().min(MAX));
+    // Where to cut so that the mark still fits: never inside an escape.
+    let mut cut = 0;
+    for c in s.chars() {
+        // Only ASCII is pushed, so bytes are characters.
+        if out.len() <= MAX - CUT.len() {
+            cut = out.len();
+        }
+        if c == ' ' || (c.is_ascii_graphic() && c != '\\') {
+            out.push(c);
+        } else {
+            out.extend(c.escape_default());
+        }
+        if out.len() > MAX {
+            out.truncate(cut);
+            out.push_str(CUT);
+            break;
+        }
+    }
+    out
+}
+
 fn digest(secret: &[u8]) -> [u8; 32] {
     Sha256::digest(secret).into()
 }
@@ -382,5 +410,20 @@ mod tests {
             a.session_ends(&token).is_none(),
             "no session, nothing to end"
         );
+    }
+
+    #[test]
+    fn loggable_names_are_short_and_escaped() {
+        assert_eq!(loggable("ada lovelace"), "ada lovelace");
+        assert_eq!(loggable("ada\nINFO forged"), "ada\\nINFO forged");
+        assert_eq!(loggable("a\\b"), "a\\\\b");
+        assert_eq!(loggable("\u{202e}évil"), "\\u{202e}\\u{e9}vil");
+        let long = loggable(&"x".repeat(1000));
+        assert_eq!(long.len(), 64);
+        assert!(long.ends_with("xx..."), "{long}");
+        let escapes = loggable(&"\u{1f600}".repeat(100));
+        assert!(escapes.len() <= 64, "{escapes}");
+        assert!(escapes.ends_with("}..."), "cut between escapes: {escapes}");
+        assert_eq!(loggable(&"y".repeat(64)), "y".repeat(64));
     }
 }
