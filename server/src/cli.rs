@@ -310,7 +310,7 @@ pub struct ServeArgs {
         env = "TIMECHO_AUTH",
         value_delimiter = ','
     )]
-    pub auth: Vec<crate::gateway::auth::AuthSource>,
+    pub auth: Vec<crate::signin::AuthSource>,
 
     /// Log format: text for people, json for log collectors.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "TIMECHO_LOG_FORMAT")]

@@ -9,8 +9,8 @@ use timecho_shared::{Precision, StampError, StampFormat, TimeFormat};
 
 use crate::access::AccessList;
 use crate::cli::{ServeArgs, DEFAULT_PORT};
-use crate::gateway::auth::AuthSource;
 use crate::proxy_protocol::ProxyPolicy;
+use crate::signin::AuthSource;
 use crate::tls::CertSource;
 
 #[derive(Debug, thiserror::Error)]

@@ -16,6 +16,7 @@ mod metrics;
 mod proxy_protocol;
 mod server;
 mod shutdown;
+mod signin;
 mod tls;
 mod udp;
 mod unix_socket;
@@ -102,7 +103,7 @@ fn hash_password(user: &str) -> anyhow::Result<ExitCode> {
         line.trim_end_matches(['\r', '\n']).to_owned()
     };
     anyhow::ensure!(!password.is_empty(), "the password is empty");
-    let line = gateway::auth::hash_password(user, &password).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let line = signin::hash_password(user, &password).map_err(|e| anyhow::anyhow!("{e}"))?;
     println!("{line}");
     Ok(ExitCode::SUCCESS)
 }

@@ -59,6 +59,9 @@ pub struct Metrics {
     pub ws_sessions: Counter,
     pub ws_refused: Counter,
     pub upstream_failures: Counter,
+    pub signin_verifications: Counter,
+    pub signin_rate_limited: Counter,
+    pub signin_busy: Counter,
 }
 
 impl Default for Metrics {
@@ -85,6 +88,9 @@ impl Metrics {
             ws_sessions: Counter::default(),
             ws_refused: Counter::default(),
             upstream_failures: Counter::default(),
+            signin_verifications: Counter::default(),
+            signin_rate_limited: Counter::default(),
+            signin_busy: Counter::default(),
         };
         let r = &mut m.registry;
         r.register("connections_open", "Clients connected now", m.open.clone());
@@ -148,6 +154,21 @@ impl Metrics {
             "upstream_connect_failures",
             "Gateway sessions whose timestamp server could not be reached",
             m.upstream_failures.clone(),
+        );
+        r.register(
+            "signin_verifications",
+            "Password hashes checked (argon2 runs, the dummy hash for unknown users included)",
+            m.signin_verifications.clone(),
+        );
+        r.register(
+            "signin_rate_limited",
+            "Sign-in attempts refused before any check: too many from one address",
+            m.signin_rate_limited.clone(),
+        );
+        r.register(
+            "signin_busy",
+            "Sign-in attempts refused because every password check slot was taken",
+            m.signin_busy.clone(),
         );
         m
     }

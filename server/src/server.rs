@@ -16,7 +16,6 @@ use tracing::{info, warn};
 use crate::admission::{self, Door, Shared};
 use crate::bind::{BindError, Bound};
 use crate::config::ServeConfig;
-use crate::gateway::auth::{Auth, AuthFileError};
 use crate::gateway::hosts::AllowedHosts;
 use crate::gateway::http_service::HttpService;
 use crate::gateway::{self, Gateway, Ops};
@@ -24,6 +23,7 @@ use crate::line_service::LineService;
 use crate::metrics::Metrics;
 use crate::proxy_protocol::ProxyPolicy;
 use crate::shutdown::Signals;
+use crate::signin::{Auth, AuthFileError};
 use crate::tls::{Tls, TlsError};
 use crate::udp;
 
@@ -156,7 +156,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     }
     if let (Some((l, addr)), Some(gw)) = (bound.http, &config.gateway) {
         let auth = (!gw.auth.is_empty())
-            .then(|| Auth::load(&gw.auth, tls.is_some()))
+            .then(|| Auth::load(&gw.auth, tls.is_some(), &metrics))
             .transpose()?;
         let gateway = Arc::new(Gateway {
             hosts: hosts.clone(),

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, State};
-use axum::http::header::SET_COOKIE;
+use axum::http::header::{RETRY_AFTER, SET_COOKIE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -14,9 +14,9 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
-use super::auth::Denied;
 use super::{origin, Gateway};
 use crate::log_text::untrusted;
+use crate::signin::Denied;
 
 pub fn router() -> Router<Arc<Gateway>> {
     Router::new()
@@ -113,7 +113,8 @@ async fn logout(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Resp
     }
 }
 
-/// 401 (or 429 when rate-limited) with the reason, in the session format.
+/// 401 (429 when rate-limited, 503 when sign-in is busy) with the reason, in
+/// the session format.
 /// The page's own API challenges only with `Bearer`: a `Basic` challenge on a
 /// same-origin fetch would make browsers pop up their own login dialog over
 /// the page's form. Scripts on `/ws` are offered both.
@@ -126,14 +127,20 @@ pub fn denied_to_script(d: Denied) -> Response {
 }
 
 fn denied_with(d: Denied, challenge: &'static str) -> Response {
-    let status = match d {
-        Denied::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-        _ => StatusCode::UNAUTHORIZED,
-    };
-    let body = SessionInfo {
+    let body = Json(SessionInfo {
         auth: true,
         user: None,
         reason: Some(d.reason()),
-    };
-    (status, [("www-authenticate", challenge)], Json(body)).into_response()
+    });
+    let challenge = [("www-authenticate", challenge)];
+    match d {
+        Denied::NoCredentials | Denied::BadCredentials => {
+            (StatusCode::UNAUTHORIZED, challenge, body).into_response()
+        }
+        Denied::RateLimited => (StatusCode::TOO_MANY_REQUESTS, challenge, body).into_response(),
+        // Nothing was wrong with the attempt: it may be sent again as it is.
+        Denied::Busy => {
+            (StatusCode::SERVICE_UNAVAILABLE, [(RETRY_AFTER, "1")], body).into_response()
+        }
+    }
 }

@@ -4,13 +4,13 @@
 
 pub(crate) mod api;
 mod assets;
-pub mod auth;
 mod edge;
 pub mod hosts;
 pub mod http_service;
 mod ops;
 mod origin;
 mod relay;
+mod ws_upgrade;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +29,7 @@ use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use crate::config::GatewayConfig;
 use crate::metrics::Metrics;
+use crate::signin::Auth;
 use hosts::HostHeader;
 pub use ops::Ops;
 
@@ -53,14 +54,14 @@ pub struct Gateway {
     /// Served over TLS: origins are `https://`, responses carry HSTS.
     pub secure: bool,
     /// Sign-in for the page and `/ws`, when `--auth` is given.
-    pub auth: Option<auth::Auth>,
+    pub auth: Option<Auth>,
 }
 
 /// The main HTTP listener's routes: the page, `/ws`, the sign-in API and the
 /// operations endpoints. Request bodies must arrive within `body_timeout`.
 pub fn router(gateway: Arc<Gateway>, ops: Arc<Ops>, body_timeout: Duration) -> Router {
     Router::new()
-        .route("/ws", get(relay::upgrade))
+        .route("/ws", get(ws_upgrade::upgrade))
         .merge(api::router())
         .fallback(assets::serve)
         .with_state(gateway.clone())

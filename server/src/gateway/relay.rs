@@ -1,4 +1,6 @@
-//! One WebSocket relayed to its own TCP connection to the timestamp server.
+//! One WebSocket relayed to its own TCP connection to the timestamp server: a
+//! pump. Who may open one is decided before it starts (`ws_upgrade`); a
+//! sign-out reaches it as a cancelled token.
 //!
 //! The two directions run as two futures in one task, so neither can block the
 //! other (a browser flooding us while the server's replies wait would otherwise
@@ -12,11 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, State};
-use axum::http::header::ORIGIN;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{FutureExt, SinkExt, StreamExt};
@@ -27,9 +25,10 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{timeout, Instant};
-use tracing::{debug, info_span, Instrument};
+use tracing::debug;
 
-use super::{api, origin, Gateway};
+use super::Gateway;
+use crate::signin::{self, SessionEnd};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Upstream bytes read at once; replies are relayed one frame per line.
@@ -41,69 +40,10 @@ const STAMP_ROOM: usize = 256;
 const PARTIAL_QUIET: Duration = Duration::from_millis(50);
 /// Most bytes of browser frames gathered into one upstream write.
 const UPSTREAM_BATCH: usize = 64 * 1024;
-/// Read and write buffer of the WebSocket protocol layer, per session.
-const WS_BUFFER: usize = 4 * 1024;
 /// How long a closing session waits for the browser's close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Longest close reason RFC 6455 allows.
 const MAX_REASON: usize = 123;
-
-/// `GET /ws`: checks the origin and the session limit, then upgrades.
-pub async fn upgrade(
-    State(gateway): State<Arc<Gateway>>,
-    ConnectInfo(browser): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    ws: WebSocketUpgrade,
-) -> Response {
-    if let Err(reason) = origin::check(&headers, &gateway.config.allowed_origins, gateway.secure) {
-        debug!("websocket refused: {reason}");
-        gateway.metrics.ws_refused.inc();
-        return (StatusCode::FORBIDDEN, reason + "\n").into_response();
-    }
-    if let Some(auth) = &gateway.auth {
-        if let Err(denied) = auth.authorize(&headers, browser.ip()).await {
-            gateway.metrics.ws_refused.inc();
-            // A browser cannot read a refused handshake's status, but it can read
-            // a close frame's reason: pages get one, scripts get the 401.
-            if headers.contains_key(ORIGIN) {
-                return ws.on_upgrade(move |mut socket| async move {
-                    let _ = socket
-                        .send(close(close_code::POLICY, denied.reason().to_owned()))
-                        .await;
-                });
-            }
-            return api::denied_to_script(denied);
-        }
-    }
-    // Signed in with the page's cookie: the session is re-checked while the
-    // socket lives, so signing out (or expiry) ends it.
-    let signed_in = gateway.auth.as_ref().and_then(|a| a.session_key(&headers));
-    let Ok(permit) = gateway.sessions.clone().try_acquire_owned() else {
-        gateway.metrics.ws_refused.inc();
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too many WebSocket sessions open; try again later\n",
-        )
-            .into_response();
-    };
-    // The protocol layer reads a frame somewhat over the limit whole, so the
-    // session can refuse it with 1009 and a clean close; only far bigger frames
-    // are cut off mid-read by the protocol layer itself.
-    let hard_limit = gateway.max_frame.saturating_mul(2).max(16 * 1024);
-    let tracker = gateway.tracker.clone();
-    // The protocol layer's default buffers are 128 KiB each, allocated and
-    // touched per session; messages here are lines, and small buffers keep an
-    // idle session cheap (they grow while a large frame passes).
-    ws.max_message_size(hard_limit)
-        .max_frame_size(hard_limit)
-        .read_buffer_size(WS_BUFFER)
-        .write_buffer_size(WS_BUFFER)
-        .on_upgrade(move |socket| {
-            let span = info_span!("ws", %browser);
-            let pair = Pair { browser, signed_in };
-            tracker.track_future(session(socket, gateway, pair, permit).instrument(span))
-        })
-}
 
 /// How a session ended, and so what the browser is told.
 #[derive(Debug)]
@@ -164,14 +104,20 @@ impl Ending {
 }
 
 /// Who is on the browser side of a session.
-#[derive(Clone, Copy)]
-struct Pair {
-    browser: SocketAddr,
+pub struct Pair {
+    pub browser: SocketAddr,
     /// The sign-in session, when the page connected with its cookie.
-    signed_in: Option<[u8; 32]>,
+    pub signed_in: Option<SessionEnd>,
 }
 
-async fn session(ws: WebSocket, gateway: Arc<Gateway>, pair: Pair, _permit: OwnedSemaphorePermit) {
+/// Relays one upgraded WebSocket until either side ends it; `_permit` is its
+/// place under `--max-websockets`.
+pub async fn session(
+    ws: WebSocket,
+    gateway: Arc<Gateway>,
+    pair: Pair,
+    _permit: OwnedSemaphorePermit,
+) {
     let metrics = &gateway.metrics;
     metrics.ws_sessions.inc();
     metrics.ws_open.inc();
@@ -269,7 +215,7 @@ async fn send_proxy_header(tcp: &mut TcpStream, browser: SocketAddr) -> std::io:
     tcp.write_all(&header).await
 }
 
-fn close(code: u16, mut reason: String) -> Message {
+pub fn close(code: u16, mut reason: String) -> Message {
     if reason.len() > MAX_REASON {
         let mut cut = MAX_REASON;
         while !reason.is_char_boundary(cut) {
@@ -370,7 +316,7 @@ async fn upstream_to_browser(
     ws_tx: &mut SplitSink<WebSocket, Message>,
     gateway: &Gateway,
     in_flight: &InFlight,
-    signed_in: Option<[u8; 32]>,
+    signed_in: Option<SessionEnd>,
 ) -> Ending {
     let mut decoder = LineDecoder::new(gateway.max_frame + STAMP_ROOM);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
@@ -381,6 +327,8 @@ async fn upstream_to_browser(
     );
     let quiet = tokio::time::sleep(PARTIAL_QUIET);
     tokio::pin!(quiet);
+    let signed_out = signin::signed_out(signed_in);
+    tokio::pin!(signed_out);
     loop {
         if buf.capacity() - buf.len() < READ_CHUNK / 4 && buf.len() < decoder.buffer_limit() {
             buf.reserve(READ_CHUNK);
@@ -444,12 +392,8 @@ async fn upstream_to_browser(
                     }
                 }
             }
+            () = &mut signed_out => return Ending::SignedOut,
             _ = ping.tick() => {
-                if let (Some(auth), Some(key)) = (&gateway.auth, &signed_in) {
-                    if !auth.session_alive(key) {
-                        return Ending::SignedOut;
-                    }
-                }
                 if ws_tx.send(Message::Ping(Bytes::new())).await.is_err() {
                     return Ending::BrowserVanished;
                 }

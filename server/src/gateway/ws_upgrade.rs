@@ -1,0 +1,76 @@
+//! `GET /ws`: who may open a WebSocket (origin, sign-in, the session limit),
+//! decided before the upgrade; the relay itself only pumps.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, State};
+use axum::http::header::ORIGIN;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use timecho_shared::relay::close_code;
+use tracing::{debug, info_span, Instrument};
+
+use super::relay::{self, close, Pair};
+use super::{api, origin, Gateway};
+use crate::log_text::untrusted;
+
+/// Read and write buffer of the WebSocket protocol layer, per session.
+const WS_BUFFER: usize = 4 * 1024;
+
+/// `GET /ws`: checks the origin and the session limit, then upgrades.
+pub async fn upgrade(
+    State(gateway): State<Arc<Gateway>>,
+    ConnectInfo(browser): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if let Err(reason) = origin::check(&headers, &gateway.config.allowed_origins, gateway.secure) {
+        debug!(reason = %untrusted(&reason), "websocket refused");
+        gateway.metrics.ws_refused.inc();
+        return (StatusCode::FORBIDDEN, reason + "\n").into_response();
+    }
+    if let Some(auth) = &gateway.auth {
+        if let Err(denied) = auth.authorize(&headers, browser.ip()).await {
+            gateway.metrics.ws_refused.inc();
+            // A browser cannot read a refused handshake's status, but it can read
+            // a close frame's reason: pages get one, scripts get the 401.
+            if headers.contains_key(ORIGIN) {
+                return ws.on_upgrade(move |mut socket| async move {
+                    let _ = socket
+                        .send(close(close_code::POLICY, denied.reason().to_owned()))
+                        .await;
+                });
+            }
+            return api::denied_to_script(denied);
+        }
+    }
+    // Signed in with the page's cookie: signing out (or expiry) ends the socket.
+    let signed_in = gateway.auth.as_ref().and_then(|a| a.session_ends(&headers));
+    let Ok(permit) = gateway.sessions.clone().try_acquire_owned() else {
+        gateway.metrics.ws_refused.inc();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many WebSocket sessions open; try again later\n",
+        )
+            .into_response();
+    };
+    // The protocol layer reads a frame somewhat over the limit whole, so the
+    // session can refuse it with 1009 and a clean close; only far bigger frames
+    // are cut off mid-read by the protocol layer itself.
+    let hard_limit = gateway.max_frame.saturating_mul(2).max(16 * 1024);
+    let tracker = gateway.tracker.clone();
+    // The protocol layer's default buffers are 128 KiB each, allocated and
+    // touched per session; messages here are lines, and small buffers keep an
+    // idle session cheap (they grow while a large frame passes).
+    ws.max_message_size(hard_limit)
+        .max_frame_size(hard_limit)
+        .read_buffer_size(WS_BUFFER)
+        .write_buffer_size(WS_BUFFER)
+        .on_upgrade(move |socket| {
+            let span = info_span!("ws", %browser);
+            let pair = Pair { browser, signed_in };
+            tracker.track_future(relay::session(socket, gateway, pair, permit).instrument(span))
+        })
+}

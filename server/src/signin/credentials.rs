@@ -1,0 +1,235 @@
+//! The accepted credentials (`--auth basic:FILE` users, `--auth token:FILE`
+//! tokens) and the checks against them.
+//!
+//! A password check is argon2: about 19 MiB and a core for a while. So checks
+//! run on blocking threads, at most one per core at a time; an attempt that
+//! finds every slot taken is refused at once (`Busy`) rather than queued, so a
+//! burst of attempts costs neither memory nor threads beyond the slots.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use argon2::{Argon2, PasswordHash, PasswordVerifier};
+use password_hash::rand_core::OsRng;
+use prometheus_client::metrics::counter::Counter;
+use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
+
+use super::digest;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthFileError {
+    #[error(
+        "--auth {0:?}: use basic:FILE (user:argon2-hash lines) or token:FILE (one token per line)"
+    )]
+    Spec(String),
+    #[error("cannot read {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("{path}:{line}: {reason}")]
+    Line {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+}
+
+/// Where credentials come from, as given to `--auth`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthSource {
+    Basic(PathBuf),
+    Token(PathBuf),
+}
+
+impl std::str::FromStr for AuthSource {
+    type Err = AuthFileError;
+    fn from_str(s: &str) -> Result<Self, AuthFileError> {
+        match s.split_once(':') {
+            Some(("basic", path)) if !path.is_empty() => Ok(AuthSource::Basic(path.into())),
+            Some(("token", path)) if !path.is_empty() => Ok(AuthSource::Token(path.into())),
+            _ => Err(AuthFileError::Spec(s.to_owned())),
+        }
+    }
+}
+
+/// Every password-check slot was taken; the attempt was not checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy;
+
+pub struct Credentials {
+    /// user -> argon2 PHC hash string.
+    users: HashMap<String, String>,
+    /// SHA-256 of each accepted token.
+    tokens: Vec<[u8; 32]>,
+    /// One permit per password check that may run at once.
+    check_slots: Arc<Semaphore>,
+    checks: Counter,
+    busy: Counter,
+}
+
+impl Credentials {
+    /// Reads every source; `check_slots` password checks may run at once.
+    pub fn load(
+        sources: &[AuthSource],
+        check_slots: usize,
+        checks: Counter,
+        busy: Counter,
+    ) -> Result<Credentials, AuthFileError> {
+        let mut users = HashMap::new();
+        let mut tokens = Vec::new();
+        for source in sources {
+            match source {
+                AuthSource::Basic(path) => {
+                    for (n, line) in lines(path)? {
+                        let bad = |reason: &str| AuthFileError::Line {
+                            path: path.clone(),
+                            line: n,
+                            reason: reason.to_owned(),
+                        };
+                        let (user, hash) = line.split_once(':').ok_or_else(|| {
+                            bad("expected user:argon2-hash (make one with `timecho hash-password`)")
+                        })?;
+                        PasswordHash::new(hash).map_err(|_| {
+                            bad("not an argon2 hash; make one with `timecho hash-password`")
+                        })?;
+                        users.insert(user.to_owned(), hash.to_owned());
+                    }
+                }
+                AuthSource::Token(path) => {
+                    for (_, line) in lines(path)? {
+                        tokens.push(digest(line.as_bytes()));
+                    }
+                }
+            }
+        }
+        Ok(Credentials {
+            users,
+            tokens,
+            check_slots: Arc::new(Semaphore::new(check_slots.max(1))),
+            checks,
+            busy,
+        })
+    }
+
+    pub fn token_ok(&self, token: &str) -> bool {
+        let d = digest(token.as_bytes());
+        // Every entry is compared, so timing says nothing about which one matched.
+        self.tokens
+            .iter()
+            .fold(subtle::Choice::from(0), |acc, t| acc | t.ct_eq(&d))
+            .into()
+    }
+
+    /// Whether `password` is `user`'s, or `Busy` when no check slot is free.
+    pub async fn password_ok(&self, user: &str, password: &str) -> Result<bool, Busy> {
+        // An owned permit, moved into the blocking thread: if the request is
+        // dropped mid-check (its client hung up), the slot stays taken until
+        // argon2 is really done.
+        let Ok(slot) = self.check_slots.clone().try_acquire_owned() else {
+            self.busy.inc();
+            return Err(Busy);
+        };
+        self.checks.inc();
+        // Unknown users are checked against a dummy hash, so timing does not tell
+        // which user names exist.
+        let known = self.users.get(user);
+        let hash = known.map_or(DUMMY_HASH, String::as_str).to_owned();
+        let password = password.to_owned();
+        let verified = tokio::task::spawn_blocking(move || {
+            let verified = PasswordHash::new(&hash).is_ok_and(|h| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &h)
+                    .is_ok()
+            });
+            drop(slot);
+            verified
+        })
+        .await
+        .unwrap_or(false);
+        Ok(verified && known.is_some())
+    }
+
+    /// Takes every check slot, as a burst of checks would.
+    #[cfg(test)]
+    pub fn take_all_check_slots(&self) -> tokio::sync::OwnedSemaphorePermit {
+        let all = self.check_slots.available_permits() as u32;
+        self.check_slots
+            .clone()
+            .try_acquire_many_owned(all)
+            .expect("no check is running")
+    }
+}
+
+/// An argon2 hash of a random password, for unknown user names; its cost
+/// parameters are argon2's defaults, the same as `hash_password`'s.
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Vf6S6MT1ko9oDRwAnbXJbW5rsKx2y6vkHOpCNPp+J0Y";
+
+/// Non-empty, non-comment lines with their line numbers.
+fn lines(path: &Path) -> Result<Vec<(usize, String)>, AuthFileError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| AuthFileError::Read(path.to_owned(), e))?;
+    Ok(text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim().to_owned()))
+        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
+        .collect())
+}
+
+/// `timecho hash-password`: the line to put in a basic auth file.
+pub fn hash_password(user: &str, password: &str) -> Result<String, password_hash::Error> {
+    use argon2::PasswordHasher;
+    let salt = password_hash::SaltString::generate(&mut OsRng);
+    let hash = Argon2::default().hash_password(password.as_bytes(), &salt)?;
+    Ok(format!("{user}:{hash}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn credentials(check_slots: usize) -> (Credentials, Counter, Counter) {
+        let dir = std::env::temp_dir().join(format!("timecho-credentials-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let users = dir.join("users");
+        std::fs::write(&users, hash_password("ada", "lovelace").unwrap() + "\n").unwrap();
+        let (checks, busy) = (Counter::default(), Counter::default());
+        let c = Credentials::load(
+            &[AuthSource::Basic(users)],
+            check_slots,
+            checks.clone(),
+            busy.clone(),
+        )
+        .unwrap();
+        (c, checks, busy)
+    }
+
+    #[test]
+    fn unknown_users_cost_as_much_as_known_ones() {
+        let dummy = PasswordHash::new(DUMMY_HASH).unwrap();
+        let real = hash_password("ada", "lovelace").unwrap();
+        let real = PasswordHash::new(real.split_once(':').unwrap().1).unwrap();
+        assert_eq!(dummy.algorithm, real.algorithm);
+        assert_eq!(dummy.params, real.params);
+    }
+
+    #[tokio::test]
+    async fn unknown_users_are_checked_and_refused() {
+        let (c, checks, _) = credentials(1);
+        assert_eq!(c.password_ok("ada", "lovelace").await, Ok(true));
+        assert_eq!(c.password_ok("ada", "wrong").await, Ok(false));
+        assert_eq!(c.password_ok("grace", "lovelace").await, Ok(false));
+        assert_eq!(checks.get(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_check_with_every_slot_taken_is_refused_unchecked() {
+        let (c, checks, busy) = credentials(2);
+        let taken = c.take_all_check_slots();
+        assert_eq!(c.password_ok("ada", "lovelace").await, Err(Busy));
+        assert_eq!((checks.get(), busy.get()), (0, 1));
+        drop(taken);
+        assert_eq!(c.password_ok("ada", "lovelace").await, Ok(true));
+    }
+}

@@ -1,0 +1,186 @@
+//! Sign-in under attack, over a real `timecho serve --auth basic:FILE`: a burst
+//! of wrong passwords from one address must cost at most the rate limit's worth
+//! of password checks (each argon2 check takes ~19 MiB and a core for a while),
+//! and must not lock out people signing in from elsewhere.
+
+// Only the memory probe of the abuse suite's helpers is used here.
+#[allow(dead_code, unused_imports)]
+mod abuse_support;
+mod support;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use abuse_support::Memory;
+use support::{metric, run_to_exit, scrape, timecho, Server, TempDir};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpSocket;
+use tokio::sync::Barrier;
+
+const ATTACKERS: usize = 200;
+/// Attempts one address may make in a minute (the server's limit).
+const ATTEMPTS_PER_MINUTE: f64 = 5.0;
+/// Generous for a debug build on a shared machine; the attack itself should
+/// finish in a few seconds.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
+const MIB: u64 = 1024;
+const VERIFICATIONS: &str = "timecho_signin_verifications_total";
+
+/// A users file with `ada` / `lovelace`, made as the README says.
+fn users_file(dir: &TempDir) -> String {
+    let mut cmd = timecho();
+    cmd.args(["hash-password", "ada"]);
+    let out = run_to_exit(cmd, b"lovelace\n", Duration::from_secs(60));
+    assert!(out.status.success(), "hash-password: {out:?}");
+    let path = dir.path().join("users");
+    std::fs::write(&path, &out.stdout).expect("write the users file");
+    format!("basic:{}", path.display())
+}
+
+/// `POST /api/login` from `source`, as the page sends it; the status code and
+/// the whole answer, or the error that kept an answer from coming.
+async fn login(
+    source: &str,
+    http: SocketAddr,
+    (user, password): (&str, &str),
+    ready: Option<&Barrier>,
+) -> Result<(u16, String), String> {
+    let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
+    socket
+        .bind(format!("{source}:0").parse().unwrap())
+        .map_err(|e| format!("bind {source}: {e}"))?;
+    let mut stream = socket
+        .connect(http)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let body = serde_json::json!({ "user": user, "password": password }).to_string();
+    let request = format!(
+        "POST /api/login HTTP/1.1\r\nHost: {http}\r\nOrigin: http://{http}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    if let Some(ready) = ready {
+        ready.wait().await;
+    }
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| format!("send: {e}"))?;
+    let mut raw = Vec::new();
+    tokio::time::timeout(ANSWER_TIMEOUT, stream.read_to_end(&mut raw))
+        .await
+        .map_err(|_| format!("no answer within {ANSWER_TIMEOUT:?}"))?
+        .map_err(|e| format!("read: {e}"))?;
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let status = raw
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("not an HTTP answer: {raw:?}"))?;
+    Ok((status, raw))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_burst_costs_at_most_the_rate_limit_in_checks_and_memory() {
+    let dir = TempDir::new();
+    let auth = users_file(&dir);
+    let server = Server::start(&["--http", "127.0.0.1:0", "--auth", &auth]);
+    let http = server.http_addr();
+    assert!(
+        scrape(http).contains(VERIFICATIONS),
+        "the server exports no {VERIFICATIONS}"
+    );
+    let memory = Memory::start(&server);
+
+    let ready = Arc::new(Barrier::new(ATTACKERS));
+    let started = Instant::now();
+    let attackers: Vec<_> = (0..ATTACKERS)
+        .map(|_| {
+            let ready = ready.clone();
+            tokio::spawn(
+                async move { login("127.0.0.1", http, ("ada", "wrong"), Some(&ready)).await },
+            )
+        })
+        .collect();
+    let mut answers: BTreeMap<String, usize> = BTreeMap::new();
+    for attacker in attackers {
+        let answer = match attacker.await.expect("attacker task") {
+            Ok((503, answer)) if !answer.to_ascii_lowercase().contains("retry-after: 1\r\n") => {
+                format!("503 without Retry-After: {answer}")
+            }
+            Ok((status, _)) => status.to_string(),
+            Err(e) => e,
+        };
+        *answers.entry(answer).or_default() += 1;
+    }
+    let took = started.elapsed();
+
+    let verifications = metric(http, VERIFICATIONS, &[]);
+    let rate_limited = metric(http, "timecho_signin_rate_limited_total", &[]);
+    let busy = metric(http, "timecho_signin_busy_total", &[]);
+    eprintln!(
+        "{ATTACKERS} wrong passwords from one address in {took:?}: answers {answers:?}; \
+         {verifications} password checks, {rate_limited} rate-limited, {busy} busy"
+    );
+    memory.assert_peak_growth_below(200 * MIB, "wrong-password burst");
+
+    // The limit refills one attempt every 12 s: more can pass if the burst was slow.
+    let allowed = ATTEMPTS_PER_MINUTE + (took.as_secs_f64() / 12.0).floor();
+    assert!(
+        verifications <= allowed,
+        "{verifications} password checks for one address (at most {allowed})"
+    );
+    let unexpected: Vec<_> = answers
+        .keys()
+        .filter(|a| !["401", "429", "503"].contains(&a.as_str()))
+        .collect();
+    assert!(unexpected.is_empty(), "unexpected answers: {answers:?}");
+
+    // Someone else, at another address, still signs in.
+    let (status, answer) = login("127.0.0.2", http, ("ada", "lovelace"), None)
+        .await
+        .expect("an answer to the right password");
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("set-cookie: timecho_session="),
+        "{answer}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_names_reach_the_log_escaped_and_cut_short() {
+    let dir = TempDir::new();
+    let auth = users_file(&dir);
+    let mut server = Server::start(&["--http", "127.0.0.1:0", "--auth", &auth]);
+    let http = server.http_addr();
+    let forged = "2026-01-01T00:00:00.000000Z  INFO timecho::gateway::api: signed in user=ada";
+    let user = format!("mallory\n{forged}{}", "x".repeat(10_000));
+    let (status, answer) = login("127.0.0.1", http, (&user, "guess"), None)
+        .await
+        .expect("an answer");
+    assert_eq!(status, 401, "{answer}");
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let log = loop {
+        let log = server.stderr();
+        if log.contains("sign-in refused") || Instant::now() > deadline {
+            break log;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let line = log
+        .lines()
+        .find(|l| l.contains("sign-in refused"))
+        .unwrap_or_else(|| panic!("no refusal logged: {log}"));
+    eprintln!("logged: {line}");
+    assert!(line.contains(r"user=mallory\n2026-01-01T00"), "{line}");
+    assert!(
+        !log.contains(&format!("\n{forged}")),
+        "a forged line: {log}"
+    );
+    assert!(!line.contains("xxxxxxxxxx"), "not cut short: {line}");
+}
