@@ -86,10 +86,19 @@ async fn login(
 async fn wrong_password_burst_costs_at_most_the_rate_limit_in_checks_and_memory() {
     let dir = TempDir::new();
     let auth = users_file(&dir);
-    let server = Server::start(&["--http", "127.0.0.1:0", "--auth", &auth]);
+    // Metrics come from their own listener: under --auth the main one wants sign-in.
+    let server = Server::start(&[
+        "--http",
+        "127.0.0.1:0",
+        "--metrics",
+        "127.0.0.1:0",
+        "--auth",
+        &auth,
+    ]);
     let http = server.http_addr();
+    let ops = server.listener("metrics");
     assert!(
-        scrape(http).contains(VERIFICATIONS),
+        scrape(ops).contains(VERIFICATIONS),
         "the server exports no {VERIFICATIONS}"
     );
     let memory = Memory::start(&server);
@@ -117,9 +126,9 @@ async fn wrong_password_burst_costs_at_most_the_rate_limit_in_checks_and_memory(
     }
     let took = started.elapsed();
 
-    let verifications = metric(http, VERIFICATIONS, &[]);
-    let rate_limited = metric(http, "timecho_signin_rate_limited_total", &[]);
-    let busy = metric(http, "timecho_signin_busy_total", &[]);
+    let verifications = metric(ops, VERIFICATIONS, &[]);
+    let rate_limited = metric(ops, "timecho_signin_rate_limited_total", &[]);
+    let busy = metric(ops, "timecho_signin_busy_total", &[]);
     eprintln!(
         "{ATTACKERS} wrong passwords from one address in {took:?}: answers {answers:?}; \
          {verifications} password checks, {rate_limited} rate-limited, {busy} busy"
@@ -149,38 +158,4 @@ async fn wrong_password_burst_costs_at_most_the_rate_limit_in_checks_and_memory(
             .contains("set-cookie: timecho_session="),
         "{answer}"
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn user_names_reach_the_log_escaped_and_cut_short() {
-    let dir = TempDir::new();
-    let auth = users_file(&dir);
-    let mut server = Server::start(&["--http", "127.0.0.1:0", "--auth", &auth]);
-    let http = server.http_addr();
-    let forged = "2026-01-01T00:00:00.000000Z  INFO timecho::gateway::api: signed in user=ada";
-    let user = format!("mallory\n{forged}{}", "x".repeat(10_000));
-    let (status, answer) = login("127.0.0.1", http, (&user, "guess"), None)
-        .await
-        .expect("an answer");
-    assert_eq!(status, 401, "{answer}");
-
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let log = loop {
-        let log = server.stderr();
-        if log.contains("sign-in refused") || Instant::now() > deadline {
-            break log;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let line = log
-        .lines()
-        .find(|l| l.contains("sign-in refused"))
-        .unwrap_or_else(|| panic!("no refusal logged: {log}"));
-    eprintln!("logged: {line}");
-    assert!(line.contains(r"user=mallory\n2026-01-01T00"), "{line}");
-    assert!(
-        !log.contains(&format!("\n{forged}")),
-        "a forged line: {log}"
-    );
-    assert!(!line.contains("xxxxxxxxxx"), "not cut short: {line}");
 }

@@ -314,7 +314,11 @@ fn behind_haproxy_sign_in_limits_and_deny_see_each_browser_not_the_balancer() {
     );
     assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
     // ...while another browser behind the same balancer is not locked out, on
-    // either instance.
+    // either instance: its first wrong guesses are told they are wrong, not
+    // rate-limited, and its right token works.
+    for _ in 0..2 {
+        assert_eq!(http_from("127.0.0.4", lb.http, "/api/session", wrong), 401);
+    }
     for _ in 0..4 {
         assert_eq!(http_from("127.0.0.4", lb.http, "/api/session", right), 200);
     }

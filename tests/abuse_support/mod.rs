@@ -169,7 +169,7 @@ impl Memory {
     /// kernel's peak (high-water mark) from it. A first `/metrics` request
     /// beforehand keeps the HTTP side's one-time set-up out of the figures.
     pub fn start(server: &Server) -> Memory {
-        scrape(server.http_addr());
+        scrape(server.metrics_addr());
         let pid = server.pid();
         if let Err(e) = std::fs::write(format!("/proc/{pid}/clear_refs"), "5") {
             // The peak then counts from start-up, which stays close to the baseline.

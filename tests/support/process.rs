@@ -255,6 +255,15 @@ impl Server {
         send_signal(&self.child, signal);
     }
 
+    /// Where `/metrics` is served without sign-in: the `--metrics` listener
+    /// when there is one, else the HTTP listener.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        match self.addrs("metrics").next() {
+            Some(_) => self.socket_addr("metrics"),
+            None => self.http_addr(),
+        }
+    }
+
     /// The address of the first listener of `kind` (`tcp`, `tls`, `https`, ...).
     pub fn listener(&self, kind: &str) -> SocketAddr {
         self.socket_addr(kind)

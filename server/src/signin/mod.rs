@@ -37,7 +37,7 @@ pub use sessions::SessionEnd;
 pub const COOKIE_NAME: &str = "timecho_session";
 /// How long a sign-in lasts.
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
-/// Password or token attempts one client may make in a minute, right or wrong.
+/// Password attempts (right or wrong) and wrong tokens one client may send in a minute.
 const ATTEMPTS_PER_MINUTE: NonZeroU32 = NonZeroU32::new(5).unwrap();
 /// Bounds on the in-memory tables, so a flood cannot grow them without limit.
 const MAX_SESSIONS: usize = 100_000;
@@ -120,13 +120,17 @@ impl Auth {
         let Some(value) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
             return Err(Denied::NoCredentials);
         };
-        self.limiter.attempt(client)?;
         if let Some(token) = value.strip_prefix("Bearer ") {
-            return match self.credentials.token_ok(token.trim()) {
-                true => Ok("token".to_owned()),
-                false => Err(Denied::BadCredentials),
-            };
+            // A token costs one hash to check, so a right one is let in at once
+            // (scripts open sockets often); only wrong ones count, against guessing.
+            if self.credentials.token_ok(token.trim()) {
+                return Ok("token".to_owned());
+            }
+            self.limiter.attempt(client)?;
+            return Err(Denied::BadCredentials);
         }
+        // A password costs an argon2 check: the attempt counts before it starts.
+        self.limiter.attempt(client)?;
         let decoded = value
             .strip_prefix("Basic ")
             .and_then(|encoded| {
@@ -327,17 +331,27 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn every_token_or_password_attempt_counts_but_session_cookies_do_not() {
+    async fn passwords_and_wrong_tokens_count_but_right_tokens_and_cookies_do_not() {
         let (a, _) = auth();
         let cookie = cookie_of(&a.login("ada", "lovelace", CLIENT).await.unwrap());
-        for _ in 0..3 {
-            let token = headers("authorization", "Bearer s3cret-token");
-            assert!(a.authorize(&token, CLIENT).await.is_ok());
-        }
         assert!(a.authorize(&basic("ada:lovelace"), CLIENT).await.is_ok());
-        let token = headers("authorization", "Bearer s3cret-token");
-        assert_eq!(a.authorize(&token, CLIENT).await, Err(Denied::RateLimited));
+        let wrong = headers("authorization", "Bearer nope");
+        for _ in 0..3 {
+            assert_eq!(
+                a.authorize(&wrong, CLIENT).await,
+                Err(Denied::BadCredentials)
+            );
+        }
+        // Five attempts made: guesses and passwords are refused now...
+        assert_eq!(a.authorize(&wrong, CLIENT).await, Err(Denied::RateLimited));
+        assert_eq!(
+            a.authorize(&basic("ada:lovelace"), CLIENT).await,
+            Err(Denied::RateLimited)
+        );
+        // ...while the right token and the session cookie cost nothing.
+        let right = headers("authorization", "Bearer s3cret-token");
         for _ in 0..20 {
+            assert_eq!(a.authorize(&right, CLIENT).await, Ok("token".to_owned()));
             assert_eq!(a.authorize(&cookie, CLIENT).await, Ok("ada".to_owned()));
         }
         let nothing = HeaderMap::new();
