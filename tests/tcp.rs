@@ -123,6 +123,29 @@ fn partial_line_is_answered_after_the_partial_timeout() {
 }
 
 #[test]
+fn a_line_clients_slow_line_is_not_split_by_the_partial_timeout() {
+    // A client that has ended a line with a newline is a line client: a pause
+    // in its next line, longer than the partial timeout, does not cut it.
+    let server = Server::start(&["--partial-timeout", "100ms"]);
+    let mut peer = Peer::tcp(server.tcp_addr());
+    peer.send(b"first\n");
+    assert_texts(&[parse_reply(&peer.read_line()).1], &["first"]);
+    peer.send(b"hel");
+    let early = peer.read_for(Duration::from_millis(400));
+    assert!(
+        early.is_empty(),
+        "a line client's partial line was answered: \"{}\"",
+        early.escape_ascii()
+    );
+    peer.send(b"lo\n");
+    assert_texts(&[parse_reply(&peer.read_line()).1], &["hello"]);
+    // A partial line left at the end of the stream is still answered.
+    peer.send(b"tail");
+    peer.close_write();
+    assert_texts(&reply_texts(&peer.read_to_end()), &["tail"]);
+}
+
+#[test]
 fn partial_line_waits_for_its_newline_when_partial_timeout_is_off() {
     let server = Server::start(&["--partial-timeout", "0"]);
     let mut peer = Peer::tcp(server.tcp_addr());

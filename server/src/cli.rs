@@ -85,7 +85,9 @@ pub struct ServeArgs {
     )]
     pub unix: Vec<PathBuf>,
 
-    /// UDP address to listen on; each datagram is answered with one stamped datagram; repeatable.
+    /// UDP address to listen on; each datagram is answered with one stamped datagram, within
+    /// a per-source budget (3x the bytes received plus 1 KiB a minute) so that a forged
+    /// source address cannot make timecho an amplifier; repeatable.
     #[arg(
         long = "udp",
         value_name = "ADDR",
@@ -132,7 +134,8 @@ pub struct ServeArgs {
     pub max_connections: usize,
 
     /// A partial line (no newline yet) left idle this long is answered as a message
-    /// (the tutorial's client sends no newline). 0 turns it off.
+    /// (the tutorial's client sends no newline), until the client has ended a line
+    /// with a newline: then its lines wait for their newline. 0 turns it off.
     #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = parse_duration, env = "TIMECHO_PARTIAL_TIMEOUT")]
     pub partial_timeout: Duration,
 

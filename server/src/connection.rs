@@ -100,6 +100,11 @@ struct Connection<'p, S> {
     /// Bytes of `inbuf` holding unconsumed input.
     filled: usize,
     out: Vec<u8>,
+    /// The client has ended a line with a newline: its partial lines wait for
+    /// theirs. Only a client that never has (the tutorial's) gets a partial
+    /// line answered after `--partial-timeout`, so a slow typist's line is
+    /// never split in two.
+    line_client: bool,
 }
 
 impl<'p, S: AsyncRead + AsyncWrite + Unpin + WaitReadable> Connection<'p, S> {
@@ -114,6 +119,7 @@ impl<'p, S: AsyncRead + AsyncWrite + Unpin + WaitReadable> Connection<'p, S> {
             inbuf: Vec::new(),
             filled: 0,
             out: Vec::new(),
+            line_client: false,
         }
     }
 
@@ -207,7 +213,10 @@ impl<'p, S: AsyncRead + AsyncWrite + Unpin + WaitReadable> Connection<'p, S> {
     }
 
     fn partial_pending(&self) -> bool {
-        self.protocol.framing == Framing::Line && self.filled > 0 && !self.decoder.is_discarding()
+        self.protocol.framing == Framing::Line
+            && !self.line_client
+            && self.filled > 0
+            && !self.decoder.is_discarding()
     }
 
     /// Answers what the last read of `n` bytes completed, then makes room for the next read.
@@ -243,6 +252,7 @@ impl<'p, S: AsyncRead + AsyncWrite + Unpin + WaitReadable> Connection<'p, S> {
                         write_out(&mut self.stream, &mut self.out, stall, metrics).await?;
                     }
                 }
+                self.line_client |= lines + too_long > 0;
                 metrics.lines_in.inc_by(lines + too_long);
                 metrics.lines_out.inc_by(lines + too_long);
                 if too_long > 0 {
