@@ -104,6 +104,42 @@ fn empty_udp_datagram_gets_no_reply_and_serving_continues() {
     assert_texts(&[parse_reply(&udp.recv()).1], &["still there?"]);
 }
 
+#[test]
+fn the_largest_udp_datagram_answered_is_65472_bytes_and_a_larger_one_is_dropped() {
+    let server = Server::start(&["--udp", "127.0.0.1:0"]);
+    let udp = Datagrams::connect(server.udp_addr());
+    let largest = vec![b'u'; 65_472];
+    udp.send(&largest);
+    let reply = udp.recv();
+    assert_eq!(
+        parse_reply(&reply).1,
+        largest,
+        "the reply holds the datagram"
+    );
+    assert!(
+        reply.len() <= 65_507,
+        "{} bytes do not fit a datagram",
+        reply.len()
+    );
+    udp.send(&[b'v'; 65_473]);
+    let reply = udp.recv_within(Duration::from_millis(300));
+    assert_eq!(
+        reply.map(|r| r.len()),
+        None,
+        "an over-long datagram was answered"
+    );
+    udp.send(b"after the big one");
+    assert_texts(&[parse_reply(&udp.recv()).1], &["after the big one"]);
+    assert_eq!(
+        metric(
+            server.http_addr(),
+            "timecho_errors_total",
+            &[r#"kind="UdpDropped""#]
+        ),
+        1.0
+    );
+}
+
 /// What a source may get back beyond three times what it sent: the allowance that
 /// lets short lines be answered, plus its refill over `elapsed`
 /// (`server/src/udp/budget.rs`: 1 KiB, refilled over 60 s).
