@@ -85,6 +85,20 @@ fn rfc3339_utc_stamps_carry_milliseconds_and_z() {
 }
 
 #[test]
+fn utc_set_in_the_environment_as_people_write_it_is_taken() {
+    for yes in ["1", "yes", "on", "true"] {
+        let server = Server::start_with_env(
+            &[SERVER_ZONE, ("TIMECHO_UTC", yes)],
+            &["--time-format", "rfc3339"],
+        );
+        let mut peer = Peer::tcp(server.tcp_addr());
+        peer.send(b"utc?\n");
+        let (stamp, _) = split_reply(&peer.read_line());
+        assert!(stamp.ends_with('Z'), "TIMECHO_UTC={yes}: {stamp:?}");
+    }
+}
+
+#[test]
 fn unix_stamps_are_epoch_seconds_with_milliseconds() {
     let stamp = stamp_from(&["--time-format", "unix"]);
     let (secs, frac) = stamp

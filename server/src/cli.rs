@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub use crate::config::Framing;
@@ -116,7 +117,7 @@ pub struct ServeArgs {
     pub precision: Option<String>,
 
     /// Stamp in UTC instead of the local time zone.
-    #[arg(long, env = "TIMECHO_UTC")]
+    #[arg(long, env = "TIMECHO_UTC", value_parser = BoolishValueParser::new())]
     pub utc: bool,
 
     /// Longest line accepted, in bytes; a longer one is answered with an error line and skipped.
@@ -183,7 +184,7 @@ pub struct ServeArgs {
     pub http: SocketAddr,
 
     /// Serve no web page and no WebSocket gateway.
-    #[arg(long, conflicts_with_all = ["http", "upstream", "allow_origin", "allow_host", "auth"], env = "TIMECHO_NO_HTTP")]
+    #[arg(long, conflicts_with_all = ["http", "upstream", "allow_origin", "allow_host", "auth"], env = "TIMECHO_NO_HTTP", value_parser = BoolishValueParser::new())]
     pub no_http: bool,
 
     /// Timestamp server (HOST:PORT) that each WebSocket is relayed to; the browser can
@@ -237,7 +238,7 @@ pub struct ServeArgs {
 
     /// Expect a PROXY protocol (v1 or v2) header on TCP connections from
     /// --trusted-proxy addresses, and log the client it names.
-    #[arg(long, env = "TIMECHO_PROXY_PROTOCOL")]
+    #[arg(long, env = "TIMECHO_PROXY_PROTOCOL", value_parser = BoolishValueParser::new())]
     pub proxy_protocol: bool,
 
     /// Address range (CIDR) whose PROXY protocol headers are believed; repeatable.
@@ -286,7 +287,7 @@ pub struct ServeArgs {
 
     /// Generate a certificate at start-up for the listen names (for local use);
     /// its SHA-256 fingerprint is printed so it can be checked.
-    #[arg(long, env = "TIMECHO_TLS_SELF_SIGNED", conflicts_with = "tls_cert")]
+    #[arg(long, env = "TIMECHO_TLS_SELF_SIGNED", conflicts_with = "tls_cert", value_parser = BoolishValueParser::new())]
     pub tls_self_signed: bool,
 
     /// TCP address for the timestamp protocol inside TLS (openssl s_client, ncat --ssl,

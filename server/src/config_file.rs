@@ -37,54 +37,99 @@ pub enum ConfigFileError {
     },
 }
 
+/// The command line with the file's settings in it, and which settings came
+/// from the file (clap sees them as flags).
+#[derive(Debug, Default)]
+pub struct Expanded {
+    pub argv: Vec<OsString>,
+    /// Argument ids (`max_line`) whose value is the file's.
+    pub from_file: Vec<String>,
+}
+
 /// Returns `argv` with the settings of the `--config` file inserted as flags,
 /// leaving out those the environment or the command line already set.
-pub fn expand(argv: Vec<OsString>) -> Result<Vec<OsString>, ConfigFileError> {
+pub fn expand(argv: Vec<OsString>) -> Result<Expanded, ConfigFileError> {
+    let unchanged = |argv| Expanded {
+        argv,
+        from_file: Vec::new(),
+    };
     // Anything clap would reject is left for the real parse to report.
     let Ok(matches) = Cli::command().try_get_matches_from(&argv) else {
-        return Ok(argv);
+        return Ok(unchanged(argv));
     };
     let Some(("serve", serve)) = matches.subcommand() else {
-        return Ok(argv);
+        return Ok(unchanged(argv));
     };
     let Some(path) = serve.get_one::<PathBuf>("config").cloned() else {
-        return Ok(argv);
+        return Ok(unchanged(argv));
     };
     let text =
         std::fs::read_to_string(&path).map_err(|e| ConfigFileError::Read(path.clone(), e))?;
     let table: toml::Table = text
         .parse()
         .map_err(|e| ConfigFileError::Toml(path.clone(), e))?;
-    let flags = file_flags(&path, &table, serve)?;
+    let settings = file_flags(&path, &table, serve)?;
 
-    // Check the file's values on their own, so an error names the file.
-    let mut alone: Vec<OsString> = vec!["timecho".into(), "serve".into()];
-    alone.extend(flags.iter().cloned());
-    if let Err(e) = Cli::command().try_get_matches_from(&alone) {
-        return Err(ConfigFileError::BadValue {
-            path,
-            key: "(a value)".into(),
-            reason: e
-                .to_string()
-                .trim()
-                .trim_start_matches("error: ")
-                .to_owned(),
-        });
+    // Check each of the file's values on its own, so an error names its key.
+    for (key, _, flags) in &settings {
+        let mut alone: Vec<OsString> = vec!["timecho".into(), "serve".into()];
+        alone.extend(flags.iter().cloned());
+        if let Err(e) = Cli::command().try_get_matches_from(&alone) {
+            return Err(ConfigFileError::BadValue {
+                path,
+                key: key.clone(),
+                reason: first_line(&e.to_string()),
+            });
+        }
     }
     let at = argv
         .iter()
         .position(|a| a == "serve")
         .map_or(argv.len(), |i| i + 1);
     let mut out = argv;
-    out.splice(at..at, flags);
-    Ok(out)
+    let from_file = settings.iter().map(|(_, id, _)| id.clone()).collect();
+    out.splice(at..at, settings.into_iter().flat_map(|(_, _, flags)| flags));
+    Ok(Expanded {
+        argv: out,
+        from_file,
+    })
 }
+
+/// Clap's message without its `error: ` prefix, usage and tips.
+fn first_line(message: &str) -> String {
+    message
+        .trim()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("error: ")
+        .to_owned()
+}
+
+/// A boolean as people write it in a file: true/false, yes/no, on/off, 1/0.
+fn boolean(value: &toml::Value) -> Option<bool> {
+    let text = match value {
+        toml::Value::Boolean(b) => return Some(*b),
+        toml::Value::Integer(1) => return Some(true),
+        toml::Value::Integer(0) => return Some(false),
+        toml::Value::String(s) => s.to_ascii_lowercase(),
+        _ => return None,
+    };
+    match text.as_str() {
+        "true" | "yes" | "on" | "1" => Some(true),
+        "false" | "no" | "off" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+/// Each of the file's keys with its argument id and the flags it stands for.
+type Settings = Vec<(String, String, Vec<OsString>)>;
 
 fn file_flags(
     path: &Path,
     table: &toml::Table,
     serve: &ArgMatches,
-) -> Result<Vec<OsString>, ConfigFileError> {
+) -> Result<Settings, ConfigFileError> {
     let command = Cli::command();
     let serve_cmd = command
         .find_subcommand("serve")
@@ -93,8 +138,9 @@ fn file_flags(
         .get_arguments()
         .filter(|a| !NOT_SETTINGS.contains(&a.get_id().as_str()) && a.get_long().is_some())
         .collect();
-    let mut flags = Vec::new();
+    let mut from_file: Settings = Vec::new();
     for (key, value) in table {
+        let mut flags: Vec<OsString> = Vec::new();
         let bad = |reason: &str| ConfigFileError::BadValue {
             path: path.to_owned(),
             key: key.clone(),
@@ -118,12 +164,14 @@ fn file_flags(
             continue;
         }
         let flag = format!("--{key}");
+        let id = arg.get_id().as_str().to_owned();
         if !arg.get_action().takes_values() {
-            match value {
-                toml::Value::Boolean(true) => flags.push(flag.into()),
-                toml::Value::Boolean(false) => {}
-                _ => return Err(bad("must be true or false")),
+            match boolean(value) {
+                Some(true) => flags.push(flag.into()),
+                Some(false) => {}
+                None => return Err(bad("must be true or false (or yes/no, on/off, 1/0)")),
             }
+            from_file.push((key.clone(), id, flags));
             continue;
         }
         let values = match value {
@@ -138,15 +186,16 @@ fn file_flags(
                 toml::Value::Boolean(b) => b.to_string(),
                 _ => return Err(bad("must be a string, a number, or a list of them")),
             };
-            flags.push(flag.clone().into());
-            flags.push(text.into());
+            // One token, so that a value such as `-1` is not taken for a flag.
+            flags.push(format!("{flag}={text}").into());
         }
+        from_file.push((key.clone(), id, flags));
     }
-    Ok(flags)
+    Ok(from_file)
 }
 
 /// The effective settings of `timecho serve`, as a config file.
-pub fn render(serve: &ArgMatches) -> String {
+pub fn render(serve: &ArgMatches, from_file: &[String]) -> String {
     let command = Cli::command();
     let serve_cmd = command
         .find_subcommand("serve")
@@ -160,7 +209,8 @@ pub fn render(serve: &ArgMatches) -> String {
         let source = match serve.value_source(id) {
             Some(ValueSource::DefaultValue) => "default",
             Some(ValueSource::EnvVariable) => "environment",
-            Some(ValueSource::CommandLine) => "flag or file",
+            Some(ValueSource::CommandLine) if from_file.iter().any(|f| f == id) => "file",
+            Some(ValueSource::CommandLine) => "flag",
             _ => "",
         };
         if !arg.get_action().takes_values() {
@@ -221,7 +271,7 @@ mod tests {
             "7",
         ]))
         .unwrap();
-        let m = Cli::command().get_matches_from(&out);
+        let m = Cli::command().get_matches_from(&out.argv);
         let serve = m.subcommand_matches("serve").unwrap();
         assert_eq!(serve.get_one::<usize>("max_line"), Some(&7));
         assert!(serve.get_flag("utc"));
@@ -232,9 +282,13 @@ mod tests {
                 .count(),
             2
         );
-        let printed = render(serve);
-        assert!(printed.contains("max-line = 7"), "{printed}");
-        assert!(printed.contains("utc = true"), "{printed}");
+        let printed = render(serve, &out.from_file);
+        assert!(printed.contains("max-line = 7  # flag"), "{printed}");
+        assert!(printed.contains("utc = true  # file"), "{printed}");
+        assert!(
+            printed.contains("idle-timeout = \"5m\"  # default"),
+            "{printed}"
+        );
     }
 
     #[test]
@@ -262,14 +316,58 @@ mod tests {
         ]))
         .unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("lots") && msg.contains("--max-line"), "{msg}");
+        assert!(
+            msg.contains("key \"max-line\"") && msg.contains("lots"),
+            "{msg}"
+        );
+        assert!(!msg.contains("Usage"), "{msg}");
+
+        let path = write_config("negative", "max-line = -1\n");
+        let err = expand(argv(&[
+            "timecho",
+            "serve",
+            "--config",
+            path.to_str().unwrap(),
+        ]))
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("key \"max-line\"") && msg.contains("-1"),
+            "{msg}"
+        );
+        assert!(!msg.contains("Usage"), "{msg}");
+    }
+
+    #[test]
+    fn booleans_read_as_people_write_them() {
+        let path = write_config("booleans", "utc = \"yes\"\nproxy-protocol = 0\n");
+        let out = expand(argv(&[
+            "timecho",
+            "serve",
+            "--config",
+            path.to_str().unwrap(),
+        ]))
+        .unwrap();
+        let m = Cli::command().get_matches_from(&out.argv);
+        let serve = m.subcommand_matches("serve").unwrap();
+        assert!(serve.get_flag("utc"));
+        assert!(!serve.get_flag("proxy_protocol"));
+        let path = write_config("not-boolean", "utc = \"maybe\"\n");
+        let err = expand(argv(&[
+            "timecho",
+            "serve",
+            "--config",
+            path.to_str().unwrap(),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("key \"utc\""), "{err}");
     }
 
     #[test]
     fn printed_config_reads_back_as_a_config_file() {
         let m =
             Cli::command().get_matches_from(["timecho", "serve", "--utc", "--tcp", "127.0.0.1:5"]);
-        let printed = render(m.subcommand_matches("serve").unwrap());
+        let printed = render(m.subcommand_matches("serve").unwrap(), &[]);
         let path = write_config("roundtrip", &printed);
         let out = expand(argv(&[
             "timecho",
@@ -278,10 +376,9 @@ mod tests {
             path.to_str().unwrap(),
         ]))
         .unwrap();
-        let m2 = Cli::command().get_matches_from(&out);
-        assert_eq!(
-            render(m2.subcommand_matches("serve").unwrap()).replace("default", "flag or file"),
-            printed.replace("default", "flag or file")
-        );
+        let m2 = Cli::command().get_matches_from(&out.argv);
+        let source = |text: &str| text.replace("# default", "#").replace("# flag", "#");
+        let reread = render(m2.subcommand_matches("serve").unwrap(), &out.from_file);
+        assert_eq!(source(&reread.replace("# file", "#")), source(&printed));
     }
 }

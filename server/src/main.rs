@@ -32,14 +32,14 @@ use crate::cli::{Cli, Command, LogFormat, ServeArgs};
 use crate::config::ServeConfig;
 
 fn main() -> ExitCode {
-    let argv = match config_file::expand(std::env::args_os().collect()) {
-        Ok(argv) => argv,
+    let expanded = match config_file::expand(std::env::args_os().collect()) {
+        Ok(expanded) => expanded,
         Err(e) => {
             eprintln!("timecho: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let matches = Cli::command().get_matches_from(argv);
+    let matches = Cli::command().get_matches_from(&expanded.argv);
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
@@ -47,7 +47,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) if args.print_config => {
             if let Some(serve) = matches.subcommand_matches("serve") {
-                print!("{}", config_file::render(serve));
+                print!("{}", config_file::render(serve, &expanded.from_file));
             }
             ServeConfig::from_args(&args)
                 .map(|_| ExitCode::SUCCESS)
