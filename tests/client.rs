@@ -101,6 +101,48 @@ fn timecho_client_reports_a_refused_connection_in_one_line_and_fails() {
     assert_eq!(exited.stdout, "", "{exited:?}");
 }
 
+/// A server that answers one line with `reply` (or nothing) and then stays
+/// quiet without closing, until the client goes.
+fn quiet_server(reply: &'static [u8]) -> std::net::SocketAddr {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut line = Vec::new();
+        reader.read_until(b'\n', &mut line).unwrap();
+        (&stream).write_all(reply).unwrap();
+        // Reads the client's end of input, and never closes.
+        let _ = reader.read_to_end(&mut line);
+        std::mem::forget(stream);
+    });
+    addr
+}
+
+#[test]
+fn timecho_client_succeeds_when_the_last_reply_lacks_its_newline() {
+    let addr = quiet_server(b"[Wed Nov 25 13:00:00 2026] hi");
+    let mut cmd = timecho();
+    cmd.args(["client", "--timeout", "1s", &addr.to_string()]);
+    let exited = run_to_exit(cmd, b"hi\n", CLIENT_LIMIT);
+    assert!(exited.status.success(), "{exited:?}");
+    assert_eq!(exited.stdout, "[Wed Nov 25 13:00:00 2026] hi", "{exited:?}");
+}
+
+#[test]
+fn timecho_client_fails_when_a_line_gets_no_reply() {
+    let addr = quiet_server(b"");
+    let mut cmd = timecho();
+    cmd.args(["client", "--timeout", "1s", &addr.to_string()]);
+    let exited = run_to_exit(cmd, b"anyone?\n", CLIENT_LIMIT);
+    assert!(!exited.status.success(), "{exited:?}");
+    assert!(
+        exited.stderr.contains("1 of 1 lines got no reply"),
+        "{exited:?}"
+    );
+}
+
 #[test]
 fn timecho_client_over_udp_prints_one_reply_per_line() {
     let server = Server::start(&["--udp", "127.0.0.1:0"]);
