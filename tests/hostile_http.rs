@@ -291,6 +291,27 @@ fn a_request_body_that_never_arrives_is_cut_off() {
 }
 
 #[test]
+fn a_request_body_over_16_kib_is_refused_with_413() {
+    let dir = TempDir::new();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "t0ken\n").unwrap();
+    let auth = format!("token:{}", tokens.display());
+    let server = Server::start(&["--auth", &auth]);
+    let addr = server.http_addr();
+    let name = "x".repeat(1 << 20);
+    let body = format!(r#"{{"user":"{name}","password":"p"}}"#);
+    let (status, text) = http(
+        addr,
+        &format!(
+            "POST /api/login HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://{addr}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert_eq!(status, 413, "{}", &text[..text.len().min(300)]);
+}
+
+#[test]
 fn websocket_clients_that_never_read_are_dropped_at_the_stall_deadline() {
     let server = Server::start(&[
         "--stall-timeout",

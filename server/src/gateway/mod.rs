@@ -15,6 +15,7 @@ mod ws_upgrade;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::DefaultBodyLimit;
 use axum::http::header::HOST;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::middleware;
@@ -57,6 +58,10 @@ pub struct Gateway {
     pub auth: Option<Auth>,
 }
 
+/// The largest request body read: the only bodies are sign-in forms, and
+/// every connection may hold one while it arrives.
+const MAX_BODY: usize = 16 * 1024;
+
 /// The main HTTP listener's routes: the page, `/ws`, the sign-in API and the
 /// operations endpoints. Request bodies must arrive within `body_timeout`.
 pub fn router(gateway: Arc<Gateway>, ops: Arc<Ops>, body_timeout: Duration) -> Router {
@@ -68,6 +73,7 @@ pub fn router(gateway: Arc<Gateway>, ops: Arc<Ops>, body_timeout: Duration) -> R
         .merge(ops::router(ops))
         .layer(CompressionLayer::new())
         .layer(RequestBodyTimeoutLayer::new(body_timeout))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn_with_state(gateway, edge::guard))
 }
 
