@@ -251,6 +251,17 @@ mod tests {
         path
     }
 
+    /// `timecho serve --config FILE` with `text` in the file.
+    fn expand_file(name: &str, text: &str) -> Result<Expanded, ConfigFileError> {
+        let path = write_config(name, text);
+        expand(argv(&[
+            "timecho",
+            "serve",
+            "--config",
+            path.to_str().unwrap(),
+        ]))
+    }
+
     fn argv(args: &[&str]) -> Vec<OsString> {
         args.iter().map(OsString::from).collect()
     }
@@ -293,28 +304,14 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_values_are_refused_with_the_key() {
-        let path = write_config("unknown", "max-lines = 100\n");
-        let err = expand(argv(&[
-            "timecho",
-            "serve",
-            "--config",
-            path.to_str().unwrap(),
-        ]))
-        .unwrap_err();
+        let err = expand_file("unknown", "max-lines = 100\n").unwrap_err();
         let msg = err.to_string();
         assert!(
             msg.contains("unknown key \"max-lines\"") && msg.contains("max-line"),
             "{msg}"
         );
 
-        let path = write_config("bad", "max-line = \"lots\"\n");
-        let err = expand(argv(&[
-            "timecho",
-            "serve",
-            "--config",
-            path.to_str().unwrap(),
-        ]))
-        .unwrap_err();
+        let err = expand_file("bad", "max-line = \"lots\"\n").unwrap_err();
         let msg = err.to_string();
         assert!(
             msg.contains("key \"max-line\"") && msg.contains("lots"),
@@ -322,14 +319,7 @@ mod tests {
         );
         assert!(!msg.contains("Usage"), "{msg}");
 
-        let path = write_config("negative", "max-line = -1\n");
-        let err = expand(argv(&[
-            "timecho",
-            "serve",
-            "--config",
-            path.to_str().unwrap(),
-        ]))
-        .unwrap_err();
+        let err = expand_file("negative", "max-line = -1\n").unwrap_err();
         let msg = err.to_string();
         assert!(
             msg.contains("key \"max-line\"") && msg.contains("-1"),
@@ -340,26 +330,12 @@ mod tests {
 
     #[test]
     fn booleans_read_as_people_write_them() {
-        let path = write_config("booleans", "utc = \"yes\"\nproxy-protocol = 0\n");
-        let out = expand(argv(&[
-            "timecho",
-            "serve",
-            "--config",
-            path.to_str().unwrap(),
-        ]))
-        .unwrap();
+        let out = expand_file("booleans", "utc = \"yes\"\nproxy-protocol = 0\n").unwrap();
         let m = Cli::command().get_matches_from(&out.argv);
         let serve = m.subcommand_matches("serve").unwrap();
         assert!(serve.get_flag("utc"));
         assert!(!serve.get_flag("proxy_protocol"));
-        let path = write_config("not-boolean", "utc = \"maybe\"\n");
-        let err = expand(argv(&[
-            "timecho",
-            "serve",
-            "--config",
-            path.to_str().unwrap(),
-        ]))
-        .unwrap_err();
+        let err = expand_file("not-boolean", "utc = \"maybe\"\n").unwrap_err();
         assert!(err.to_string().contains("key \"utc\""), "{err}");
     }
 
@@ -368,14 +344,7 @@ mod tests {
         let m =
             Cli::command().get_matches_from(["timecho", "serve", "--utc", "--tcp", "127.0.0.1:5"]);
         let printed = render(m.subcommand_matches("serve").unwrap(), &[]);
-        let path = write_config("roundtrip", &printed);
-        let out = expand(argv(&[
-            "timecho",
-            "serve",
-            "--config",
-            path.to_str().unwrap(),
-        ]))
-        .unwrap();
+        let out = expand_file("roundtrip", &printed).unwrap();
         let m2 = Cli::command().get_matches_from(&out.argv);
         let source = |text: &str| text.replace("# default", "#").replace("# flag", "#");
         let reread = render(m2.subcommand_matches("serve").unwrap(), &out.from_file);
