@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use support::{
-    metric, server_frames, wait_for_metric, ws_close_frame, ws_connect, ws_connect_with,
-    ws_exchange, ws_reply, RawWs, Server, Ws,
+    assert_texts, metric, reply_texts, server_frames, wait_for_metric, ws_close_frame, ws_connect,
+    ws_connect_with, ws_exchange, ws_next, ws_reply, RawWs, Server, Ws,
 };
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
@@ -343,4 +343,62 @@ async fn websocket_limit_refuses_the_third_handshake_with_503() {
     let mut third = ws_connect(http).await;
     assert_eq!(ws_exchange(&mut third, "3").await, "3");
     assert_eq!(ws_exchange(&mut second, "still 2").await, "still 2");
+}
+
+/// Binary frames received until `lines` newlines have come, concatenated.
+async fn binary_stream(ws: &mut Ws, lines: usize) -> Vec<u8> {
+    let mut got = Vec::new();
+    while got.iter().filter(|&&b| b == b'\n').count() < lines {
+        match ws_next(ws).await {
+            Message::Binary(b) => got.extend_from_slice(&b),
+            other => panic!("expected binary frames, got {other:?}"),
+        }
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn binary_subprotocol_relays_the_byte_stream_both_ways_unchanged() {
+    let server = Server::start(&[]);
+    let mut ws = ws_connect_with(server.http_addr(), &[("sec-websocket-protocol", "binary")])
+        .await
+        .expect("the gateway chooses binary");
+    // A line split across frames, and bytes that are not UTF-8.
+    ws.send(Message::binary(&b"hel"[..])).await.unwrap();
+    ws.send(Message::binary(&b"lo\n\xff\xfe raw\n"[..]))
+        .await
+        .unwrap();
+    let stream = binary_stream(&mut ws, 2).await;
+    let texts = reply_texts(&stream);
+    assert_texts(&texts, &[&b"hello"[..], &b"\xff\xfe raw"[..]]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_lines_subprotocol_is_todays_text_contract_by_name() {
+    let server = Server::start(&[]);
+    let mut ws = ws_connect_with(
+        server.http_addr(),
+        &[("sec-websocket-protocol", "timecho-lines, binary")],
+    )
+    .await
+    .expect("the gateway chooses timecho-lines");
+    assert_eq!(ws_exchange(&mut ws, "by name").await, "by name");
+    ws.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+    let (code, _) = ws_close_frame(&mut ws).await;
+    assert_eq!(code, 1003);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_unknown_subprotocols_are_refused_naming_the_spoken_ones() {
+    let server = Server::start(&[]);
+    let (status, body) = refused(
+        server.http_addr(),
+        &[("sec-websocket-protocol", "mqtt, soap")],
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("timecho-lines") && body.contains("binary"),
+        "{body:?}"
+    );
 }

@@ -5,13 +5,28 @@
 //! The gateway ends a session with one of these close codes, and a reason meant
 //! for people, which the page shows as it is.
 
+/// WebSocket subprotocols (`Sec-WebSocket-Protocol`) the gateway speaks. A
+/// client that offers none gets [`LINES`]'s behaviour; one that offers only
+/// others is refused before the upgrade.
+pub mod subprotocol {
+    /// Today's contract, by name: one text frame is one message (its lines go
+    /// upstream one by one), one reply line comes back as one text frame.
+    pub const LINES: &str = "timecho-lines";
+    /// websockify's: binary frames carry the TCP byte stream unchanged both
+    /// ways, any bytes, no line splitting (so websockify's and noVNC's clients
+    /// can use the gateway).
+    pub const BINARY: &str = "binary";
+    /// In the order the gateway chooses when a client offers several.
+    pub const SUPPORTED: [&str; 2] = [LINES, BINARY];
+}
+
 /// Close codes the gateway uses (RFC 6455, section 7.4.1).
 pub mod close_code {
     /// The session ended normally (the upstream server closed the connection).
     pub const NORMAL: u16 = 1000;
     /// The gateway is shutting down.
     pub const GOING_AWAY: u16 = 1001;
-    /// A binary frame: the relay speaks text.
+    /// A binary frame on a text session: the relay speaks text there.
     pub const UNSUPPORTED_DATA: u16 = 1003;
     /// A frame that is not valid UTF-8.
     pub const INVALID_PAYLOAD: u16 = 1007;

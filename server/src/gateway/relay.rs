@@ -86,7 +86,7 @@ impl Ending {
             ),
             Ending::Binary => (
                 close_code::UNSUPPORTED_DATA,
-                "binary frames are not supported; send text".into(),
+                "binary frames need the binary subprotocol; send text".into(),
             ),
             Ending::InvalidUtf8 => (
                 close_code::INVALID_PAYLOAD,
@@ -108,6 +108,17 @@ pub struct Pair {
     pub browser: SocketAddr,
     /// The sign-in session, when the page connected with its cookie.
     pub signed_in: Option<SessionEnd>,
+    pub mode: Mode,
+}
+
+/// What the frames carry (the negotiated subprotocol).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Text frames of lines, one reply line per frame (no subprotocol, or
+    /// `timecho-lines`).
+    Lines,
+    /// websockify's `binary`: the byte stream as it comes, both ways.
+    Binary,
 }
 
 /// Relays one upgraded WebSocket until either side ends it; `_permit` is its
@@ -159,8 +170,15 @@ async fn relay(mut ws: WebSocket, gateway: &Gateway, pair: Pair) {
 
     let ending = {
         let in_flight = InFlight::default();
-        let up = browser_to_upstream(&mut ws_rx, tcp_write, gateway, &in_flight);
-        let down = upstream_to_browser(tcp_read, &mut ws_tx, gateway, &in_flight, pair.signed_in);
+        let up = browser_to_upstream(&mut ws_rx, tcp_write, gateway, &in_flight, pair.mode);
+        let down = upstream_to_browser(
+            tcp_read,
+            &mut ws_tx,
+            gateway,
+            &in_flight,
+            pair.signed_in,
+            pair.mode,
+        );
         tokio::pin!(up, down);
         tokio::select! {
             ending = &mut up => match ending {
@@ -237,6 +255,7 @@ async fn browser_to_upstream(
     mut tcp: OwnedWriteHalf,
     gateway: &Gateway,
     in_flight: &InFlight,
+    mode: Mode,
 ) -> Ending {
     // Browsers answer pings by themselves; silence across two pings means the peer is gone.
     let dead_after = gateway.config.ping_interval * 2;
@@ -270,14 +289,20 @@ async fn browser_to_upstream(
                 Some(Ok(Message::Text(text))) if text.len() > gateway.max_frame => {
                     return Ending::TooBig(gateway.max_frame)
                 }
-                Some(Ok(Message::Text(text))) => {
+                Some(Ok(Message::Binary(data))) if data.len() > gateway.max_frame => {
+                    return Ending::TooBig(gateway.max_frame)
+                }
+                Some(Ok(Message::Text(text))) if mode == Mode::Lines => {
                     for line in frame_lines(text.as_str()) {
                         out.extend_from_slice(line.as_bytes());
                         out.push(b'\n');
                         in_flight.sent.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                Some(Ok(Message::Binary(_))) => return Ending::Binary,
+                Some(Ok(Message::Binary(_))) if mode == Mode::Lines => return Ending::Binary,
+                // The byte stream, unchanged; lines are counted for the close reason.
+                Some(Ok(Message::Text(text))) => stream_out(&mut out, text.as_bytes(), in_flight),
+                Some(Ok(Message::Binary(data))) => stream_out(&mut out, &data, in_flight),
                 Some(Ok(Message::Close(_))) => return Ending::BrowserClosed,
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
             }
@@ -299,6 +324,15 @@ async fn browser_to_upstream(
     }
 }
 
+fn stream_out(out: &mut Vec<u8>, bytes: &[u8], in_flight: &InFlight) {
+    out.extend_from_slice(bytes);
+    in_flight.sent.fetch_add(newlines(bytes), Ordering::Relaxed);
+}
+
+fn newlines(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|&&b| b == b'\n').count() as u64
+}
+
 /// Tells apart the receive errors that deserve a close code of their own.
 fn classify(e: axum::Error, max: usize) -> Ending {
     use tungstenite::Error as WsError;
@@ -309,9 +343,69 @@ fn classify(e: axum::Error, max: usize) -> Ending {
     }
 }
 
+/// Upstream bytes become frames, as the session's mode says.
+async fn upstream_to_browser(
+    tcp: OwnedReadHalf,
+    ws_tx: &mut SplitSink<WebSocket, Message>,
+    gateway: &Gateway,
+    in_flight: &InFlight,
+    signed_in: Option<SessionEnd>,
+    mode: Mode,
+) -> Ending {
+    match mode {
+        Mode::Lines => upstream_lines(tcp, ws_tx, gateway, in_flight, signed_in).await,
+        Mode::Binary => upstream_bytes(tcp, ws_tx, gateway, in_flight, signed_in).await,
+    }
+}
+
+/// `binary` sessions: each upstream read goes to the browser as one binary
+/// frame, as it came.
+async fn upstream_bytes(
+    mut tcp: OwnedReadHalf,
+    ws_tx: &mut SplitSink<WebSocket, Message>,
+    gateway: &Gateway,
+    in_flight: &InFlight,
+    signed_in: Option<SessionEnd>,
+) -> Ending {
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut ping = tokio::time::interval_at(
+        Instant::now() + gateway.config.ping_interval,
+        gateway.config.ping_interval,
+    );
+    let signed_out = signin::signed_out(signed_in);
+    tokio::pin!(signed_out);
+    loop {
+        buf.reserve(READ_CHUNK);
+        tokio::select! {
+            read = tcp.read_buf(&mut buf) => match read {
+                Ok(0) => {
+                    return match in_flight.unanswered() {
+                        0 => Ending::UpstreamClosed,
+                        n => Ending::UpstreamClosedEarly(n),
+                    };
+                }
+                Ok(_) => {
+                    let chunk = buf.split().freeze();
+                    in_flight.answered.fetch_add(newlines(&chunk), Ordering::Relaxed);
+                    if ws_tx.send(Message::Binary(chunk)).await.is_err() {
+                        return Ending::BrowserVanished;
+                    }
+                }
+                Err(e) => return Ending::UpstreamFailed(e),
+            },
+            () = &mut signed_out => return Ending::SignedOut,
+            _ = ping.tick() => {
+                if ws_tx.send(Message::Ping(Bytes::new())).await.is_err() {
+                    return Ending::BrowserVanished;
+                }
+            }
+        }
+    }
+}
+
 /// Upstream reply lines become text frames; all frames from one read are
 /// flushed together. Frames share the read buffer's memory instead of copying.
-async fn upstream_to_browser(
+async fn upstream_lines(
     mut tcp: OwnedReadHalf,
     ws_tx: &mut SplitSink<WebSocket, Message>,
     gateway: &Gateway,

@@ -7,19 +7,20 @@ use std::sync::Arc;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, State};
 use axum::http::header::ORIGIN;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use timecho_shared::relay::close_code;
+use timecho_shared::relay::{close_code, subprotocol};
 use tracing::{debug, info_span, Instrument};
 
-use super::relay::{self, close, Pair};
+use super::relay::{self, close, Mode, Pair};
 use super::{api, origin, Gateway};
 use crate::log_text::untrusted;
 
 /// Read and write buffer of the WebSocket protocol layer, per session.
 const WS_BUFFER: usize = 4 * 1024;
 
-/// `GET /ws`: checks the origin and the session limit, then upgrades.
+/// `GET /ws`: checks the origin, the subprotocol, sign-in and the session
+/// limit, then upgrades.
 pub async fn upgrade(
     State(gateway): State<Arc<Gateway>>,
     ConnectInfo(browser): ConnectInfo<SocketAddr>,
@@ -31,6 +32,23 @@ pub async fn upgrade(
         gateway.metrics.ws_refused.inc();
         return (StatusCode::FORBIDDEN, reason + "\n").into_response();
     }
+    let ws = ws.protocols(subprotocol::SUPPORTED);
+    let mode = match ws.selected_protocol().map(HeaderValue::as_bytes) {
+        Some(p) if p == subprotocol::BINARY.as_bytes() => Mode::Binary,
+        Some(_) => Mode::Lines,
+        // Offering only protocols we do not speak: a strict client would fail
+        // on a 101 that names none, so it is told at once, and why.
+        None if ws.requested_protocols().next().is_some() => {
+            gateway.metrics.ws_refused.inc();
+            let reason = format!(
+                "none of the offered WebSocket subprotocols is spoken here; offer {} or {}, or none\n",
+                subprotocol::LINES,
+                subprotocol::BINARY
+            );
+            return (StatusCode::BAD_REQUEST, reason).into_response();
+        }
+        None => Mode::Lines,
+    };
     if let Some(auth) = &gateway.auth {
         if let Err(denied) = auth.authorize(&headers, browser.ip()).await {
             gateway.metrics.ws_refused.inc();
@@ -70,7 +88,11 @@ pub async fn upgrade(
         .write_buffer_size(WS_BUFFER)
         .on_upgrade(move |socket| {
             let span = info_span!("ws", %browser);
-            let pair = Pair { browser, signed_in };
+            let pair = Pair {
+                browser,
+                signed_in,
+                mode,
+            };
             tracker.track_future(relay::session(socket, gateway, pair, permit).instrument(span))
         })
 }
