@@ -376,6 +376,20 @@ mod tests {
     }
 
     #[test]
+    fn cache_follows_the_wall_clock_when_it_is_stepped_back_or_forward() {
+        // An NTP step or a manual `date`: the next stamp shows the new time at
+        // once, never the cached second.
+        let mut c = StampCache::new(utc(TimeFormat::Ctime, Precision::Seconds));
+        let fmt = utc(TimeFormat::Ctime, Precision::Seconds);
+        c.at(at(1_800_000_000, 0));
+        for step in [-3_600, -1, 1, 86_400] {
+            let t = at(1_800_000_000 + step, 500_000_000);
+            assert_eq!(c.at(t), render(&fmt, t), "stepped by {step} s");
+            c.at(at(1_800_000_000, 0));
+        }
+    }
+
+    #[test]
     fn parse_any_knows_the_builtin_formats() {
         assert!(matches!(
             Stamp::parse_any("Tue Nov 24 21:35:36 2026"),
