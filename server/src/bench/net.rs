@@ -9,27 +9,10 @@ use tokio::net::{TcpSocket, TcpStream};
 /// Ephemeral ports when /proc does not say (Linux's default range).
 const DEFAULT_EPHEMERAL_PORTS: usize = 28_232;
 
-/// Raises the soft limit on open files to the hard limit; returns the limit in force.
+/// Raises the soft limit on open files to the hard limit, as `serve` does;
+/// returns the limit in force.
 pub fn raise_fd_limit() -> io::Result<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit only writes the struct it is given.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if limit.rlim_cur < limit.rlim_max {
-        let raised = libc::rlimit {
-            rlim_cur: limit.rlim_max,
-            rlim_max: limit.rlim_max,
-        };
-        // SAFETY: setrlimit only reads the struct it is given.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-            return Ok(raised.rlim_cur);
-        }
-    }
-    Ok(limit.rlim_cur)
+    rlimit::increase_nofile_limit(u64::MAX)
 }
 
 /// The source addresses to spread `connections` over; empty means "let the kernel
