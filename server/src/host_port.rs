@@ -48,6 +48,11 @@ impl HostPort {
         })
     }
 
+    /// A name, as opposed to an address literal.
+    pub fn is_name(&self) -> bool {
+        self.host.parse::<IpAddr>().is_err()
+    }
+
     /// Every address the host has, in the resolver's order of preference and
     /// without repeats; an address literal is its own and asks no resolver.
     pub fn resolve(&self) -> Result<Vec<SocketAddr>, AddrError> {
