@@ -1,6 +1,5 @@
 //! The command line: every flag, its default and its help text, in one place.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -8,6 +7,7 @@ use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub use crate::config::Framing;
+use crate::host_port::HostPort;
 
 /// `timecho --version`: the release and the commit it was built from.
 const VERSION: &str = concat!(
@@ -66,7 +66,10 @@ pub struct ServeArgs {
     #[arg(long)]
     pub print_config: bool,
 
-    /// TCP address to listen on (IPv4 or IPv6, e.g. 0.0.0.0:8899 or [::1]:8899); repeatable.
+    /// TCP address to listen on (e.g. 0.0.0.0:8899, [::1]:8899, localhost:8899); repeatable.
+    /// A name is resolved once at start-up and every address it has is bound (an address
+    /// this machine cannot bind, such as ::1 without IPv6, is skipped with a warning when
+    /// another binds); with port 0 each address gets its own port.
     #[arg(
         long = "tcp",
         value_name = "ADDR",
@@ -74,7 +77,7 @@ pub struct ServeArgs {
         env = "TIMECHO_TCP",
         value_delimiter = ','
     )]
-    pub tcp: Vec<SocketAddr>,
+    pub tcp: Vec<HostPort>,
 
     /// Unix stream socket to listen on; repeatable. A stale socket file left by a crashed
     /// server is replaced; one a running server still listens on is not.
@@ -88,14 +91,15 @@ pub struct ServeArgs {
 
     /// UDP address to listen on; each datagram is answered with one stamped datagram, within
     /// a per-source budget (3x the bytes received plus 1 KiB a minute) so that a forged
-    /// source address cannot make timecho an amplifier; repeatable.
+    /// source address cannot make timecho an amplifier; repeatable. A name is bound on
+    /// every address it has, as for --tcp.
     #[arg(
         long = "udp",
         value_name = "ADDR",
         env = "TIMECHO_UDP",
         value_delimiter = ','
     )]
-    pub udp: Vec<SocketAddr>,
+    pub udp: Vec<HostPort>,
 
     /// How a TCP or unix stream is cut into messages.
     #[arg(long, value_enum, default_value_t = Framing::Line, env = "TIMECHO_FRAMING")]
@@ -174,23 +178,25 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration, env = "TIMECHO_LINGER_TIMEOUT")]
     pub linger_timeout: Duration,
 
-    /// HTTP address for the web page and its WebSocket gateway (`/ws`).
+    /// HTTP address for the web page and its WebSocket gateway (`/ws`); a name is
+    /// bound on every address it has, as for --tcp.
     #[arg(
         long,
         value_name = "ADDR",
         default_value = "127.0.0.1:8080",
         env = "TIMECHO_HTTP"
     )]
-    pub http: SocketAddr,
+    pub http: HostPort,
 
     /// Serve no web page and no WebSocket gateway.
     #[arg(long, conflicts_with_all = ["http", "upstream", "allow_origin", "allow_host", "auth"], env = "TIMECHO_NO_HTTP", value_parser = BoolishValueParser::new())]
     pub no_http: bool,
 
     /// Timestamp server (HOST:PORT) that each WebSocket is relayed to; the browser can
-    /// never choose it. Default: this process's first TCP listener.
+    /// never choose it. A name is resolved each time a session connects, and each of its
+    /// addresses is tried. Default: this process's first TCP listener.
     #[arg(long, value_name = "HOST:PORT", env = "TIMECHO_UPSTREAM")]
-    pub upstream: Option<String>,
+    pub upstream: Option<HostPort>,
 
     /// Also let pages from this origin (e.g. https://example.org) open `/ws`; repeatable.
     /// Pages served by this gateway, and clients that send no Origin, are always allowed.
@@ -204,8 +210,8 @@ pub struct ServeArgs {
 
     /// Also answer HTTP requests whose Host is this name (`*.example.org` matches one
     /// label); repeatable. Always answered: localhost, loopback addresses, the --http
-    /// address (any address literal when it is a wildcard) and the TLS certificate's
-    /// names. Other names get 421, which stops DNS rebinding.
+    /// address or name (any address literal when it is a wildcard) and the TLS
+    /// certificate's names. Other names get 421, which stops DNS rebinding.
     #[arg(
         long = "allow-host",
         value_name = "NAME",
@@ -227,9 +233,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, env = "TIMECHO_WS_PING")]
     pub ws_ping: Duration,
 
-    /// Also serve /metrics, /healthz and /readyz on this address (they are always on --http).
+    /// Also serve /metrics, /healthz and /readyz on this address (they are always on --http);
+    /// a name is bound on every address it has, as for --tcp.
     #[arg(long, value_name = "ADDR", env = "TIMECHO_METRICS")]
-    pub metrics: Option<SocketAddr>,
+    pub metrics: Option<HostPort>,
 
     /// On SIGTERM, report not ready on /readyz for this long before closing the
     /// listeners, so a load balancer stops sending new clients first.
@@ -291,18 +298,20 @@ pub struct ServeArgs {
     pub tls_self_signed: bool,
 
     /// TCP address for the timestamp protocol inside TLS (openssl s_client, ncat --ssl,
-    /// timecho client --tls); repeatable. Needs a certificate.
+    /// timecho client --tls); repeatable; a name is bound on every address it has, as for
+    /// --tcp. Needs a certificate.
     #[arg(
         long,
         value_name = "ADDR",
         env = "TIMECHO_TCP_TLS",
         value_delimiter = ','
     )]
-    pub tcp_tls: Vec<SocketAddr>,
+    pub tcp_tls: Vec<HostPort>,
 
-    /// Plain http address that redirects every request to the https listener.
+    /// Plain http address that redirects every request to the https listener; a name is
+    /// bound on every address it has, as for --tcp.
     #[arg(long, value_name = "ADDR", env = "TIMECHO_REDIRECT_HTTP")]
-    pub redirect_http: Option<SocketAddr>,
+    pub redirect_http: Option<HostPort>,
 
     /// Require sign-in for the page's WebSocket and /ws: `basic:FILE` (lines of
     /// `user:argon2-hash`, made with `timecho hash-password`) and/or `token:FILE`

@@ -9,6 +9,7 @@ use timecho_shared::{Precision, StampError, StampFormat, TimeFormat};
 
 use crate::access::AccessList;
 use crate::cli::{ServeArgs, DEFAULT_PORT};
+use crate::host_port::{AddrError, HostPort};
 use crate::proxy_protocol::ProxyPolicy;
 use crate::signin::AuthSource;
 use crate::tls::CertSource;
@@ -37,6 +38,39 @@ pub enum ConfigError {
     MaxWebsockets,
     #[error("--allow-origin {0:?}: an origin looks like https://example.org or http://host:8080")]
     Origin(String),
+    #[error("{flag} {given}: {error}")]
+    Address {
+        flag: &'static str,
+        given: HostPort,
+        error: AddrError,
+    },
+}
+
+/// A listen flag's value as given, and every address it resolved to at start-up:
+/// all of them are bound, and the name says which ones belong together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenAddr {
+    pub given: HostPort,
+    pub addrs: Vec<SocketAddr>,
+}
+
+impl ListenAddr {
+    /// Resolves `given` once; a name that does not resolve stops start-up.
+    fn resolve(flag: &'static str, given: &HostPort) -> Result<ListenAddr, ConfigError> {
+        let addrs = given.resolve().map_err(|error| ConfigError::Address {
+            flag,
+            given: given.clone(),
+            error,
+        })?;
+        Ok(ListenAddr {
+            given: given.clone(),
+            addrs,
+        })
+    }
+
+    fn resolve_all(flag: &'static str, given: &[HostPort]) -> Result<Vec<ListenAddr>, ConfigError> {
+        given.iter().map(|g| ListenAddr::resolve(flag, g)).collect()
+    }
 }
 
 /// How a TCP or unix stream is cut into messages.
@@ -81,11 +115,12 @@ pub struct Protocol {
 /// The web page and WebSocket gateway.
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
-    pub http: SocketAddr,
+    pub http: ListenAddr,
     /// `None`: relay to this process's first TCP listener.
     pub upstream: Option<String>,
     pub allowed_origins: Vec<String>,
-    /// Host names answered besides the built-in ones (`--allow-host`).
+    /// Host names answered besides the built-in ones: `--allow-host`, and the
+    /// names the HTTP listeners were given.
     pub allowed_hosts: Vec<String>,
     pub max_sessions: usize,
     pub ping_interval: Duration,
@@ -94,20 +129,20 @@ pub struct GatewayConfig {
 
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
-    pub tcp: Vec<SocketAddr>,
+    pub tcp: Vec<ListenAddr>,
     pub unix: Vec<PathBuf>,
-    pub udp: Vec<SocketAddr>,
+    pub udp: Vec<ListenAddr>,
     pub gateway: Option<GatewayConfig>,
     /// A separate listener for /metrics, /healthz and /readyz.
-    pub metrics: Option<SocketAddr>,
+    pub metrics: Option<ListenAddr>,
     /// Time between /readyz turning 503 and the listeners closing.
     pub shutdown_delay: Duration,
     pub proxy: Option<ProxyPolicy>,
     pub access: AccessList,
     /// The certificate for https/wss and --tcp-tls, if any.
     pub tls: Option<CertSource>,
-    pub tcp_tls: Vec<SocketAddr>,
-    pub redirect_http: Option<SocketAddr>,
+    pub tcp_tls: Vec<ListenAddr>,
+    pub redirect_http: Option<ListenAddr>,
     pub protocol: Protocol,
 }
 
@@ -120,20 +155,31 @@ fn is_origin(s: &str) -> bool {
 }
 
 /// Names a self-signed certificate is made for: the local names, and the
-/// specific addresses the TLS listeners bind.
-fn listen_names(args: &ServeArgs) -> Vec<String> {
+/// names and specific addresses the TLS listeners were given.
+fn listen_names<'a>(tls_listeners: impl Iterator<Item = &'a ListenAddr>) -> Vec<String> {
     let mut names = vec![
         "localhost".to_owned(),
         "127.0.0.1".to_owned(),
         "::1".to_owned(),
     ];
-    for addr in args.tcp_tls.iter().chain(std::iter::once(&args.http)) {
-        let ip = addr.ip().to_string();
-        if !addr.ip().is_unspecified() && !names.contains(&ip) {
-            names.push(ip);
+    for listen in tls_listeners {
+        let ips = listen.addrs.iter().map(SocketAddr::ip);
+        let given = listen.given.is_name().then(|| listen.given.host.clone());
+        let specific = ips
+            .filter(|ip| !ip.is_unspecified())
+            .map(|ip| ip.to_string());
+        for name in given.into_iter().chain(specific) {
+            if !names.contains(&name) {
+                names.push(name);
+            }
         }
     }
     names
+}
+
+/// The name an HTTP listener was given, which its `Host` header may carry.
+fn host_name(listen: &ListenAddr) -> Option<String> {
+    listen.given.is_name().then(|| listen.given.host.clone())
 }
 
 fn non_zero(d: Duration) -> Option<Duration> {
@@ -161,10 +207,29 @@ impl ServeConfig {
             return Err(ConfigError::StallTimeout);
         }
         let tcp = if args.tcp.is_empty() {
-            vec![SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_PORT))]
+            let local = SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_PORT));
+            vec![ListenAddr {
+                given: HostPort {
+                    host: Ipv4Addr::LOCALHOST.to_string(),
+                    port: DEFAULT_PORT,
+                },
+                addrs: vec![local],
+            }]
         } else {
-            args.tcp.clone()
+            ListenAddr::resolve_all("--tcp", &args.tcp)?
         };
+        let udp = ListenAddr::resolve_all("--udp", &args.udp)?;
+        let tcp_tls = ListenAddr::resolve_all("--tcp-tls", &args.tcp_tls)?;
+        let metrics = args
+            .metrics
+            .as_ref()
+            .map(|m| ListenAddr::resolve("--metrics", m))
+            .transpose()?;
+        let redirect_http = args
+            .redirect_http
+            .as_ref()
+            .map(|r| ListenAddr::resolve("--redirect-http", r))
+            .transpose()?;
         let gateway = if args.no_http {
             None
         } else {
@@ -177,11 +242,19 @@ impl ServeConfig {
             if let Some(bad) = args.allow_origin.iter().find(|o| !is_origin(o)) {
                 return Err(ConfigError::Origin(bad.clone()));
             }
+            let http = ListenAddr::resolve("--http", &args.http)?;
+            let allowed_hosts = args
+                .allow_host
+                .iter()
+                .cloned()
+                .chain(host_name(&http))
+                .chain(redirect_http.as_ref().and_then(host_name))
+                .collect();
             Some(GatewayConfig {
-                http: args.http,
-                upstream: args.upstream.clone(),
+                http,
+                upstream: args.upstream.as_ref().map(HostPort::to_string),
                 allowed_origins: args.allow_origin.clone(),
-                allowed_hosts: args.allow_host.clone(),
+                allowed_hosts,
                 max_sessions: args.max_websockets,
                 ping_interval: args.ws_ping,
                 auth: args.auth.clone(),
@@ -192,21 +265,23 @@ impl ServeConfig {
                 cert: cert.clone(),
                 key: key.clone(),
             }),
-            (_, _, true) => Some(CertSource::SelfSigned(listen_names(args))),
+            (_, _, true) => Some(CertSource::SelfSigned(listen_names(
+                tcp_tls.iter().chain(gateway.as_ref().map(|g| &g.http)),
+            ))),
             _ => None,
         };
-        if tls.is_none() && (!args.tcp_tls.is_empty() || args.redirect_http.is_some()) {
+        if tls.is_none() && (!tcp_tls.is_empty() || redirect_http.is_some()) {
             return Err(ConfigError::TlsNeedsCertificate);
         }
-        if args.redirect_http.is_some() && gateway.is_none() {
+        if redirect_http.is_some() && gateway.is_none() {
             return Err(ConfigError::RedirectNeedsHttp);
         }
         Ok(ServeConfig {
             tls,
-            tcp_tls: args.tcp_tls.clone(),
-            redirect_http: args.redirect_http,
+            tcp_tls,
+            redirect_http,
             gateway,
-            metrics: args.metrics,
+            metrics,
             shutdown_delay: args.shutdown_delay,
             access: AccessList {
                 allow: args.allow.clone(),
@@ -217,7 +292,7 @@ impl ServeConfig {
             }),
             tcp,
             unix: args.unix.clone(),
-            udp: args.udp.clone(),
+            udp,
             protocol: Protocol {
                 framing: args.framing,
                 stamp: StampFormat {
@@ -260,7 +335,8 @@ mod tests {
     #[test]
     fn defaults_listen_on_the_tutorial_port() {
         let c = config(&[]).expect("defaults are valid");
-        assert_eq!(c.tcp, vec!["127.0.0.1:8899".parse().unwrap()]);
+        assert_eq!(c.tcp.len(), 1);
+        assert_eq!(c.tcp[0].addrs, vec!["127.0.0.1:8899".parse().unwrap()]);
         assert_eq!(c.protocol.stamp.format, TimeFormat::Ctime);
         assert_eq!(c.protocol.limits.max_line, 64 * 1024);
     }
@@ -282,5 +358,89 @@ mod tests {
         ));
         let c = config(&["--time-format", "rfc3339", "--precision", "us"]).unwrap();
         assert_eq!(c.protocol.stamp.precision, Precision::Micros);
+    }
+
+    fn parse_error(args: &[&str]) -> String {
+        Cli::try_parse_from(["timecho", "serve"].iter().chain(args))
+            .expect_err("refused")
+            .to_string()
+    }
+
+    #[test]
+    fn listen_flags_take_names_and_bind_every_address() {
+        let c = config(&["--tcp", "localhost:8899", "--http", "localhost:8080"]).unwrap();
+        assert_eq!(c.tcp[0].given.to_string(), "localhost:8899");
+        let gw = c.gateway.unwrap();
+        for (listen, port) in [(&c.tcp[0], 8899), (&gw.http, 8080)] {
+            assert!(!listen.addrs.is_empty());
+            assert!(
+                listen
+                    .addrs
+                    .iter()
+                    .all(|a| a.ip().is_loopback() && a.port() == port),
+                "{listen:?}"
+            );
+        }
+        assert!(gw.allowed_hosts.contains(&"localhost".to_owned()));
+    }
+
+    #[test]
+    fn listen_flags_take_address_literals() {
+        let c = config(&[
+            "--tcp",
+            "127.0.0.1:0",
+            "--udp",
+            "[::1]:8899",
+            "--http",
+            "[::1]:8080",
+            "--metrics",
+            "127.0.0.1:9090",
+        ])
+        .unwrap();
+        let addrs = |l: &ListenAddr| l.addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+        assert_eq!(addrs(&c.tcp[0]), ["127.0.0.1:0"]);
+        assert_eq!(addrs(&c.udp[0]), ["[::1]:8899"]);
+        assert_eq!(addrs(&c.gateway.unwrap().http), ["[::1]:8080"]);
+        assert_eq!(addrs(&c.metrics.unwrap()), ["127.0.0.1:9090"]);
+    }
+
+    #[test]
+    fn a_name_that_does_not_resolve_is_refused_naming_the_flag() {
+        for flag in ["--tcp", "--udp", "--http", "--metrics"] {
+            let err = config(&[flag, "example.invalid:1"])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(&format!("{flag} example.invalid:1: cannot resolve")),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_address_without_a_port_is_refused_naming_the_flag() {
+        for flag in ["--tcp", "--http", "--upstream", "--redirect-http"] {
+            let err = parse_error(&[flag, "localhost"]);
+            assert!(
+                err.contains(&format!("'{flag} <")) && err.contains("has no port"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn upstream_is_checked_but_left_for_each_session_to_resolve() {
+        let c = config(&["--upstream", "localhost:8899"]).unwrap();
+        assert_eq!(
+            c.gateway.unwrap().upstream.as_deref(),
+            Some("localhost:8899")
+        );
+        let c = config(&["--upstream", "example.invalid:8899"]).unwrap();
+        assert_eq!(
+            c.gateway.unwrap().upstream.as_deref(),
+            Some("example.invalid:8899")
+        );
+        let err = parse_error(&["--upstream", "ws://localhost:8899/"]);
+        assert!(err.contains("--upstream"), "{err}");
     }
 }

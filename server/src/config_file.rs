@@ -288,7 +288,7 @@ mod tests {
         assert!(serve.get_flag("utc"));
         assert_eq!(
             serve
-                .get_many::<std::net::SocketAddr>("tcp")
+                .get_many::<crate::host_port::HostPort>("tcp")
                 .unwrap()
                 .count(),
             2
@@ -341,8 +341,15 @@ mod tests {
 
     #[test]
     fn printed_config_reads_back_as_a_config_file() {
-        let m =
-            Cli::command().get_matches_from(["timecho", "serve", "--utc", "--tcp", "127.0.0.1:5"]);
+        let m = Cli::command().get_matches_from([
+            "timecho",
+            "serve",
+            "--utc",
+            "--tcp",
+            "localhost:5",
+            "--http",
+            "[::1]:6",
+        ]);
         let printed = render(m.subcommand_matches("serve").unwrap(), &[]);
         let out = expand_file("roundtrip", &printed).unwrap();
         let m2 = Cli::command().get_matches_from(&out.argv);

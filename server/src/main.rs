@@ -10,6 +10,7 @@ mod config;
 mod config_file;
 mod connection;
 mod gateway;
+mod host_port;
 mod line_service;
 mod log_text;
 mod metrics;

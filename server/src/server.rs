@@ -110,8 +110,9 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         (door, service)
     };
 
+    let http_addrs: Vec<_> = bound.http.iter().map(|(_, addr)| *addr).collect();
     let hosts = Arc::new(AllowedHosts::new(
-        bound.http.as_ref().map_or(config.tcp[0], |(_, addr)| *addr),
+        &http_addrs,
         config.gateway.as_ref().map_or(&[], |g| &g.allowed_hosts),
         tls.as_ref().map(|t| t.dns_names()).unwrap_or_default(),
     ));
@@ -154,7 +155,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
             shutdown.clone(),
         ));
     }
-    if let (Some((l, addr)), Some(gw)) = (bound.http, &config.gateway) {
+    if let Some(gw) = &config.gateway {
         let auth = (!gw.auth.is_empty())
             .then(|| Auth::load(&gw.auth, tls.is_some(), &metrics))
             .transpose()?;
@@ -175,16 +176,20 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         });
         let scheme = if tls.is_some() { "https" } else { "http" };
         let app = gateway::router(gateway, ops.clone(), limits.body_timeout);
-        let (door, service) = http_door(
-            &format!("{scheme} {addr}"),
-            gw.max_sessions + HTTP_HEADROOM,
-            tls.as_ref().map(|t| t.http.clone()),
-            proxy.clone(),
-            app,
-        );
-        tracker.spawn(admission::run(l, door, shared.clone(), service, ()));
-        if let Some((r, raddr)) = bound.redirect {
-            let app = gateway::redirect_router(addr.port(), hosts.clone());
+        for (l, addr) in bound.http {
+            let (door, service) = http_door(
+                &format!("{scheme} {addr}"),
+                gw.max_sessions + HTTP_HEADROOM,
+                tls.as_ref().map(|t| t.http.clone()),
+                proxy.clone(),
+                app.clone(),
+            );
+            tracker.spawn(admission::run(l, door, shared.clone(), service, ()));
+        }
+        // With port 0 each address of an --http name has its own port; redirects go to the first.
+        let https_port = http_addrs.first().map_or(0, |addr| addr.port());
+        for (r, raddr) in bound.redirect {
+            let app = gateway::redirect_router(https_port, hosts.clone());
             let (door, service) = http_door(
                 &format!("redirect {raddr}"),
                 SMALL_LISTENER_CONNECTIONS,
@@ -195,7 +200,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
             tracker.spawn(admission::run(r, door, shared.clone(), service, ()));
         }
     }
-    if let Some((l, addr)) = bound.metrics {
+    for (l, addr) in bound.metrics {
         let app = gateway::ops_router(ops.clone());
         let (door, service) = http_door(
             &format!("metrics {addr}"),

@@ -226,6 +226,13 @@ impl Server {
         self.socket_addr("http")
     }
 
+    /// Every HTTP listener: a name given to --http has one per address.
+    pub fn http_addrs(&self) -> Vec<SocketAddr> {
+        self.addrs("http")
+            .map(|a| a.parse().expect("http address parses"))
+            .collect()
+    }
+
     pub fn unix_path(&self) -> PathBuf {
         let path = self
             .addrs("unix")

@@ -1,7 +1,7 @@
 //! What is under test, and opening one connection to it.
 
 use std::io;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use tokio::time::timeout;
@@ -12,9 +12,10 @@ use super::net;
 use super::session::{Schedule, Session};
 use super::stats::Recorder;
 use super::tcp::LineCodec;
-use super::ws::{self, HandshakeError, UrlError, WsTarget};
+use super::ws::{self, HandshakeError, WsTarget};
 use super::ws_frame::WsCodec;
 use crate::cli::DEFAULT_PORT;
+use crate::host_port::{AddrError, HostPort};
 
 pub enum Endpoint {
     Tcp {
@@ -159,20 +160,10 @@ impl Conn {
     }
 }
 
-/// `HOST:PORT`, or `HOST` for the default port.
-fn resolve(addr: &str) -> Result<SocketAddr, UrlError> {
-    if let Ok(sa) = addr.parse::<SocketAddr>() {
-        return Ok(sa);
-    }
-    let found = if addr.parse::<IpAddr>().is_ok() || !addr.contains(':') {
-        (addr.trim_matches(['[', ']']), DEFAULT_PORT).to_socket_addrs()
-    } else {
-        addr.to_socket_addrs()
-    };
-    found
-        .map_err(|e| UrlError::Resolve(addr.to_owned(), e))?
-        .next()
-        .ok_or_else(|| UrlError::NoAddress(addr.to_owned()))
+/// `HOST:PORT`, or `HOST` for the default port; of a name's addresses, the
+/// first: every connection of the run goes to the same one.
+fn resolve(addr: &str) -> Result<SocketAddr, AddrError> {
+    Ok(HostPort::parse_or_port(addr, DEFAULT_PORT)?.resolve()?[0])
 }
 
 #[cfg(test)]

@@ -2,13 +2,15 @@
 
 use std::hash::{BuildHasher, RandomState};
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use sha1::{Digest, Sha1};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::host_port::{AddrError, HostPort};
 
 /// Largest handshake response accepted.
 const MAX_RESPONSE: usize = 16 * 1024;
@@ -30,10 +32,8 @@ pub enum UrlError {
         "{0:?} is not a ws:// URL (wss:// is not supported; examples: ws://127.0.0.1:8080/ws)"
     )]
     Scheme(String),
-    #[error("cannot resolve {0:?}: {1}")]
-    Resolve(String, io::Error),
-    #[error("{0:?} resolves to no address")]
-    NoAddress(String),
+    #[error(transparent)]
+    Address(#[from] AddrError),
 }
 
 impl WsTarget {
@@ -48,19 +48,8 @@ impl WsTarget {
         if authority.is_empty() {
             return Err(UrlError::Scheme(url.to_owned()));
         }
-        let has_port = authority
-            .rsplit_once(':')
-            .is_some_and(|(host, port)| !host.ends_with(':') && port.parse::<u16>().is_ok());
-        let with_port = if has_port {
-            authority.to_owned()
-        } else {
-            format!("{authority}:80")
-        };
-        let addr = with_port
-            .to_socket_addrs()
-            .map_err(|e| UrlError::Resolve(authority.to_owned(), e))?
-            .next()
-            .ok_or_else(|| UrlError::NoAddress(authority.to_owned()))?;
+        // The first address: every connection of the run goes to the same one.
+        let addr = HostPort::parse_or_port(authority, 80)?.resolve()?[0];
         Ok(WsTarget {
             addr,
             host: authority.to_owned(),

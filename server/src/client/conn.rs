@@ -2,7 +2,7 @@
 //! over TCP, TLS or a unix socket, so the sessions do not care which.
 
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -14,32 +14,37 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
 use crate::cli::DEFAULT_PORT;
+use crate::host_port::HostPort;
 
 type TlsStream = StreamOwned<ClientConnection, TcpStream>;
 
-/// `HOST:PORT`, `HOST`, an IPv6 address with or without brackets and port.
-pub fn resolve(addr: &str) -> anyhow::Result<SocketAddr> {
-    if let Ok(sa) = addr.parse::<SocketAddr>() {
-        return Ok(sa);
+/// How long one address may take to accept the connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `HOST:PORT`, or `HOST` (an IPv6 address with or without brackets) for the
+/// tutorial's port.
+pub fn target(addr: &str) -> anyhow::Result<HostPort> {
+    Ok(HostPort::parse_or_port(addr, DEFAULT_PORT)?)
+}
+
+/// Connects to the first address of `target` that accepts: a name may have an
+/// IPv6 and an IPv4 address and the server listen on only one of them.
+fn connect(target: &HostPort) -> anyhow::Result<TcpStream> {
+    let mut failures = Vec::new();
+    for sa in target.resolve()? {
+        match TcpStream::connect_timeout(&sa, CONNECT_TIMEOUT) {
+            Ok(s) => {
+                s.set_nodelay(true)?;
+                return Ok(s);
+            }
+            Err(e) => failures.push(format!("{sa}: {e}")),
+        }
     }
-    if let Ok(ip) = addr
-        .trim_matches(|c| c == '[' || c == ']')
-        .parse::<IpAddr>()
-    {
-        return Ok(SocketAddr::new(ip, DEFAULT_PORT));
-    }
-    let has_port = addr
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok());
-    let found = if has_port {
-        addr.to_socket_addrs()
-    } else {
-        (addr, DEFAULT_PORT).to_socket_addrs()
-    };
-    found
-        .with_context(|| format!("cannot resolve {addr:?}"))?
-        .next()
-        .ok_or_else(|| anyhow!("{addr:?} resolves to no address"))
+    Err(anyhow!(
+        "cannot connect to {}: {} (is `timecho serve` running there?)",
+        target,
+        failures.join("; ")
+    ))
 }
 
 /// A connected stream.
@@ -53,12 +58,7 @@ pub enum Conn {
 
 impl Conn {
     pub fn tcp(addr: &str) -> anyhow::Result<Conn> {
-        let sa = resolve(addr)?;
-        let s = TcpStream::connect_timeout(&sa, Duration::from_secs(10)).map_err(|e| {
-            anyhow!("cannot connect to {sa}: {e} (is `timecho serve` running there?)")
-        })?;
-        s.set_nodelay(true)?;
-        Ok(Conn::Tcp(s))
+        Ok(Conn::Tcp(connect(&target(addr)?)?))
     }
 
     pub fn unix(path: &Path) -> anyhow::Result<Conn> {
@@ -140,9 +140,8 @@ fn lock(s: &Mutex<TlsStream>) -> std::sync::MutexGuard<'_, TlsStream> {
 impl Conn {
     /// TLS over TCP, verified against `ca` (PEM) or the system's root certificates.
     pub fn tls(addr: &str, ca: Option<&Path>) -> anyhow::Result<Conn> {
-        let Conn::Tcp(tcp) = Conn::tcp(addr)? else {
-            unreachable!("Conn::tcp makes a TCP connection")
-        };
+        let target = target(addr)?;
+        let mut tcp = connect(&target)?;
         let mut roots = RootCertStore::empty();
         match ca {
             Some(path) => {
@@ -164,9 +163,10 @@ impl Conn {
                 .with_safe_default_protocol_versions()?
                 .with_root_certificates(roots)
                 .with_no_client_auth();
-        let name = server_name(addr)?;
+        // The name the certificate must carry.
+        let name = ServerName::try_from(target.host.clone())
+            .map_err(|_| anyhow!("{:?} is not a valid TLS server name", target.host))?;
         let mut conn = ClientConnection::new(Arc::new(config), name)?;
-        let mut tcp = tcp;
         // Handshake now, so a certificate problem is reported before the prompt.
         while conn.is_handshaking() {
             conn.complete_io(&mut tcp)
@@ -176,32 +176,24 @@ impl Conn {
     }
 }
 
-/// The name the certificate must carry: the host part of `addr`.
-fn server_name(addr: &str) -> anyhow::Result<ServerName<'static>> {
-    let host = match addr.parse::<SocketAddr>() {
-        Ok(sa) => sa.ip().to_string(),
-        Err(_) => match addr.rsplit_once(':') {
-            Some((h, p)) if p.parse::<u16>().is_ok() => h.trim_matches(['[', ']']).to_owned(),
-            _ => addr.trim_matches(['[', ']']).to_owned(),
-        },
-    };
-    ServerName::try_from(host.clone())
-        .map_err(|_| anyhow!("{host:?} is not a valid TLS server name"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn addresses_default_to_the_tutorial_port() {
-        assert_eq!(
-            resolve("127.0.0.1").unwrap(),
-            "127.0.0.1:8899".parse().unwrap()
-        );
-        assert_eq!(resolve("::1").unwrap(), "[::1]:8899".parse().unwrap());
-        assert_eq!(resolve("[::1]:9").unwrap(), "[::1]:9".parse().unwrap());
-        assert_eq!(resolve("localhost:7").unwrap().port(), 7);
-        assert_eq!(resolve("localhost").unwrap().port(), 8899);
+        let port = |addr| target(addr).unwrap().port;
+        assert_eq!(port("127.0.0.1"), 8899);
+        assert_eq!(port("::1"), 8899);
+        assert_eq!(port("[::1]:9"), 9);
+        assert_eq!(port("localhost:7"), 7);
+        assert_eq!(port("localhost"), 8899);
+    }
+
+    #[test]
+    fn localhost_reaches_a_listener_on_127_0_0_1() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        assert!(connect(&target(&format!("localhost:{port}")).unwrap()).is_ok());
     }
 }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context as _};
 
 use crate::cli::ClientArgs;
-use conn::{resolve, Conn};
+use conn::{target, Conn};
 
 /// A reply with no newline (from a server using raw framing) is taken as complete
 /// once no more bytes arrive for this long.
@@ -29,7 +29,8 @@ const QUIET: Duration = Duration::from_millis(150);
 pub fn run(args: &ClientArgs) -> anyhow::Result<ExitCode> {
     let interactive = io::stdin().is_terminal();
     if args.udp {
-        let addr = resolve(&args.addr)?;
+        // A datagram tells nothing back: the name's preferred address it is.
+        let addr = target(&args.addr)?.resolve()?[0];
         return udp_session(addr, args.timeout, interactive);
     }
     let conn = match &args.unix {

@@ -64,20 +64,17 @@ impl HostHeader {
 }
 
 impl AllowedHosts {
-    pub fn new(listen: SocketAddr, extra: &[String], cert_names: Vec<String>) -> Self {
-        let ip = listen.ip();
+    /// `listen`: the addresses the HTTP listeners bound.
+    pub fn new(listen: &[SocketAddr], extra: &[String], cert_names: Vec<String>) -> Self {
+        let ips = listen.iter().map(SocketAddr::ip);
         AllowedHosts {
             names: extra
                 .iter()
                 .map(|n| n.trim_end_matches('.').to_ascii_lowercase())
                 .collect(),
             cert_names: RwLock::new(lower(cert_names)),
-            addresses: if ip.is_unspecified() {
-                vec![]
-            } else {
-                vec![ip]
-            },
-            any_address: ip.is_unspecified(),
+            addresses: ips.clone().filter(|ip| !ip.is_unspecified()).collect(),
+            any_address: ips.clone().any(|ip| ip.is_unspecified()),
         }
     }
 
@@ -133,7 +130,7 @@ mod tests {
 
     fn hosts(listen: &str, extra: &[&str], cert: &[&str]) -> AllowedHosts {
         AllowedHosts::new(
-            listen.parse().unwrap(),
+            &[listen.parse().unwrap()],
             &extra.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
             cert.iter().map(|s| s.to_string()).collect(),
         )
