@@ -1,24 +1,25 @@
 //! `cargo xtask web`: the page, from Rust to the files the server embeds.
 //!
 //! cargo (wasm32, its own target dir) -> wasm-bindgen (as a library, so its
-//! version is the page's pinned one) -> wasm-opt (optional) -> `web/dist/`.
+//! version is the page's pinned one) -> wasm-opt (optional) -> content-hashed
+//! names and brotli/gzip copies ([`caching`]) -> `web/dist/`.
+
+mod caching;
 
 use std::fs;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
-use flate2::write::GzEncoder;
-use flate2::Compression;
 use wasm_bindgen_cli_support::Bindgen;
 
 use crate::{exec, tools, workspace_root};
 
 /// The name wasm-bindgen gives the outputs: `timecho_web.js`, `timecho_web_bg.wasm`.
 const OUT_NAME: &str = "timecho_web";
-/// Copied next to the generated files as they are.
+/// Copied next to the generated files; [`caching`] rewrites the references in
+/// `index.html` and `boot.js` to the hashed names.
 const STATIC_FILES: [&str; 3] = ["index.html", "boot.js", "style.css"];
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -52,6 +53,10 @@ impl Options {
     }
 }
 
+/// What [`is_up_to_date`] requires of a stamp besides the sources: bump it
+/// when the shape of `web/dist` changes, so an old dist is rebuilt.
+const DIST_LAYOUT: &str = "hashed names, .br and .gz copies";
+
 /// Where everything is; all under the workspace root.
 struct Layout {
     root: PathBuf,
@@ -61,7 +66,8 @@ struct Layout {
     /// one would wait forever for the lock an outer cargo holds.
     target: PathBuf,
     tools: PathBuf,
-    /// Records what `web/dist` was built from; outside dist, so it is not embedded.
+    /// Records what `web/dist` was built from and the files it holds; outside
+    /// dist, so it is not embedded.
     stamp: PathBuf,
 }
 
@@ -77,19 +83,16 @@ impl Layout {
             root,
         }
     }
-
-    fn dist_files(&self) -> impl Iterator<Item = PathBuf> + '_ {
-        [format!("{OUT_NAME}.js"), format!("{OUT_NAME}_bg.wasm")]
-            .into_iter()
-            .chain(STATIC_FILES.map(String::from))
-            .map(|name| self.dist.join(name))
-    }
 }
 
 pub fn build(options: &Options) -> Result<()> {
     let layout = Layout::new();
     let sources = Sources::scan(&layout)?;
-    let stamp = format!("{} {}", options.mode(), sources.fingerprint());
+    let stamp = format!(
+        "{} {}, {DIST_LAYOUT}",
+        options.mode(),
+        sources.fingerprint()
+    );
     if !options.force && is_up_to_date(&layout, &stamp) {
         println!("xtask: web/dist is up to date (nothing under web/ or shared/src changed)");
         return report_size(&layout);
@@ -111,15 +114,27 @@ pub fn build(options: &Options) -> Result<()> {
         fs::copy(layout.web.join(name), staging.join(name))
             .with_context(|| format!("copying web/{name}"))?;
     }
-    publish(&staging, &layout.dist)?;
-    fs::write(&layout.stamp, stamp)?;
+    caching::hash_names(&staging)?;
+    caching::precompress(&staging)?;
+    let published = publish(&staging, &layout.dist)?;
+    fs::write(
+        &layout.stamp,
+        format!("{stamp}\n{}\n", published.join("\n")),
+    )?;
     println!("xtask: built web/dist ({} build)", options.mode());
     report_size(&layout)
 }
 
+/// The stamp's first line says what dist was built from, the others name the
+/// files it holds (their names change with their content, so they are listed
+/// rather than known).
 fn is_up_to_date(layout: &Layout, stamp: &str) -> bool {
-    let built_from = fs::read_to_string(&layout.stamp).unwrap_or_default();
-    built_from == stamp && layout.dist_files().all(|f| f.is_file())
+    let recorded = fs::read_to_string(&layout.stamp).unwrap_or_default();
+    let mut lines = recorded.lines();
+    let mut files = lines.clone().skip(1).peekable();
+    lines.next() == Some(stamp)
+        && files.peek().is_some()
+        && files.all(|name| layout.dist.join(name).is_file())
 }
 
 fn compile(layout: &Layout, options: &Options) -> Result<PathBuf> {
@@ -151,8 +166,9 @@ fn bindgen(wasm: &Path, out_dir: &Path, options: &Options) -> Result<()> {
         .out_name(OUT_NAME)
         .web(true)?
         .typescript(false)
-        // `init()` with no argument finds the wasm next to the script.
-        .omit_default_module_path(false)
+        // boot.js names the wasm: a default path beside the script would name
+        // `timecho_web_bg.wasm`, which hashed names leave nowhere.
+        .omit_default_module_path(true)
         .debug(options.dev)
         .remove_name_section(!options.dev)
         .remove_producers_section(!options.dev)
@@ -195,7 +211,8 @@ fn try_optimise(wasm: &Path, tools_dir: &Path) -> Result<()> {
 
 /// Moves the new files into `dist` one rename at a time, so a server reading
 /// `dist` from disk never sees a half-written file, then drops stale files.
-fn publish(staging: &Path, dist: &Path) -> Result<()> {
+/// Returns the names of the files now in `dist`.
+fn publish(staging: &Path, dist: &Path) -> Result<Vec<String>> {
     fs::create_dir_all(dist)?;
     let mut fresh = Vec::new();
     for entry in fs::read_dir(staging)? {
@@ -212,19 +229,37 @@ fn publish(staging: &Path, dist: &Path) -> Result<()> {
             fs::remove_file(entry.path())?;
         }
     }
-    Ok(())
+    let mut names: Vec<String> = fresh
+        .into_iter()
+        .map(|n| n.to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    Ok(names)
 }
 
+/// The wasm's size as shipped: raw, and the brotli and gzip copies served.
 fn report_size(layout: &Layout) -> Result<()> {
-    let wasm = layout.dist.join(format!("{OUT_NAME}_bg.wasm"));
-    let bytes = fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;
-    let mut gz = GzEncoder::new(Vec::new(), Compression::best());
-    gz.write_all(&bytes)?;
-    let gzipped = gz.finish()?.len();
+    let prefix = format!("{OUT_NAME}_bg.");
+    let mut wasm = None;
+    for entry in fs::read_dir(&layout.dist)? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if name.starts_with(&prefix) && name.ends_with(".wasm") {
+            wasm = Some(name);
+        }
+    }
+    let Some(wasm) = wasm else {
+        bail!("web/dist holds no {prefix}*.wasm: run `cargo xtask web --force`");
+    };
+    let size = |name: &str| -> Result<String> {
+        let path = layout.dist.join(name);
+        let meta = fs::metadata(&path).with_context(|| format!("reading {}", path.display()))?;
+        Ok(kib(usize::try_from(meta.len()).unwrap_or(usize::MAX)))
+    };
     println!(
-        "xtask: web/dist/{OUT_NAME}_bg.wasm: {} raw, {} gzipped",
-        kib(bytes.len()),
-        kib(gzipped)
+        "xtask: web/dist/{wasm}: {} raw, {} brotli, {} gzip",
+        size(&wasm)?,
+        size(&format!("{wasm}.br"))?,
+        size(&format!("{wasm}.gz"))?,
     );
     Ok(())
 }
@@ -251,7 +286,7 @@ impl Sources {
             let path = entry?.path();
             let is_page_file = path
                 .extension()
-                .is_some_and(|ext| ext == "html" || ext == "css");
+                .is_some_and(|ext| ext == "html" || ext == "css" || ext == "js");
             if is_page_file && path.is_file() {
                 files.push(path);
             }

@@ -71,7 +71,7 @@ pub fn router(gateway: Arc<Gateway>, ops: Arc<Ops>, body_timeout: Duration) -> R
         .fallback(assets::serve)
         .with_state(gateway.clone())
         .merge(ops::router(ops))
-        .layer(CompressionLayer::new())
+        .layer(CompressionLayer::new().compress_when(assets::without_etag()))
         .layer(RequestBodyTimeoutLayer::new(body_timeout))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn_with_state(gateway, edge::guard))
