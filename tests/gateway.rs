@@ -402,3 +402,32 @@ async fn only_unknown_subprotocols_are_refused_naming_the_spoken_ones() {
         "{body:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_unix_socket_upstream_is_relayed_like_a_tcp_one() {
+    let dir = support::TempDir::new();
+    let path = dir.path().join("timecho.sock");
+    let _upstream = Server::start(&["--no-http", "--unix", path.to_str().unwrap()]);
+    let target = format!("unix:{}", path.display());
+    let gateway = Server::start(&["--upstream", &target]);
+    let mut ws = ws_connect(gateway.http_addr()).await;
+    assert_eq!(ws_exchange(&mut ws, "over unix").await, "over unix");
+    let mut raw = ws_connect_with(gateway.http_addr(), &[("sec-websocket-protocol", "binary")])
+        .await
+        .unwrap();
+    raw.send(Message::binary(&b"bytes over unix\n"[..]))
+        .await
+        .unwrap();
+    assert_texts(
+        &reply_texts(&binary_stream(&mut raw, 1).await),
+        &[&b"bytes over unix"[..]],
+    );
+
+    // A socket nobody listens on is named in the close reason.
+    let missing = format!("unix:{}", dir.path().join("nobody.sock").display());
+    let lonely = Server::start(&["--upstream", &missing]);
+    let mut ws = ws_connect(lonely.http_addr()).await;
+    let (code, reason) = ws_close_frame(&mut ws).await;
+    assert_eq!(code, 1011, "{reason}");
+    assert!(reason.contains("nobody.sock"), "{reason:?}");
+}

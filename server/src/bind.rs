@@ -10,6 +10,7 @@ use tokio::net::{TcpListener, TcpSocket, UdpSocket, UnixListener};
 use tracing::warn;
 
 use crate::config::{ListenAddr, ServeConfig};
+use crate::host_port::HostPort;
 use crate::unix_socket::{self, SocketFile, UnixBindError};
 
 /// Pending connections the kernel may queue per listener; enough to ride out a
@@ -177,7 +178,7 @@ impl Bound {
 
     /// Where the gateway relays to when no --upstream is given: our own first
     /// TCP listener, reached over loopback when it listens on all addresses.
-    pub fn own_upstream(&self) -> Option<String> {
+    pub fn own_upstream(&self) -> Option<HostPort> {
         let (_, addr) = self.tcp.first()?;
         let mut addr = *addr;
         if addr.ip().is_unspecified() {
@@ -186,7 +187,10 @@ impl Bound {
                 SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
             });
         }
-        Some(addr.to_string())
+        Some(HostPort {
+            host: addr.ip().to_string(),
+            port: addr.port(),
+        })
     }
 
     /// What a person needs to connect; tests read the first two words of each line.
@@ -226,7 +230,6 @@ impl Bound {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host_port::HostPort;
 
     /// `localhost:0` as if it had resolved to `addrs`.
     fn localhost(addrs: &[&str]) -> ListenAddr {

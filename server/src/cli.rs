@@ -7,7 +7,7 @@ use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub use crate::config::Framing;
-use crate::host_port::HostPort;
+use crate::host_port::{HostPort, ServerAddr};
 
 /// `timecho --version`: the release and the commit it was built from.
 const VERSION: &str = concat!(
@@ -192,11 +192,12 @@ pub struct ServeArgs {
     #[arg(long, conflicts_with_all = ["http", "upstream", "allow_origin", "allow_host", "auth"], env = "TIMECHO_NO_HTTP", value_parser = BoolishValueParser::new())]
     pub no_http: bool,
 
-    /// Timestamp server (HOST:PORT) that each WebSocket is relayed to; the browser can
-    /// never choose it. A name is resolved each time a session connects, and each of its
-    /// addresses is tried. Default: this process's first TCP listener.
-    #[arg(long, value_name = "HOST:PORT", env = "TIMECHO_UPSTREAM")]
-    pub upstream: Option<HostPort>,
+    /// Timestamp server (HOST:PORT, or unix:PATH for a unix socket) that each WebSocket
+    /// is relayed to; the browser can never choose it. A name is resolved each time a
+    /// session connects, and each of its addresses is tried. Default: this process's
+    /// first TCP listener.
+    #[arg(long, value_name = "HOST:PORT|unix:PATH", env = "TIMECHO_UPSTREAM")]
+    pub upstream: Option<ServerAddr>,
 
     /// Also let pages from this origin (e.g. https://example.org) open `/ws`; repeatable.
     /// Pages served by this gateway, and clients that send no Origin, are always allowed.

@@ -9,7 +9,7 @@ use timecho_shared::{Precision, StampError, StampFormat, TimeFormat};
 
 use crate::access::AccessList;
 use crate::cli::{ServeArgs, DEFAULT_PORT};
-use crate::host_port::{AddrError, HostPort};
+use crate::host_port::{AddrError, HostPort, ServerAddr};
 use crate::proxy_protocol::ProxyPolicy;
 use crate::signin::AuthSource;
 use crate::tls::CertSource;
@@ -117,7 +117,7 @@ pub struct Protocol {
 pub struct GatewayConfig {
     pub http: ListenAddr,
     /// `None`: relay to this process's first TCP listener.
-    pub upstream: Option<String>,
+    pub upstream: Option<ServerAddr>,
     pub allowed_origins: Vec<String>,
     /// Host names answered besides the built-in ones: `--allow-host`, and the
     /// names the HTTP listeners were given.
@@ -252,7 +252,7 @@ impl ServeConfig {
                 .collect();
             Some(GatewayConfig {
                 http,
-                upstream: args.upstream.as_ref().map(HostPort::to_string),
+                upstream: args.upstream.clone(),
                 allowed_origins: args.allow_origin.clone(),
                 allowed_hosts,
                 max_sessions: args.max_websockets,
@@ -431,16 +431,17 @@ mod tests {
     #[test]
     fn upstream_is_checked_but_left_for_each_session_to_resolve() {
         let c = config(&["--upstream", "localhost:8899"]).unwrap();
-        assert_eq!(
-            c.gateway.unwrap().upstream.as_deref(),
-            Some("localhost:8899")
-        );
+        let upstream = c.gateway.unwrap().upstream.map(|u| u.to_string());
+        assert_eq!(upstream.as_deref(), Some("localhost:8899"));
         let c = config(&["--upstream", "example.invalid:8899"]).unwrap();
-        assert_eq!(
-            c.gateway.unwrap().upstream.as_deref(),
-            Some("example.invalid:8899")
-        );
+        let upstream = c.gateway.unwrap().upstream.map(|u| u.to_string());
+        assert_eq!(upstream.as_deref(), Some("example.invalid:8899"));
         let err = parse_error(&["--upstream", "ws://localhost:8899/"]);
         assert!(err.contains("--upstream"), "{err}");
+        let c = config(&["--upstream", "unix:/run/timecho.sock"]).unwrap();
+        assert_eq!(
+            c.gateway.unwrap().upstream,
+            Some(ServerAddr::Unix("/run/timecho.sock".into()))
+        );
     }
 }

@@ -93,6 +93,38 @@ impl fmt::Display for HostPort {
     }
 }
 
+/// Where a timestamp server listens: `HOST:PORT`, or `unix:PATH` for a unix
+/// stream socket (websockify's `--unix-target`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerAddr {
+    Tcp(HostPort),
+    Unix(std::path::PathBuf),
+}
+
+impl FromStr for ServerAddr {
+    type Err = AddrError;
+
+    fn from_str(text: &str) -> Result<ServerAddr, AddrError> {
+        match text.strip_prefix("unix:") {
+            Some("") => Err(AddrError::Syntax {
+                text: text.to_owned(),
+                why: "unix: needs a socket path",
+            }),
+            Some(path) => Ok(ServerAddr::Unix(path.into())),
+            None => HostPort::parse(text).map(ServerAddr::Tcp),
+        }
+    }
+}
+
+impl fmt::Display for ServerAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerAddr::Tcp(hp) => hp.fmt(f),
+            ServerAddr::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
 /// The host and, if there is one, the port.
 fn split(text: &str) -> Result<(String, Option<u16>), AddrError> {
     let bad = |why| AddrError::Syntax {
@@ -237,5 +269,26 @@ mod tests {
         // .invalid never resolves (RFC 6761).
         let err = hp("example.invalid", 1).resolve().unwrap_err().to_string();
         assert!(err.contains("cannot resolve \"example.invalid\""), "{err}");
+    }
+
+    #[test]
+    fn a_server_is_host_port_or_a_unix_socket_path() {
+        assert_eq!(
+            "unix:/run/timecho.sock".parse::<ServerAddr>().unwrap(),
+            ServerAddr::Unix("/run/timecho.sock".into())
+        );
+        assert_eq!(
+            "localhost:8899".parse::<ServerAddr>().unwrap().to_string(),
+            "localhost:8899"
+        );
+        assert_eq!(
+            "unix:/tmp/t.sock"
+                .parse::<ServerAddr>()
+                .unwrap()
+                .to_string(),
+            "unix:/tmp/t.sock"
+        );
+        assert!("unix:".parse::<ServerAddr>().is_err());
+        assert!("localhost".parse::<ServerAddr>().is_err());
     }
 }

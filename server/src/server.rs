@@ -15,10 +15,12 @@ use tracing::{info, warn};
 
 use crate::admission::{self, Door, Shared};
 use crate::bind::{BindError, Bound};
+use crate::cli::DEFAULT_PORT;
 use crate::config::ServeConfig;
 use crate::gateway::hosts::AllowedHosts;
 use crate::gateway::http_service::HttpService;
 use crate::gateway::{self, Gateway, Ops};
+use crate::host_port::{HostPort, ServerAddr};
 use crate::line_service::LineService;
 use crate::metrics::Metrics;
 use crate::proxy_protocol::ProxyPolicy;
@@ -164,7 +166,16 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
             secure: tls.is_some(),
             config: gw.clone(),
             send_proxy_header: gw.upstream.is_none() && config.proxy.is_some(),
-            upstream: gw.upstream.clone().or(own_upstream).unwrap_or_default(),
+            upstream: gw
+                .upstream
+                .clone()
+                .or_else(|| own_upstream.map(ServerAddr::Tcp))
+                .unwrap_or_else(|| {
+                    ServerAddr::Tcp(HostPort {
+                        host: "127.0.0.1".to_owned(),
+                        port: DEFAULT_PORT,
+                    })
+                }),
             max_frame: limits.max_line,
             sessions: Arc::new(Semaphore::new(gw.max_sessions)),
             shutdown: shutdown.clone(),

@@ -10,6 +10,7 @@ pub mod http_service;
 mod ops;
 mod origin;
 mod relay;
+mod upstream;
 mod ws_upgrade;
 
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use tower_http::compression::CompressionLayer;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use crate::config::GatewayConfig;
+use crate::host_port::ServerAddr;
 use crate::metrics::Metrics;
 use crate::signin::Auth;
 use hosts::HostHeader;
@@ -37,8 +39,8 @@ pub use ops::Ops;
 /// Everything a request handler needs, shared behind one `Arc`.
 pub struct Gateway {
     pub config: GatewayConfig,
-    /// `HOST:PORT` of the timestamp server every session is relayed to.
-    pub upstream: String,
+    /// The timestamp server every session is relayed to (`HOST:PORT` or `unix:PATH`).
+    pub upstream: ServerAddr,
     /// Largest text frame accepted; the same as the TCP line limit.
     pub max_frame: usize,
     pub sessions: Arc<Semaphore>,

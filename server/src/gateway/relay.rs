@@ -21,16 +21,14 @@ use futures_util::{FutureExt, SinkExt, StreamExt};
 use timecho_shared::relay::{close_code, frame_lines};
 use timecho_shared::{reply, Frame, LineDecoder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{timeout, Instant};
 use tracing::debug;
 
+use super::upstream::{self, ConnectError, ReadHalf, WriteHalf};
 use super::Gateway;
 use crate::signin::{self, SessionEnd};
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Upstream bytes read at once; replies are relayed one frame per line.
 const READ_CHUNK: usize = 16 * 1024;
 /// A reply is the request line plus a stamp; this leaves room for any stamp.
@@ -138,34 +136,20 @@ pub async fn session(
 
 async fn relay(mut ws: WebSocket, gateway: &Gateway, pair: Pair) {
     let browser = pair.browser;
-    let upstream = gateway.upstream.as_str();
-    let mut tcp = match timeout(CONNECT_TIMEOUT, TcpStream::connect(upstream)).await {
-        Ok(Ok(tcp)) => tcp,
-        Ok(Err(e)) => {
-            gateway.metrics.upstream_failures.inc();
-            let reason = format!("timestamp server {upstream} unreachable: {e}");
+    let introduce = gateway.send_proxy_header.then_some(browser);
+    let (tcp_read, tcp_write) = match upstream::connect(&gateway.upstream, introduce).await {
+        Ok(halves) => halves,
+        Err(e) => {
+            if !matches!(e, ConnectError::Introduce(..)) {
+                gateway.metrics.upstream_failures.inc();
+            }
+            let reason = e.to_string();
             debug!("{reason}");
             let _ = ws.send(close(close_code::UPSTREAM_ERROR, reason)).await;
             return;
         }
-        Err(_) => {
-            gateway.metrics.upstream_failures.inc();
-            let reason =
-                format!("timestamp server {upstream} did not answer within {CONNECT_TIMEOUT:?}");
-            let _ = ws.send(close(close_code::UPSTREAM_ERROR, reason)).await;
-            return;
-        }
     };
-    let _ = tcp.set_nodelay(true);
-    if gateway.send_proxy_header {
-        if let Err(e) = send_proxy_header(&mut tcp, browser).await {
-            let reason = format!("cannot introduce the browser to {upstream}: {e}");
-            let _ = ws.send(close(close_code::UPSTREAM_ERROR, reason)).await;
-            return;
-        }
-    }
-    debug!(upstream, "session open");
-    let (tcp_read, tcp_write) = tcp.into_split();
+    debug!(upstream = %gateway.upstream, "session open");
     let (mut ws_tx, mut ws_rx) = ws.split();
 
     let ending = {
@@ -211,28 +195,6 @@ async fn relay(mut ws: WebSocket, gateway: &Gateway, pair: Pair) {
     let _ = ws_tx.close().await;
 }
 
-/// Tells our own TCP listener, which expects PROXY protocol from local peers,
-/// who the browser really is, so its logs name the browser.
-async fn send_proxy_header(tcp: &mut TcpStream, browser: SocketAddr) -> std::io::Result<()> {
-    use ppp::v2::{Builder, Command, Protocol, Version};
-    let local = tcp.peer_addr()?;
-    let browser = match (browser, local) {
-        // Both ends must be of one family; a v4 browser on a v6 listener is v4-mapped.
-        (SocketAddr::V4(b), SocketAddr::V6(_)) => {
-            SocketAddr::new(b.ip().to_ipv6_mapped().into(), b.port())
-        }
-        (b, _) => b,
-    };
-    let header = Builder::with_addresses(
-        Version::Two | Command::Proxy,
-        Protocol::Stream,
-        (browser, local),
-    )
-    .build()
-    .map_err(std::io::Error::other)?;
-    tcp.write_all(&header).await
-}
-
 pub fn close(code: u16, mut reason: String) -> Message {
     if reason.len() > MAX_REASON {
         let mut cut = MAX_REASON;
@@ -252,7 +214,7 @@ pub fn close(code: u16, mut reason: String) -> Message {
 /// costs one syscall per batch rather than per frame.
 async fn browser_to_upstream(
     ws_rx: &mut SplitStream<WebSocket>,
-    mut tcp: OwnedWriteHalf,
+    mut tcp: WriteHalf,
     gateway: &Gateway,
     in_flight: &InFlight,
     mode: Mode,
@@ -345,7 +307,7 @@ fn classify(e: axum::Error, max: usize) -> Ending {
 
 /// Upstream bytes become frames, as the session's mode says.
 async fn upstream_to_browser(
-    tcp: OwnedReadHalf,
+    tcp: ReadHalf,
     ws_tx: &mut SplitSink<WebSocket, Message>,
     gateway: &Gateway,
     in_flight: &InFlight,
@@ -361,7 +323,7 @@ async fn upstream_to_browser(
 /// `binary` sessions: each upstream read goes to the browser as one binary
 /// frame, as it came.
 async fn upstream_bytes(
-    mut tcp: OwnedReadHalf,
+    mut tcp: ReadHalf,
     ws_tx: &mut SplitSink<WebSocket, Message>,
     gateway: &Gateway,
     in_flight: &InFlight,
@@ -406,7 +368,7 @@ async fn upstream_bytes(
 /// Upstream reply lines become text frames; all frames from one read are
 /// flushed together. Frames share the read buffer's memory instead of copying.
 async fn upstream_lines(
-    mut tcp: OwnedReadHalf,
+    mut tcp: ReadHalf,
     ws_tx: &mut SplitSink<WebSocket, Message>,
     gateway: &Gateway,
     in_flight: &InFlight,
