@@ -13,8 +13,9 @@ use std::time::Instant;
 use chrono::Utc;
 use timecho_shared::{reply, StampCache};
 use tokio::net::UdpSocket;
+use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::access::AccessList;
 use crate::config::Protocol;
@@ -37,6 +38,7 @@ pub async fn run(
     let mut buf = vec![0u8; DATAGRAM_MAX];
     let mut out = Vec::with_capacity(DATAGRAM_MAX);
     let mut budget = Budget::default();
+    let stall = protocol.limits.stall_timeout;
     loop {
         let received = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -69,12 +71,23 @@ pub async fn run(
             metrics.udp_budget.inc();
             continue;
         }
-        match socket.send_to(&out, peer).await {
-            Ok(sent) => {
+        // A full send buffer is waited for, which stops reading meanwhile (the
+        // kernel drops what arrives: backpressure); like every write, only up
+        // to the stall deadline. A failed reply concerns one (possibly forged)
+        // peer: counted, and logged only at debug level so it cannot flood logs.
+        match timeout(stall, socket.send_to(&out, peer)).await {
+            Ok(Ok(sent)) => {
                 metrics.lines_out.inc();
                 metrics.bytes_out.inc_by(sent as u64);
             }
-            Err(e) => warn!(listener = %name, %peer, error = %e, "reply not sent"),
+            Ok(Err(e)) => {
+                metrics.udp_dropped.inc();
+                debug!(listener = %name, %peer, error = %e, "reply not sent");
+            }
+            Err(_) => {
+                metrics.udp_dropped.inc();
+                debug!(listener = %name, %peer, "reply not sent within {stall:?}");
+            }
         }
     }
 }
