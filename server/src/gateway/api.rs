@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, State};
 use axum::http::header::{RETRY_AFTER, SET_COOKIE};
 use axum::http::{HeaderMap, StatusCode};
@@ -12,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use tower_http::timeout::TimeoutError;
 use tracing::info;
 
 use super::{origin, Gateway};
@@ -69,8 +71,12 @@ async fn login(
     State(gateway): State<Arc<Gateway>>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    Json(credentials): Json<Credentials>,
+    body: Result<Json<Credentials>, JsonRejection>,
 ) -> Response {
+    let Json(credentials) = match body {
+        Ok(body) => body,
+        Err(rejection) => return body_refused(rejection),
+    };
     // Only pages this gateway serves may sign people in (no login CSRF).
     if let Err(reason) = origin::check(&headers, &gateway.config.allowed_origins, gateway.secure) {
         return (StatusCode::FORBIDDEN, reason).into_response();
@@ -111,6 +117,23 @@ async fn logout(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Resp
             .into_response(),
         None => StatusCode::NO_CONTENT.into_response(),
     }
+}
+
+/// Why a sign-in body was not taken: 408 when it did not arrive within
+/// `--body-timeout`, else axum's own answer (400, 413, 415, 422).
+fn body_refused(rejection: JsonRejection) -> Response {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&rejection);
+    while let Some(e) = cause {
+        if e.is::<TimeoutError>() {
+            return (
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body did not arrive in time\n",
+            )
+                .into_response();
+        }
+        cause = e.source();
+    }
+    rejection.into_response()
 }
 
 /// 401 (429 when rate-limited, 503 when sign-in is busy) with the reason, in
