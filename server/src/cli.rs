@@ -174,9 +174,15 @@ pub struct ServeArgs {
     pub body_timeout: Duration,
 
     /// After closing a connection, how long to read and discard what the client still
-    /// sends, so that our last reply or close frame is not destroyed by a reset.
+    /// sends, so that our last reply or close frame is not destroyed by a reset; also
+    /// how long a closing WebSocket waits for the browser's close frame.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration, env = "TIMECHO_LINGER_TIMEOUT")]
     pub linger_timeout: Duration,
+
+    /// How long the gateway waits for the timestamp server (--upstream) to accept a
+    /// session's connection; past it the WebSocket closes with 1011.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_positive_duration, env = "TIMECHO_CONNECT_TIMEOUT")]
+    pub connect_timeout: Duration,
 
     /// HTTP address for the web page and its WebSocket gateway (`/ws`); a name is
     /// bound on every address it has, as for --tcp.

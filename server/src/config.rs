@@ -100,8 +100,11 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// An HTTP request's body.
     pub body_timeout: Duration,
-    /// Reading and discarding after a close, before the socket is released.
+    /// Reading and discarding after a close, before the socket is released;
+    /// also how long a closing WebSocket waits for the browser's close frame.
     pub linger_timeout: Duration,
+    /// The gateway's connection to the timestamp server.
+    pub connect_timeout: Duration,
 }
 
 /// What a connection needs to answer: framing, stamp layout and limits.
@@ -312,6 +315,7 @@ impl ServeConfig {
                     header_timeout: args.header_timeout,
                     body_timeout: args.body_timeout,
                     linger_timeout: args.linger_timeout,
+                    connect_timeout: args.connect_timeout,
                 },
             },
         })

@@ -424,6 +424,7 @@ mod tests {
                 header_timeout: Duration::from_secs(10),
                 body_timeout: Duration::from_secs(10),
                 linger_timeout: Duration::from_secs(2),
+                connect_timeout: Duration::from_secs(5),
             },
         }
     }

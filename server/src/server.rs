@@ -182,6 +182,8 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
             tracker: tracker.clone(),
             drain_timeout: limits.drain_timeout,
             stall_timeout: limits.stall_timeout,
+            linger_timeout: limits.linger_timeout,
+            connect_timeout: limits.connect_timeout,
             metrics: metrics.clone(),
             auth,
         });

@@ -49,6 +49,10 @@ pub struct Gateway {
     pub drain_timeout: Duration,
     /// Writes upstream that make no progress for this long end the session.
     pub stall_timeout: Duration,
+    /// How long a closing session waits for the browser's close frame.
+    pub linger_timeout: Duration,
+    /// How long the timestamp server may take to accept a session's connection.
+    pub connect_timeout: Duration,
     pub metrics: Arc<Metrics>,
     /// The upstream is our own listener and expects a PROXY protocol header.
     pub send_proxy_header: bool,

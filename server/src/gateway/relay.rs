@@ -38,8 +38,6 @@ const STAMP_ROOM: usize = 256;
 const PARTIAL_QUIET: Duration = Duration::from_millis(50);
 /// Most bytes of browser frames gathered into one upstream write.
 const UPSTREAM_BATCH: usize = 64 * 1024;
-/// How long a closing session waits for the browser's close frame.
-const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Longest close reason RFC 6455 allows.
 const MAX_REASON: usize = 123;
 
@@ -137,18 +135,19 @@ pub async fn session(
 async fn relay(mut ws: WebSocket, gateway: &Gateway, pair: Pair) {
     let browser = pair.browser;
     let introduce = gateway.send_proxy_header.then_some(browser);
-    let (tcp_read, tcp_write) = match upstream::connect(&gateway.upstream, introduce).await {
-        Ok(halves) => halves,
-        Err(e) => {
-            if !matches!(e, ConnectError::Introduce(..)) {
-                gateway.metrics.upstream_failures.inc();
+    let (tcp_read, tcp_write) =
+        match upstream::connect(&gateway.upstream, introduce, gateway.connect_timeout).await {
+            Ok(halves) => halves,
+            Err(e) => {
+                if !matches!(e, ConnectError::Introduce(..)) {
+                    gateway.metrics.upstream_failures.inc();
+                }
+                let reason = e.to_string();
+                debug!("{reason}");
+                let _ = ws.send(close(close_code::UPSTREAM_ERROR, reason)).await;
+                return;
             }
-            let reason = e.to_string();
-            debug!("{reason}");
-            let _ = ws.send(close(close_code::UPSTREAM_ERROR, reason)).await;
-            return;
-        }
-    };
+        };
     debug!(upstream = %gateway.upstream, "session open");
     let (mut ws_tx, mut ws_rx) = ws.split();
 
@@ -182,7 +181,7 @@ async fn relay(mut ws: WebSocket, gateway: &Gateway, pair: Pair) {
         if ws_tx.send(close(code, reason)).await.is_ok() {
             // Read on until the browser acknowledges: closing the socket with its
             // frames unread would reset the connection and lose our close frame.
-            let _ = timeout(CLOSE_GRACE, async {
+            let _ = timeout(gateway.linger_timeout, async {
                 while let Some(Ok(m)) = ws_rx.next().await {
                     if matches!(m, Message::Close(_)) {
                         break;

@@ -14,34 +14,32 @@ use tokio::time::timeout;
 
 use crate::host_port::ServerAddr;
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// Why a session has no timestamp server; the text goes to the browser.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     #[error("timestamp server {0} unreachable: {1}")]
     Unreachable(String, io::Error),
-    #[error("timestamp server {0} did not answer within {CONNECT_TIMEOUT:?}")]
-    Timeout(String),
+    #[error("timestamp server {0} did not answer within {1:?}")]
+    Timeout(String, Duration),
     #[error("cannot introduce the browser to {0}: {1}")]
     Introduce(String, io::Error),
 }
 
-/// Connects to `server`; over TCP, first tells it who `browser` is with a
-/// PROXY header when `browser` is given (our own listener expects one).
+/// Connects to `server` within `wait`; over TCP, first tells it who `browser`
+/// is with a PROXY header when `browser` is given (our own listener expects one).
 pub async fn connect(
     server: &ServerAddr,
     browser: Option<SocketAddr>,
+    wait: Duration,
 ) -> Result<(ReadHalf, WriteHalf), ConnectError> {
     let name = || server.to_string();
     match server {
         ServerAddr::Tcp(hp) => {
             let target = hp.to_string();
-            let mut tcp = match timeout(CONNECT_TIMEOUT, TcpStream::connect(target.as_str())).await
-            {
+            let mut tcp = match timeout(wait, TcpStream::connect(target.as_str())).await {
                 Ok(Ok(tcp)) => tcp,
                 Ok(Err(e)) => return Err(ConnectError::Unreachable(name(), e)),
-                Err(_) => return Err(ConnectError::Timeout(name())),
+                Err(_) => return Err(ConnectError::Timeout(name(), wait)),
             };
             let _ = tcp.set_nodelay(true);
             if let Some(browser) = browser {
@@ -53,10 +51,10 @@ pub async fn connect(
             Ok((ReadHalf::Tcp(r), WriteHalf::Tcp(w)))
         }
         ServerAddr::Unix(path) => {
-            let unix = match timeout(CONNECT_TIMEOUT, UnixStream::connect(path)).await {
+            let unix = match timeout(wait, UnixStream::connect(path)).await {
                 Ok(Ok(unix)) => unix,
                 Ok(Err(e)) => return Err(ConnectError::Unreachable(name(), e)),
-                Err(_) => return Err(ConnectError::Timeout(name())),
+                Err(_) => return Err(ConnectError::Timeout(name(), wait)),
             };
             let (r, w) = unix.into_split();
             Ok((ReadHalf::Unix(r), WriteHalf::Unix(w)))
