@@ -162,11 +162,11 @@ mod tests {
         for chunk in chunks {
             buf.extend_from_slice(chunk);
             let mut frames = d.frames(&buf);
-            for f in &mut frames {
-                out.push(match f {
-                    Frame::Line(l) => Ok(l.to_vec()),
-                    Frame::TooLong => Err(()),
-                });
+            for (n, f) in (&mut frames).enumerate() {
+                // Each frame uses up at least one byte; more frames than bytes
+                // means a decoder that stopped advancing (and would loop forever).
+                assert!(n < buf.len(), "more frames than bytes in {buf:?}");
+                out.push(owned(f));
             }
             let used = frames.consumed();
             buf.drain(..used);
@@ -176,6 +176,68 @@ mod tests {
             out.push(Ok(l.to_vec()));
         }
         out
+    }
+
+    fn owned(f: Frame) -> Result<Vec<u8>, ()> {
+        match f {
+            Frame::Line(l) => Ok(l.to_vec()),
+            Frame::TooLong => Err(()),
+        }
+    }
+
+    /// The frames of one buffer, bounded like [`decode_chunks`].
+    fn frames_of<'a>(d: &mut LineDecoder, buf: &'a [u8]) -> Vec<Frame<'a>> {
+        let frames: Vec<_> = d.frames(buf).take(buf.len() + 1).collect();
+        assert!(frames.len() <= buf.len(), "more frames than bytes");
+        frames
+    }
+
+    #[test]
+    fn default_limit_is_the_64_kib_the_readme_promises() {
+        assert_eq!(DEFAULT_MAX_LINE, 65_536);
+    }
+
+    #[test]
+    fn max_len_is_the_longest_line_the_decoder_accepts() {
+        for max in [0, 1, 2, 7, 100] {
+            let mut d = LineDecoder::new(max);
+            assert_eq!(d.max_len(), max);
+            let longest = [vec![b'x'; d.max_len()], b"\r\n".to_vec()].concat();
+            let too_long = [vec![b'x'; d.max_len() + 1], b"\r\n".to_vec()].concat();
+            assert_eq!(
+                frames_of(&mut d, &longest),
+                [Frame::Line(&longest[..max])],
+                "max {max}"
+            );
+            assert_eq!(frames_of(&mut d, &too_long), [Frame::TooLong], "max {max}");
+        }
+    }
+
+    /// The read buffer a caller needs and all it ever has to hold: the longest
+    /// line, its `\r\n`, and one byte more to tell that a line is too long.
+    #[test]
+    fn buffer_limit_is_the_longest_line_with_crlf_and_one_byte() {
+        for max in [0, 1, 2, 100, DEFAULT_MAX_LINE] {
+            assert_eq!(LineDecoder::new(max).buffer_limit(), max + 3, "max {max}");
+        }
+    }
+
+    #[test]
+    fn discarding_lasts_from_a_too_long_partial_line_to_its_newline() {
+        let mut d = LineDecoder::new(4);
+        assert!(!d.is_discarding());
+        assert_eq!(frames_of(&mut d, b"abcdef"), [Frame::TooLong]);
+        assert!(d.is_discarding());
+        assert_eq!(frames_of(&mut d, b"more"), []);
+        assert!(d.is_discarding());
+        assert_eq!(frames_of(&mut d, b"end\nok\n"), [Frame::Line(b"ok")]);
+        assert!(!d.is_discarding());
+        // A too-long line that arrives whole has nothing left to skip.
+        assert_eq!(
+            frames_of(&mut d, b"abcdefgh\nok\n"),
+            [Frame::TooLong, Frame::Line(b"ok")]
+        );
+        assert!(!d.is_discarding());
     }
 
     #[test]
@@ -244,6 +306,38 @@ mod tests {
             }
             chunks.push(&data[last..]);
             prop_assert_eq!(decode_chunks(max, &chunks), whole);
+        }
+
+        /// A caller whose read buffer is fixed at `buffer_limit()` bytes, and
+        /// reads only into the free part of it, decodes the same frames as one
+        /// with unbounded memory: the buffer never fills up without a frame.
+        #[test]
+        fn a_buffer_of_buffer_limit_bytes_is_enough(
+            data in proptest::collection::vec(
+                prop_oneof![Just(b'\n'), Just(b'\r'), any::<u8>()], 0..300),
+            max in 0usize..40,
+        ) {
+            let mut d = LineDecoder::new(max);
+            let mut buf = vec![0; d.buffer_limit()];
+            let (mut filled, mut fed, mut out) = (0, 0, Vec::new());
+            while fed < data.len() {
+                prop_assert!(filled < buf.len(), "full buffer, no frame: stalled");
+                let n = (buf.len() - filled).min(data.len() - fed);
+                buf[filled..filled + n].copy_from_slice(&data[fed..fed + n]);
+                fed += n;
+                let end = filled + n;
+                let mut frames = d.frames(&buf[..end]);
+                for f in (&mut frames).take(end) {
+                    out.push(owned(f));
+                }
+                let used = frames.consumed();
+                buf.copy_within(used..end, 0);
+                filled = end - used;
+            }
+            if let Some(l) = d.take_partial(&buf[..filled]) {
+                out.push(Ok(l.to_vec()));
+            }
+            prop_assert_eq!(out, decode_chunks(max, &[&data]));
         }
     }
 }

@@ -75,6 +75,52 @@ mod tests {
     }
 
     #[test]
+    fn stamped_reply_is_appended_after_what_is_already_buffered() {
+        let mut out = b"[a] 1\n".to_vec();
+        write_stamped(&mut out, "b", b"");
+        assert_eq!(out, b"[a] 1\n[b] \n");
+    }
+
+    #[test]
+    fn raw_reply_is_the_stamp_and_the_bytes_as_they_came() {
+        let mut out = b"[a] 1".to_vec();
+        write_raw(&mut out, "1793783101.005", b"\x00\xffno newline\r");
+        assert_eq!(out, b"[a] 1[1793783101.005] \x00\xffno newline\r");
+    }
+
+    /// A reply is sized before it is written: one allocation of exactly its
+    /// length into an empty buffer, none into a buffer that has the room.
+    #[test]
+    fn replies_reserve_their_exact_length_up_front() {
+        type Write = fn(&mut Vec<u8>, &str, &[u8]);
+        let stamp = "Tue Nov 24 21:35:36 2026";
+        let line = b"twenty bytes of text";
+        let cases: [(&str, Write, usize); 2] = [
+            ("write_stamped", write_stamped, stamp.len() + line.len() + 4),
+            ("write_raw", write_raw, stamp.len() + line.len() + 3),
+        ];
+        for (name, write, len) in cases {
+            let mut out = Vec::new();
+            write(&mut out, stamp, line);
+            assert_eq!(out.len(), len, "{name}");
+            assert_eq!(
+                out.capacity(),
+                Vec::<u8>::with_capacity(len).capacity(),
+                "{name} sized the buffer wrongly or grew it while writing"
+            );
+
+            let mut out = Vec::with_capacity(len);
+            let before = (out.as_ptr(), out.capacity());
+            write(&mut out, stamp, line);
+            assert_eq!(
+                (out.as_ptr(), out.capacity()),
+                before,
+                "{name} reallocated a buffer that had room for the reply"
+            );
+        }
+    }
+
+    #[test]
     fn errors_and_foreign_lines_are_told_apart() {
         assert_eq!(Reply::parse("error: too long"), Reply::Error("too long"));
         assert_eq!(Reply::parse("hello"), Reply::Other("hello"));

@@ -354,6 +354,120 @@ mod tests {
     }
 
     #[test]
+    fn unix_in_seconds_has_no_fraction() {
+        let f = utc(TimeFormat::Unix, Precision::Seconds);
+        assert_eq!(render(&f, at(1_793_783_101, 999_999_999)), "1793783101");
+        let f = utc(TimeFormat::Unix, Precision::Micros);
+        assert_eq!(render(&f, at(1_793_783_101, 5_999)), "1793783101.000005");
+    }
+
+    #[test]
+    fn unix_stamps_are_digits_with_at_most_nine_fraction_digits() {
+        let f = utc(TimeFormat::Unix, Precision::Micros);
+        let instant = |s: &str| match f.parse(s) {
+            Ok(Stamp::Instant(t)) => Some(t),
+            Ok(other) => panic!("{s:?} parsed as {other:?}"),
+            Err(_) => None,
+        };
+        assert_eq!(instant("1793783101"), Some(at(1_793_783_101, 0)));
+        assert_eq!(
+            instant("1793783101.5"),
+            Some(at(1_793_783_101, 500_000_000))
+        );
+        assert_eq!(
+            instant("1793783101.123456789"),
+            Some(at(1_793_783_101, 123_456_789))
+        );
+        assert_eq!(instant("-1"), Some(at(-1, 0)));
+        for not_unix in [
+            "",
+            "1793783101.1234567890",
+            "+1793783101",
+            " 1793783101",
+            "1793783101.+5",
+            "1.2.3",
+            "1e9",
+            "0x10",
+        ] {
+            assert_eq!(instant(not_unix), None, "{not_unix:?}");
+            assert_eq!(
+                f.parse(not_unix),
+                Err(StampError::Unparsable(not_unix.to_owned()))
+            );
+        }
+    }
+
+    #[test]
+    fn cache_tick_is_the_finest_unit_the_format_prints() {
+        let sec = 1_000_000_000;
+        for p in [Precision::Seconds, Precision::Millis, Precision::Micros] {
+            // ctime prints whole seconds whatever the precision says.
+            assert_eq!(utc(TimeFormat::Ctime, p).tick_nanos(), sec);
+            // A pattern may print any fraction: at most a microsecond.
+            assert_eq!(
+                utc(TimeFormat::Strftime("%s".into()), p).tick_nanos(),
+                1_000
+            );
+            assert_eq!(utc(TimeFormat::Rfc3339, p).tick_nanos(), p.tick_nanos());
+            assert_eq!(utc(TimeFormat::Unix, p).tick_nanos(), p.tick_nanos());
+        }
+        assert_eq!(Precision::Seconds.tick_nanos(), sec);
+        assert_eq!(Precision::Millis.tick_nanos(), 1_000_000);
+        assert_eq!(Precision::Micros.tick_nanos(), 1_000);
+    }
+
+    #[test]
+    fn a_cached_stamp_is_kept_for_its_whole_tick_and_no_longer() {
+        // `%f` prints nanoseconds, finer than the microsecond a pattern is
+        // cached for, so what the cache keeps shows.
+        let mut c = StampCache::new(utc(
+            TimeFormat::Strftime("%S.%f".into()),
+            Precision::Seconds,
+        ));
+        assert_eq!(c.at(at(100, 1_000)), "40.000001000");
+        assert_eq!(c.at(at(100, 1_999)), "40.000001000");
+        assert_eq!(c.at(at(100, 2_000)), "40.000002000");
+        assert_eq!(c.at(at(100, 2_999)), "40.000002000");
+        assert_eq!(c.at(at(101, 2_000)), "41.000002000");
+    }
+
+    #[test]
+    fn cache_changes_exactly_at_second_milli_and_micro_boundaries() {
+        let s = 1_800_000_000;
+        for p in [Precision::Seconds, Precision::Millis, Precision::Micros] {
+            let f = utc(TimeFormat::Unix, p);
+            let tick = p.tick_nanos() as u32;
+            let mut c = StampCache::new(f.clone());
+            let mut times = vec![at(s, 0), at(s, 999_999_999), at(s + 1, 0), at(s + 2, 0)];
+            if tick < 1_000_000_000 {
+                times.extend([
+                    at(s + 2, tick - 1),
+                    at(s + 2, tick),
+                    at(s + 2, 2 * tick - 1),
+                ]);
+                times.extend([at(s + 2, 2 * tick), at(s + 2, 999_999_999), at(s + 3, 0)]);
+            }
+            for t in times {
+                assert_eq!(c.at(t), render(&f, t), "{p:?} at {t:?}");
+            }
+        }
+    }
+
+    #[cfg(feature = "clock")]
+    #[test]
+    fn now_is_the_stamp_of_the_current_time() {
+        let f = utc(TimeFormat::Unix, Precision::Micros);
+        let mut c = StampCache::new(f.clone());
+        let before = truncate(Utc::now(), Precision::Micros);
+        let text = c.now().to_owned();
+        let after = Utc::now();
+        match f.parse(&text) {
+            Ok(Stamp::Instant(t)) => assert!(before <= t && t <= after, "{text:?}"),
+            other => panic!("{text:?} is not a unix stamp: {other:?}"),
+        }
+    }
+
+    #[test]
     fn bad_patterns_and_names_are_refused_with_a_reason() {
         assert!(matches!(
             "%Q".parse::<TimeFormat>(),
@@ -434,6 +548,32 @@ mod tests {
                 prop_assert_eq!(parsed.wall_clock(), truncate(t, precision).naive_utc(), "{}", text);
                 if !matches!(f.format, TimeFormat::Strftime(_)) {
                     prop_assert!(Stamp::parse_any(&text).is_some());
+                }
+            }
+        }
+
+        /// Whatever times it is asked for, in whatever order, a cache that
+        /// formats only when the tick changes gives the stamps that formatting
+        /// each time would. Steps are whole ticks give or take a nanosecond, so
+        /// tick boundaries are crossed, hit and just missed.
+        #[test]
+        fn cached_stamps_are_the_freshly_formatted_ones(
+            // From 1970 + 100 s: the steps below go back at most 87 s.
+            start in 100i64..4_102_444_800,
+            p in prop_oneof![Just(Precision::Seconds), Just(Precision::Millis), Just(Precision::Micros)],
+            steps in proptest::collection::vec((-3i64..=3, -1i64..=1), 1..30),
+        ) {
+            for format in [TimeFormat::Ctime, TimeFormat::Rfc3339, TimeFormat::Unix] {
+                let f = utc(format, p);
+                let mut c = StampCache::new(f.clone());
+                let mut nanos = i128::from(start) * 1_000_000_000;
+                for &(ticks, nudge) in &steps {
+                    nanos += i128::from(ticks * f.tick_nanos() + nudge);
+                    let t = at(
+                        nanos.div_euclid(1_000_000_000) as i64,
+                        nanos.rem_euclid(1_000_000_000) as u32,
+                    );
+                    prop_assert_eq!(c.at(t), render(&f, t), "{:?} {:?}", f, t);
                 }
             }
         }

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 
 use crate::{exec, tools, web, workspace_root};
 
-const STEPS: usize = 7;
+const STEPS: usize = 8;
 
 pub fn all(test_args: &[String]) -> Result<ExitCode> {
     let mut steps = Steps { started: 0 };
@@ -58,6 +58,21 @@ pub fn all(test_args: &[String]) -> Result<ExitCode> {
     })?;
     steps.run("cargo test --workspace", || {
         exec::run(cargo(&["test", "--workspace"]).args(test_args))
+    })?;
+    // After the ordinary tests, so that their failures show first: every
+    // mutant of `shared` must fail its tests. Settings and the few exclusions
+    // are in .cargo/mutants.toml; about 2 to 5 minutes on two cores.
+    steps.run("cargo mutants --package timecho-shared", || {
+        let mutants = tools::cargo_mutants(&workspace_root().join("target/tools"))?;
+        exec::run(
+            Command::new(mutants)
+                .args(["mutants", "--package", "timecho-shared", "--jobs", "2"])
+                .current_dir(workspace_root()),
+        )
+        .context(
+            "a mutant of shared survived its tests or timed out (listed above and in \
+             target/mutants/mutants.out/); add a test that catches it",
+        )
     })?;
     println!("\nxtask: all {STEPS} steps passed");
     Ok(ExitCode::SUCCESS)

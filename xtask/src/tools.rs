@@ -126,13 +126,27 @@ const CARGO_DENY_VERSION: &str = "0.20.2";
 
 /// `cargo-deny`, built from crates.io into `tools_dir` on first use.
 pub fn cargo_deny(tools_dir: &Path) -> Result<PathBuf> {
-    let root = tools_dir.join("cargo-deny");
-    let bin = root.join("bin/cargo-deny");
+    cargo_install(tools_dir, "cargo-deny", CARGO_DENY_VERSION)
+}
+
+/// Pinned so the mutation run makes the same mutants everywhere.
+const CARGO_MUTANTS_VERSION: &str = "25.3.1";
+
+/// `cargo-mutants`, built from crates.io into `tools_dir` on first use.
+pub fn cargo_mutants(tools_dir: &Path) -> Result<PathBuf> {
+    cargo_install(tools_dir, "cargo-mutants", CARGO_MUTANTS_VERSION)
+}
+
+/// Builds crate `krate` at `version`, whose binary has the same name, into
+/// `tools_dir/<krate>` unless it is there already.
+fn cargo_install(tools_dir: &Path, krate: &str, version: &str) -> Result<PathBuf> {
+    let root = tools_dir.join(krate);
+    let bin = root.join("bin").join(krate);
     if bin.exists() {
         return Ok(bin);
     }
     println!(
-        "xtask: building cargo-deny {CARGO_DENY_VERSION} into {} (once)",
+        "xtask: building {krate} {version} into {} (once)",
         root.display()
     );
     exec::run(
@@ -141,9 +155,9 @@ pub fn cargo_deny(tools_dir: &Path) -> Result<PathBuf> {
                 "install",
                 "--locked",
                 "--quiet",
-                "cargo-deny",
+                krate,
                 "--version",
-                CARGO_DENY_VERSION,
+                version,
                 "--root",
             ])
             .arg(&root),
