@@ -14,10 +14,7 @@ pub struct AccessList {
 impl AccessList {
     /// Deny wins over allow; an empty allow list allows everyone not denied.
     pub fn permits(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
+        let ip = ip.to_canonical();
         if self.deny.iter().any(|n| n.contains(&ip)) {
             return false;
         }

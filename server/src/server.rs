@@ -56,6 +56,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     let tracker = TaskTracker::new();
     let protocol = Arc::new(config.protocol.clone());
     let limits = &protocol.limits;
+    let shared_limits = Arc::new(limits.clone());
     let metrics = Arc::new(Metrics::new());
     let access = Arc::new(config.access.clone());
     let proxy = config.proxy.clone().map(Arc::new);
@@ -66,10 +67,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     let shared = Shared {
         access: access.clone(),
         metrics: metrics.clone(),
-        stall_timeout: limits.stall_timeout,
-        handshake_timeout: limits.handshake_timeout,
-        proxy_timeout: limits.proxy_timeout,
-        linger_timeout: limits.linger_timeout,
+        limits: shared_limits.clone(),
         shutdown: shutdown.clone(),
         tracker: tracker.clone(),
     };
@@ -176,14 +174,11 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
                         port: DEFAULT_PORT,
                     })
                 }),
-            max_frame: limits.max_line,
             sessions: Arc::new(Semaphore::new(gw.max_sessions)),
             shutdown: shutdown.clone(),
             tracker: tracker.clone(),
-            drain_timeout: limits.drain_timeout,
-            stall_timeout: limits.stall_timeout,
-            linger_timeout: limits.linger_timeout,
-            connect_timeout: limits.connect_timeout,
+            max_frame: limits.max_line,
+            limits: shared_limits.clone(),
             metrics: metrics.clone(),
             auth,
         });

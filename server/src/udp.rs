@@ -75,7 +75,14 @@ pub async fn run(
         // kernel drops what arrives: backpressure); like every write, only up
         // to the stall deadline. A failed reply concerns one (possibly forged)
         // peer: counted, and logged only at debug level so it cannot flood logs.
-        match timeout(stall, socket.send_to(&out, peer)).await {
+        // Tried at once; the deadline (a timer) only when the buffer is full.
+        let sent = match socket.try_send_to(&out, peer) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                timeout(stall, socket.send_to(&out, peer)).await
+            }
+            done => Ok(done),
+        };
+        match sent {
             Ok(Ok(sent)) => {
                 metrics.lines_out.inc();
                 metrics.bytes_out.inc_by(sent as u64);

@@ -97,14 +97,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Guarded<S> {
                 Poll::Ready(result)
             }
             Poll::Pending => {
-                let deadline = Instant::now() + self.stall;
-                let timer = self
-                    .timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                // The clock is read once per blocked episode, not per poll.
                 if !self.armed {
-                    timer.as_mut().reset(deadline);
+                    let deadline = Instant::now() + self.stall;
+                    match &mut self.timer {
+                        Some(timer) => timer.as_mut().reset(deadline),
+                        None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+                    }
                     self.armed = true;
                 }
+                let timer = self.timer.as_mut().expect("armed above");
                 ready!(timer.as_mut().poll(cx));
                 self.stalled = true;
                 Poll::Ready(Err(io::Error::new(

@@ -29,6 +29,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 use crate::access::AccessList;
+use crate::config::Limits;
 use crate::connection::WaitReadable;
 use crate::metrics::{ListenerMetrics, Metrics};
 use crate::proxy_protocol::ProxyPolicy;
@@ -126,11 +127,8 @@ pub struct Door {
 pub struct Shared {
     pub access: Arc<AccessList>,
     pub metrics: Arc<Metrics>,
-    /// Writes to a peer that make no progress for this long fail.
-    pub stall_timeout: Duration,
-    pub handshake_timeout: Duration,
-    pub proxy_timeout: Duration,
-    pub linger_timeout: Duration,
+    /// The deadlines: stall (every write), TLS handshake, PROXY header, linger.
+    pub limits: Arc<Limits>,
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
 }
@@ -150,7 +148,7 @@ where
     let metrics = shared.metrics.listener(&door.name);
     let door = Arc::new(door);
     let linger = Linger {
-        timeout: shared.linger_timeout,
+        timeout: shared.limits.linger_timeout,
         tracker: shared.tracker.clone(),
     };
     let mut backoff = Duration::from_millis(10);
@@ -190,7 +188,7 @@ where
             }
             continue;
         };
-        let socket = Guarded::new(socket, permit, shared.stall_timeout, linger.clone());
+        let socket = Guarded::new(socket, permit, shared.limits.stall_timeout, linger.clone());
         let task = admit::<L, H>(
             socket,
             peer,
@@ -220,7 +218,10 @@ async fn admit<L, H>(
 {
     let peer = match (&door.proxy, peer.0, L::tcp(socket.get_mut())) {
         (Some(policy), Some(addr), Some(tcp)) => {
-            match policy.client_address(tcp, addr, shared.proxy_timeout).await {
+            match policy
+                .client_address(tcp, addr, shared.limits.proxy_timeout)
+                .await
+            {
                 Ok(client) => Peer(Some(client)),
                 Err(e) => {
                     metrics.proxy_failed.inc();
@@ -239,7 +240,7 @@ async fn admit<L, H>(
     let Some(acceptor) = &door.tls else {
         return handler.serve(socket, peer).await;
     };
-    match tokio::time::timeout(shared.handshake_timeout, acceptor.accept(socket)).await {
+    match tokio::time::timeout(shared.limits.handshake_timeout, acceptor.accept(socket)).await {
         Ok(Ok(tls)) => handler.serve(tls, peer).await,
         Ok(Err(e)) => {
             metrics.tls_failed.inc();
@@ -249,7 +250,7 @@ async fn admit<L, H>(
             metrics.tls_failed.inc();
             debug!(
                 listener = %door.name, %peer,
-                "dropped: TLS handshake not done within {:?}", shared.handshake_timeout
+                "dropped: TLS handshake not done within {:?}", shared.limits.handshake_timeout
             );
         }
     }

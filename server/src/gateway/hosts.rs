@@ -86,10 +86,7 @@ impl AllowedHosts {
     pub fn permits(&self, host: &HostHeader) -> bool {
         let name = host.host.as_str();
         if let Ok(ip) = name.parse::<IpAddr>() {
-            let ip = match ip {
-                IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-                v4 => v4,
-            };
+            let ip = ip.to_canonical();
             return ip.is_loopback() || self.any_address || self.addresses.contains(&ip);
         }
         if name == "localhost" || name.ends_with(".localhost") {

@@ -29,7 +29,7 @@ use tokio_util::task::TaskTracker;
 use tower_http::compression::CompressionLayer;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
-use crate::config::GatewayConfig;
+use crate::config::{GatewayConfig, Limits};
 use crate::host_port::ServerAddr;
 use crate::metrics::Metrics;
 use crate::signin::Auth;
@@ -46,13 +46,9 @@ pub struct Gateway {
     pub sessions: Arc<Semaphore>,
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
-    pub drain_timeout: Duration,
-    /// Writes upstream that make no progress for this long end the session.
-    pub stall_timeout: Duration,
-    /// How long a closing session waits for the browser's close frame.
-    pub linger_timeout: Duration,
-    /// How long the timestamp server may take to accept a session's connection.
-    pub connect_timeout: Duration,
+    /// Deadlines: drain, stall (upstream writes), linger (the browser's close
+    /// frame), connect (the timestamp server).
+    pub limits: Arc<Limits>,
     pub metrics: Arc<Metrics>,
     /// The upstream is our own listener and expects a PROXY protocol header.
     pub send_proxy_header: bool,

@@ -136,7 +136,8 @@ async fn relay(mut ws: WebSocket, gateway: &Gateway, pair: Pair) {
     let browser = pair.browser;
     let introduce = gateway.send_proxy_header.then_some(browser);
     let (tcp_read, tcp_write) =
-        match upstream::connect(&gateway.upstream, introduce, gateway.connect_timeout).await {
+        match upstream::connect(&gateway.upstream, introduce, gateway.limits.connect_timeout).await
+        {
             Ok(halves) => halves,
             Err(e) => {
                 if !matches!(e, ConnectError::Introduce(..)) {
@@ -168,7 +169,7 @@ async fn relay(mut ws: WebSocket, gateway: &Gateway, pair: Pair) {
                 // Requests stopped and the upstream was half-closed: let it finish
                 // answering what it already has, within the drain deadline.
                 Ending::Shutdown => {
-                    let _ = timeout(gateway.drain_timeout, &mut down).await;
+                    let _ = timeout(gateway.limits.drain_timeout, &mut down).await;
                     Ending::Shutdown
                 }
                 other => other,
@@ -181,7 +182,7 @@ async fn relay(mut ws: WebSocket, gateway: &Gateway, pair: Pair) {
         if ws_tx.send(close(code, reason)).await.is_ok() {
             // Read on until the browser acknowledges: closing the socket with its
             // frames unread would reset the connection and lose our close frame.
-            let _ = timeout(gateway.linger_timeout, async {
+            let _ = timeout(gateway.limits.linger_timeout, async {
                 while let Some(Ok(m)) = ws_rx.next().await {
                     if matches!(m, Message::Close(_)) {
                         break;
@@ -276,10 +277,10 @@ async fn browser_to_upstream(
             }
         }
         if !out.is_empty() {
-            match timeout(gateway.stall_timeout, tcp.write_all(&out)).await {
+            match timeout(gateway.limits.stall_timeout, tcp.write_all(&out)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => return Ending::UpstreamFailed(e),
-                Err(_) => return Ending::UpstreamStalled(gateway.stall_timeout),
+                Err(_) => return Ending::UpstreamStalled(gateway.limits.stall_timeout),
             }
         }
     }
@@ -291,7 +292,7 @@ fn stream_out(out: &mut Vec<u8>, bytes: &[u8], in_flight: &InFlight) {
 }
 
 fn newlines(bytes: &[u8]) -> u64 {
-    bytes.iter().filter(|&&b| b == b'\n').count() as u64
+    memchr::memchr_iter(b'\n', bytes).count() as u64
 }
 
 /// Tells apart the receive errors that deserve a close code of their own.
