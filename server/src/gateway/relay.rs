@@ -19,7 +19,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use timecho_shared::relay::{close_code, frame_lines};
-use timecho_shared::{reply, Frame, LineDecoder};
+use timecho_shared::{reply, LineDecoder, Span};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{timeout, Instant};
@@ -376,7 +376,7 @@ async fn upstream_lines(
 ) -> Ending {
     let mut decoder = LineDecoder::new(gateway.max_frame + STAMP_ROOM);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    let mut lines: Vec<(usize, usize)> = Vec::new();
+    let mut lines: Vec<Span> = Vec::new();
     let mut ping = tokio::time::interval_at(
         Instant::now() + gateway.config.ping_interval,
         gateway.config.ping_interval,
@@ -393,8 +393,8 @@ async fn upstream_lines(
         tokio::select! {
             read = tcp.read_buf(&mut buf) => match read {
                 Ok(0) => {
-                    if let Some(line) = decoder.take_partial(&buf) {
-                        let line = Bytes::copy_from_slice(line);
+                    if let Some(range) = decoder.take_partial_span(&buf) {
+                        let line = buf.split().freeze().slice(range);
                         let _ = ws_tx.send(Message::Text(text_frame(line))).await;
                         in_flight.answered.fetch_add(1, Ordering::Relaxed);
                     }
@@ -406,25 +406,14 @@ async fn upstream_lines(
                 Ok(_) => {
                     lines.clear();
                     let mut frames = decoder.frames(&buf);
-                    let base = buf.as_ptr() as usize;
-                    for frame in &mut frames {
-                        match frame {
-                            Frame::Line(l) => {
-                                let start = l.as_ptr() as usize - base;
-                                lines.push((start, start + l.len()));
-                            }
-                            // Marked with an empty range; reported as an error frame.
-                            Frame::TooLong => lines.push((usize::MAX, 0)),
-                        }
-                    }
+                    lines.extend(std::iter::from_fn(|| frames.next_span()));
                     let used = frames.consumed();
                     let chunk = buf.split_to(used).freeze();
                     in_flight.answered.fetch_add(lines.len() as u64, Ordering::Relaxed);
-                    for &(start, end) in &lines {
-                        let text = if start == usize::MAX {
-                            too_long_frame(decoder.max_len())
-                        } else {
-                            text_frame(chunk.slice(start..end))
+                    for span in lines.drain(..) {
+                        let text = match span {
+                            Span::Line(range) => text_frame(chunk.slice(range)),
+                            Span::TooLong => too_long_frame(decoder.max_len()),
                         };
                         if ws_tx.feed(Message::Text(text)).await.is_err() {
                             return Ending::BrowserVanished;
@@ -439,9 +428,8 @@ async fn upstream_lines(
             },
             () = &mut quiet, if partial => {
                 let pending = buf.split().freeze();
-                if let Some(line) = decoder.take_partial(&pending) {
-                    let start = line.as_ptr() as usize - pending.as_ptr() as usize;
-                    let frame = text_frame(pending.slice(start..start + line.len()));
+                if let Some(range) = decoder.take_partial_span(&pending) {
+                    let frame = text_frame(pending.slice(range));
                     in_flight.answered.fetch_add(1, Ordering::Relaxed);
                     if ws_tx.send(Message::Text(frame)).await.is_err() {
                         return Ending::BrowserVanished;
