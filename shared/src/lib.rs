@@ -2,6 +2,7 @@
 //! time stamps, the reply format, and the WebSocket relay contract.
 
 pub mod line_codec;
+pub mod reconnect;
 pub mod relay;
 pub mod reply;
 pub mod stamp;

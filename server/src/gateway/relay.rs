@@ -17,6 +17,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{FutureExt, SinkExt, StreamExt};
+use timecho_shared::reconnect::restart_reason;
 use timecho_shared::relay::{close_code, frame_lines};
 use timecho_shared::{reply, LineDecoder, Span};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -70,8 +71,9 @@ enum Ending {
 }
 
 impl Ending {
-    /// The close frame to send, if the browser can still receive one.
-    fn close_frame(&self) -> Option<(u16, String)> {
+    /// The close frame to send, if the browser can still receive one; a
+    /// shutdown names the window to come back in.
+    fn close_frame(&self, reconnect_window: Duration) -> Option<(u16, String)> {
         Some(match self {
             Ending::UpstreamClosed => (
                 close_code::NORMAL,
@@ -101,7 +103,7 @@ impl Ending {
                 close_code::TOO_BIG,
                 format!("frame larger than {max} bytes"),
             ),
-            Ending::Shutdown => (close_code::GOING_AWAY, "server shutting down".into()),
+            Ending::Shutdown => (close_code::RESTART, restart_reason(reconnect_window)),
             Ending::SignedOut => (close_code::POLICY, "signed out".into()),
             Ending::BrowserClosed | Ending::BrowserClosing => (close_code::NORMAL, String::new()),
             Ending::BrowserClosedOwed(n) => (
@@ -204,7 +206,7 @@ async fn relay(mut ws: Socket, gateway: &Gateway, pair: Pair) {
         }
     };
     debug!(?ending, "session closed");
-    if let Some((code, reason)) = ending.close_frame() {
+    if let Some((code, reason)) = ending.close_frame(gateway.config.reconnect_window) {
         if ws_tx.send(close(code, reason)).await.is_ok() {
             // Read on until the browser's Close (held at the gate if it came
             // first): closing the socket with its frames unread would reset the
