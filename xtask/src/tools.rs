@@ -57,8 +57,12 @@ pub fn wasm_opt(tools_dir: &Path) -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// libfaketime, which the clock-step test preloads into the server.
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
 /// What the end-to-end tests need from Debian: Chromium with its driver, `nc`,
-/// `python3`, `openssl` (TLS interop) and `haproxy` (the scale-out test).
+/// `python3`, `openssl` (TLS interop), `haproxy` (the scale-out test) and
+/// libfaketime (the clock-step test).
 /// Installs whatever is missing.
 pub fn ensure_test_packages() -> Result<()> {
     let mut missing = Vec::new();
@@ -77,8 +81,13 @@ pub fn ensure_test_packages() -> Result<()> {
     if !exec::on_path("python3") {
         missing.push("python3");
     }
+    if !Path::new(LIBFAKETIME).exists() {
+        missing.push("faketime");
+    }
     if missing.is_empty() {
-        println!("xtask: chromium, chromedriver, nc, python3, openssl and haproxy are installed");
+        println!(
+            "xtask: chromium, chromedriver, nc, python3, openssl, haproxy and faketime are installed"
+        );
         return Ok(());
     }
     apt_install(&missing)
