@@ -337,6 +337,14 @@ pub struct ServeArgs {
     )]
     pub auth: Vec<crate::signin::AuthSource>,
 
+    /// Sign session tokens with the key in FILE (32 bytes or more, e.g.
+    /// `head -c 32 /dev/urandom | base64`), so that every instance given the same
+    /// file honours a sign-in made on any of them. Re-read on SIGHUP; the
+    /// previous key stays valid for one session lifetime. Without it each
+    /// process has a random key of its own.
+    #[arg(long, value_name = "FILE", env = "TIMECHO_SESSION_KEY", requires = "auth")]
+    pub session_key: Option<std::path::PathBuf>,
+
     /// Log format: text for people, json for log collectors.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "TIMECHO_LOG_FORMAT")]
     pub log_format: LogFormat,

@@ -130,6 +130,8 @@ pub struct GatewayConfig {
     /// Sessions closed by a shutdown are told to come back within this window.
     pub reconnect_window: Duration,
     pub auth: Vec<AuthSource>,
+    /// The key session tokens are signed with, shared by instances.
+    pub session_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -264,6 +266,7 @@ impl ServeConfig {
                 ping_interval: args.ws_ping,
                 reconnect_window: args.reconnect_window,
                 auth: args.auth.clone(),
+                session_key: args.session_key.clone(),
             })
         };
         let tls = match (&args.tls_cert, &args.tls_key, args.tls_self_signed) {

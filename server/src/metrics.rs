@@ -54,8 +54,10 @@ pub enum WsEnding {
     Refused,
     /// Shutdown or restart of the gateway (1012).
     Restart,
-    /// Sign-out or sign-in expiry (1008).
+    /// Sign-out (1008).
     SignedOut,
+    /// The sign-in token it was opened with expired (4001; the page renews).
+    TokenExpired,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -25,7 +25,7 @@ use crate::line_service::LineService;
 use crate::metrics::Metrics;
 use crate::proxy_protocol::ProxyPolicy;
 use crate::shutdown::Signals;
-use crate::signin::{Auth, AuthFileError};
+use crate::signin::{Auth, AuthError};
 use crate::tls::{Tls, TlsError};
 use crate::udp;
 
@@ -44,7 +44,7 @@ pub enum ServeError {
     #[error(transparent)]
     Tls(#[from] TlsError),
     #[error(transparent)]
-    Auth(#[from] AuthFileError),
+    Auth(#[from] AuthError),
     #[error("cannot install signal handlers: {0}")]
     Signals(io::Error),
 }
@@ -157,7 +157,14 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     }
     if let Some(gw) = &config.gateway {
         let auth = (!gw.auth.is_empty())
-            .then(|| Auth::load(&gw.auth, tls.is_some(), &metrics))
+            .then(|| {
+                Auth::load(
+                    &gw.auth,
+                    gw.session_key.as_deref(),
+                    tls.is_some(),
+                    &metrics,
+                )
+            })
             .transpose()?;
         let gateway = Arc::new(Gateway {
             hosts: hosts.clone(),
@@ -182,6 +189,12 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
             metrics: metrics.clone(),
             auth,
         });
+        if gateway.auth.as_ref().is_some_and(Auth::key_is_reloadable) {
+            tracker.spawn(reload_session_key_on_sighup(
+                gateway.clone(),
+                shutdown.clone(),
+            ));
+        }
         let scheme = if tls.is_some() { "https" } else { "http" };
         let app = gateway::router(gateway, ops.clone(), limits.body_timeout);
         for (l, addr) in bound.http {
@@ -246,6 +259,26 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         info!("all connections closed");
     }
     Ok(())
+}
+
+/// SIGHUP re-reads the session key file: a new key signs from now on, and
+/// the previous one is still accepted for a session lifetime.
+async fn reload_session_key_on_sighup(gateway: Arc<Gateway>, shutdown: CancellationToken) {
+    let Some(auth) = &gateway.auth else { return };
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        warn!("cannot watch SIGHUP; session key reload is off");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = hup.recv() => match auth.reload_key() {
+                Ok(true) => info!("session key replaced; the previous one is accepted for a session lifetime"),
+                Ok(false) => info!("session key unchanged"),
+                Err(e) => warn!("session key not reloaded, keeping the old one: {e}"),
+            },
+        }
+    }
 }
 
 /// SIGHUP reloads the certificate and key; open connections keep theirs.

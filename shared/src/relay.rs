@@ -40,6 +40,10 @@ pub mod close_code {
     /// will answer): the reason names the window to come back in
     /// ([`crate::reconnect::restart_window_ms`]).
     pub const RESTART: u16 = 1012;
+    /// The sign-in token the socket was opened with has expired. Pages renew
+    /// their cookie while open, so the page reconnects at once, quietly; a
+    /// copy of a signed-out cookie gets `1008` on its next try.
+    pub const TOKEN_EXPIRED: u16 = 4001;
 }
 
 /// The lines of one text frame, each to be sent upstream followed by `\n`.

@@ -32,7 +32,7 @@ use super::upstream::{self, ConnectError, ReadHalf, WriteHalf};
 use super::ws_handshake::Socket;
 use super::Gateway;
 use crate::metrics::WsEnding;
-use crate::signin::{self, SessionEnd};
+use crate::signin::{self, Ended, SessionEnd};
 
 /// Upstream bytes read at once; replies are relayed one frame per line.
 const READ_CHUNK: usize = 16 * 1024;
@@ -67,8 +67,10 @@ enum Ending {
     InvalidUtf8,
     TooBig(usize),
     Shutdown,
-    /// The page's sign-in session ended (sign-out elsewhere, or expiry).
+    /// The page's sign-in session ended (signed out, or pushed out).
     SignedOut,
+    /// The token the socket was opened with expired.
+    TokenExpired,
 }
 
 impl Ending {
@@ -86,6 +88,7 @@ impl Ending {
             Ending::Binary | Ending::InvalidUtf8 | Ending::TooBig(_) => WsEnding::Refused,
             Ending::Shutdown => WsEnding::Restart,
             Ending::SignedOut => WsEnding::SignedOut,
+            Ending::TokenExpired => WsEnding::TokenExpired,
         }
     }
 
@@ -126,6 +129,10 @@ impl Ending {
             ),
             Ending::Shutdown => (close_code::RESTART, restart_reason(reconnect_window)),
             Ending::SignedOut => (close_code::POLICY, "signed out".into()),
+            Ending::TokenExpired => (
+                close_code::TOKEN_EXPIRED,
+                "sign-in token expired; reconnect with the renewed cookie".into(),
+            ),
             Ending::BrowserClosed | Ending::BrowserClosing => (close_code::NORMAL, String::new()),
             Ending::BrowserClosedOwed(n) => (
                 close_code::UPSTREAM_ERROR,
@@ -428,7 +435,7 @@ async fn upstream_bytes(
                 }
                 Err(e) => return Ending::UpstreamFailed(e),
             },
-            () = &mut signed_out => return Ending::SignedOut,
+            ended = &mut signed_out => return Ending::from(ended),
             _ = ping.tick() => {
                 if ws_tx.send(Message::Ping(Bytes::new())).await.is_err() {
                     return Ending::BrowserVanished;
@@ -515,12 +522,21 @@ async fn upstream_lines(
                     }
                 }
             }
-            () = &mut signed_out => return Ending::SignedOut,
+            ended = &mut signed_out => return Ending::from(ended),
             _ = ping.tick() => {
                 if ws_tx.send(Message::Ping(Bytes::new())).await.is_err() {
                     return Ending::BrowserVanished;
                 }
             }
+        }
+    }
+}
+
+impl From<Ended> for Ending {
+    fn from(ended: Ended) -> Ending {
+        match ended {
+            Ended::SignedOut => Ending::SignedOut,
+            Ended::TokenExpired => Ending::TokenExpired,
         }
     }
 }

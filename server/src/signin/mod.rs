@@ -15,9 +15,11 @@
 mod credentials;
 mod limiter;
 mod sessions;
+mod tokens;
 
 use std::net::IpAddr;
 use std::num::{NonZeroU32, NonZeroUsize};
+use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -30,13 +32,19 @@ use crate::metrics::Metrics;
 use credentials::{Busy, Credentials};
 use limiter::{Limiter, RateLimited};
 use sessions::Sessions;
+use tokens::{unix_now, Claims, SessionKeys};
 
 pub use credentials::{hash_password, AuthFileError, AuthSource};
-pub use sessions::SessionEnd;
+pub use sessions::{Ended, SessionEnd};
+pub use tokens::KeyError;
 
 pub const COOKIE_NAME: &str = "timecho_session";
-/// How long a sign-in lasts.
+/// How long a sign-in lasts, however often its token is renewed.
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+/// How long one session token is accepted. The open page renews it every
+/// minute (`GET /api/session`); a sign-out is honoured by every instance
+/// within this bound, the only one that sees it at once.
+pub const TOKEN_LIFETIME: Duration = Duration::from_secs(10 * 60);
 /// Password attempts (right or wrong) and wrong tokens one client may send in a minute.
 const ATTEMPTS_PER_MINUTE: NonZeroU32 = NonZeroU32::new(5).unwrap();
 /// Bounds on the in-memory tables, so a flood cannot grow them without limit.
@@ -76,21 +84,35 @@ impl From<Busy> for Denied {
     }
 }
 
+/// Why sign-in could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error(transparent)]
+    File(#[from] AuthFileError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+}
+
 pub struct Auth {
     credentials: Credentials,
     limiter: Limiter,
     sessions: Sessions,
+    keys: SessionKeys,
     /// Mark cookies `Secure` (the page is served over TLS).
     pub secure_cookies: bool,
 }
 
 impl Auth {
     /// Reads the credentials; sign-in events are counted in `metrics`.
+    /// Session tokens are signed with the key in `session_key`, shared by the
+    /// instances that should honour each other's sign-ins, or with a random
+    /// key of this process's own.
     pub fn load(
         sources: &[AuthSource],
+        session_key: Option<&Path>,
         secure_cookies: bool,
         metrics: &Metrics,
-    ) -> Result<Auth, AuthFileError> {
+    ) -> Result<Auth, AuthError> {
         // One argon2 check per core at a time: more would only queue for CPU
         // while each holds its ~19 MiB.
         let check_slots = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
@@ -107,6 +129,7 @@ impl Auth {
                 metrics.signin_rate_limited.clone(),
             ),
             sessions: Sessions::new(MAX_SESSIONS, SESSION_LIFETIME),
+            keys: SessionKeys::load(session_key, SESSION_LIFETIME)?,
             secure_cookies,
         })
     }
@@ -114,8 +137,8 @@ impl Auth {
     /// Checks a request to `/ws` or `/api/session`: session cookie, bearer
     /// token, or Basic credentials. Returns the user's name.
     pub async fn authorize(&self, headers: &HeaderMap, client: IpAddr) -> Result<String, Denied> {
-        if let Some(user) = session_cookie(headers).and_then(|id| self.sessions.user(id)) {
-            return Ok(user);
+        if let Some(claims) = self.session(headers) {
+            return Ok(claims.user);
         }
         let Some(value) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
             return Err(Denied::NoCredentials);
@@ -155,15 +178,46 @@ impl Auth {
     ) -> Result<String, Denied> {
         self.limiter.attempt(client)?;
         self.check_password(user, password).await?;
-        let id = self.sessions.start(user);
-        Ok(self.cookie(&id, SESSION_LIFETIME.as_secs()))
+        let claims = Claims::new(user, unix_now(), TOKEN_LIFETIME);
+        Ok(self.cookie(&self.keys.sign(&claims), TOKEN_LIFETIME.as_secs()))
+    }
+
+    /// A fresh token for the session this request's cookie names, while it
+    /// lasts: the open page asks every minute, so its token never expires
+    /// under it, while a copy of the cookie taken elsewhere soon does.
+    pub fn renew(&self, headers: &HeaderMap) -> Option<String> {
+        let claims = self.session(headers)?;
+        let renewed = claims.renewed(
+            unix_now(),
+            TOKEN_LIFETIME,
+            self.sessions.end_time(&claims),
+        );
+        let max_age = renewed.expires.saturating_sub(unix_now());
+        Some(self.cookie(&self.keys.sign(&renewed), max_age))
+    }
+
+    /// SIGHUP: re-reads the session key file, if there is one.
+    pub fn reload_key(&self) -> Result<bool, KeyError> {
+        self.keys.reload()
+    }
+
+    /// Whether the session key comes from a file (and so SIGHUP reloads it).
+    pub fn key_is_reloadable(&self) -> bool {
+        self.keys.source().is_some()
+    }
+
+    /// The live session this request's cookie carries a valid token of.
+    fn session(&self, headers: &HeaderMap) -> Option<Claims> {
+        let now = unix_now();
+        let claims = self.keys.verify(session_cookie(headers)?, now)?;
+        self.sessions.is_live(&claims, now).then_some(claims)
     }
 
     /// `POST /api/logout`: ends the session, and so every WebSocket opened
     /// with it; returns the cookie that clears it.
     pub fn logout(&self, headers: &HeaderMap) -> String {
-        if let Some(id) = session_cookie(headers) {
-            self.sessions.end(id);
+        if let Some(claims) = self.session(headers) {
+            self.sessions.end(&claims);
         }
         self.cookie("", 0)
     }
@@ -171,7 +225,7 @@ impl Auth {
     /// When the session this request's cookie names ends (sign-out, eviction
     /// or expiry), for a WebSocket opened with it to close then.
     pub fn session_ends(&self, headers: &HeaderMap) -> Option<SessionEnd> {
-        self.sessions.end_of(session_cookie(headers)?)
+        Some(self.sessions.end_of(&self.session(headers)?))
     }
 
     async fn check_password(&self, user: &str, password: &str) -> Result<(), Denied> {
@@ -189,9 +243,9 @@ impl Auth {
     }
 }
 
-/// Resolves when `session` ends; never, when there is none (a script signed
-/// in with a token or a password has nothing to be signed out of).
-pub async fn signed_out(session: Option<SessionEnd>) {
+/// Resolves when `session` ends, saying how; never, when there is none (a
+/// script signed in with a token or a password has nothing to be signed out of).
+pub async fn signed_out(session: Option<SessionEnd>) -> Ended {
     match session {
         Some(end) => end.ended().await,
         None => std::future::pending().await,
@@ -235,6 +289,7 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         let auth = Auth::load(
             &[AuthSource::Basic(users), AuthSource::Token(tokens)],
+            None,
             false,
             &metrics,
         )
@@ -277,6 +332,21 @@ mod tests {
         assert_eq!(a.authorize(&h, CLIENT).await, Ok("ada".to_owned()));
         a.logout(&h);
         assert_eq!(a.authorize(&h, CLIENT).await, Err(Denied::NoCredentials));
+    }
+
+    #[tokio::test]
+    async fn renewal_gives_a_fresh_token_of_the_same_session_until_sign_out() {
+        let (a, _) = auth();
+        let first = cookie_of(&a.login("ada", "lovelace", CLIENT).await.unwrap());
+        let renewed = a.renew(&first).expect("a live session renews");
+        assert!(renewed.contains(&format!("Max-Age={}", TOKEN_LIFETIME.as_secs())), "{renewed}");
+        let second = cookie_of(&renewed);
+        assert_eq!(a.authorize(&second, CLIENT).await, Ok("ada".to_owned()));
+        // Signing out with either token ends the session for both.
+        a.logout(&second);
+        assert_eq!(a.authorize(&first, CLIENT).await, Err(Denied::NoCredentials));
+        assert_eq!(a.renew(&first), None);
+        assert_eq!(a.renew(&HeaderMap::new()), None);
     }
 
     #[tokio::test]

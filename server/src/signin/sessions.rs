@@ -1,48 +1,59 @@
-//! Who is signed in: the table of sessions the page's cookie refers to.
+//! What this instance knows of sessions beyond their tokens: which were
+//! signed out here, and a cancellation token per session that open WebSockets
+//! wait on, so a sign-out here ends this instance's sockets at once.
 //!
-//! Sessions are looked up by the SHA-256 of their id, so the table never holds
-//! a usable cookie. The table is bounded (the oldest sign-in goes first). Each
-//! session has a cancellation token, cancelled when the session is ended
-//! (signed out or evicted), which open WebSockets wait on together with the
-//! expiry time instead of asking the table at every ping.
+//! The table is keyed by the session's id (from its signed token), bounded,
+//! and forgets each entry when its session could not be used anyway.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use base64::Engine as _;
-use password_hash::rand_core::{OsRng, RngCore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{digest, lock};
+use super::lock;
+use super::tokens::{unix_now, Claims};
 
-struct Session {
-    user: String,
-    expires: Instant,
+struct Local {
     ended: CancellationToken,
+    revoked: bool,
+    /// When no token of this session can be valid any more (seconds since
+    /// the epoch): the entry is dropped then.
+    forget_after: u64,
 }
 
-/// When a session ends: when `signed_out` is cancelled, or at `expires`.
+/// How a session ended, for a WebSocket opened with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Signed out (here), or pushed out of a full table.
+    SignedOut,
+    /// The token the socket was opened with expired; the page has renewed
+    /// its cookie since and reconnects with it.
+    TokenExpired,
+}
+
+/// When a session ends for a socket: when `signed_out` is cancelled, or at
+/// `expires`, the expiry of the token it was opened with.
 pub struct SessionEnd {
     pub signed_out: CancellationToken,
     pub expires: Instant,
 }
 
 impl SessionEnd {
-    /// Resolves when the session has ended, whichever way.
-    pub async fn ended(self) {
+    /// Resolves when the session has ended, and says how.
+    pub async fn ended(self) -> Ended {
         tokio::select! {
-            () = self.signed_out.cancelled() => {}
-            () = tokio::time::sleep_until(self.expires) => {}
+            () = self.signed_out.cancelled() => Ended::SignedOut,
+            () = tokio::time::sleep_until(self.expires) => Ended::TokenExpired,
         }
     }
 }
 
 pub struct Sessions {
-    /// SHA-256 of the session id -> session.
-    table: Mutex<HashMap<[u8; 32], Session>>,
+    table: Mutex<HashMap<[u8; 16], Local>>,
     max_sessions: usize,
+    /// How long after signing in a session ends, however often renewed.
     lifetime: Duration,
 }
 
@@ -55,61 +66,61 @@ impl Sessions {
         }
     }
 
-    /// Signs `user` in; returns the new session's id, for the cookie.
-    pub fn start(&self, user: &str) -> String {
-        let mut id = [0u8; 32];
-        OsRng.fill_bytes(&mut id);
-        let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id);
-        let now = Instant::now();
+    /// When the session ends: `signed_in` plus the session lifetime.
+    pub fn end_time(&self, claims: &Claims) -> u64 {
+        claims.signed_in.saturating_add(self.lifetime.as_secs())
+    }
+
+    /// Whether `claims` may be used: signed out neither here nor by age.
+    pub fn is_live(&self, claims: &Claims, now: u64) -> bool {
+        now < self.end_time(claims)
+            && !lock(&self.table)
+                .get(&claims.session)
+                .is_some_and(|l| l.revoked)
+    }
+
+    /// When the session `claims` belong to ends for a socket opened with them.
+    pub fn end_of(&self, claims: &Claims) -> SessionEnd {
         let mut table = lock(&self.table);
-        table.retain(|_, s| {
-            let live = s.expires > now;
-            if !live {
-                s.ended.cancel();
-            }
-            live
-        });
-        if table.len() >= self.max_sessions {
-            // Oldest sign-ins go first; they are the nearest to expiring anyway.
-            let oldest = table.iter().min_by_key(|(_, s)| s.expires).map(|(k, _)| *k);
-            if let Some(session) = oldest.and_then(|k| table.remove(&k)) {
-                session.ended.cancel();
-            }
-        }
-        table.insert(
-            digest(id.as_bytes()),
-            Session {
-                user: user.to_owned(),
-                expires: now + self.lifetime,
-                ended: CancellationToken::new(),
-            },
-        );
-        id
-    }
-
-    /// The user of the live session `id`, if there is one.
-    pub fn user(&self, id: &str) -> Option<String> {
-        let table = lock(&self.table);
-        let s = table.get(&digest(id.as_bytes()))?;
-        (s.expires > Instant::now()).then(|| s.user.clone())
-    }
-
-    /// When the live session `id` will end, for whoever must stop then.
-    pub fn end_of(&self, id: &str) -> Option<SessionEnd> {
-        let table = lock(&self.table);
-        let s = table.get(&digest(id.as_bytes()))?;
-        (s.expires > Instant::now()).then(|| SessionEnd {
+        let local = self.entry(&mut table, claims);
+        let left = claims.expires.saturating_sub(unix_now());
+        SessionEnd {
             // A child: a holder that cancels its own copy ends nothing else.
-            signed_out: s.ended.child_token(),
-            expires: s.expires,
-        })
+            signed_out: local.ended.child_token(),
+            expires: Instant::now() + Duration::from_secs(left),
+        }
     }
 
-    /// Signs session `id` out, ending everything that waits on it.
-    pub fn end(&self, id: &str) {
-        if let Some(session) = lock(&self.table).remove(&digest(id.as_bytes())) {
-            session.ended.cancel();
+    /// Signs the session out here: its tokens are refused from now on, and
+    /// this instance's sockets opened with it close.
+    pub fn end(&self, claims: &Claims) {
+        let mut table = lock(&self.table);
+        let local = self.entry(&mut table, claims);
+        local.revoked = true;
+        local.ended.cancel();
+    }
+
+    fn entry<'t>(&self, table: &'t mut HashMap<[u8; 16], Local>, claims: &Claims) -> &'t mut Local {
+        if !table.contains_key(&claims.session) {
+            let now = unix_now();
+            table.retain(|_, l| l.forget_after > now);
+            if table.len() >= self.max_sessions {
+                // Nearest to its end goes first. A revoked session pushed out
+                // early is accepted again only until its tokens expire.
+                let oldest = table
+                    .iter()
+                    .min_by_key(|(_, l)| l.forget_after)
+                    .map(|(k, _)| *k);
+                if let Some(local) = oldest.and_then(|k| table.remove(&k)) {
+                    local.ended.cancel();
+                }
+            }
         }
+        table.entry(claims.session).or_insert_with(|| Local {
+            ended: CancellationToken::new(),
+            revoked: false,
+            forget_after: self.end_time(claims),
+        })
     }
 
     #[cfg(test)]
@@ -124,69 +135,79 @@ mod tests {
     use futures_util::FutureExt;
 
     const HOUR: Duration = Duration::from_secs(3600);
+    const TOKEN: Duration = Duration::from_secs(600);
+
+    fn claims(user: &str) -> Claims {
+        Claims::new(user, unix_now(), TOKEN)
+    }
 
     #[tokio::test]
-    async fn signing_out_ends_the_session_and_cancels_its_token() {
+    async fn signing_out_refuses_the_session_and_ends_its_sockets() {
         let sessions = Sessions::new(10, HOUR);
-        let id = sessions.start("ada");
-        assert_eq!(sessions.user(&id).as_deref(), Some("ada"));
-        let end = sessions.end_of(&id).expect("a live session");
+        let ada = claims("ada");
+        assert!(sessions.is_live(&ada, unix_now()));
+        let end = sessions.end_of(&ada);
         assert!(!end.signed_out.is_cancelled());
-        sessions.end(&id);
+        sessions.end(&ada);
         assert!(end.signed_out.is_cancelled());
-        assert!(end.ended().now_or_never().is_some());
-        assert_eq!(sessions.user(&id), None);
-        assert!(sessions.end_of(&id).is_none());
+        assert_eq!(end.ended().now_or_never(), Some(Ended::SignedOut));
+        assert!(!sessions.is_live(&ada, unix_now()));
+        let renewed = ada.renewed(unix_now(), TOKEN, sessions.end_time(&ada));
+        assert!(!sessions.is_live(&renewed, unix_now()), "a renewed token too");
+        assert!(sessions.is_live(&claims("ada"), unix_now()), "a new sign-in is another session");
     }
 
     #[test]
     fn a_holder_cancelling_its_token_leaves_the_session_alone() {
         let sessions = Sessions::new(10, HOUR);
-        let id = sessions.start("ada");
-        sessions.end_of(&id).unwrap().signed_out.cancel();
-        assert!(!sessions.end_of(&id).unwrap().signed_out.is_cancelled());
-        assert_eq!(sessions.user(&id).as_deref(), Some("ada"));
+        let ada = claims("ada");
+        sessions.end_of(&ada).signed_out.cancel();
+        assert!(!sessions.end_of(&ada).signed_out.is_cancelled());
+        assert!(sessions.is_live(&ada, unix_now()));
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_session_ends_at_its_expiry() {
+    #[test]
+    fn a_session_ends_a_lifetime_after_sign_in() {
         let sessions = Sessions::new(10, HOUR);
-        let id = sessions.start("ada");
-        let end = sessions.end_of(&id).unwrap();
-        let ended = tokio::spawn(end.ended());
-        tokio::time::sleep(HOUR - Duration::from_secs(1)).await;
-        assert!(!ended.is_finished());
-        assert_eq!(sessions.user(&id).as_deref(), Some("ada"));
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        ended.await.unwrap();
-        assert_eq!(sessions.user(&id), None);
-        assert!(sessions.end_of(&id).is_none());
+        let ada = claims("ada");
+        let end = ada.signed_in + HOUR.as_secs();
+        assert_eq!(sessions.end_time(&ada), end);
+        assert!(sessions.is_live(&ada, end - 1));
+        assert!(!sessions.is_live(&ada, end));
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_full_table_evicts_the_oldest_sign_in_and_ends_it() {
+    async fn a_socket_ends_when_its_token_expires() {
+        let sessions = Sessions::new(10, HOUR);
+        let end = sessions.end_of(&claims("ada"));
+        let ended = tokio::spawn(end.ended());
+        tokio::time::sleep(TOKEN - Duration::from_secs(2)).await;
+        assert!(!ended.is_finished());
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(ended.await.unwrap(), Ended::TokenExpired);
+    }
+
+    #[test]
+    fn a_full_table_pushes_out_the_session_nearest_its_end() {
         let sessions = Sessions::new(2, HOUR);
-        let first = sessions.start("ada");
-        let first_end = sessions.end_of(&first).unwrap();
-        tokio::time::advance(Duration::from_secs(1)).await;
-        let second = sessions.start("grace");
-        tokio::time::advance(Duration::from_secs(1)).await;
-        let third = sessions.start("alan");
+        let mut first = claims("ada");
+        first.signed_in -= 10;
+        let first_end = sessions.end_of(&first);
+        let second = claims("grace");
+        sessions.end(&second);
+        sessions.end_of(&claims("alan"));
         assert_eq!(sessions.len(), 2);
         assert!(first_end.signed_out.is_cancelled());
-        assert_eq!(sessions.user(&first), None);
-        assert_eq!(sessions.user(&second).as_deref(), Some("grace"));
-        assert_eq!(sessions.user(&third).as_deref(), Some("alan"));
+        assert!(!sessions.is_live(&second, unix_now()), "still signed out");
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn expired_sessions_are_dropped_and_cancelled_at_the_next_sign_in() {
+    #[test]
+    fn sessions_past_their_end_are_forgotten() {
         let sessions = Sessions::new(10, HOUR);
-        let old = sessions.start("ada");
-        let old_end = sessions.end_of(&old).unwrap();
-        tokio::time::advance(HOUR).await;
-        sessions.start("grace");
+        let mut old = claims("ada");
+        old.signed_in -= HOUR.as_secs();
+        sessions.end(&old);
+        sessions.end_of(&claims("grace"));
         assert_eq!(sessions.len(), 1);
-        assert!(old_end.signed_out.is_cancelled());
     }
 }
