@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
@@ -181,6 +181,48 @@ async fn upstream_shutting_down_closes_the_websocket_with_1000() {
     assert!(reason.contains("closed the connection"), "{reason:?}");
     assert!(stopping.await.unwrap().success());
     settle(gateway.http_addr(), SESSIONS_OPEN, 0.0).await;
+}
+
+/// What a client that sends `n` text frames and then its Close, in one write,
+/// gets back before the connection ends: the server's frames.
+fn frames_then_close(http: SocketAddr, n: usize) -> Vec<(u8, Vec<u8>)> {
+    let mut raw = RawWs::handshake(http);
+    let mut burst = Vec::new();
+    for i in 0..n {
+        burst.extend(support::masked_frame(0x1, format!("owed {i}").as_bytes()));
+    }
+    burst.extend(support::masked_frame(0x8, &1000u16.to_be_bytes()));
+    raw.stream.write_all(&burst).unwrap();
+    let mut received = Vec::new();
+    raw.stream
+        .read_to_end(&mut received)
+        .expect("the gateway closes the connection after the close handshake");
+    server_frames(&received)
+}
+
+#[test]
+fn a_client_closing_gets_the_replies_it_is_owed_first() {
+    let server = Server::start(&[]);
+    for n in [1, 5, 1000] {
+        let frames = frames_then_close(server.http_addr(), n);
+        let (close, texts) = frames.split_last().expect("some frames");
+        let echoes: Vec<Vec<u8>> = texts
+            .iter()
+            .map(|(opcode, payload)| {
+                assert_eq!(*opcode, 0x1, "a text frame");
+                support::parse_reply(payload).1
+            })
+            .collect();
+        let expected: Vec<String> = (0..n).map(|i| format!("owed {i}")).collect();
+        assert_texts(&echoes, &expected);
+        assert_eq!(close.0, 0x8, "then the server's Close");
+        assert_eq!(
+            close.1[..2],
+            1000u16.to_be_bytes(),
+            "with 1000 ({n} frames)"
+        );
+    }
+    assert_eq!(metric(server.http_addr(), SESSIONS_OPEN, &[]), 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread")]

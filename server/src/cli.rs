@@ -240,6 +240,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, env = "TIMECHO_WS_PING")]
     pub ws_ping: Duration,
 
+    /// On shutdown, WebSockets close with 1012 (restart) naming this window, and
+    /// clients come back at a random moment within it instead of all at once.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration, env = "TIMECHO_RECONNECT_WINDOW")]
+    pub reconnect_window: Duration,
+
     /// Also serve /metrics, /healthz and /readyz on this address (they are always on --http);
     /// a name is bound on every address it has, as for --tcp.
     #[arg(long, value_name = "ADDR", env = "TIMECHO_METRICS")]

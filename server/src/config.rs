@@ -127,6 +127,8 @@ pub struct GatewayConfig {
     pub allowed_hosts: Vec<String>,
     pub max_sessions: usize,
     pub ping_interval: Duration,
+    /// Sessions closed by a shutdown are told to come back within this window.
+    pub reconnect_window: Duration,
     pub auth: Vec<AuthSource>,
 }
 
@@ -260,6 +262,7 @@ impl ServeConfig {
                 allowed_hosts,
                 max_sessions: args.max_websockets,
                 ping_interval: args.ws_ping,
+                reconnect_window: args.reconnect_window,
                 auth: args.auth.clone(),
             })
         };

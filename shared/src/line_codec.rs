@@ -5,6 +5,8 @@
 //! lives here (as in `tokio_util::codec::LinesCodec`) so every user of the framing,
 //! server, gateway and client alike, enforces it the same way.
 
+use std::ops::Range;
+
 use memchr::memchr;
 
 /// Default maximum line length in bytes, terminator excluded.
@@ -17,6 +19,16 @@ pub enum Frame<'a> {
     Line(&'a [u8]),
     /// A line longer than the limit. Reported once; its bytes are skipped up to
     /// and including the next newline, so the stream stays usable afterwards.
+    TooLong,
+}
+
+/// Where one [`Frame`] lies in the buffer it was found in, for callers that
+/// keep the buffer (as shared `Bytes`) and cut frames out of it by range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Span {
+    /// The bytes of a complete line, without its `\n` or `\r\n`.
+    Line(Range<usize>),
+    /// A line longer than the limit; see [`Frame::TooLong`].
     TooLong,
 }
 
@@ -71,11 +83,16 @@ impl LineDecoder {
     /// quiet mid-line) and returns it as a line. `buf` is the unconsumed input;
     /// all of it is consumed.
     pub fn take_partial<'a>(&mut self, buf: &'a [u8]) -> Option<&'a [u8]> {
+        self.take_partial_span(buf).map(|r| &buf[r])
+    }
+
+    /// [`take_partial`](Self::take_partial), as the range of `buf` it covers.
+    pub fn take_partial_span(&mut self, buf: &[u8]) -> Option<Range<usize>> {
         self.scanned = 0;
         if self.discarding || buf.is_empty() {
             return None;
         }
-        Some(strip_cr(buf))
+        Some(0..strip_cr(buf).len())
     }
 }
 
@@ -97,6 +114,17 @@ impl<'a> Iterator for Frames<'_, 'a> {
     type Item = Frame<'a>;
 
     fn next(&mut self) -> Option<Frame<'a>> {
+        let buf = self.buf;
+        self.next_span().map(|span| match span {
+            Span::Line(r) => Frame::Line(&buf[r]),
+            Span::TooLong => Frame::TooLong,
+        })
+    }
+}
+
+impl Frames<'_, '_> {
+    /// The next frame as a [`Span`] of the buffer.
+    pub fn next_span(&mut self) -> Option<Span> {
         let d = &mut *self.decoder;
         loop {
             let rest = &self.buf[self.pos..];
@@ -116,14 +144,15 @@ impl<'a> Iterator for Frames<'_, 'a> {
             let from = d.scanned.min(rest.len());
             match memchr(b'\n', &rest[from..]) {
                 Some(i) => {
+                    let start = self.pos;
                     let end = from + i;
                     self.pos += end + 1;
                     d.scanned = 0;
-                    let line = strip_cr(&rest[..end]);
-                    return Some(if line.len() > d.max_len {
-                        Frame::TooLong
+                    let len = strip_cr(&rest[..end]).len();
+                    return Some(if len > d.max_len {
+                        Span::TooLong
                     } else {
-                        Frame::Line(line)
+                        Span::Line(start..start + len)
                     });
                 }
                 None => {
@@ -134,7 +163,7 @@ impl<'a> Iterator for Frames<'_, 'a> {
                         d.discarding = true;
                         d.scanned = 0;
                         self.pos = self.buf.len();
-                        return Some(Frame::TooLong);
+                        return Some(Span::TooLong);
                     }
                     return None;
                 }
@@ -284,6 +313,18 @@ mod tests {
     fn partial_line_at_end_of_stream_is_a_line() {
         let got = decode_chunks(100, &[b"a\nno newline"]);
         assert_eq!(got, vec![Ok(b"a".to_vec()), Ok(b"no newline".to_vec())]);
+    }
+
+    #[test]
+    fn spans_are_ranges_of_the_buffer() {
+        let mut d = LineDecoder::new(3);
+        let buf = b"ab\r\nabcd\nc\nre";
+        let mut frames = d.frames(buf);
+        let spans: Vec<Span> = std::iter::from_fn(|| frames.next_span()).collect();
+        assert_eq!(spans, [Span::Line(0..2), Span::TooLong, Span::Line(9..10)]);
+        assert_eq!(frames.consumed(), 11);
+        assert_eq!(d.take_partial_span(&buf[11..]), Some(0..2));
+        assert_eq!(d.take_partial_span(b"x\r"), Some(0..1));
     }
 
     proptest! {

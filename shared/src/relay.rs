@@ -36,6 +36,10 @@ pub mod close_code {
     pub const TOO_BIG: u16 = 1009;
     /// The upstream timestamp server could not be reached or failed.
     pub const UPSTREAM_ERROR: u16 = 1011;
+    /// The gateway is shutting down and will be back (or another instance
+    /// will answer): the reason names the window to come back in
+    /// ([`crate::reconnect::restart_window_ms`]).
+    pub const RESTART: u16 = 1012;
 }
 
 /// The lines of one text frame, each to be sent upstream followed by `\n`.

@@ -1,11 +1,10 @@
 //! The timecho chat page: type a line, see it come back with the server's time.
 //!
-//! Built for wasm32 by `cargo xtask web`; `state` and `backoff` are plain Rust
-//! so their tests run natively with `cargo test -p timecho-web`.
+//! Built for wasm32 by `cargo xtask web`; `state` is plain Rust
+//! so its tests run natively with `cargo test -p timecho-web`.
 
 mod api;
 mod app;
-pub mod backoff;
 mod components;
 pub mod state;
 mod ws;

@@ -8,12 +8,12 @@ use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 
 use gloo_timers::callback::Timeout;
+use timecho_shared::reconnect::{restart_delay_ms, restart_window_ms, was_healthy, Backoff};
 use timecho_shared::relay::close_code;
 use wasm_bindgen::prelude::*;
 use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 use yew::prelude::*;
 
-use crate::backoff::{was_healthy, Backoff};
 use crate::js_reason;
 use crate::state::{needs_sign_in, Action, Chat, ABNORMAL_CLOSURE};
 
@@ -240,10 +240,24 @@ impl Relay {
                     }
                 }
             }
+            let restart_window = match code {
+                close_code::RESTART => restart_window_ms(&reason),
+                _ => None,
+            };
             if needs_sign_in(code) {
                 None
             } else {
-                let delay = inner.backoff.fail();
+                // Full jitter: thousands of pages that lost the same gateway
+                // come back spread out, not in the same millisecond.
+                let unit = js_sys::Math::random();
+                let delay = match restart_window {
+                    // A planned restart: come back once, somewhere in its window.
+                    Some(window) => {
+                        inner.backoff.reset();
+                        restart_delay_ms(window, unit)
+                    }
+                    None => inner.backoff.fail(unit),
+                };
                 let relay = Rc::downgrade(self);
                 inner.retry = Some(Timeout::new(delay, move || retry_fired(&relay)));
                 Some(delay)

@@ -4,6 +4,7 @@
 
 pub(crate) mod api;
 mod assets;
+mod close_gate;
 mod edge;
 pub mod hosts;
 pub mod http_service;
@@ -11,6 +12,7 @@ mod ops;
 mod origin;
 mod relay;
 mod upstream;
+mod ws_handshake;
 mod ws_upgrade;
 
 use std::sync::Arc;

@@ -10,22 +10,26 @@
 //! source down instead of growing memory.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{FutureExt, SinkExt, StreamExt};
+use timecho_shared::reconnect::restart_reason;
 use timecho_shared::relay::{close_code, frame_lines};
-use timecho_shared::{reply, Frame, LineDecoder};
+use timecho_shared::{reply, LineDecoder, Span};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{timeout, Instant};
 use tracing::debug;
+use tungstenite::protocol::CloseFrame;
+use tungstenite::{Message, Utf8Bytes};
 
+use super::close_gate::GateHandle;
 use super::upstream::{self, ConnectError, ReadHalf, WriteHalf};
+use super::ws_handshake::Socket;
 use super::Gateway;
 use crate::signin::{self, SessionEnd};
 
@@ -50,7 +54,13 @@ enum Ending {
     UpstreamFailed(std::io::Error),
     /// The timestamp server stopped reading what we send it.
     UpstreamStalled(Duration),
+    /// The browser sent its Close; what it was owed is still on its way.
+    BrowserClosing,
+    /// The browser closed and got every reply it was owed first.
     BrowserClosed,
+    /// The browser closed, and these replies did not come within the drain
+    /// deadline.
+    BrowserClosedOwed(u64),
     BrowserVanished,
     Binary,
     InvalidUtf8,
@@ -61,8 +71,9 @@ enum Ending {
 }
 
 impl Ending {
-    /// The close frame to send, if the browser can still receive one.
-    fn close_frame(&self) -> Option<(u16, String)> {
+    /// The close frame to send, if the browser can still receive one; a
+    /// shutdown names the window to come back in.
+    fn close_frame(&self, reconnect_window: Duration) -> Option<(u16, String)> {
         Some(match self {
             Ending::UpstreamClosed => (
                 close_code::NORMAL,
@@ -92,9 +103,14 @@ impl Ending {
                 close_code::TOO_BIG,
                 format!("frame larger than {max} bytes"),
             ),
-            Ending::Shutdown => (close_code::GOING_AWAY, "server shutting down".into()),
+            Ending::Shutdown => (close_code::RESTART, restart_reason(reconnect_window)),
             Ending::SignedOut => (close_code::POLICY, "signed out".into()),
-            Ending::BrowserClosed | Ending::BrowserVanished => return None,
+            Ending::BrowserClosed | Ending::BrowserClosing => (close_code::NORMAL, String::new()),
+            Ending::BrowserClosedOwed(n) => (
+                close_code::UPSTREAM_ERROR,
+                format!("{n} replies did not come from the timestamp server in time"),
+            ),
+            Ending::BrowserVanished => return None,
         })
     }
 }
@@ -105,6 +121,8 @@ pub struct Pair {
     /// The sign-in session, when the page connected with its cookie.
     pub signed_in: Option<SessionEnd>,
     pub mode: Mode,
+    /// Where the browser's Close frame waits until its replies are sent.
+    pub gate: GateHandle,
 }
 
 /// What the frames carry (the negotiated subprotocol).
@@ -119,12 +137,7 @@ pub enum Mode {
 
 /// Relays one upgraded WebSocket until either side ends it; `_permit` is its
 /// place under `--max-websockets`.
-pub async fn session(
-    ws: WebSocket,
-    gateway: Arc<Gateway>,
-    pair: Pair,
-    _permit: OwnedSemaphorePermit,
-) {
+pub async fn session(ws: Socket, gateway: Arc<Gateway>, pair: Pair, _permit: OwnedSemaphorePermit) {
     let metrics = &gateway.metrics;
     metrics.ws_sessions.inc();
     metrics.ws_open.inc();
@@ -132,7 +145,7 @@ pub async fn session(
     metrics.ws_open.dec();
 }
 
-async fn relay(mut ws: WebSocket, gateway: &Gateway, pair: Pair) {
+async fn relay(mut ws: Socket, gateway: &Gateway, pair: Pair) {
     let browser = pair.browser;
     let introduce = gateway.send_proxy_header.then_some(browser);
     let (tcp_read, tcp_write) =
@@ -152,9 +165,10 @@ async fn relay(mut ws: WebSocket, gateway: &Gateway, pair: Pair) {
     debug!(upstream = %gateway.upstream, "session open");
     let (mut ws_tx, mut ws_rx) = ws.split();
 
+    let gate = pair.gate;
     let ending = {
         let in_flight = InFlight::default();
-        let up = browser_to_upstream(&mut ws_rx, tcp_write, gateway, &in_flight, pair.mode);
+        let up = browser_to_upstream(&mut ws_rx, tcp_write, gateway, &in_flight, &gate, pair.mode);
         let down = upstream_to_browser(
             tcp_read,
             &mut ws_tx,
@@ -172,16 +186,32 @@ async fn relay(mut ws: WebSocket, gateway: &Gateway, pair: Pair) {
                     let _ = timeout(gateway.limits.drain_timeout, &mut down).await;
                     Ending::Shutdown
                 }
+                // The browser closed: it is owed the replies to what it sent
+                // before its Close (RFC 6455 lets us send them before ours).
+                Ending::BrowserClosing => {
+                    in_flight.closing.store(true, Ordering::Relaxed);
+                    if in_flight.unanswered() == 0 {
+                        Ending::BrowserClosed
+                    } else {
+                        match timeout(gateway.limits.drain_timeout, &mut down).await {
+                            Ok(Ending::UpstreamClosed) => Ending::BrowserClosed,
+                            Ok(ending) => ending,
+                            Err(_) => Ending::BrowserClosedOwed(in_flight.unanswered()),
+                        }
+                    }
+                }
                 other => other,
             },
             ending = &mut down => ending,
         }
     };
     debug!(?ending, "session closed");
-    if let Some((code, reason)) = ending.close_frame() {
+    if let Some((code, reason)) = ending.close_frame(gateway.config.reconnect_window) {
         if ws_tx.send(close(code, reason)).await.is_ok() {
-            // Read on until the browser acknowledges: closing the socket with its
-            // frames unread would reset the connection and lose our close frame.
+            // Read on until the browser's Close (held at the gate if it came
+            // first): closing the socket with its frames unread would reset the
+            // connection and lose our close frame.
+            gate.open();
             let _ = timeout(gateway.limits.linger_timeout, async {
                 while let Some(Ok(m)) = ws_rx.next().await {
                     if matches!(m, Message::Close(_)) {
@@ -204,7 +234,7 @@ pub fn close(code: u16, mut reason: String) -> Message {
         reason.truncate(cut);
     }
     Message::Close(Some(CloseFrame {
-        code,
+        code: code.into(),
         reason: Utf8Bytes::from(reason),
     }))
 }
@@ -213,10 +243,11 @@ pub fn close(code: u16, mut reason: String) -> Message {
 /// when one is read go upstream in the same write, so a pipelining client
 /// costs one syscall per batch rather than per frame.
 async fn browser_to_upstream(
-    ws_rx: &mut SplitStream<WebSocket>,
+    ws_rx: &mut SplitStream<Socket>,
     mut tcp: WriteHalf,
     gateway: &Gateway,
     in_flight: &InFlight,
+    gate: &GateHandle,
     mode: Mode,
 ) -> Ending {
     // Browsers answer pings by themselves; silence across two pings means the peer is gone.
@@ -234,6 +265,12 @@ async fn browser_to_upstream(
                 return Ending::Shutdown;
             }
             next = ws_rx.next() => next,
+            // Only once every frame before the browser's Close has been read
+            // (the branch above is polled first, and pends only then).
+            () = gate.closing() => {
+                let _ = tcp.shutdown().await;
+                return Ending::BrowserClosing;
+            }
             () = &mut silence => {
                 if last_heard.elapsed() >= dead_after {
                     return Ending::BrowserVanished;
@@ -266,7 +303,7 @@ async fn browser_to_upstream(
                 Some(Ok(Message::Text(text))) => stream_out(&mut out, text.as_bytes(), in_flight),
                 Some(Ok(Message::Binary(data))) => stream_out(&mut out, &data, in_flight),
                 Some(Ok(Message::Close(_))) => return Ending::BrowserClosed,
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
             }
             if out.len() >= UPSTREAM_BATCH {
                 break;
@@ -296,11 +333,10 @@ fn newlines(bytes: &[u8]) -> u64 {
 }
 
 /// Tells apart the receive errors that deserve a close code of their own.
-fn classify(e: axum::Error, max: usize) -> Ending {
-    use tungstenite::Error as WsError;
-    match e.into_inner().downcast_ref::<WsError>() {
-        Some(WsError::Utf8(_)) => Ending::InvalidUtf8,
-        Some(WsError::Capacity(_)) => Ending::TooBig(max),
+fn classify(e: tungstenite::Error, max: usize) -> Ending {
+    match e {
+        tungstenite::Error::Utf8(_) => Ending::InvalidUtf8,
+        tungstenite::Error::Capacity(_) => Ending::TooBig(max),
         _ => Ending::BrowserVanished,
     }
 }
@@ -308,7 +344,7 @@ fn classify(e: axum::Error, max: usize) -> Ending {
 /// Upstream bytes become frames, as the session's mode says.
 async fn upstream_to_browser(
     tcp: ReadHalf,
-    ws_tx: &mut SplitSink<WebSocket, Message>,
+    ws_tx: &mut SplitSink<Socket, Message>,
     gateway: &Gateway,
     in_flight: &InFlight,
     signed_in: Option<SessionEnd>,
@@ -324,7 +360,7 @@ async fn upstream_to_browser(
 /// frame, as it came.
 async fn upstream_bytes(
     mut tcp: ReadHalf,
-    ws_tx: &mut SplitSink<WebSocket, Message>,
+    ws_tx: &mut SplitSink<Socket, Message>,
     gateway: &Gateway,
     in_flight: &InFlight,
     signed_in: Option<SessionEnd>,
@@ -352,6 +388,9 @@ async fn upstream_bytes(
                     if ws_tx.send(Message::Binary(chunk)).await.is_err() {
                         return Ending::BrowserVanished;
                     }
+                    if in_flight.paid_up() {
+                        return Ending::BrowserClosed;
+                    }
                 }
                 Err(e) => return Ending::UpstreamFailed(e),
             },
@@ -369,14 +408,14 @@ async fn upstream_bytes(
 /// flushed together. Frames share the read buffer's memory instead of copying.
 async fn upstream_lines(
     mut tcp: ReadHalf,
-    ws_tx: &mut SplitSink<WebSocket, Message>,
+    ws_tx: &mut SplitSink<Socket, Message>,
     gateway: &Gateway,
     in_flight: &InFlight,
     signed_in: Option<SessionEnd>,
 ) -> Ending {
     let mut decoder = LineDecoder::new(gateway.max_frame + STAMP_ROOM);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    let mut lines: Vec<(usize, usize)> = Vec::new();
+    let mut lines: Vec<Span> = Vec::new();
     let mut ping = tokio::time::interval_at(
         Instant::now() + gateway.config.ping_interval,
         gateway.config.ping_interval,
@@ -393,8 +432,8 @@ async fn upstream_lines(
         tokio::select! {
             read = tcp.read_buf(&mut buf) => match read {
                 Ok(0) => {
-                    if let Some(line) = decoder.take_partial(&buf) {
-                        let line = Bytes::copy_from_slice(line);
+                    if let Some(range) = decoder.take_partial_span(&buf) {
+                        let line = buf.split().freeze().slice(range);
                         let _ = ws_tx.send(Message::Text(text_frame(line))).await;
                         in_flight.answered.fetch_add(1, Ordering::Relaxed);
                     }
@@ -406,25 +445,14 @@ async fn upstream_lines(
                 Ok(_) => {
                     lines.clear();
                     let mut frames = decoder.frames(&buf);
-                    let base = buf.as_ptr() as usize;
-                    for frame in &mut frames {
-                        match frame {
-                            Frame::Line(l) => {
-                                let start = l.as_ptr() as usize - base;
-                                lines.push((start, start + l.len()));
-                            }
-                            // Marked with an empty range; reported as an error frame.
-                            Frame::TooLong => lines.push((usize::MAX, 0)),
-                        }
-                    }
+                    lines.extend(std::iter::from_fn(|| frames.next_span()));
                     let used = frames.consumed();
                     let chunk = buf.split_to(used).freeze();
                     in_flight.answered.fetch_add(lines.len() as u64, Ordering::Relaxed);
-                    for &(start, end) in &lines {
-                        let text = if start == usize::MAX {
-                            too_long_frame(decoder.max_len())
-                        } else {
-                            text_frame(chunk.slice(start..end))
+                    for span in lines.drain(..) {
+                        let text = match span {
+                            Span::Line(range) => text_frame(chunk.slice(range)),
+                            Span::TooLong => too_long_frame(decoder.max_len()),
                         };
                         if ws_tx.feed(Message::Text(text)).await.is_err() {
                             return Ending::BrowserVanished;
@@ -433,18 +461,23 @@ async fn upstream_lines(
                     if ws_tx.flush().await.is_err() {
                         return Ending::BrowserVanished;
                     }
+                    if in_flight.paid_up() {
+                        return Ending::BrowserClosed;
+                    }
                     quiet.as_mut().reset(Instant::now() + PARTIAL_QUIET);
                 }
                 Err(e) => return Ending::UpstreamFailed(e),
             },
             () = &mut quiet, if partial => {
                 let pending = buf.split().freeze();
-                if let Some(line) = decoder.take_partial(&pending) {
-                    let start = line.as_ptr() as usize - pending.as_ptr() as usize;
-                    let frame = text_frame(pending.slice(start..start + line.len()));
+                if let Some(range) = decoder.take_partial_span(&pending) {
+                    let frame = text_frame(pending.slice(range));
                     in_flight.answered.fetch_add(1, Ordering::Relaxed);
                     if ws_tx.send(Message::Text(frame)).await.is_err() {
                         return Ending::BrowserVanished;
+                    }
+                    if in_flight.paid_up() {
+                        return Ending::BrowserClosed;
                     }
                 }
             }
@@ -465,9 +498,16 @@ async fn upstream_lines(
 struct InFlight {
     sent: AtomicU64,
     answered: AtomicU64,
+    /// The browser has closed: the reply side ends once nothing is owed.
+    closing: AtomicBool,
 }
 
 impl InFlight {
+    /// Whether the browser has closed and has everything it was owed.
+    fn paid_up(&self) -> bool {
+        self.closing.load(Ordering::Relaxed) && self.unanswered() == 0
+    }
+
     fn unanswered(&self) -> u64 {
         let sent = self.sent.load(Ordering::Relaxed);
         sent.saturating_sub(self.answered.load(Ordering::Relaxed))

@@ -4,15 +4,17 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, State};
 use axum::http::header::ORIGIN;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures_util::SinkExt;
 use timecho_shared::relay::{close_code, subprotocol};
 use tracing::{debug, info_span, Instrument};
+use tungstenite::protocol::WebSocketConfig;
 
 use super::relay::{self, close, Mode, Pair};
+use super::ws_handshake::WsRequest;
 use super::{api, origin, Gateway};
 use crate::log_text::untrusted;
 
@@ -25,20 +27,20 @@ pub async fn upgrade(
     State(gateway): State<Arc<Gateway>>,
     ConnectInfo(browser): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    ws: WsRequest,
 ) -> Response {
     if let Err(reason) = origin::check(&headers, &gateway.config.allowed_origins, gateway.secure) {
         debug!(reason = %untrusted(&reason), "websocket refused");
         gateway.metrics.ws_refused.inc();
         return (StatusCode::FORBIDDEN, reason + "\n").into_response();
     }
-    let ws = ws.protocols(subprotocol::SUPPORTED);
-    let mode = match ws.selected_protocol().map(HeaderValue::as_bytes) {
-        Some(p) if p == subprotocol::BINARY.as_bytes() => Mode::Binary,
+    let protocol = ws.choose(&subprotocol::SUPPORTED);
+    let mode = match protocol {
+        Some(subprotocol::BINARY) => Mode::Binary,
         Some(_) => Mode::Lines,
         // Offering only protocols we do not speak: a strict client would fail
         // on a 101 that names none, so it is told at once, and why.
-        None if ws.requested_protocols().next().is_some() => {
+        None if ws.offers_any() => {
             gateway.metrics.ws_refused.inc();
             let reason = format!(
                 "none of the offered WebSocket subprotocols is spoken here; offer {} or {}, or none\n",
@@ -55,7 +57,10 @@ pub async fn upgrade(
             // A browser cannot read a refused handshake's status, but it can read
             // a close frame's reason: pages get one, scripts get the 401.
             if headers.contains_key(ORIGIN) {
-                return ws.on_upgrade(move |mut socket| async move {
+                let config = WebSocketConfig::default()
+                    .read_buffer_size(WS_BUFFER)
+                    .write_buffer_size(WS_BUFFER);
+                return ws.accept(protocol, config, move |mut socket, _| async move {
                     let _ = socket
                         .send(close(close_code::POLICY, denied.reason().to_owned()))
                         .await;
@@ -82,17 +87,19 @@ pub async fn upgrade(
     // The protocol layer's default buffers are 128 KiB each, allocated and
     // touched per session; messages here are lines, and small buffers keep an
     // idle session cheap (they grow while a large frame passes).
-    ws.max_message_size(hard_limit)
-        .max_frame_size(hard_limit)
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(hard_limit))
+        .max_frame_size(Some(hard_limit))
         .read_buffer_size(WS_BUFFER)
-        .write_buffer_size(WS_BUFFER)
-        .on_upgrade(move |socket| {
-            let span = info_span!("ws", %browser);
-            let pair = Pair {
-                browser,
-                signed_in,
-                mode,
-            };
-            tracker.track_future(relay::session(socket, gateway, pair, permit).instrument(span))
-        })
+        .write_buffer_size(WS_BUFFER);
+    ws.accept(protocol, config, move |socket, gate| {
+        let span = info_span!("ws", %browser);
+        let pair = Pair {
+            browser,
+            signed_in,
+            mode,
+            gate,
+        };
+        tracker.track_future(relay::session(socket, gateway, pair, permit).instrument(span))
+    })
 }

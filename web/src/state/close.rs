@@ -11,12 +11,14 @@ pub const ABNORMAL_CLOSURE: u16 = 1006;
 /// and wins; the codes fill in when it sent none (or when there was no gateway).
 pub fn describe_close(code: u16, reason: &str) -> String {
     let reason = reason.trim();
-    if !reason.is_empty() {
+    // A restart's reason is for clients (the window); the page says when it retries.
+    if !reason.is_empty() && code != close_code::RESTART {
         return reason.to_owned();
     }
     match code {
         close_code::NORMAL => "the timestamp server closed the connection".into(),
         close_code::GOING_AWAY => "the gateway is shutting down".into(),
+        close_code::RESTART => "the gateway is restarting".into(),
         close_code::UNSUPPORTED_DATA => "the gateway accepts text messages only".into(),
         close_code::INVALID_PAYLOAD => "a message was not valid UTF-8".into(),
         close_code::POLICY => "the gateway refused the session".into(),
@@ -36,7 +38,10 @@ pub fn needs_sign_in(code: u16) -> bool {
 /// Closes that are part of normal life (the server or gateway went away on
 /// purpose), as opposed to failures.
 pub fn is_orderly(code: u16) -> bool {
-    matches!(code, close_code::NORMAL | close_code::GOING_AWAY)
+    matches!(
+        code,
+        close_code::NORMAL | close_code::GOING_AWAY | close_code::RESTART
+    )
 }
 
 /// Which of the messages in flight (sent, not yet answered) a close blames.
@@ -57,7 +62,10 @@ pub enum Blame {
 
 pub fn blame(code: u16) -> Blame {
     match code {
-        close_code::UPSTREAM_ERROR | close_code::GOING_AWAY | close_code::POLICY => Blame::Nobody,
+        close_code::UPSTREAM_ERROR
+        | close_code::GOING_AWAY
+        | close_code::RESTART
+        | close_code::POLICY => Blame::Nobody,
         close_code::TOO_BIG => Blame::Largest,
         _ => Blame::Suspects,
     }
@@ -86,6 +94,10 @@ mod tests {
             "the gateway is shutting down"
         );
         assert_eq!(
+            describe_close(close_code::RESTART, "restarting; reconnect within 5000 ms"),
+            "the gateway is restarting"
+        );
+        assert_eq!(
             describe_close(4000, ""),
             "the connection closed (code 4000)"
         );
@@ -97,7 +109,9 @@ mod tests {
         assert_eq!(blame(close_code::TOO_BIG), Blame::Largest);
         assert_eq!(blame(close_code::NORMAL), Blame::Suspects);
         assert_eq!(blame(ABNORMAL_CLOSURE), Blame::Suspects);
+        assert_eq!(blame(close_code::RESTART), Blame::Nobody);
         assert!(is_orderly(close_code::NORMAL) && !is_orderly(close_code::POLICY));
+        assert!(is_orderly(close_code::RESTART));
     }
 
     #[test]

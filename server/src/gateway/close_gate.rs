@@ -1,0 +1,347 @@
+//! Holds a client's Close frame back from the WebSocket protocol layer until
+//! the relay has sent the replies it still owes.
+//!
+//! RFC 6455 lets an endpoint that receives a Close keep sending data until it
+//! answers with its own (section 5.5.1), but tungstenite queues its answer the
+//! moment it reads the client's Close and refuses every send after it. So the
+//! bytes from the client pass through this gate on their way in: it follows
+//! the frame headers (lengths only, nothing is unmasked or copied), and at the
+//! first byte of a Close frame it stops, tells the relay, and passes nothing
+//! more until the relay has answered what was asked and sent its own Close.
+//! The protocol layer then reads the client's Close as the answer to ours.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
+
+const OPCODE_CLOSE: u8 = 0x8;
+
+/// The relay's side of a gate: learns that the client is closing, and opens
+/// the gate once the owed replies and our Close are sent.
+#[derive(Clone, Default)]
+pub struct GateHandle(Arc<Shared>);
+
+#[derive(Default)]
+struct Shared {
+    closing: Notify,
+    open: AtomicBool,
+    /// The read that found the gate shut, woken when it opens. Touched once
+    /// per session at most, at its end.
+    reader: Mutex<Option<Waker>>,
+}
+
+impl GateHandle {
+    /// Completes once the client's Close frame has arrived (and every frame
+    /// before it has been passed on).
+    pub async fn closing(&self) {
+        self.0.closing.notified().await;
+    }
+
+    /// Lets the held Close frame (and anything after it) through.
+    pub fn open(&self) {
+        self.0.open.store(true, Ordering::Release);
+        let waker = self
+            .0
+            .reader
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+/// The client's byte stream, passed through up to the first Close frame.
+pub struct CloseGate<S> {
+    inner: S,
+    scan: FrameScan,
+    /// What was read from the Close frame on; at most one read's worth.
+    held: Option<Held>,
+    handle: GateHandle,
+}
+
+struct Held {
+    bytes: Vec<u8>,
+    pos: usize,
+}
+
+impl<S> CloseGate<S> {
+    pub fn new(inner: S) -> (Self, GateHandle) {
+        let handle = GateHandle::default();
+        let gate = CloseGate {
+            inner,
+            scan: FrameScan::default(),
+            held: None,
+            handle: handle.clone(),
+        };
+        (gate, handle)
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for CloseGate<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if let Some(held) = &mut this.held {
+            let shared = &this.handle.0;
+            if !shared.open.load(Ordering::Acquire) {
+                *shared.reader.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
+                // Opened between the check and storing the waker: go on now.
+                if !shared.open.load(Ordering::Acquire) {
+                    return Poll::Pending;
+                }
+            }
+            let n = buf.remaining().min(held.bytes.len() - held.pos);
+            buf.put_slice(&held.bytes[held.pos..held.pos + n]);
+            held.pos += n;
+            if held.pos == held.bytes.len() {
+                // From here on the stream passes straight through.
+                this.held = Some(Held {
+                    bytes: Vec::new(),
+                    pos: 0,
+                });
+            }
+            if n > 0 {
+                return Poll::Ready(Ok(()));
+            }
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        }
+        let before = buf.filled().len();
+        std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        let Some(at) = this.scan.find_close(&buf.filled()[before..]) else {
+            return Poll::Ready(Ok(()));
+        };
+        let cut = before + at;
+        this.held = Some(Held {
+            bytes: buf.filled()[cut..].to_vec(),
+            pos: 0,
+        });
+        buf.set_filled(cut);
+        this.handle.0.closing.notify_one();
+        if at > 0 {
+            return Poll::Ready(Ok(()));
+        }
+        // Nothing to pass on: an empty read would look like the end of the stream.
+        let shared = &this.handle.0;
+        *shared.reader.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for CloseGate<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// Follows frame boundaries in a client's byte stream (RFC 6455, 5.2).
+#[derive(Debug, Default)]
+struct FrameScan {
+    /// Header bytes of the frame being read so far (at most 14).
+    header: [u8; 14],
+    have: usize,
+    /// Payload bytes still to skip before the next header.
+    payload_left: u64,
+}
+
+impl FrameScan {
+    /// Where in `bytes` the first Close frame begins, if it does.
+    fn find_close(&mut self, bytes: &[u8]) -> Option<usize> {
+        let mut i = 0;
+        while i < bytes.len() {
+            if self.payload_left > 0 {
+                let skip = self.payload_left.min((bytes.len() - i) as u64);
+                self.payload_left -= skip;
+                i += skip as usize;
+                continue;
+            }
+            let byte = bytes[i];
+            if self.have == 0 && byte & 0x0F == OPCODE_CLOSE {
+                return Some(i);
+            }
+            self.header[self.have] = byte;
+            self.have += 1;
+            i += 1;
+            if let Some(len) = self.payload_len() {
+                self.payload_left = len;
+                self.have = 0;
+            }
+        }
+        None
+    }
+
+    /// The payload length, once the header is complete.
+    fn payload_len(&self) -> Option<u64> {
+        if self.have < 2 {
+            return None;
+        }
+        let masked = self.header[1] & 0x80 != 0;
+        let (extended, len) = match self.header[1] & 0x7F {
+            126 => (2, None),
+            127 => (8, None),
+            n => (0, Some(u64::from(n))),
+        };
+        let need = 2 + extended + if masked { 4 } else { 0 };
+        if self.have < need {
+            return None;
+        }
+        Some(len.unwrap_or_else(|| {
+            self.header[2..2 + extended]
+                .iter()
+                .fold(0, |acc, &b| (acc << 8) | u64::from(b))
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::FutureExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A masked client frame with the given opcode (FIN set).
+    fn frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![0x80 | opcode];
+        match payload.len() {
+            n @ 0..=125 => f.push(0x80 | n as u8),
+            n @ 126..=65535 => {
+                f.push(0x80 | 126);
+                f.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                f.push(0x80 | 127);
+                f.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        let mask = [1, 2, 3, 4];
+        f.extend_from_slice(&mask);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        f
+    }
+
+    /// A payload whose masked bytes look like a Close header, to catch a
+    /// scanner that loses its place.
+    fn tricky(len: usize) -> Vec<u8> {
+        vec![0x88 ^ 1; len]
+    }
+
+    #[test]
+    fn finds_the_close_frame_after_frames_of_every_length_class() {
+        let mut stream = Vec::new();
+        for len in [0, 5, 125, 126, 300, 65535, 65536, 70_000] {
+            stream.extend(frame(0x1, &tricky(len)));
+        }
+        stream.extend(frame(0x9, b"ping"));
+        let close_at = stream.len();
+        stream.extend(frame(0x8, &[0x03, 0xE8]));
+        // However the stream is cut into reads, the Close is found where it is.
+        for chunk in [1, 2, 3, 7, 13, 4096, usize::MAX] {
+            let mut scan = FrameScan::default();
+            let mut offset = 0;
+            let found = stream.chunks(chunk.min(stream.len())).find_map(|c| {
+                let at = scan.find_close(c).map(|at| offset + at);
+                offset += c.len();
+                at
+            });
+            assert_eq!(found, Some(close_at), "reads of {chunk} bytes");
+        }
+    }
+
+    #[test]
+    fn unmasked_frames_are_followed_too() {
+        let mut scan = FrameScan::default();
+        // Text "hi" unmasked, then Close.
+        assert_eq!(scan.find_close(&[0x81, 0x02, b'h', 0x88, 0x88]), Some(4));
+    }
+
+    #[test]
+    fn a_stream_without_close_passes() {
+        let mut scan = FrameScan::default();
+        let data = frame(0x2, &tricky(1000));
+        assert_eq!(scan.find_close(&data), None);
+        assert_eq!(scan.find_close(&frame(0x1, b"x")), None);
+    }
+
+    #[tokio::test]
+    async fn holds_the_close_until_opened() {
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let (mut gate, handle) = CloseGate::new(server);
+        let mut client = client;
+        let text = frame(0x1, b"hello");
+        let close = frame(0x8, &[0x03, 0xE8]);
+        client
+            .write_all(&[text.clone(), close.clone()].concat())
+            .await
+            .unwrap();
+
+        let mut got = vec![0; 256];
+        let n = gate.read(&mut got).await.unwrap();
+        assert_eq!(&got[..n], &text[..], "frames before the Close pass");
+        // The Close is held: the next read waits, and the relay is told.
+        handle.closing().await;
+        assert!(
+            gate.read(&mut got).now_or_never().is_none(),
+            "the Close must wait for the relay"
+        );
+
+        let reader = tokio::spawn(async move {
+            let mut rest = vec![0; 256];
+            let n = gate.read(&mut rest).await.unwrap();
+            rest.truncate(n);
+            rest
+        });
+        tokio::task::yield_now().await;
+        handle.open();
+        assert_eq!(reader.await.unwrap(), close, "then the Close goes through");
+    }
+
+    #[tokio::test]
+    async fn a_close_at_the_start_of_a_read_is_not_end_of_stream() {
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let (mut gate, handle) = CloseGate::new(server);
+        let close = frame(0x8, &[]);
+        client.write_all(&close).await.unwrap();
+        drop(client);
+        let opener = async {
+            handle.closing().await;
+            handle.open();
+        };
+        let mut got = Vec::new();
+        let ((), read) = tokio::join!(opener, gate.read_to_end(&mut got));
+        read.unwrap();
+        assert_eq!(got, close);
+    }
+}
