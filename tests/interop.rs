@@ -15,11 +15,12 @@ mod interop_support;
 mod support;
 
 use std::process::Command;
+use std::time::Duration;
 
 use browser_support::{browser_test, page_url, start_gateway};
 use interop_support::{
     debian_program, Close, Conversation, Ended, Frame, Outcome, ScriptClient, Session,
-    WS_SESSION_JS,
+    SlowUpstream, WS_SESSION_JS,
 };
 use support::{assert_texts, reply_texts, Server};
 
@@ -60,19 +61,56 @@ fn binary_frames() -> Vec<Frame> {
     CHUNKS.iter().map(|c| Frame::binary(c)).collect()
 }
 
+/// How many more messages a client sends right before its Close: enough that
+/// a gateway that stops relaying at the Close cannot answer them all in time.
+const OWED: usize = 20;
+
+fn owed_lines() -> Vec<String> {
+    (1..=OWED).map(|n| format!("owed {n}")).collect()
+}
+
+/// How late the slow timestamp server answers: far longer than a client takes
+/// to send its Close, far shorter than the gateway's drain deadline.
+const UPSTREAM_DELAY: Duration = Duration::from_millis(300);
+
+/// A gateway in front of a slow timestamp server, so that a client that
+/// closes right after sending has every reply still owed (issue 11 item 2).
+struct OwingGateway {
+    gateway: Server,
+    _link: SlowUpstream,
+    _upstream: Server,
+}
+
+impl OwingGateway {
+    fn start() -> OwingGateway {
+        let upstream = Server::start(&["--no-http"]);
+        let link = SlowUpstream::start(upstream.tcp_addr(), UPSTREAM_DELAY);
+        let gateway = Server::start(&["--upstream", &link.addr().to_string()]);
+        OwingGateway {
+            gateway,
+            _link: link,
+            _upstream: upstream,
+        }
+    }
+
+    fn url(&self) -> String {
+        ws_url(&self.gateway)
+    }
+}
+
 /// Session checks shared by every client that runs a [`Session`].
 mod checks {
     use super::*;
 
-    pub fn text_round_trips(outcome: &Outcome) {
+    pub fn text_round_trips<T: AsRef<[u8]>>(outcome: &Outcome, expected: &[T]) {
         outcome.assert_opened(None);
-        assert_texts(&outcome.echoed_texts(), &TEXTS);
+        assert_texts(&outcome.echoed_texts(), expected);
         assert_eq!(outcome.close_code, Some(1000), "{outcome:?}");
     }
 
-    pub fn binary_round_trips(outcome: &Outcome) {
+    pub fn binary_round_trips<T: AsRef<[u8]>>(outcome: &Outcome, expected: &[T]) {
         outcome.assert_opened(Some("binary"));
-        assert_texts(&outcome.echoed_stream(), &STREAM_ECHOES);
+        assert_texts(&outcome.echoed_stream(), expected);
         assert_eq!(outcome.close_code, Some(1000), "{outcome:?}");
     }
 
@@ -94,27 +132,36 @@ fn binary_session(url: &str, close: Close) -> Session {
 fn script_text_round_trips(client: ScriptClient) {
     let server = Server::start(&[]);
     let outcome = client.run(&text_session(&ws_url(&server), Close::AfterReplies));
-    checks::text_round_trips(&outcome);
+    checks::text_round_trips(&outcome, &TEXTS);
 }
 
 fn script_binary_round_trips(client: ScriptClient) {
     let server = Server::start(&[]);
     let outcome = client.run(&binary_session(&ws_url(&server), Close::AfterReplies));
-    checks::binary_round_trips(&outcome);
+    checks::binary_round_trips(&outcome, &STREAM_ECHOES);
 }
 
 /// Issue 11 item 2: Close(1000) right after the last frame still gets every
 /// reply, then the server's Close(1000).
 fn script_text_owed_replies(client: ScriptClient) {
-    let server = Server::start(&[]);
-    let outcome = client.run(&text_session(&ws_url(&server), Close::AtOnce));
-    checks::text_round_trips(&outcome);
+    let gateway = OwingGateway::start();
+    let mut session = text_session(&gateway.url(), Close::AtOnce);
+    session
+        .send
+        .extend(owed_lines().iter().map(|l| Frame::text(l)));
+    let mut expected: Vec<String> = TEXTS.map(String::from).into();
+    expected.extend(owed_lines());
+    checks::text_round_trips(&client.run(&session), &expected);
 }
 
 fn script_binary_owed_replies(client: ScriptClient) {
-    let server = Server::start(&[]);
-    let outcome = client.run(&binary_session(&ws_url(&server), Close::AtOnce));
-    checks::binary_round_trips(&outcome);
+    let gateway = OwingGateway::start();
+    let mut session = binary_session(&gateway.url(), Close::AtOnce);
+    let owed: String = owed_lines().iter().map(|l| format!("{l}\n")).collect();
+    session.send.push(Frame::binary(owed.as_bytes()));
+    let mut expected: Vec<Vec<u8>> = STREAM_ECHOES.map(<[u8]>::to_vec).into();
+    expected.extend(owed_lines().into_iter().map(String::into_bytes));
+    checks::binary_round_trips(&client.run(&session), &expected);
 }
 
 fn script_binary_on_text_session(client: ScriptClient) {
@@ -195,9 +242,9 @@ script_client_tests! {
 mod websocat {
     use super::*;
 
-    fn command(server: &Server, args: &[&str]) -> Command {
+    fn command(url: &str, args: &[&str]) -> Command {
         let mut cmd = Command::new(interop_support::websocat());
-        cmd.args(args).arg(ws_url(server));
+        cmd.args(args).arg(url);
         cmd
     }
 
@@ -214,7 +261,7 @@ mod websocat {
     #[test]
     fn text_lines_echo_byte_exact() {
         let server = Server::start(&[]);
-        let mut client = Conversation::start(command(&server, &[]));
+        let mut client = Conversation::start(command(&ws_url(&server), &[]));
         for text in TEXTS {
             client.send(format!("{text}\n").as_bytes());
         }
@@ -227,7 +274,8 @@ mod websocat {
     #[test]
     fn binary_subprotocol_echoes_the_byte_stream_exactly() {
         let server = Server::start(&[]);
-        let mut client = Conversation::start(command(&server, &["-b", "--protocol", "binary"]));
+        let mut client =
+            Conversation::start(command(&ws_url(&server), &["-b", "--protocol", "binary"]));
         for chunk in CHUNKS {
             client.send(chunk);
         }
@@ -241,8 +289,8 @@ mod websocat {
     /// every reply is owed (issue 11 item 2).
     #[test]
     fn piped_lines_are_all_answered_before_it_exits() {
-        let server = Server::start(&[]);
-        let mut client = Conversation::start(command(&server, &[]));
+        let gateway = OwingGateway::start();
+        let mut client = Conversation::start(command(&gateway.url(), &[]));
         client.send(b"1\n2\n3\n4\n5\n");
         let ended = client.finish();
         assert_success(&ended);
@@ -251,18 +299,24 @@ mod websocat {
 
     #[test]
     fn piped_bytes_are_all_answered_before_it_exits() {
-        let server = Server::start(&[]);
-        let mut client = Conversation::start(command(&server, &["-b", "--protocol", "binary"]));
+        let gateway = OwingGateway::start();
+        let mut client =
+            Conversation::start(command(&gateway.url(), &["-b", "--protocol", "binary"]));
         client.send(&CHUNKS.concat());
+        for line in owed_lines() {
+            client.send(format!("{line}\n").as_bytes());
+        }
         let ended = client.finish();
         assert_success(&ended);
-        assert_texts(&reply_texts(&ended.stdout), &STREAM_ECHOES);
+        let mut expected: Vec<Vec<u8>> = STREAM_ECHOES.map(<[u8]>::to_vec).into();
+        expected.extend(owed_lines().into_iter().map(String::into_bytes));
+        assert_texts(&reply_texts(&ended.stdout), &expected);
     }
 
     #[test]
     fn only_unknown_subprotocols_are_refused_with_400() {
         let server = Server::start(&[]);
-        let mut client = Conversation::start(command(&server, &["--protocol", "mqtt"]));
+        let mut client = Conversation::start(command(&ws_url(&server), &["--protocol", "mqtt"]));
         client.send(b"hello\n");
         let ended = client.finish();
         assert!(!ended.status.success(), "websocat succeeded: {ended:?}");
@@ -350,7 +404,7 @@ mod chromium {
         let server = start_gateway(&[]);
         let session = text_session(&ws_url(&server), Close::AfterReplies);
         let outcome = run_in_page("interop_chromium_text", &server, session).await;
-        checks::text_round_trips(&outcome);
+        checks::text_round_trips(&outcome, &TEXTS);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -358,7 +412,7 @@ mod chromium {
         let server = start_gateway(&[]);
         let session = binary_session(&ws_url(&server), Close::AfterReplies);
         let outcome = run_in_page("interop_chromium_binary", &server, session).await;
-        checks::binary_round_trips(&outcome);
+        checks::binary_round_trips(&outcome, &STREAM_ECHOES);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,8 +7,9 @@ use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-/// How long a client may take to answer, or to exit once its input ended.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to answer, or to exit once its input ended:
+/// longer than a scripted session's own deadline, so that it can report.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// How a client's run ended.
 #[derive(Debug)]

@@ -7,10 +7,12 @@
 
 mod conversation;
 mod session;
+mod slow_upstream;
 mod tools;
 
 pub use conversation::{Conversation, Ended};
 pub use session::{Close, Frame, Outcome, ScriptClient, Session};
+pub use slow_upstream::SlowUpstream;
 pub use tools::{debian_program, websocat};
 
 /// The page-side twin of the script clients: `wsSession(WebSocket, spec, done)`.

@@ -12,7 +12,7 @@ use super::tools::{debian_program, node_path, python_path};
 use crate::support::{parse_reply, reply_texts};
 
 /// How long one session may take inside its client.
-const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+const SESSION_TIMEOUT: Duration = Duration::from_secs(8);
 
 /// One frame, sent or received: text, or bytes as hex (JSON has no bytes).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

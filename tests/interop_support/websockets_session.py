@@ -1,8 +1,29 @@
-"""One WebSocket session with the `websockets` library (its sync client)."""
+"""One WebSocket session with the `websockets` library (its sync client).
+
+Messages are read on their own thread, as an application would: `close()`
+waits for the server's Close, which arrives after the replies still owed, and
+the client stops reading the socket while more than a few messages wait
+unread.
+"""
+
+import threading
 
 from outcome import Outcome, left, payload, read_spec
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
+
+
+def receive(ws, spec, out, replies_in):
+    try:
+        while True:
+            out.record(ws.recv(timeout=left(spec)))
+            if out.replies >= spec["replies"]:
+                replies_in.set()
+    except ConnectionClosed:
+        pass
+    except TimeoutError as e:
+        out["error"] = f"timed out: {e}"
+    replies_in.set()
 
 
 def main():
@@ -19,22 +40,19 @@ def main():
         out["refused"] = {"status": e.response.status_code, "error": str(e)}
         return out
     out["protocol"] = ws.subprotocol
+    replies_in = threading.Event()
+    receiver = threading.Thread(target=receive, args=(ws, spec, out, replies_in))
+    receiver.start()
     try:
         for message in spec["send"]:
             ws.send(payload(message))
         if spec["close"] == "after_replies":
-            while out.replies < spec["replies"]:
-                out.record(ws.recv(timeout=left(spec)))
+            replies_in.wait(left(spec))
         if spec["close"] != "server_closes":
-            # Sends Close(1000) and waits for the server's; frames that arrive
-            # meanwhile stay queued for recv() below.
             ws.close(1000)
-        while True:
-            out.record(ws.recv(timeout=left(spec)))
     except ConnectionClosed:
         pass
-    except TimeoutError as e:
-        out["error"] = f"timed out: {e}"
+    receiver.join(left(spec))
     out["close_code"] = ws.close_code
     out["close_reason"] = ws.close_reason
     ws.close()
