@@ -161,6 +161,47 @@ async fn stopping_the_upstream_shows_disconnected_with_the_reason_and_its_return
     .await;
 }
 
+/// The transcript's notices (orderly disconnects, reconnects), as shown.
+async fn notices(page: &Page) -> Vec<String> {
+    page.eval(r##"return [...document.querySelectorAll("#transcript .notice")].map((n) => n.innerText);"##)
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_come_back_after_a_gateway_restart() {
+    let http = format!("127.0.0.1:{}", free_port());
+    let args = ["--http", http.as_str(), "--reconnect-window", "3s"];
+    let mut server = Some(start_gateway(&args));
+    let url = format!("http://{http}/");
+    let server = &mut server;
+    browser_test(
+        "pages_come_back_after_a_gateway_restart",
+        |browser| async move {
+            let (a, b, c) = tokio::join!(browser.page("a"), browser.page("b"), browser.page("c"));
+            let pages = [a, b, c];
+            for page in &pages {
+                connected_chat(page, &url).await;
+                page.round_trip("before").await;
+            }
+            // A planned restart: 1012 naming a 3 s window, each page back at its
+            // own random moment within it.
+            server.take().expect("gateway running").terminate();
+            *server = Some(start_gateway(&args));
+            for page in &pages {
+                page.wait_for_state("connected", RECONNECT_TIMEOUT).await;
+                page.round_trip("after").await;
+                let said = notices(page).await;
+                assert!(
+                    said.iter().any(|n| n.contains("the gateway is restarting")),
+                    "page {} told of the restart: {said:?}",
+                    page.label
+                );
+            }
+        },
+    )
+    .await;
+}
+
 /// A basic auth file with the user `ada`, password `pw`, made as the README
 /// says: `printf 'pw\n' | timecho hash-password ada`.
 fn users_file(dir: &TempDir) -> String {

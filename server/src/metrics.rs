@@ -36,6 +36,33 @@ pub enum ErrorKind {
     ProxyHeader,
 }
 
+/// How a WebSocket session ended, as counted.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum WsEnding {
+    /// The timestamp server closed after answering everything (1000).
+    UpstreamClosed,
+    /// The timestamp server went away mid-session: closed with replies owed,
+    /// reset, or stopped reading (1011).
+    UpstreamLost,
+    /// The timestamp server could not be reached at all (1011).
+    UpstreamUnreachable,
+    /// The browser closed (and got what it was owed, or not in time).
+    BrowserClosed,
+    /// The browser went away without a close frame, or stopped answering pings.
+    BrowserVanished,
+    /// A frame the contract refuses (1003, 1007, 1009).
+    Refused,
+    /// Shutdown or restart of the gateway (1012).
+    Restart,
+    /// Sign-out or sign-in expiry (1008).
+    SignedOut,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WsEndingLabel {
+    ending: WsEnding,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ErrorLabel {
     listener: String,
@@ -59,6 +86,9 @@ pub struct Metrics {
     pub ws_sessions: Counter,
     pub ws_refused: Counter,
     pub upstream_failures: Counter,
+    ws_closed: Family<WsEndingLabel, Counter>,
+    /// Tasks alive in the runtime, read when scraped (a leak shows as growth).
+    tasks_alive: Gauge,
     pub signin_verifications: Counter,
     pub signin_rate_limited: Counter,
     pub signin_busy: Counter,
@@ -88,6 +118,8 @@ impl Metrics {
             ws_sessions: Counter::default(),
             ws_refused: Counter::default(),
             upstream_failures: Counter::default(),
+            ws_closed: Family::default(),
+            tasks_alive: Gauge::default(),
             signin_verifications: Counter::default(),
             signin_rate_limited: Counter::default(),
             signin_busy: Counter::default(),
@@ -156,6 +188,16 @@ impl Metrics {
             m.upstream_failures.clone(),
         );
         r.register(
+            "websocket_closed",
+            "WebSocket sessions ended, by how",
+            m.ws_closed.clone(),
+        );
+        r.register(
+            "tasks_alive",
+            "Tasks alive in the async runtime (sessions, connections, timers)",
+            m.tasks_alive.clone(),
+        );
+        r.register(
             "signin_verifications",
             "Password hashes checked (argon2 runs, the dummy hash for unknown users included)",
             m.signin_verifications.clone(),
@@ -208,8 +250,20 @@ impl Metrics {
         })
     }
 
+    /// Counts one WebSocket session's end (once per session, not per message).
+    pub fn ws_ended(&self, ending: WsEnding) {
+        self.ws_closed
+            .get_or_create(&WsEndingLabel { ending })
+            .inc();
+    }
+
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let alive = runtime.metrics().num_alive_tasks();
+            self.tasks_alive
+                .set(i64::try_from(alive).unwrap_or(i64::MAX));
+        }
         let mut out = String::with_capacity(4096);
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

@@ -57,9 +57,13 @@ pub fn wasm_opt(tools_dir: &Path) -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// libfaketime, which the clock-step test preloads into the server.
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
 /// What the end-to-end tests need from Debian: Chromium with its driver, `nc`,
-/// `socat`, `python3` with pip, node with npm, `openssl` (TLS interop) and
-/// `haproxy` (the scale-out test). Installs whatever is missing.
+/// `socat`, `python3` with pip, node with npm (the interop test), `openssl`
+/// (TLS interop), `haproxy` (the scale-out test) and libfaketime (the
+/// clock-step test). Installs whatever is missing.
 pub fn ensure_test_packages() -> Result<()> {
     let mut missing = Vec::new();
     if !exec::on_path("openssl") {
@@ -88,10 +92,13 @@ pub fn ensure_test_packages() -> Result<()> {
     if !exec::on_path("npm") {
         missing.push("npm");
     }
+    if !Path::new(LIBFAKETIME).exists() {
+        missing.push("faketime");
+    }
     if missing.is_empty() {
         println!(
-            "xtask: chromium, chromedriver, nc, socat, python3, pip, node, npm, openssl and \
-             haproxy are installed"
+            "xtask: chromium, chromedriver, nc, socat, python3, pip, node, npm, openssl, \
+             haproxy and faketime are installed"
         );
         return Ok(());
     }

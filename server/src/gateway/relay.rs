@@ -31,6 +31,7 @@ use super::close_gate::GateHandle;
 use super::upstream::{self, ConnectError, ReadHalf, WriteHalf};
 use super::ws_handshake::Socket;
 use super::Gateway;
+use crate::metrics::WsEnding;
 use crate::signin::{self, SessionEnd};
 
 /// Upstream bytes read at once; replies are relayed one frame per line.
@@ -71,6 +72,23 @@ enum Ending {
 }
 
 impl Ending {
+    /// What the metrics call it.
+    fn counted_as(&self) -> WsEnding {
+        match self {
+            Ending::UpstreamClosed => WsEnding::UpstreamClosed,
+            Ending::UpstreamClosedEarly(_)
+            | Ending::UpstreamFailed(_)
+            | Ending::UpstreamStalled(_) => WsEnding::UpstreamLost,
+            Ending::BrowserClosing | Ending::BrowserClosed | Ending::BrowserClosedOwed(_) => {
+                WsEnding::BrowserClosed
+            }
+            Ending::BrowserVanished => WsEnding::BrowserVanished,
+            Ending::Binary | Ending::InvalidUtf8 | Ending::TooBig(_) => WsEnding::Refused,
+            Ending::Shutdown => WsEnding::Restart,
+            Ending::SignedOut => WsEnding::SignedOut,
+        }
+    }
+
     /// The close frame to send, if the browser can still receive one; a
     /// shutdown names the window to come back in.
     fn close_frame(&self, reconnect_window: Duration) -> Option<(u16, String)> {
@@ -81,7 +99,10 @@ impl Ending {
             ),
             Ending::UpstreamClosedEarly(n) => (
                 close_code::UPSTREAM_ERROR,
-                format!("the timestamp server closed the connection with {n} messages unanswered"),
+                format!(
+                    "the timestamp server closed the connection with {n} {} unanswered",
+                    plural(*n, "message", "messages")
+                ),
             ),
             Ending::UpstreamFailed(e) => (
                 close_code::UPSTREAM_ERROR,
@@ -108,10 +129,21 @@ impl Ending {
             Ending::BrowserClosed | Ending::BrowserClosing => (close_code::NORMAL, String::new()),
             Ending::BrowserClosedOwed(n) => (
                 close_code::UPSTREAM_ERROR,
-                format!("{n} replies did not come from the timestamp server in time"),
+                format!(
+                    "{n} {} did not come from the timestamp server in time",
+                    plural(*n, "reply", "replies")
+                ),
             ),
             Ending::BrowserVanished => return None,
         })
+    }
+}
+
+fn plural(n: u64, one: &'static str, many: &'static str) -> &'static str {
+    if n == 1 {
+        one
+    } else {
+        many
     }
 }
 
@@ -156,6 +188,7 @@ async fn relay(mut ws: Socket, gateway: &Gateway, pair: Pair) {
                 if !matches!(e, ConnectError::Introduce(..)) {
                     gateway.metrics.upstream_failures.inc();
                 }
+                gateway.metrics.ws_ended(WsEnding::UpstreamUnreachable);
                 let reason = e.to_string();
                 debug!("{reason}");
                 let _ = ws.send(close(close_code::UPSTREAM_ERROR, reason)).await;
@@ -206,6 +239,7 @@ async fn relay(mut ws: Socket, gateway: &Gateway, pair: Pair) {
         }
     };
     debug!(?ending, "session closed");
+    gateway.metrics.ws_ended(ending.counted_as());
     if let Some((code, reason)) = ending.close_frame(gateway.config.reconnect_window) {
         if ws_tx.send(close(code, reason)).await.is_ok() {
             // Read on until the browser's Close (held at the gate if it came
