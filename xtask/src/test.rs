@@ -11,7 +11,11 @@ const STEPS: usize = 8;
 
 pub fn all(test_args: &[String]) -> Result<ExitCode> {
     let mut steps = Steps { started: 0 };
-    steps.run("browser and test tools", tools::ensure_test_packages)?;
+    let tools_dir = workspace_root().join("target/tools");
+    steps.run("browser and test tools", || {
+        tools::ensure_test_packages()?;
+        tools::ensure_interop_clients(&tools_dir)
+    })?;
     steps.run("page build (cargo xtask web)", || {
         web::build(&web::Options::default())
     })?;
@@ -43,7 +47,7 @@ pub fn all(test_args: &[String]) -> Result<ExitCode> {
         ]))
     })?;
     steps.run("cargo deny check bans licenses sources", || {
-        let deny = tools::cargo_deny(&workspace_root().join("target/tools"))?;
+        let deny = tools::cargo_deny(&tools_dir)?;
         exec::run(
             Command::new(deny)
                 .args([
@@ -57,13 +61,18 @@ pub fn all(test_args: &[String]) -> Result<ExitCode> {
         )
     })?;
     steps.run("cargo test --workspace", || {
-        exec::run(cargo(&["test", "--workspace"]).args(test_args))
+        // The interop tests find their clients here (tests/interop_support).
+        exec::run(
+            cargo(&["test", "--workspace"])
+                .env("TIMECHO_TOOLS", &tools_dir)
+                .args(test_args),
+        )
     })?;
     // After the ordinary tests, so that their failures show first: every
     // mutant of `shared` must fail its tests. Settings and the few exclusions
     // are in .cargo/mutants.toml; about 2 to 5 minutes on two cores.
     steps.run("cargo mutants --package timecho-shared", || {
-        let mutants = tools::cargo_mutants(&workspace_root().join("target/tools"))?;
+        let mutants = tools::cargo_mutants(&tools_dir)?;
         exec::run(
             Command::new(mutants)
                 .args(["mutants", "--package", "timecho-shared", "--jobs", "2"])

@@ -61,9 +61,9 @@ pub fn wasm_opt(tools_dir: &Path) -> Result<PathBuf> {
 const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 
 /// What the end-to-end tests need from Debian: Chromium with its driver, `nc`,
-/// `python3`, `openssl` (TLS interop), `haproxy` (the scale-out test) and
-/// libfaketime (the clock-step test).
-/// Installs whatever is missing.
+/// `socat`, `python3` with pip, node with npm (the interop test), `openssl`
+/// (TLS interop), `haproxy` (the scale-out test) and libfaketime (the
+/// clock-step test). Installs whatever is missing.
 pub fn ensure_test_packages() -> Result<()> {
     let mut missing = Vec::new();
     if !exec::on_path("openssl") {
@@ -78,19 +78,111 @@ pub fn ensure_test_packages() -> Result<()> {
     if !exec::on_path("nc") {
         missing.push("netcat-openbsd");
     }
+    if !exec::on_path("socat") {
+        missing.push("socat");
+    }
     if !exec::on_path("python3") {
-        missing.push("python3");
+        missing.extend(["python3", "python3-pip"]);
+    } else if exec::output(Command::new("python3").args(["-m", "pip", "--version"])).is_none() {
+        missing.push("python3-pip");
+    }
+    if !exec::on_path("node") {
+        missing.push("nodejs");
+    }
+    if !exec::on_path("npm") {
+        missing.push("npm");
     }
     if !Path::new(LIBFAKETIME).exists() {
         missing.push("faketime");
     }
     if missing.is_empty() {
         println!(
-            "xtask: chromium, chromedriver, nc, python3, openssl, haproxy and faketime are installed"
+            "xtask: chromium, chromedriver, nc, socat, python3, pip, node, npm, openssl, \
+             haproxy and faketime are installed"
         );
         return Ok(());
     }
     apt_install(&missing)
+}
+
+/// The interop suite's WebSocket clients (tests/interop.rs), pinned so every
+/// machine checks the gateway against the same ones: (PyPI name, version).
+const PIP_CLIENTS: [(&str, &str); 2] = [("websockets", "15.0.1"), ("websocket-client", "1.8.0")];
+/// node's `ws`, the interop suite's node client.
+const WS_NPM: (&str, &str) = ("ws", "8.18.3");
+/// websocat 1.x, the interop suite's command-line client (and bench/compare.sh's).
+const WEBSOCAT_VERSION: &str = "1.14.1";
+
+/// Installs the interop suite's clients under `tools_dir`, where the tests
+/// look for them (`TIMECHO_TOOLS`): the Python libraries into `python/`
+/// (for `PYTHONPATH`), node's `ws` into `node/` (for `NODE_PATH`), websocat
+/// into `websocat/bin/`. Each is skipped when its pinned version is there.
+pub fn ensure_interop_clients(tools_dir: &Path) -> Result<()> {
+    python_clients(&tools_dir.join("python"))?;
+    node_ws(&tools_dir.join("node"))?;
+    cargo_install(tools_dir, "websocat", WEBSOCAT_VERSION)?;
+    Ok(())
+}
+
+fn python_clients(target: &Path) -> Result<()> {
+    // pip names a package's metadata folder `<name with _>-<version>.dist-info`.
+    let installed = |(name, version): &(&str, &str)| {
+        let dist_info = format!("{}-{version}.dist-info", name.replace('-', "_"));
+        target.join(dist_info).is_dir()
+    };
+    if PIP_CLIENTS.iter().all(installed) {
+        return Ok(());
+    }
+    let pins: Vec<String> = PIP_CLIENTS
+        .iter()
+        .map(|(name, version)| format!("{name}=={version}"))
+        .collect();
+    println!(
+        "xtask: installing {} into {}",
+        pins.join(" "),
+        target.display()
+    );
+    // --target is a plain folder, outside any Python's own packages, so it
+    // needs no virtualenv and is not refused as an externally managed one.
+    exec::run(
+        Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--no-input",
+                "--upgrade",
+                "--target",
+            ])
+            .arg(target)
+            .args(&pins),
+    )
+}
+
+fn node_ws(prefix: &Path) -> Result<()> {
+    let (name, version) = WS_NPM;
+    let manifest = prefix.join("node_modules").join(name).join("package.json");
+    let pinned = format!("\"version\": \"{version}\"");
+    if std::fs::read_to_string(&manifest).is_ok_and(|m| m.contains(&pinned)) {
+        return Ok(());
+    }
+    let package = format!("{name}@{version}");
+    println!("xtask: installing {package} into {}", prefix.display());
+    std::fs::create_dir_all(prefix)?;
+    exec::run(
+        Command::new("npm")
+            .args([
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+                "--prefix",
+            ])
+            .arg(prefix)
+            .arg(&package),
+    )
 }
 
 fn apt_install(packages: &[&str]) -> Result<()> {
