@@ -342,7 +342,12 @@ pub struct ServeArgs {
     /// file honours a sign-in made on any of them. Re-read on SIGHUP; the
     /// previous key stays valid for one session lifetime. Without it each
     /// process has a random key of its own.
-    #[arg(long, value_name = "FILE", env = "TIMECHO_SESSION_KEY", requires = "auth")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "TIMECHO_SESSION_KEY",
+        requires = "auth"
+    )]
     pub session_key: Option<std::path::PathBuf>,
 
     /// Log format: text for people, json for log collectors.

@@ -157,14 +157,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     }
     if let Some(gw) = &config.gateway {
         let auth = (!gw.auth.is_empty())
-            .then(|| {
-                Auth::load(
-                    &gw.auth,
-                    gw.session_key.as_deref(),
-                    tls.is_some(),
-                    &metrics,
-                )
-            })
+            .then(|| Auth::load(&gw.auth, gw.session_key.as_deref(), tls.is_some(), &metrics))
             .transpose()?;
         let gateway = Arc::new(Gateway {
             hosts: hosts.clone(),

@@ -120,6 +120,14 @@ impl<S: AsyncRead + Unpin> AsyncRead for CloseGate<S> {
         let Some(at) = this.scan.find_close(&buf.filled()[before..]) else {
             return Poll::Ready(Ok(()));
         };
+        if this.handle.0.open.load(Ordering::Acquire) {
+            // Our Close went first: theirs is the answer, and passes.
+            this.held = Some(Held {
+                bytes: Vec::new(),
+                pos: 0,
+            });
+            return Poll::Ready(Ok(()));
+        }
         let cut = before + at;
         this.held = Some(Held {
             bytes: buf.filled()[cut..].to_vec(),
@@ -326,6 +334,24 @@ mod tests {
         tokio::task::yield_now().await;
         handle.open();
         assert_eq!(reader.await.unwrap(), close, "then the Close goes through");
+    }
+
+    #[tokio::test]
+    async fn once_open_a_close_passes_at_once() {
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let (mut gate, handle) = CloseGate::new(server);
+        // The relay sent its own Close first and opened the gate; the
+        // client's answering Close must reach the protocol layer untouched.
+        handle.open();
+        let close = frame(0x8, &[0x03, 0xEB]);
+        client.write_all(&close).await.unwrap();
+        let mut got = vec![0; 64];
+        let n = gate
+            .read(&mut got)
+            .now_or_never()
+            .expect("not held")
+            .unwrap();
+        assert_eq!(&got[..n], &close[..]);
     }
 
     #[tokio::test]

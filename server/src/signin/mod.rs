@@ -187,11 +187,7 @@ impl Auth {
     /// under it, while a copy of the cookie taken elsewhere soon does.
     pub fn renew(&self, headers: &HeaderMap) -> Option<String> {
         let claims = self.session(headers)?;
-        let renewed = claims.renewed(
-            unix_now(),
-            TOKEN_LIFETIME,
-            self.sessions.end_time(&claims),
-        );
+        let renewed = claims.renewed(unix_now(), TOKEN_LIFETIME, self.sessions.end_time(&claims));
         let max_age = renewed.expires.saturating_sub(unix_now());
         Some(self.cookie(&self.keys.sign(&renewed), max_age))
     }
@@ -339,12 +335,18 @@ mod tests {
         let (a, _) = auth();
         let first = cookie_of(&a.login("ada", "lovelace", CLIENT).await.unwrap());
         let renewed = a.renew(&first).expect("a live session renews");
-        assert!(renewed.contains(&format!("Max-Age={}", TOKEN_LIFETIME.as_secs())), "{renewed}");
+        assert!(
+            renewed.contains(&format!("Max-Age={}", TOKEN_LIFETIME.as_secs())),
+            "{renewed}"
+        );
         let second = cookie_of(&renewed);
         assert_eq!(a.authorize(&second, CLIENT).await, Ok("ada".to_owned()));
         // Signing out with either token ends the session for both.
         a.logout(&second);
-        assert_eq!(a.authorize(&first, CLIENT).await, Err(Denied::NoCredentials));
+        assert_eq!(
+            a.authorize(&first, CLIENT).await,
+            Err(Denied::NoCredentials)
+        );
         assert_eq!(a.renew(&first), None);
         assert_eq!(a.renew(&HeaderMap::new()), None);
     }

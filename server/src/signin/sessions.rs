@@ -153,8 +153,14 @@ mod tests {
         assert_eq!(end.ended().now_or_never(), Some(Ended::SignedOut));
         assert!(!sessions.is_live(&ada, unix_now()));
         let renewed = ada.renewed(unix_now(), TOKEN, sessions.end_time(&ada));
-        assert!(!sessions.is_live(&renewed, unix_now()), "a renewed token too");
-        assert!(sessions.is_live(&claims("ada"), unix_now()), "a new sign-in is another session");
+        assert!(
+            !sessions.is_live(&renewed, unix_now()),
+            "a renewed token too"
+        );
+        assert!(
+            sessions.is_live(&claims("ada"), unix_now()),
+            "a new sign-in is another session"
+        );
     }
 
     #[test]

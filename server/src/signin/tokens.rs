@@ -204,10 +204,8 @@ mod tests {
     const HOUR: Duration = Duration::from_secs(3600);
 
     fn key_file(name: &str, key: &str) -> PathBuf {
-        let path = std::env::temp_dir().join(format!(
-            "timecho-session-key-{}-{name}",
-            std::process::id()
-        ));
+        let path =
+            std::env::temp_dir().join(format!("timecho-session-key-{}-{name}", std::process::id()));
         std::fs::write(&path, key).unwrap();
         path
     }
@@ -219,13 +217,19 @@ mod tests {
         assert_eq!(claims.expires, 1_600);
         let token = keys.sign(&claims);
         assert_eq!(keys.verify(&token, 1_000), Some(claims.clone()));
-        assert_eq!(keys.verify(&token, 1_599).map(|c| c.user), Some("ada.l@example".into()));
+        assert_eq!(
+            keys.verify(&token, 1_599).map(|c| c.user),
+            Some("ada.l@example".into())
+        );
         assert_eq!(keys.verify(&token, 1_600), None, "expired");
         // Any change to what is signed, or to the signature, is refused.
         let (payload, tag) = token.rsplit_once('.').unwrap();
         let longer = payload.replace(".1600.", ".9600.");
         assert_eq!(keys.verify(&format!("{longer}.{tag}"), 1_000), None);
-        assert_eq!(keys.verify(&format!("{payload}.{}", &tag[1..]), 1_000), None);
+        assert_eq!(
+            keys.verify(&format!("{payload}.{}", &tag[1..]), 1_000),
+            None
+        );
         assert_eq!(keys.verify(payload, 1_000), None);
         assert_eq!(keys.verify("", 1_000), None);
         // Another process's random key signed nothing of ours.
@@ -246,8 +250,14 @@ mod tests {
     #[test]
     fn a_short_key_file_is_refused_naming_the_fix() {
         let path = key_file("short", "too short\n");
-        let err = SessionKeys::load(Some(&path), HOUR).err().unwrap().to_string();
-        assert!(err.contains("needs at least 32") && err.contains("/dev/urandom"), "{err}");
+        let err = SessionKeys::load(Some(&path), HOUR)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("needs at least 32") && err.contains("/dev/urandom"),
+            "{err}"
+        );
         let _ = std::fs::remove_file(path);
     }
 
@@ -262,7 +272,10 @@ mod tests {
         assert!(keys.reload().unwrap());
         let new = keys.sign(&claims);
         assert_ne!(old, new, "signed with the new key");
-        assert!(keys.verify(&old, unix_now()).is_some(), "old key in its grace");
+        assert!(
+            keys.verify(&old, unix_now()).is_some(),
+            "old key in its grace"
+        );
         assert!(keys.verify(&new, unix_now()).is_some());
 
         // With no grace at all, the old key's tokens are refused at once.
@@ -278,7 +291,10 @@ mod tests {
     fn renewal_keeps_the_session_and_stops_at_its_end() {
         let claims = Claims::new("ada", 1_000, MINUTES);
         let renewed = claims.renewed(1_500, MINUTES, 1_000 + 3_600);
-        assert_eq!((renewed.session, renewed.signed_in), (claims.session, 1_000));
+        assert_eq!(
+            (renewed.session, renewed.signed_in),
+            (claims.session, 1_000)
+        );
         assert_eq!(renewed.expires, 2_100);
         assert_eq!(claims.renewed(4_500, MINUTES, 4_600).expires, 4_600);
     }
