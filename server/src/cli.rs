@@ -350,6 +350,12 @@ pub struct ServeArgs {
     )]
     pub session_key: Option<std::path::PathBuf>,
 
+    /// How long one sign-in token is accepted; the open page renews it well
+    /// before. A sign-out is honoured by every instance within this time (at
+    /// once by the one that sees it), and a page closed for longer asks again.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration, env = "TIMECHO_TOKEN_LIFETIME", requires = "auth")]
+    pub token_lifetime: Duration,
+
     /// Log format: text for people, json for log collectors.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "TIMECHO_LOG_FORMAT")]
     pub log_format: LogFormat,

@@ -132,6 +132,8 @@ pub struct GatewayConfig {
     pub auth: Vec<AuthSource>,
     /// The key session tokens are signed with, shared by instances.
     pub session_key: Option<PathBuf>,
+    /// How long one session token lasts (the sign-out bound across instances).
+    pub token_lifetime: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -267,6 +269,7 @@ impl ServeConfig {
                 reconnect_window: args.reconnect_window,
                 auth: args.auth.clone(),
                 session_key: args.session_key.clone(),
+                token_lifetime: args.token_lifetime,
             })
         };
         let tls = match (&args.tls_cert, &args.tls_key, args.tls_self_signed) {

@@ -25,7 +25,7 @@ use crate::line_service::LineService;
 use crate::metrics::Metrics;
 use crate::proxy_protocol::ProxyPolicy;
 use crate::shutdown::Signals;
-use crate::signin::{Auth, AuthError};
+use crate::signin::{Auth, AuthError, SessionSettings};
 use crate::tls::{Tls, TlsError};
 use crate::udp;
 
@@ -157,7 +157,13 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     }
     if let Some(gw) = &config.gateway {
         let auth = (!gw.auth.is_empty())
-            .then(|| Auth::load(&gw.auth, gw.session_key.as_deref(), tls.is_some(), &metrics))
+            .then(|| {
+                let session = SessionSettings {
+                    key: gw.session_key.as_deref(),
+                    token_lifetime: gw.token_lifetime,
+                };
+                Auth::load(&gw.auth, session, tls.is_some(), &metrics)
+            })
             .transpose()?;
         let gateway = Arc::new(Gateway {
             hosts: hosts.clone(),

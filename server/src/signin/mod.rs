@@ -41,10 +41,17 @@ pub use tokens::KeyError;
 pub const COOKIE_NAME: &str = "timecho_session";
 /// How long a sign-in lasts, however often its token is renewed.
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
-/// How long one session token is accepted. The open page renews it every
-/// minute (`GET /api/session`); a sign-out is honoured by every instance
-/// within this bound, the only one that sees it at once.
-pub const TOKEN_LIFETIME: Duration = Duration::from_secs(10 * 60);
+/// How sessions are signed and how long a token lasts.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionSettings<'a> {
+    /// The key file shared by instances; `None`: a random key of this process.
+    pub key: Option<&'a Path>,
+    /// How long one token is accepted (`--token-lifetime`). The open page
+    /// renews it at a third of that (`GET /api/session`); a sign-out is
+    /// honoured by every instance within this bound, at once by the one that
+    /// sees it.
+    pub token_lifetime: Duration,
+}
 /// Password attempts (right or wrong) and wrong tokens one client may send in a minute.
 const ATTEMPTS_PER_MINUTE: NonZeroU32 = NonZeroU32::new(5).unwrap();
 /// Bounds on the in-memory tables, so a flood cannot grow them without limit.
@@ -98,18 +105,19 @@ pub struct Auth {
     limiter: Limiter,
     sessions: Sessions,
     keys: SessionKeys,
+    token_lifetime: Duration,
     /// Mark cookies `Secure` (the page is served over TLS).
     pub secure_cookies: bool,
 }
 
 impl Auth {
     /// Reads the credentials; sign-in events are counted in `metrics`.
-    /// Session tokens are signed with the key in `session_key`, shared by the
+    /// Session tokens are signed with the key in `session.key`, shared by the
     /// instances that should honour each other's sign-ins, or with a random
     /// key of this process's own.
     pub fn load(
         sources: &[AuthSource],
-        session_key: Option<&Path>,
+        session: SessionSettings<'_>,
         secure_cookies: bool,
         metrics: &Metrics,
     ) -> Result<Auth, AuthError> {
@@ -129,7 +137,8 @@ impl Auth {
                 metrics.signin_rate_limited.clone(),
             ),
             sessions: Sessions::new(MAX_SESSIONS, SESSION_LIFETIME),
-            keys: SessionKeys::load(session_key, SESSION_LIFETIME)?,
+            keys: SessionKeys::load(session.key, SESSION_LIFETIME)?,
+            token_lifetime: session.token_lifetime,
             secure_cookies,
         })
     }
@@ -178,8 +187,8 @@ impl Auth {
     ) -> Result<String, Denied> {
         self.limiter.attempt(client)?;
         self.check_password(user, password).await?;
-        let claims = Claims::new(user, unix_now(), TOKEN_LIFETIME);
-        Ok(self.cookie(&self.keys.sign(&claims), TOKEN_LIFETIME.as_secs()))
+        let claims = Claims::new(user, unix_now(), self.token_lifetime);
+        Ok(self.cookie(&self.keys.sign(&claims), self.token_lifetime.as_secs()))
     }
 
     /// A fresh token for the session this request's cookie names, while it
@@ -187,9 +196,18 @@ impl Auth {
     /// under it, while a copy of the cookie taken elsewhere soon does.
     pub fn renew(&self, headers: &HeaderMap) -> Option<String> {
         let claims = self.session(headers)?;
-        let renewed = claims.renewed(unix_now(), TOKEN_LIFETIME, self.sessions.end_time(&claims));
+        let renewed = claims.renewed(
+            unix_now(),
+            self.token_lifetime,
+            self.sessions.end_time(&claims),
+        );
         let max_age = renewed.expires.saturating_sub(unix_now());
         Some(self.cookie(&self.keys.sign(&renewed), max_age))
+    }
+
+    /// How long one token lasts: the page renews at a third of it.
+    pub fn token_lifetime(&self) -> Duration {
+        self.token_lifetime
     }
 
     /// SIGHUP: re-reads the session key file, if there is one.
@@ -285,7 +303,10 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         let auth = Auth::load(
             &[AuthSource::Basic(users), AuthSource::Token(tokens)],
-            None,
+            SessionSettings {
+                key: None,
+                token_lifetime: TOKEN_LIFETIME,
+            },
             false,
             &metrics,
         )
@@ -308,6 +329,7 @@ mod tests {
         headers("authorization", &format!("Basic {encoded}"))
     }
 
+    const TOKEN_LIFETIME: Duration = Duration::from_secs(600);
     const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
     const OTHER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 
