@@ -88,6 +88,59 @@ async fn enter_sends_the_message_and_shows_the_stamped_reply() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_keeps_back_a_message_over_the_servers_max_line() {
+    let server = start_gateway(&["--max-line", "20"]);
+    let url = page_url(&server);
+    browser_test(
+        "the_page_keeps_back_a_message_over_the_servers_max_line",
+        |browser| async move {
+            let page = browser.page("chat").await;
+            connected_chat(&page, &url).await;
+            // The page has read /api/config: its limit is the server's, not the default.
+            page.wait_for_element(r#".app[data-max-message-bytes="20"]"#)
+                .await;
+
+            let fits = "x".repeat(20);
+            page.round_trip(&fits).await;
+            let long = "y".repeat(21);
+            page.send(&long).await;
+            let transcript = wait_until(
+                "the page to refuse the long message",
+                SHOW_TIMEOUT,
+                || async {
+                    let t = page.transcript().await;
+                    match t.errors.as_slice() {
+                        [] => Err(format!("{t:?}")),
+                        _ => Ok(t),
+                    }
+                },
+            )
+            .await;
+            assert_eq!(transcript.errors.len(), 1, "{transcript:?}");
+            assert!(
+                transcript.errors[0].contains(
+                    "Not sent: the message is 21 bytes, and the server takes at most 20 in one line."
+                ),
+                "{transcript:?}"
+            );
+            let undelivered: Vec<String> = page
+                .eval(
+                    "return [...document.querySelectorAll('#transcript .sent.undelivered .text')]\
+                     .map((t) => t.textContent);",
+                )
+                .await;
+            assert_eq!(undelivered, [long]);
+
+            // It never reached the gateway, which would have closed with 1009.
+            let status = page.status().await.expect("#status");
+            assert_eq!(status.state, "connected", "{status:?}");
+            page.round_trip("still connected").await;
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_pages_at_once_each_see_only_their_own_replies() {
     let server = start_gateway(&[]);
     let url = page_url(&server);

@@ -184,6 +184,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
             shutdown: shutdown.clone(),
             tracker: tracker.clone(),
             max_frame: limits.max_line,
+            stamp: protocol.stamp.clone(),
             limits: shared_limits.clone(),
             metrics: metrics.clone(),
             auth,

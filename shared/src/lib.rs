@@ -1,6 +1,7 @@
 //! What the timecho server, gateway, client and web page share: line framing,
 //! time stamps, the reply format, and the WebSocket relay contract.
 
+pub mod api;
 pub mod line_codec;
 pub mod reconnect;
 pub mod relay;

@@ -14,9 +14,16 @@ pub fn App() -> Html {
     let chat = use_reducer(Chat::default);
     let retry_now = use_relay(&chat);
     {
-        // The socket waits for this answer (see `Access::may_connect`).
+        // The socket waits for the session's answer (see `Access::may_connect`),
+        // not for the settings: until they come the defaults apply.
         let dispatch = chat.dispatcher();
         use_effect_with((), move |_| {
+            let configured = dispatch.clone();
+            spawn_local(async move {
+                if let Ok(config) = api::config().await {
+                    configured.dispatch(Action::Configured(config));
+                }
+            });
             spawn_local(async move {
                 let reply = api::session().await;
                 dispatch.dispatch(state::session_checked(reply));
@@ -79,8 +86,10 @@ pub fn App() -> Html {
         }
         Access::Open | Access::SignedIn { .. } => {}
     }
+    // The limit in force, for the browser tests to wait on.
+    let max_message = chat.settings.max_message_bytes.to_string();
     html! {
-        <div class="app">
+        <div class="app" data-max-message-bytes={max_message}>
             <header class="top">
                 { brand }
                 if let Some(user) = chat.access.user() {

@@ -4,24 +4,22 @@
 mod access;
 mod close;
 mod entry;
+mod settings;
 
 use std::rc::Rc;
 
-use timecho_shared::DEFAULT_MAX_LINE;
+use timecho_shared::api::ServerConfig;
 use yew::Reducible;
 
 pub use access::{session_checked, signed_in, signed_out, Access, ApiReply, SessionAnswer};
 pub use close::{describe_close, needs_sign_in, ABNORMAL_CLOSURE};
 pub use entry::{ClockTime, Delivery, Entry, EntryKind, Outgoing};
+pub use settings::{Settings, StampSettings};
 
 use close::Blame;
 
 /// Oldest settled entries go first past this, so a long session stays light.
 pub const MAX_ENTRIES: usize = 500;
-
-/// The gateway takes one line per frame up to the server's line limit; with
-/// the default limit, a longer message would only end the session (1009).
-pub const MAX_MESSAGE_BYTES: usize = DEFAULT_MAX_LINE;
 
 /// A message blamed for this many ended sessions is given up.
 pub const MAX_STRIKES: u8 = 3;
@@ -82,6 +80,8 @@ pub enum Action {
     },
     /// What the server said about signing in: on load, or after a sign-in.
     Session(SessionAnswer),
+    /// The server's settings (`GET /api/config`), asked for on load.
+    Configured(ServerConfig),
     /// The sign-in form was sent.
     SigningIn,
     SignInRefused(String),
@@ -97,6 +97,8 @@ pub struct Chat {
     pub entries: Vec<Rc<Entry>>,
     pub connection: Connection,
     pub access: Access,
+    /// The server's limits and stamp layout; defaults until it says.
+    pub settings: Settings,
     next_id: u64,
     /// The loss of connection last noted in the transcript, while nothing has
     /// been heard since: the outage goes on, and the first reply after it is
@@ -114,6 +116,7 @@ impl Default for Chat {
                 last_error: None,
             },
             access: Access::Checking,
+            settings: Settings::default(),
             next_id: 1,
             outage: None,
         }
@@ -168,6 +171,7 @@ impl Chat {
                     },
                 }
             }
+            Action::Configured(config) => self.configured(&config),
             Action::SigningIn => {
                 if let Access::SignedOut { .. } = self.access {
                     self.access = Access::SignedOut {
@@ -189,6 +193,7 @@ impl Chat {
                         busy: false,
                     },
                     next_id: self.next_id,
+                    settings: self.settings.clone(),
                     ..Chat::default()
                 }
             }
@@ -221,7 +226,7 @@ impl Chat {
             return;
         }
         let bytes = text.len();
-        if bytes <= MAX_MESSAGE_BYTES {
+        if bytes <= self.settings.max_message_bytes {
             self.push(EntryKind::Sent(Outgoing::queued(text)));
             return;
         }
@@ -229,10 +234,36 @@ impl Chat {
             delivery: Delivery::Undelivered,
             ..Outgoing::queued(text)
         }));
-        self.push(EntryKind::Error(format!(
+        self.push(self.too_long(bytes));
+    }
+
+    fn too_long(&self, bytes: usize) -> EntryKind {
+        EntryKind::Error(format!(
             "Not sent: the message is {bytes} bytes, and the server takes at most \
-             {MAX_MESSAGE_BYTES} in one line."
-        )));
+             {} in one line.",
+            self.settings.max_message_bytes
+        ))
+    }
+
+    /// Takes the server's settings. Messages queued under the default limit
+    /// that the server's own is too small for are given up now, as if typed
+    /// after it was known, rather than sent to end the session.
+    fn configured(&mut self, config: &ServerConfig) {
+        self.settings = Settings::from_config(config);
+        let max = self.settings.max_message_bytes;
+        let mut too_long = Vec::new();
+        self.update_outgoing(|_, msg| {
+            (msg.delivery == Delivery::Queued && msg.text.len() > max).then(|| {
+                too_long.push(msg.text.len());
+                Outgoing {
+                    delivery: Delivery::Undelivered,
+                    ..msg.clone()
+                }
+            })
+        });
+        for bytes in too_long {
+            self.push(self.too_long(bytes));
+        }
     }
 
     fn received(&mut self, line: &str) {
@@ -358,7 +389,9 @@ impl Chat {
 
 #[cfg(test)]
 mod tests {
+    use timecho_shared::api::StampInfo;
     use timecho_shared::relay::close_code;
+    use timecho_shared::{Precision, StampFormat, TimeFormat, DEFAULT_MAX_LINE};
 
     use super::*;
 
@@ -547,7 +580,7 @@ mod tests {
 
     #[test]
     fn a_message_too_long_for_one_line_is_kept_but_not_sent() {
-        let long = "x".repeat(MAX_MESSAGE_BYTES + 1);
+        let long = "x".repeat(DEFAULT_MAX_LINE + 1);
         let chat = after([Action::Opened, Action::Submit(long.clone())]);
         assert_eq!(chat.queued_count(), 0);
         assert_eq!(deliveries(&chat), [(long, Delivery::Undelivered)]);
@@ -555,8 +588,90 @@ mod tests {
             chat.entries.last().map(|e| &e.kind),
             Some(EntryKind::Error(e)) if e.starts_with("Not sent: the message is 65537 bytes")
         ));
-        let fits = after([Action::Submit("y".repeat(MAX_MESSAGE_BYTES))]);
+        let fits = after([Action::Submit("y".repeat(DEFAULT_MAX_LINE))]);
         assert_eq!(fits.queued_count(), 1);
+    }
+
+    fn configured(max_line: usize) -> Action {
+        let stamp = StampInfo::new(&StampFormat::default(), 0);
+        Action::Configured(ServerConfig::new(max_line, max_line, stamp, false))
+    }
+
+    #[test]
+    fn the_servers_own_line_limit_applies_once_it_is_known() {
+        let chat = after([configured(10), submit("0123456789"), submit("0123456789a")]);
+        assert_eq!(chat.settings.max_message_bytes, 10);
+        assert_eq!(
+            deliveries(&chat),
+            [
+                ("0123456789".into(), Delivery::Queued),
+                ("0123456789a".into(), Delivery::Undelivered)
+            ]
+        );
+        assert_eq!(
+            chat.entries.last().map(|e| &e.kind),
+            Some(&EntryKind::Error(
+                "Not sent: the message is 11 bytes, and the server takes at most 10 in one line."
+                    .into()
+            ))
+        );
+        // A larger limit than the default is honoured too.
+        let chat = after([
+            configured(DEFAULT_MAX_LINE * 2),
+            submit(&"z".repeat(DEFAULT_MAX_LINE + 1)),
+        ]);
+        assert_eq!(chat.queued_count(), 1);
+    }
+
+    #[test]
+    fn queued_messages_over_the_servers_limit_are_given_up_when_it_arrives() {
+        let chat = after([
+            Action::Opened,
+            submit("in flight, long"),
+            Action::Delivered { through: 1 },
+            submit("short"),
+            submit("far too long"),
+            submit("also too long"),
+            configured(5),
+        ]);
+        assert_eq!(
+            deliveries(&chat),
+            [
+                ("in flight, long".into(), Delivery::InFlight),
+                ("short".into(), Delivery::Queued),
+                ("far too long".into(), Delivery::Undelivered),
+                ("also too long".into(), Delivery::Undelivered),
+            ]
+        );
+        let errors: Vec<_> = kinds(&chat)
+            .into_iter()
+            .filter(|k| matches!(k, EntryKind::Error(_)))
+            .collect();
+        assert_eq!(
+            errors,
+            [12, 13].map(|bytes| EntryKind::Error(format!(
+                "Not sent: the message is {bytes} bytes, and the server takes at most 5 in one line."
+            )))
+        );
+    }
+
+    #[test]
+    fn the_stamp_layout_is_kept_and_survives_signing_out() {
+        let format = StampFormat {
+            format: TimeFormat::Unix,
+            precision: Precision::Micros,
+            utc: true,
+        };
+        let config = ServerConfig::new(100, 100, StampInfo::new(&format, 0), true);
+        let chat = after([Action::Configured(config), Action::SignedOut]);
+        assert_eq!(
+            chat.settings.stamp,
+            Some(StampSettings {
+                format,
+                utc_offset_seconds: 0
+            })
+        );
+        assert_eq!(chat.settings.max_message_bytes, 100);
     }
 
     #[test]

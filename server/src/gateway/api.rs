@@ -1,18 +1,20 @@
-//! The sign-in API the page uses when `--auth` is on: `GET /api/session` says
-//! whether auth is on and who is signed in; `POST /api/login` and
-//! `POST /api/logout` manage the session cookie.
+//! The page's API, whose paths and bodies are `timecho_shared::api`:
+//! `GET /api/config` says what the page must know of the server's settings
+//! (limits, stamp layout); when `--auth` is on, `GET /api/session` says who is
+//! signed in, and `POST /api/login` and `POST /api/logout` manage the session
+//! cookie.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, State};
-use axum::http::header::{RETRY_AFTER, SET_COOKIE};
+use axum::http::header::{CACHE_CONTROL, RETRY_AFTER, SET_COOKIE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use timecho_shared::api::{path, status, LoginRequest, ServerConfig, SessionInfo, StampInfo};
 use tower_http::timeout::TimeoutError;
 use tracing::info;
 
@@ -22,19 +24,25 @@ use crate::signin::Denied;
 
 pub fn router() -> Router<Arc<Gateway>> {
     Router::new()
-        .route("/api/session", get(session))
-        .route("/api/login", post(login))
-        .route("/api/logout", post(logout))
+        .route(path::CONFIG, get(config))
+        .route(path::SESSION, get(session))
+        .route(path::LOGIN, post(login))
+        .route(path::LOGOUT, post(logout))
 }
 
-#[derive(Serialize)]
-struct SessionInfo {
-    /// Whether this server asks people to sign in.
-    auth: bool,
-    /// Who is signed in, if anyone.
-    user: Option<String>,
-    /// Why not, when someone is not.
-    reason: Option<&'static str>,
+/// No sign-in needed: it reveals only limits and the stamp layout, which every
+/// reply shows anyway. Revalidated on each load (`no-cache`), so a restart
+/// with other flags is seen at once.
+async fn config(State(gateway): State<Arc<Gateway>>) -> Response {
+    // Read per request: a local zone's offset changes with daylight saving time.
+    let local_offset = chrono::Local::now().offset().local_minus_utc();
+    let body = ServerConfig::new(
+        gateway.limits.max_line,
+        gateway.max_frame,
+        StampInfo::new(&gateway.stamp, local_offset),
+        gateway.auth.is_some(),
+    );
+    ([(CACHE_CONTROL, "no-cache")], Json(body)).into_response()
 }
 
 async fn session(
@@ -61,17 +69,11 @@ async fn session(
     }
 }
 
-#[derive(Deserialize)]
-struct Credentials {
-    user: String,
-    password: String,
-}
-
 async fn login(
     State(gateway): State<Arc<Gateway>>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Result<Json<Credentials>, JsonRejection>,
+    body: Result<Json<LoginRequest>, JsonRejection>,
 ) -> Response {
     let Json(credentials) = match body {
         Ok(body) => body,
@@ -83,7 +85,7 @@ async fn login(
     }
     let Some(auth) = &gateway.auth else {
         return (
-            StatusCode::NOT_FOUND,
+            api_status(status::NOT_FOUND),
             "sign-in is not enabled on this server\n",
         )
             .into_response();
@@ -153,17 +155,27 @@ fn denied_with(d: Denied, challenge: &'static str) -> Response {
     let body = Json(SessionInfo {
         auth: true,
         user: None,
-        reason: Some(d.reason()),
+        reason: Some(d.reason().to_owned()),
     });
     let challenge = [("www-authenticate", challenge)];
     match d {
         Denied::NoCredentials | Denied::BadCredentials => {
-            (StatusCode::UNAUTHORIZED, challenge, body).into_response()
+            (api_status(status::UNAUTHORIZED), challenge, body).into_response()
         }
-        Denied::RateLimited => (StatusCode::TOO_MANY_REQUESTS, challenge, body).into_response(),
+        Denied::RateLimited => {
+            (api_status(status::TOO_MANY_REQUESTS), challenge, body).into_response()
+        }
         // Nothing was wrong with the attempt: it may be sent again as it is.
-        Denied::Busy => {
-            (StatusCode::SERVICE_UNAVAILABLE, [(RETRY_AFTER, "1")], body).into_response()
-        }
+        Denied::Busy => (
+            api_status(status::SERVICE_UNAVAILABLE),
+            [(RETRY_AFTER, "1")],
+            body,
+        )
+            .into_response(),
     }
+}
+
+/// One of the contract's statuses, all of them valid HTTP codes.
+fn api_status(code: u16) -> StatusCode {
+    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }

@@ -25,6 +25,7 @@ use axum::middleware;
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::get;
 use axum::Router;
+use timecho_shared::StampFormat;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -45,6 +46,8 @@ pub struct Gateway {
     pub upstream: ServerAddr,
     /// Largest text frame accepted; the same as the TCP line limit.
     pub max_frame: usize,
+    /// How the timestamp server writes its stamps, for `/api/config`.
+    pub stamp: StampFormat,
     pub sessions: Arc<Semaphore>,
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,

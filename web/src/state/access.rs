@@ -1,6 +1,8 @@
 //! Who may use the page: the server's sign-in (`--auth`) as the page sees it,
 //! and how the sign-in API's answers become actions.
 
+use timecho_shared::api::{status, SessionInfo};
+
 use super::Action;
 
 /// Where the page stands with the server's sign-in.
@@ -52,22 +54,17 @@ pub enum SessionAnswer {
     },
 }
 
-/// One answer from the sign-in API: the HTTP status and the fields of its
-/// JSON body (`None` when absent, or when the body was not JSON).
+/// One answer from the sign-in API: the HTTP status, and its body as the
+/// session format when it is one.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ApiReply {
     pub status: u16,
-    pub auth: Option<bool>,
-    pub user: Option<String>,
-    pub reason: Option<String>,
+    /// `None` when the body is not the session format's JSON.
+    pub session: Option<SessionInfo>,
     /// The body as text, for answers that are not JSON (a proxy's error page,
     /// the gateway's plain-text refusals).
     pub body: String,
 }
-
-const UNAUTHORIZED: u16 = 401;
-const NOT_FOUND: u16 = 404;
-const TOO_MANY_REQUESTS: u16 = 429;
 
 impl ApiReply {
     fn is_success(&self) -> bool {
@@ -76,8 +73,9 @@ impl ApiReply {
 
     /// The server's reason, else its plain-text body, else the status.
     fn reason_or_status(&self) -> String {
-        self.reason
-            .clone()
+        self.session
+            .as_ref()
+            .and_then(|s| s.reason.clone())
             .or_else(|| {
                 let body = self.body.trim();
                 (!body.is_empty() && body.len() <= 200 && !body.starts_with('<'))
@@ -94,12 +92,14 @@ impl ApiReply {
 /// it closes the socket with 1008 and the form comes up then.
 pub fn session_checked(reply: Result<ApiReply, String>) -> Action {
     let answer = match reply {
-        Ok(r) if r.is_success() && r.auth == Some(true) => match r.user {
-            Some(user) => SessionAnswer::SignedIn(user),
-            None => SessionAnswer::SignInNeeded { reason: None },
-        },
-        Ok(r) if r.status == UNAUTHORIZED => SessionAnswer::SignInNeeded { reason: None },
-        Ok(r) if r.status == TOO_MANY_REQUESTS => SessionAnswer::SignInNeeded {
+        Ok(r) if r.is_success() && r.session.as_ref().is_some_and(|s| s.auth) => {
+            match r.session.and_then(|s| s.user) {
+                Some(user) => SessionAnswer::SignedIn(user),
+                None => SessionAnswer::SignInNeeded { reason: None },
+            }
+        }
+        Ok(r) if r.status == status::UNAUTHORIZED => SessionAnswer::SignInNeeded { reason: None },
+        Ok(r) if r.status == status::TOO_MANY_REQUESTS => SessionAnswer::SignInNeeded {
             reason: Some(r.reason_or_status()),
         },
         Ok(_) | Err(_) => SessionAnswer::Open,
@@ -111,10 +111,12 @@ pub fn session_checked(reply: Result<ApiReply, String>) -> Action {
 pub fn signed_in(typed_user: &str, reply: Result<ApiReply, String>) -> Action {
     match reply {
         Ok(r) if r.is_success() => Action::Session(SessionAnswer::SignedIn(
-            r.user.unwrap_or_else(|| typed_user.to_owned()),
+            r.session
+                .and_then(|s| s.user)
+                .unwrap_or_else(|| typed_user.to_owned()),
         )),
         // This server has no sign-in after all (it was restarted without --auth).
-        Ok(r) if r.status == NOT_FOUND => Action::Session(SessionAnswer::Open),
+        Ok(r) if r.status == status::NOT_FOUND => Action::Session(SessionAnswer::Open),
         Ok(r) => Action::SignInRefused(r.reason_or_status()),
         Err(e) => Action::SignInRefused(format!("could not reach the server: {e}")),
     }
@@ -145,9 +147,11 @@ mod tests {
     fn reply(status: u16, auth: bool, user: Option<&str>, reason: Option<&str>) -> ApiReply {
         ApiReply {
             status,
-            auth: Some(auth),
-            user: user.map(str::to_owned),
-            reason: reason.map(str::to_owned),
+            session: Some(SessionInfo {
+                auth,
+                user: user.map(str::to_owned),
+                reason: reason.map(str::to_owned),
+            }),
             body: String::new(),
         }
     }

@@ -1,0 +1,200 @@
+//! The page's HTTP API over a real socket, read with the very types the page
+//! and the server share (`timecho_shared::api`): `/api/config` tells the flags
+//! the server was started with, and describes the stamps it really writes.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+
+use support::{split_reply, Peer, Server, TempDir, REPLY_TIMEOUT};
+use timecho_shared::api::{path, status, ServerConfig, SessionInfo, StampInfo};
+use timecho_shared::relay::subprotocol;
+use timecho_shared::Stamp;
+
+/// One HTTP/1.1 response: status, header lines (lower-cased names), body.
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Response {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as one of the API's types; fails the test if it is not.
+    fn json<T: serde::de::DeserializeOwned>(&self) -> T {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not the expected JSON ({e}): {}", self.body))
+    }
+}
+
+/// `GET path` with `Host: host`, on a connection of its own.
+fn get(addr: SocketAddr, path: &str, host: &str) -> Response {
+    let mut s = TcpStream::connect(addr).expect("connect to the HTTP listener");
+    s.set_read_timeout(Some(REPLY_TIMEOUT))
+        .expect("read timeout");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send the request");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("read the response");
+    let (head, body) = raw
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no end of headers in {raw:?}"));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {head:?}"));
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Response {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+fn config_of(server: &Server) -> ServerConfig {
+    let addr = server.http_addr();
+    let response = get(addr, path::CONFIG, &addr.to_string());
+    assert_eq!(response.status, 200, "{}", response.body);
+    response.json()
+}
+
+/// The stamp of one reply from the timestamp server.
+fn stamp_of_a_reply(server: &Server) -> String {
+    let mut peer = Peer::tcp(server.tcp_addr());
+    peer.send(b"what time is it\n");
+    split_reply(&peer.read_line()).0
+}
+
+#[test]
+fn config_answers_the_flags_the_server_was_started_with() {
+    let server = Server::start(&[
+        "--max-line",
+        "100",
+        "--time-format",
+        "rfc3339",
+        "--precision",
+        "ms",
+        "--utc",
+    ]);
+    let addr = server.http_addr();
+    let response = get(addr, path::CONFIG, &addr.to_string());
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert_eq!(response.header("cache-control"), Some("no-cache"));
+    assert_eq!(response.header("content-type"), Some("application/json"));
+    let config: ServerConfig = response.json();
+    assert_eq!(
+        config,
+        ServerConfig {
+            max_line: 100,
+            max_frame: 100,
+            stamp: StampInfo {
+                format: "rfc3339".into(),
+                precision: "ms".into(),
+                utc: true,
+                utc_offset_seconds: 0,
+            },
+            subprotocols: subprotocol::SUPPORTED.map(String::from).to_vec(),
+            auth: false,
+        }
+    );
+
+    // The layout it names is the one the replies are written in.
+    let stamp = stamp_of_a_reply(&server);
+    let format = config
+        .stamp
+        .stamp_format()
+        .expect("a layout the flags take");
+    match format.parse(&stamp) {
+        Ok(Stamp::Zoned(t)) => assert_eq!(t.offset().local_minus_utc(), 0, "{stamp}"),
+        other => panic!("{stamp:?} read as {other:?}"),
+    }
+    assert!(stamp.ends_with('Z') && stamp.len() == "2026-11-25T16:02:40.123Z".len());
+}
+
+#[test]
+fn config_in_a_local_zone_gives_its_offset() {
+    // A POSIX TZ string: always 5:30 east of UTC, no daylight saving time.
+    let server = Server::start_with_env(&[("TZ", "IST-5:30")], &["--time-format", "rfc3339"]);
+    let config = config_of(&server);
+    assert_eq!(
+        config.stamp,
+        StampInfo {
+            format: "rfc3339".into(),
+            precision: "s".into(),
+            utc: false,
+            utc_offset_seconds: 5 * 3600 + 30 * 60,
+        }
+    );
+    assert_eq!(config.max_line, timecho_shared::DEFAULT_MAX_LINE);
+    let stamp = stamp_of_a_reply(&server);
+    assert!(stamp.ends_with("+05:30"), "{stamp}");
+
+    let server = Server::start_with_env(&[("TZ", "IST-5:30")], &["--time-format", "%H:%M"]);
+    let stamp = config_of(&server).stamp;
+    assert_eq!((stamp.format.as_str(), stamp.utc), ("%H:%M", false));
+}
+
+#[test]
+fn config_follows_the_host_rules_like_every_other_route() {
+    let server = Server::start(&[]);
+    let addr = server.http_addr();
+    let refused = get(addr, path::CONFIG, "evil.example");
+    assert_eq!(refused.status, 421, "{}", refused.body);
+    assert!(refused.body.contains("--allow-host"), "{}", refused.body);
+    assert_eq!(get(addr, path::CONFIG, "localhost").status, 200);
+
+    let server = Server::start(&["--allow-host", "evil.example"]);
+    let allowed = get(server.http_addr(), path::CONFIG, "evil.example");
+    assert_eq!(allowed.status, 200, "{}", allowed.body);
+}
+
+#[test]
+fn config_needs_no_sign_in_and_says_that_sign_in_is_on() {
+    let dir = TempDir::new();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "script-token-123\n").expect("write the tokens file");
+    let auth = format!("token:{}", tokens.display());
+    let server = Server::start(&["--auth", &auth]);
+    let addr = server.http_addr();
+
+    let config = config_of(&server);
+    assert!(config.auth);
+
+    let session = get(addr, path::SESSION, &addr.to_string());
+    assert_eq!(session.status, status::UNAUTHORIZED, "{}", session.body);
+    let info: SessionInfo = session.json();
+    assert!(info.auth && info.user.is_none(), "{info:?}");
+    assert!(info.reason.is_some_and(|r| !r.is_empty()));
+}
+
+#[test]
+fn session_without_sign_in_is_open_in_the_shared_format() {
+    let server = Server::start(&[]);
+    assert!(!config_of(&server).auth);
+    let addr = server.http_addr();
+    let session = get(addr, path::SESSION, &addr.to_string());
+    assert_eq!(session.status, 200, "{}", session.body);
+    assert_eq!(
+        session.json::<SessionInfo>(),
+        SessionInfo {
+            auth: false,
+            user: None,
+            reason: None,
+        }
+    );
+}

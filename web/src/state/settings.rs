@@ -1,0 +1,108 @@
+//! What the page knows of the server's settings, from `GET /api/config`: the
+//! longest message it may send, and how the server writes its stamps. Until
+//! the answer comes, or when none does (an older gateway), the defaults apply.
+
+use timecho_shared::api::ServerConfig;
+use timecho_shared::{StampFormat, DEFAULT_MAX_LINE};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// Longer messages are kept but not sent: the gateway would end the
+    /// session for them (1009), or the server would refuse the line.
+    pub max_message_bytes: usize,
+    /// `None` until the server has said; stamps are then read in whichever
+    /// built-in format they parse as.
+    pub stamp: Option<StampSettings>,
+}
+
+/// The server's stamp layout, and its zone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StampSettings {
+    /// Format, precision, and whether stamps are in UTC (`format.utc`).
+    pub format: StampFormat,
+    /// The server's zone east of UTC when it answered; 0 for UTC stamps.
+    pub utc_offset_seconds: i32,
+}
+
+impl Default for Settings {
+    /// The server's defaults (`--max-line`), as far as the page can assume them.
+    fn default() -> Self {
+        Settings {
+            max_message_bytes: DEFAULT_MAX_LINE,
+            stamp: None,
+        }
+    }
+}
+
+impl Settings {
+    /// A layout this page cannot read (a newer server's format) leaves the
+    /// stamp unknown rather than guessed.
+    pub fn from_config(config: &ServerConfig) -> Settings {
+        let stamp = config
+            .stamp
+            .stamp_format()
+            .ok()
+            .map(|format| StampSettings {
+                format,
+                utc_offset_seconds: config.stamp.utc_offset_seconds,
+            });
+        Settings {
+            max_message_bytes: config.max_message(),
+            stamp,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use timecho_shared::api::StampInfo;
+    use timecho_shared::{Precision, TimeFormat};
+
+    use super::*;
+
+    fn config(max_line: usize, max_frame: usize, stamp: StampInfo) -> ServerConfig {
+        ServerConfig::new(max_line, max_frame, stamp, false)
+    }
+
+    #[test]
+    fn until_the_server_says_the_default_line_limit_applies() {
+        let settings = Settings::default();
+        assert_eq!(settings.max_message_bytes, DEFAULT_MAX_LINE);
+        assert_eq!(settings.stamp, None);
+    }
+
+    #[test]
+    fn the_limit_is_the_smaller_of_the_line_and_the_frame() {
+        let stamp = StampInfo::new(&StampFormat::default(), 0);
+        let settings = Settings::from_config(&config(100, 4096, stamp.clone()));
+        assert_eq!(settings.max_message_bytes, 100);
+        let settings = Settings::from_config(&config(4096, 200, stamp));
+        assert_eq!(settings.max_message_bytes, 200);
+    }
+
+    #[test]
+    fn the_stamp_layout_and_zone_are_kept() {
+        let format = StampFormat {
+            format: TimeFormat::Rfc3339,
+            precision: Precision::Millis,
+            utc: false,
+        };
+        let settings = Settings::from_config(&config(10, 10, StampInfo::new(&format, -18_000)));
+        assert_eq!(
+            settings.stamp,
+            Some(StampSettings {
+                format,
+                utc_offset_seconds: -18_000
+            })
+        );
+    }
+
+    #[test]
+    fn a_layout_the_page_cannot_read_is_left_unknown() {
+        let mut stamp = StampInfo::new(&StampFormat::default(), 0);
+        stamp.format = "tai64n".into();
+        let settings = Settings::from_config(&config(100, 100, stamp));
+        assert_eq!(settings.stamp, None);
+        assert_eq!(settings.max_message_bytes, 100);
+    }
+}
