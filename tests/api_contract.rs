@@ -110,6 +110,7 @@ fn config_answers_the_flags_the_server_was_started_with() {
             },
             subprotocols: subprotocol::SUPPORTED.map(String::from).to_vec(),
             auth: false,
+            renew_every_seconds: None,
         }
     );
 
@@ -169,11 +170,16 @@ fn config_needs_no_sign_in_and_says_that_sign_in_is_on() {
     let tokens = dir.path().join("tokens");
     std::fs::write(&tokens, "script-token-123\n").expect("write the tokens file");
     let auth = format!("token:{}", tokens.display());
-    let server = Server::start(&["--auth", &auth]);
+    let server = Server::start(&["--auth", &auth, "--token-lifetime", "90s"]);
     let addr = server.http_addr();
 
     let config = config_of(&server);
     assert!(config.auth);
+    assert_eq!(
+        config.renew_every_seconds,
+        Some(30),
+        "a third of the token's life"
+    );
 
     let session = get(addr, path::SESSION, &addr.to_string());
     assert_eq!(session.status, status::UNAUTHORIZED, "{}", session.body);

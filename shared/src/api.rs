@@ -76,6 +76,13 @@ pub struct ServerConfig {
     pub subprotocols: Vec<String>,
     /// Whether `/ws` and the page need a sign-in (`--auth`).
     pub auth: bool,
+    /// With sign-in on: how often (seconds) an open page asks `/api/session`
+    /// again, which renews its sign-in token (a third of `--token-lifetime`).
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub renew_every_seconds: Option<u64>,
 }
 
 impl ServerConfig {
@@ -88,6 +95,7 @@ impl ServerConfig {
             stamp,
             subprotocols: subprotocol::SUPPORTED.map(str::to_owned).to_vec(),
             auth,
+            renew_every_seconds: None,
         }
     }
 
@@ -277,6 +285,17 @@ mod tests {
                 r#""stamp":{"format":"rfc3339","precision":"ms","utc":false,"utc_offset_seconds":-18000},"#,
                 r#""subprotocols":["timecho-lines","binary"],"auth":true}"#
             ),
+        );
+        let mut renewing = ServerConfig::new(100, 200, StampInfo::new(&stamp, 0), true);
+        renewing.renew_every_seconds = Some(200);
+        let json = serde_json::to_string(&renewing).expect("serialises");
+        assert!(
+            json.ends_with(r#""auth":true,"renew_every_seconds":200}"#),
+            "{json}"
+        );
+        assert_eq!(
+            serde_json::from_str::<ServerConfig>(&json).expect("reads"),
+            renewing
         );
     }
 

@@ -1,6 +1,7 @@
 //! The page: status on top, transcript in the middle, composer at the bottom;
 //! or, when the server wants a sign-in, the sign-in form instead.
 
+use gloo_timers::callback::Interval;
 use wasm_bindgen_futures::spawn_local;
 use yew::prelude::*;
 
@@ -28,6 +29,26 @@ pub fn App() -> Html {
                 let reply = api::session().await;
                 dispatch.dispatch(state::session_checked(reply));
             })
+        });
+    }
+    {
+        // Signed in: ask the server again every so often, which renews the
+        // sign-in token (a short-lived one, so that signing out elsewhere is
+        // honoured everywhere soon); an ended session brings the form back.
+        let dispatch = chat.dispatcher();
+        let signed_in = chat.access.user().is_some();
+        let every = chat.settings.renew_every_ms;
+        use_effect_with((signed_in, every), move |&(signed_in, every)| {
+            let timer = every.filter(|_| signed_in).map(|ms| {
+                Interval::new(ms, move || {
+                    let dispatch = dispatch.clone();
+                    spawn_local(async move {
+                        let reply = api::session().await;
+                        dispatch.dispatch(state::session_checked(reply));
+                    });
+                })
+            });
+            move || drop(timer)
         });
     }
     let on_send = {

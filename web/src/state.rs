@@ -300,7 +300,9 @@ impl Chat {
             // per outage (unless its reason changes); failed retries show in
             // the status bar alone.
             let said = format!("Disconnected: {reason}");
-            if self.outage.as_ref() != Some(&said) {
+            // A token renewal is routine: the page is back within a moment.
+            let routine = code == timecho_shared::relay::close_code::TOKEN_EXPIRED;
+            if !routine && self.outage.as_ref() != Some(&said) {
                 self.outage = Some(said.clone());
                 self.push(if close::is_orderly(code) {
                     EntryKind::Notice(said)
@@ -736,6 +738,15 @@ mod tests {
                 "Disconnected: the timestamp server closed the connection".into()
             )]
         );
+    }
+
+    #[test]
+    fn a_token_renewal_close_leaves_the_transcript_alone() {
+        let chat = after([
+            Action::Opened,
+            closed(close_code::TOKEN_EXPIRED, "sign-in token expired"),
+        ]);
+        assert_eq!(kinds(&chat), []);
     }
 
     #[test]

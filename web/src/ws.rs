@@ -242,6 +242,9 @@ impl Relay {
             }
             let restart_window = match code {
                 close_code::RESTART => restart_window_ms(&reason),
+                // The token this socket was opened with expired; the cookie
+                // has been renewed since: come back at once.
+                close_code::TOKEN_EXPIRED => Some(0),
                 _ => None,
             };
             if needs_sign_in(code) {

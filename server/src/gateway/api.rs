@@ -36,12 +36,16 @@ pub fn router() -> Router<Arc<Gateway>> {
 async fn config(State(gateway): State<Arc<Gateway>>) -> Response {
     // Read per request: a local zone's offset changes with daylight saving time.
     let local_offset = chrono::Local::now().offset().local_minus_utc();
-    let body = ServerConfig::new(
+    let mut body = ServerConfig::new(
         gateway.limits.max_line,
         gateway.max_frame,
         StampInfo::new(&gateway.stamp, local_offset),
         gateway.auth.is_some(),
     );
+    body.renew_every_seconds = gateway
+        .auth
+        .as_ref()
+        .map(|a| (a.token_lifetime().as_secs() / 3).max(1));
     ([(CACHE_CONTROL, "no-cache")], Json(body)).into_response()
 }
 
@@ -59,12 +63,19 @@ async fn session(
         return Json(info).into_response();
     };
     match auth.authorize(&headers, client.ip()).await {
-        Ok(user) => Json(SessionInfo {
-            auth: true,
-            user: Some(user),
-            reason: None,
-        })
-        .into_response(),
+        Ok(user) => {
+            let body = Json(SessionInfo {
+                auth: true,
+                user: Some(user),
+                reason: None,
+            });
+            // A page signed in with its cookie gets a fresh token each time it
+            // asks, so the token never expires while the page is open.
+            match auth.renew(&headers) {
+                Some(cookie) => ([(SET_COOKIE, cookie)], body).into_response(),
+                None => body.into_response(),
+            }
+        }
         Err(d) => denied(d),
     }
 }

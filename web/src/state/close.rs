@@ -19,6 +19,7 @@ pub fn describe_close(code: u16, reason: &str) -> String {
         close_code::NORMAL => "the timestamp server closed the connection".into(),
         close_code::GOING_AWAY => "the gateway is shutting down".into(),
         close_code::RESTART => "the gateway is restarting".into(),
+        close_code::TOKEN_EXPIRED => "renewing the sign-in".into(),
         close_code::UNSUPPORTED_DATA => "the gateway accepts text messages only".into(),
         close_code::INVALID_PAYLOAD => "a message was not valid UTF-8".into(),
         close_code::POLICY => "the gateway refused the session".into(),
@@ -40,7 +41,10 @@ pub fn needs_sign_in(code: u16) -> bool {
 pub fn is_orderly(code: u16) -> bool {
     matches!(
         code,
-        close_code::NORMAL | close_code::GOING_AWAY | close_code::RESTART
+        close_code::NORMAL
+            | close_code::GOING_AWAY
+            | close_code::RESTART
+            | close_code::TOKEN_EXPIRED
     )
 }
 
@@ -65,6 +69,7 @@ pub fn blame(code: u16) -> Blame {
         close_code::UPSTREAM_ERROR
         | close_code::GOING_AWAY
         | close_code::RESTART
+        | close_code::TOKEN_EXPIRED
         | close_code::POLICY => Blame::Nobody,
         close_code::TOO_BIG => Blame::Largest,
         _ => Blame::Suspects,

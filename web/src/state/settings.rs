@@ -13,6 +13,9 @@ pub struct Settings {
     /// `None` until the server has said; stamps are then read in whichever
     /// built-in format they parse as.
     pub stamp: Option<StampSettings>,
+    /// While signed in, ask `/api/session` this often (ms): that renews the
+    /// sign-in token, which lasts only a few minutes on its own.
+    pub renew_every_ms: Option<u32>,
 }
 
 /// The server's stamp layout, and its zone.
@@ -30,6 +33,7 @@ impl Default for Settings {
         Settings {
             max_message_bytes: DEFAULT_MAX_LINE,
             stamp: None,
+            renew_every_ms: None,
         }
     }
 }
@@ -49,6 +53,9 @@ impl Settings {
         Settings {
             max_message_bytes: config.max_message(),
             stamp,
+            renew_every_ms: config
+                .renew_every_seconds
+                .map(|s| u32::try_from(s.saturating_mul(1000)).unwrap_or(u32::MAX)),
         }
     }
 }
