@@ -20,7 +20,7 @@ use browser_support::{
     browser_test, free_port, page_url, save_docs_screenshot, start_gateway, wait_until, Page, View,
     Window, SHOW_TIMEOUT,
 };
-use support::{assert_recent, run_to_exit, timecho, Server, TempDir};
+use support::{assert_recent, Server, TempDir};
 
 /// Reconnecting waits out the page's backoff (0.5 s, 1 s, 2 s, ...).
 const RECONNECT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -258,13 +258,7 @@ async fn pages_come_back_after_a_gateway_restart() {
 /// A basic auth file with the user `ada`, password `pw`, made as the README
 /// says: `printf 'pw\n' | timecho hash-password ada`.
 fn users_file(dir: &TempDir) -> String {
-    let mut cmd = timecho();
-    cmd.args(["hash-password", "ada"]);
-    let out = run_to_exit(cmd, b"pw\n", Duration::from_secs(30));
-    assert!(out.status.success(), "hash-password: {out:?}");
-    let path = dir.path().join("users.txt");
-    std::fs::write(&path, &out.stdout).expect("write the users file");
-    format!("basic:{}", path.display())
+    support::basic_users_file(dir, "ada", "pw")
 }
 
 /// Fills in the sign-in form and submits it.

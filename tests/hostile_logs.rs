@@ -6,7 +6,6 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::Stdio;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -18,20 +17,7 @@ const FORGED: &str = "2026-01-01T00:00:00.000000Z  INFO timecho::gateway::api: s
 const LINE_MAX: usize = 4 * 1024;
 
 fn auth_server(dir: &TempDir) -> Server {
-    let users = dir.path().join("users");
-    let out = support::timecho()
-        .args(["hash-password", "ada"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            c.stdin.take().unwrap().write_all(b"lovelace\n")?;
-            c.wait_with_output()
-        })
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    std::fs::write(&users, &out.stdout).unwrap();
-    let basic = format!("basic:{}", users.display());
+    let basic = support::basic_users_file(dir, "ada", "lovelace");
     // An empty NO_COLOR counts as unset: colours must be off because stderr is
     // a pipe, so that any ESC byte in the log would have come from a peer.
     Server::start_with_env(

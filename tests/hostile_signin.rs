@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use abuse_support::Memory;
-use support::{metric, run_to_exit, scrape, timecho, Server, TempDir};
+use support::{metric, scrape, Server, TempDir};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 use tokio::sync::Barrier;
@@ -30,13 +30,7 @@ const VERIFICATIONS: &str = "timecho_signin_verifications_total";
 
 /// A users file with `ada` / `lovelace`, made as the README says.
 fn users_file(dir: &TempDir) -> String {
-    let mut cmd = timecho();
-    cmd.args(["hash-password", "ada"]);
-    let out = run_to_exit(cmd, b"lovelace\n", Duration::from_secs(60));
-    assert!(out.status.success(), "hash-password: {out:?}");
-    let path = dir.path().join("users");
-    std::fs::write(&path, &out.stdout).expect("write the users file");
-    format!("basic:{}", path.display())
+    support::basic_users_file(dir, "ada", "lovelace")
 }
 
 /// `POST /api/login` from `source`, as the page sends it; the status code and

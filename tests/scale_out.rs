@@ -341,3 +341,186 @@ fn behind_haproxy_sign_in_limits_and_deny_see_each_browser_not_the_balancer() {
         "no instance counted the denied browser"
     );
 }
+
+/// One HTTP/1.1 request; the raw response.
+fn http_raw(addr: SocketAddr, proxy_header: &str, request: &str) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(proxy_header.as_bytes()).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut raw = String::new();
+    let _ = s.read_to_string(&mut raw);
+    raw
+}
+
+fn status_of(raw: &str) -> u16 {
+    raw.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The `name=value` of the response's session cookie, if it set one.
+fn session_cookie(raw: &str) -> Option<String> {
+    raw.lines()
+        .filter_map(|l| {
+            l.strip_prefix("set-cookie: ")
+                .or_else(|| l.strip_prefix("Set-Cookie: "))
+        })
+        .map(|v| v.split(';').next().unwrap_or_default().to_owned())
+        .find(|c| c.starts_with("timecho_session=") && c.len() > "timecho_session=".len())
+}
+
+/// `GET /api/session` straight to one instance (behind its PROXY header, as
+/// HAProxy would send it): the status and any renewed cookie.
+fn session_at(instance: &Server, cookie: &str) -> (u16, Option<String>) {
+    let raw = http_raw(
+        instance.http_addr(),
+        "PROXY TCP4 127.0.0.9 127.0.0.1 40000 80\r\n",
+        &format!(
+            "GET /api/session HTTP/1.1\r\nHost: localhost\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    (status_of(&raw), session_cookie(&raw))
+}
+
+/// A WebSocket through the balancer, signed in with `cookie`.
+fn ws_through(lb: SocketAddr, cookie: &str) -> tungstenite::WebSocket<TcpStream> {
+    use tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{lb}/ws").into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("cookie", cookie.parse().unwrap());
+    let stream = TcpStream::connect(lb).expect("connect to HAProxy");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    match tungstenite::client::client(request, stream) {
+        Ok((ws, _)) => ws,
+        Err(e) => panic!("WebSocket through HAProxy refused: {e}"),
+    }
+}
+
+fn ws_sessions(instance: &Server) -> u64 {
+    let (_, body) = http_get(instance.listener("metrics"), "/metrics");
+    body.lines()
+        .find_map(|l| l.strip_prefix("timecho_websocket_sessions_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The close code of a socket's close frame (skipping replies and pings).
+fn close_code_of(ws: &mut tungstenite::WebSocket<TcpStream>) -> u16 {
+    loop {
+        match ws.read() {
+            Ok(tungstenite::Message::Close(Some(frame))) => return u16::from(frame.code),
+            Ok(tungstenite::Message::Close(None)) => panic!("a close frame without a code"),
+            Ok(_) => continue,
+            Err(e) => panic!("no close frame: {e}"),
+        }
+    }
+}
+
+#[test]
+fn a_sign_in_through_haproxy_is_honoured_by_every_instance_and_a_sign_out_everywhere_within_the_token_lifetime(
+) {
+    const LIFETIME: Duration = Duration::from_secs(4);
+    let dir = support::TempDir::new();
+    let key = dir.path().join("session.key");
+    std::fs::write(&key, "shared-by-both-instances-0123456789abcdef\n").unwrap();
+    let users = support::basic_users_file(&dir, "ada", "pw");
+    let key_arg = key.display().to_string();
+    let lifetime = format!("{}s", LIFETIME.as_secs());
+    let args = [
+        "--http",
+        "127.0.0.1:0",
+        "--metrics",
+        "127.0.0.1:0",
+        "--proxy-protocol",
+        "--auth",
+        &users,
+        "--session-key",
+        &key_arg,
+        "--token-lifetime",
+        &lifetime,
+    ];
+    let a = Server::start(&args);
+    let b = Server::start(&args);
+    let lb = start_balancer(&a, &b);
+
+    // Signed in through HAProxy: one instance checked the password...
+    let body = r#"{"user":"ada","password":"pw"}"#;
+    let origin = format!("http://{}", lb.http);
+    let login = http_raw(
+        lb.http,
+        "",
+        &format!(
+            "POST /api/login HTTP/1.1\r\nHost: {}\r\nOrigin: {origin}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            lb.http,
+            body.len()
+        ),
+    );
+    assert_eq!(status_of(&login), 200, "{login}");
+    let cookie = session_cookie(&login).expect("a session cookie");
+    // ...and both honour the session.
+    assert_eq!(session_at(&a, &cookie).0, 200);
+    assert_eq!(session_at(&b, &cookie).0, 200);
+
+    // The page's /ws, twice at once: HAProxy puts them on different instances,
+    // and both relay.
+    let mut first = ws_through(lb.http, &cookie);
+    let mut second = ws_through(lb.http, &cookie);
+    for (ws, text) in [(&mut first, "on one"), (&mut second, "on the other")] {
+        ws.send(tungstenite::Message::text(text)).unwrap();
+        match ws.read().unwrap() {
+            tungstenite::Message::Text(reply) => {
+                assert_eq!(split_reply(reply.as_bytes()).1, text.as_bytes())
+            }
+            other => panic!("expected a reply, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        (ws_sessions(&a), ws_sessions(&b)),
+        (1, 1),
+        "one socket on each"
+    );
+
+    // Renewed on one instance, the token is good on the other.
+    let (status, renewed) = session_at(&a, &cookie);
+    assert_eq!(status, 200);
+    // (Within the same second it is the same token: expiry is in seconds.)
+    let renewed = renewed.expect("a renewed cookie");
+    assert_eq!(session_at(&b, &renewed).0, 200);
+
+    // Signed out on instance a: a refuses at once and ends its socket now;
+    // b keeps honouring the token it cannot know was signed out, until the
+    // token expires, and then refuses it too.
+    let logout = http_raw(
+        a.http_addr(),
+        "PROXY TCP4 127.0.0.9 127.0.0.1 40000 80\r\n",
+        &format!(
+            "POST /api/logout HTTP/1.1\r\nHost: localhost\r\nCookie: {renewed}\r\n\
+             Content-Length: 0\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    let signed_out = Instant::now();
+    assert_eq!(status_of(&logout), 204, "{logout}");
+    assert_eq!(session_at(&a, &renewed).0, 401);
+    assert_eq!(session_at(&a, &cookie).0, 401, "every token of the session");
+    let deadline = signed_out + LIFETIME + Duration::from_secs(2);
+    while session_at(&b, &renewed).0 == 200 {
+        assert!(
+            Instant::now() < deadline,
+            "b still honours a signed-out session"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    let refused_after = signed_out.elapsed();
+    eprintln!("signed out on a; b refused the session {refused_after:?} later (token lifetime {LIFETIME:?})");
+    // The sockets: 1008 from the instance that saw the sign-out, 4001 from the
+    // other when the token they were opened with expired.
+    let mut codes = [close_code_of(&mut first), close_code_of(&mut second)];
+    codes.sort_unstable();
+    assert_eq!(codes, [1008, 4001]);
+}

@@ -359,22 +359,9 @@ fn auth_server(dir: &TempDir) -> Server {
 }
 
 fn auth_server_with(dir: &TempDir, extra: &[&str]) -> Server {
-    let users = dir.path().join("users");
     let tokens = dir.path().join("tokens");
-    let out = support::timecho()
-        .args(["hash-password", "ada"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            c.stdin.take().unwrap().write_all(b"lovelace\n")?;
-            c.wait_with_output()
-        })
-        .unwrap();
-    assert!(out.status.success());
-    std::fs::write(&users, &out.stdout).unwrap();
     std::fs::write(&tokens, "script-token-123\n").unwrap();
-    let basic = format!("basic:{}", users.display());
+    let basic = support::basic_users_file(dir, "ada", "lovelace");
     let token = format!("token:{}", tokens.display());
     let mut args = vec!["--http", "127.0.0.1:0", "--auth", &basic, "--auth", &token];
     args.extend_from_slice(extra);

@@ -23,6 +23,22 @@ pub use ws::{
     ws_reply, ws_text, RawWs, Ws,
 };
 
+/// A `basic:FILE` for `--auth` with one user, made as the README says:
+/// `printf 'PASSWORD\n' | timecho hash-password USER`.
+pub fn basic_users_file(dir: &TempDir, user: &str, password: &str) -> String {
+    let mut cmd = timecho();
+    cmd.args(["hash-password", user]);
+    let out = run_to_exit(
+        cmd,
+        format!("{password}\n").as_bytes(),
+        std::time::Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "hash-password: {out:?}");
+    let path = dir.path().join(format!("users-{user}.txt"));
+    std::fs::write(&path, &out.stdout).expect("write the users file");
+    format!("basic:{}", path.display())
+}
+
 /// Splits a reply line (no `\n`) into its stamp text and its echoed bytes, which
 /// need not be UTF-8. Fails the test if the line is not a stamped reply.
 pub fn split_reply(line: &[u8]) -> (String, Vec<u8>) {
