@@ -27,6 +27,9 @@ pub enum Target {
     Tcp(TcpArgs),
     /// A WebSocket gateway: each message is one frame, each reply line comes back as a frame.
     Ws(WsArgs),
+    /// A long mixed run against one `timecho serve` that fails if its memory, open files or
+    /// tasks keep growing (see `bench/soak.rs` for the rule).
+    Soak(super::soak::SoakArgs),
 }
 
 #[derive(Debug, Args)]

@@ -56,6 +56,7 @@ impl Endpoint {
                 shown: url.clone(),
                 binary: *ws_binary,
             },
+            Target::Soak(_) => anyhow::bail!("a soak run has no single endpoint"),
         })
     }
 
