@@ -8,10 +8,10 @@
 //! sign-out cycles (`traffic`, `hostile`, `signin`). Every second `sampler`
 //! reads the server's resident memory and open descriptors from /proc and its
 //! live tasks from `/metrics`. After warm-up each series is judged by `growth`:
-//! the largest sample of the last third may not exceed the largest of the first
-//! third by more than the series' tolerance (RSS +10%, descriptors +16, tasks
-//! +16). A leak keeps growing and crosses it; a server that merely breathes
-//! with its load does not. The run fails (exit 1) on growth, or on any answer
+//! the median of the last third of the samples may not exceed the median of
+//! the first third by more than the series' tolerance (RSS +10%, descriptors
+//! +16, tasks +16). A leak keeps growing and crosses it; a server that merely
+//! breathes with its load, or spikes for a moment, does not. The run fails (exit 1) on growth, or on any answer
 //! that was wrong or missing.
 
 mod growth;

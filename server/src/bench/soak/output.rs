@@ -78,19 +78,19 @@ impl SoakReport {
         let _ = writeln!(
             t,
             "soak: {:.0} s, first {:.0} s warm-up, {judged} samples judged \
-             (peak of the last third vs peak of the first third)",
+             (median of the last third vs median of the first third)",
             self.duration_s, self.warm_up_s
         );
         let _ = writeln!(
             t,
             "  {:<6} {:>10} {:>10} {:>10} {:>12} {:>12} {:>10}  verdict",
-            "series", "min", "max", "last", "first-3rd", "last-3rd", "allowed"
+            "series", "min", "max", "last", "1st 3rd", "last 3rd", "allowed"
         );
         for s in &self.series {
             let (first, last, allowed, verdict) = match s.judgement {
                 Some(j) => (
-                    j.first_third_max,
-                    j.last_third_max,
+                    j.first_third_median,
+                    j.last_third_median,
                     j.allowed,
                     if j.growing { "GROWING" } else { "steady" },
                 ),
