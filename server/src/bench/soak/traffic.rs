@@ -125,7 +125,7 @@ async fn idle(ctx: Arc<Ctx>, n: usize) {
         return;
     }
     while !ctx.stop.is_cancelled() {
-        let held = if n % 2 == 0 {
+        let held = if n.is_multiple_of(2) {
             idle_tcp(&ctx, hold).await
         } else {
             idle_ws(&ctx, n, hold).await
