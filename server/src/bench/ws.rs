@@ -49,7 +49,7 @@ impl WsTarget {
             return Err(UrlError::Scheme(url.to_owned()));
         }
         // The first address: every connection of the run goes to the same one.
-        let addr = HostPort::parse_or_port(authority, 80)?.resolve()?[0];
+        let addr = HostPort::parse_or_port(authority, 80)?.resolve_first()?;
         Ok(WsTarget {
             addr,
             host: authority.to_owned(),
