@@ -50,6 +50,8 @@ pub enum ProtocolError {
     Closed { code: u16, reason: String },
     #[error("the server broke the WebSocket protocol: {0}")]
     Invalid(&'static str),
+    #[error("the server broke the WebSocket protocol: {0}")]
+    Header(tungstenite::Error),
 }
 
 /// The times of a run, the same for every connection.
