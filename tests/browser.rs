@@ -511,3 +511,63 @@ async fn at_phone_width_the_input_and_send_button_are_in_view() {
     )
     .await;
 }
+
+/// Milliseconds from navigation start to first contentful paint, to the app's
+/// first render, and to "connected", read in the page (2 ms polling there).
+#[derive(Debug, Deserialize)]
+struct LoadTimes {
+    fcp: Option<f64>,
+    app: f64,
+    connected: f64,
+}
+
+async fn load_times(page: &Page, url: &str) -> LoadTimes {
+    page.client()
+        .goto(url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot load {url}: {e}"));
+    let script = r#"
+        const done = arguments[arguments.length - 1];
+        let app = null;
+        const check = () => {
+            const s = document.getElementById("status");
+            if (s && app === null) app = performance.now();
+            if (s && s.dataset.state === "connected") {
+                const fcp = performance.getEntriesByName("first-contentful-paint")[0];
+                done({ fcp: fcp ? fcp.startTime : null, app, connected: performance.now() });
+            } else {
+                setTimeout(check, 2);
+            }
+        };
+        check();
+    "#;
+    let value = tokio::time::timeout(SHOW_TIMEOUT, page.client().execute_async(script, vec![]))
+        .await
+        .expect("connected in time")
+        .expect("the timing script runs");
+    serde_json::from_value(value).expect("load times")
+}
+
+/// Reported, not asserted (speed is shown by figures, not by timed tests):
+/// how long the page takes to paint and to connect, with an empty cache and
+/// then with the content-hashed assets cached (BENCHMARKS.md records them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_load_times_are_reported_cold_and_warm() {
+    let server = start_gateway(&[]);
+    let url = page_url(&server);
+    browser_test("first_load_times_are_reported_cold_and_warm", |browser| async move {
+        let page = browser.page("load").await;
+        let cold = load_times(&page, &url).await;
+        let warm = load_times(&page, &url).await;
+        for (cache, t) in [("cold", &cold), ("warm", &warm)] {
+            println!(
+                "first load, {cache} cache: first contentful paint {}, app rendered {:.0} ms, connected {:.0} ms",
+                t.fcp.map_or("n/a".to_owned(), |f| format!("{f:.0} ms")),
+                t.app,
+                t.connected
+            );
+            assert!(t.app <= t.connected, "{cache}: {t:?}");
+        }
+    })
+    .await;
+}

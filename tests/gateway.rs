@@ -168,6 +168,44 @@ async fn unreachable_upstream_closes_with_1011_naming_the_address() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_that_stops_reading_closes_with_1011_after_the_stall_timeout() {
+    // A "timestamp server" that accepts and never reads.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream = listener.local_addr().unwrap().to_string();
+    let holder = std::thread::spawn(move || listener.accept().map(|(s, _)| s));
+    let server = Server::start(&["--upstream", &upstream, "--stall-timeout", "1s"]);
+    let ws = ws_connect(server.http_addr()).await;
+    let _held = holder.join().unwrap().expect("the gateway connects");
+    let (mut tx, mut rx) = ws.split();
+    // Frames until every buffer on the way is full and the gateway's write waits.
+    let frame = "x".repeat(60 * 1024);
+    let flood =
+        tokio::spawn(async move { while tx.send(Message::text(frame.as_str())).await.is_ok() {} });
+    let close = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            match rx.next().await {
+                Some(Ok(Message::Close(Some(f)))) => {
+                    return (u16::from(f.code), f.reason.to_string())
+                }
+                Some(Ok(_)) => continue,
+                other => panic!("no close frame: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("closed within a minute");
+    flood.abort();
+    assert_eq!(close.0, 1011, "{close:?}");
+    assert!(close.1.contains("read nothing for 1s"), "{close:?}");
+    let lost = metric(
+        server.http_addr(),
+        "timecho_websocket_closed_total",
+        &["ending=\"UpstreamLost\""],
+    );
+    assert_eq!(lost, 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn upstream_shutting_down_closes_the_websocket_with_1000() {
     let mut upstream = Server::start(&["--no-http"]);
     let gateway = Server::start(&["--upstream", &upstream.tcp_addr().to_string()]);

@@ -351,7 +351,7 @@ pub struct ServeArgs {
     /// How long one sign-in token is accepted; the open page renews it well
     /// before. A sign-out is honoured by every instance within this time (at
     /// once by the one that sees it), and a page closed for longer asks again.
-    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration, env = "TIMECHO_TOKEN_LIFETIME", requires = "auth")]
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration, env = "TIMECHO_TOKEN_LIFETIME")]
     pub token_lifetime: Duration,
 
     /// Log format: text for people, json for log collectors.

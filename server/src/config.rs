@@ -34,6 +34,8 @@ pub enum ConfigError {
     RedirectNeedsHttp,
     #[error("--ws-ping must be more than 0")]
     WsPing,
+    #[error("--token-lifetime must be at least 1s")]
+    TokenLifetime,
     #[error("--max-websockets must be at least 1")]
     MaxWebsockets,
     #[error("--allow-origin {0:?}: an origin looks like https://example.org or http://host:8080")]
@@ -244,6 +246,9 @@ impl ServeConfig {
         } else {
             if args.ws_ping.is_zero() {
                 return Err(ConfigError::WsPing);
+            }
+            if args.token_lifetime < Duration::from_secs(1) {
+                return Err(ConfigError::TokenLifetime);
             }
             if args.max_websockets == 0 {
                 return Err(ConfigError::MaxWebsockets);

@@ -18,7 +18,10 @@ use crate::support::TempDir;
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
-const DRIVER_START_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long chromedriver may take to say its port. A deadline, not a wait: it
+/// usually answers in well under a second, but on a 2-core machine busy with
+/// builds it once took over 15 s.
+const DRIVER_START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How a page's browser is set up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

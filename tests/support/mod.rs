@@ -45,7 +45,10 @@ pub fn basic_users_file(dir: &TempDir, user: &str, password: &str) -> String {
 /// line is not a stamped reply.
 pub fn split_reply(line: &[u8]) -> (String, Vec<u8>) {
     match ReplyBytes::parse(line) {
-        ReplyBytes::Stamped { stamp, text } => (stamp.to_owned(), text.to_vec()),
+        ReplyBytes::Stamped { stamp, text } => match std::str::from_utf8(stamp) {
+            Ok(stamp) => (stamp.to_owned(), text.to_vec()),
+            Err(_) => panic!("stamp is not UTF-8: \"{}\"", line.escape_ascii()),
+        },
         other => panic!(
             "not a stamped reply: \"{}\" ({other:?})",
             line.escape_ascii()

@@ -14,6 +14,24 @@ pub const WASM_TARGET: &str = "wasm32-unknown-unknown";
 /// wasm-opt (108) is too old to read what current rustc emits.
 const BINARYEN_NPM: &str = "binaryen@132.0.0";
 
+/// `npm install PACKAGE@VERSION` into `prefix` (its own node_modules).
+fn npm_install(prefix: &Path, package: &str) -> Result<()> {
+    println!("xtask: installing {package} into {}", prefix.display());
+    std::fs::create_dir_all(prefix)?;
+    exec::run(
+        Command::new("npm")
+            .args([
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+                "--prefix",
+            ])
+            .arg(prefix)
+            .arg(package),
+    )
+}
+
 /// Adds the wasm target with rustup unless it is already installed.
 pub fn ensure_wasm_target() -> Result<()> {
     let installed = exec::output(Command::new("rustup").args(["target", "list", "--installed"]));
@@ -34,20 +52,7 @@ pub fn wasm_opt(tools_dir: &Path) -> Result<PathBuf> {
     if !exec::on_path("npm") {
         bail!("npm is not installed (apt-get install npm), so wasm-opt cannot be fetched");
     }
-    println!("xtask: installing {BINARYEN_NPM} into {}", prefix.display());
-    std::fs::create_dir_all(&prefix)?;
-    exec::run(
-        Command::new("npm")
-            .args([
-                "install",
-                "--no-audit",
-                "--no-fund",
-                "--loglevel=error",
-                "--prefix",
-            ])
-            .arg(&prefix)
-            .arg(BINARYEN_NPM),
-    )?;
+    npm_install(&prefix, BINARYEN_NPM)?;
     if !bin.exists() {
         bail!(
             "npm installed {BINARYEN_NPM} but {} is missing",
@@ -168,21 +173,7 @@ fn node_ws(prefix: &Path) -> Result<()> {
     if std::fs::read_to_string(&manifest).is_ok_and(|m| m.contains(&pinned)) {
         return Ok(());
     }
-    let package = format!("{name}@{version}");
-    println!("xtask: installing {package} into {}", prefix.display());
-    std::fs::create_dir_all(prefix)?;
-    exec::run(
-        Command::new("npm")
-            .args([
-                "install",
-                "--no-audit",
-                "--no-fund",
-                "--loglevel=error",
-                "--prefix",
-            ])
-            .arg(prefix)
-            .arg(&package),
-    )
+    npm_install(prefix, &format!("{name}@{version}"))
 }
 
 fn apt_install(packages: &[&str]) -> Result<()> {

@@ -4,6 +4,9 @@
 //! A library WebSocket would hand out one owned message per frame; this codec
 //! writes masked frames straight into the connection's output buffer and reads
 //! replies straight from its input buffer, so the hot loop allocates nothing.
+//! Frame headers are read and written by tungstenite's `FrameHeader` (the
+//! library the gateway uses), so only the buffering and the masking are ours
+//! (tungstenite keeps its mask helper private).
 //! Replies are lines: in text mode each text message ends a line (timecho sends
 //! one line per frame without a newline; websocat may add one, or merge lines);
 //! in binary mode only `\n` ends a line, however the relay split or merged the
@@ -28,16 +31,29 @@ pub struct WsCodec {
     decoder: LineDecoder,
     /// Received bytes of a reply line whose end has not arrived yet.
     partial: Vec<u8>,
+    /// Every request has the same opcode and length, so its header is the same
+    /// but for the masking key, its last four bytes: tungstenite formats it once
+    /// and each request copies it.
+    request_header: Vec<u8>,
+    /// Payload bytes of a request: the message, and its newline in binary mode.
+    request_len: usize,
 }
 
 impl WsCodec {
     /// `binary`: send binary frames ending in `\n` and read replies as a stream of lines.
     pub fn new(binary: bool, size: usize) -> WsCodec {
+        let request_len = size + usize::from(binary);
+        let mut request_header = Vec::new();
+        header(request_opcode(binary), [0; 4])
+            .format(request_len as u64, &mut request_header)
+            .expect("writing to a Vec cannot fail");
         WsCodec {
             binary,
             mask_state: RandomState::new().hash_one(size) | 1,
             decoder: LineDecoder::new(size + REPLY_OVERHEAD),
             partial: Vec::with_capacity(size + REPLY_OVERHEAD),
+            request_header,
+            request_len,
         }
     }
 
@@ -56,24 +72,10 @@ impl WsCodec {
     fn frame(&mut self, opcode: OpCode, parts: &[&[u8]], out: &mut Vec<u8>) {
         let len: usize = parts.iter().map(|p| p.len()).sum();
         let key = self.next_mask();
-        let header = FrameHeader {
-            is_final: true,
-            rsv1: false,
-            rsv2: false,
-            rsv3: false,
-            opcode,
-            mask: Some(key),
-        };
-        header
+        header(opcode, key)
             .format(len as u64, out)
             .expect("writing to a Vec cannot fail");
-        let start = out.len();
-        for part in parts {
-            out.extend_from_slice(part);
-        }
-        for (i, b) in out[start..].iter_mut().enumerate() {
-            *b ^= key[i & 3];
-        }
+        append_masked(out, key, parts);
     }
 
     /// Feeds the payload of one data frame to the line reassembly.
@@ -106,11 +108,16 @@ impl WsCodec {
 
 impl Codec for WsCodec {
     fn encode(&mut self, payload: &[u8], out: &mut Vec<u8>) {
-        if self.binary {
-            self.frame(OpCode::Data(Data::Binary), &[payload, b"\n"], out);
-        } else {
-            self.frame(OpCode::Data(Data::Text), &[payload], out);
+        let newline: &[u8] = if self.binary { b"\n" } else { b"" };
+        let parts = [payload, newline];
+        if payload.len() + newline.len() != self.request_len {
+            return self.frame(request_opcode(self.binary), &parts, out);
         }
+        let key = self.next_mask();
+        out.extend_from_slice(&self.request_header);
+        let end = out.len();
+        out[end - 4..].copy_from_slice(&key);
+        append_masked(out, key, &parts);
     }
 
     fn decode<F: FnMut(Frame<'_>)>(
@@ -155,6 +162,33 @@ impl Codec for WsCodec {
             &[&NORMAL_CLOSURE.to_be_bytes()],
             out,
         );
+    }
+}
+
+fn request_opcode(binary: bool) -> OpCode {
+    OpCode::Data(if binary { Data::Binary } else { Data::Text })
+}
+
+/// The header of a whole (final) masked frame.
+fn header(opcode: OpCode, key: [u8; 4]) -> FrameHeader {
+    FrameHeader {
+        is_final: true,
+        rsv1: false,
+        rsv2: false,
+        rsv3: false,
+        opcode,
+        mask: Some(key),
+    }
+}
+
+/// Appends `parts` masked with `key` (RFC 6455, section 5.3).
+fn append_masked(out: &mut Vec<u8>, key: [u8; 4], parts: &[&[u8]]) {
+    let start = out.len();
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+    for (i, b) in out[start..].iter_mut().enumerate() {
+        *b ^= key[i & 3];
     }
 }
 
@@ -416,5 +450,21 @@ mod tests {
         codec.encode(b"same", &mut a);
         codec.encode(b"same", &mut b);
         assert_ne!(a[2..6], b[2..6]);
+    }
+
+    #[test]
+    fn requests_of_another_length_than_the_codecs_are_framed_too() {
+        for binary in [false, true] {
+            let mut codec = WsCodec::new(binary, 16);
+            for len in [0, 5, 200, 70_000] {
+                let mut out = Vec::new();
+                let payload = vec![b'q'; len];
+                codec.encode(&payload, &mut out);
+                let (first, data) = unmask(&out);
+                assert_eq!(first & 0x0f, if binary { OP_BINARY } else { OP_TEXT });
+                assert_eq!(data.len(), len + usize::from(binary), "{binary} {len}");
+                assert_eq!(&data[..len], &payload[..]);
+            }
+        }
     }
 }

@@ -355,12 +355,29 @@ async fn browser_to_upstream(
             }
         }
         if !out.is_empty() {
-            match timeout(gateway.limits.stall_timeout, tcp.write_all(&out)).await {
+            let stall = gateway.limits.stall_timeout;
+            match write_within(&mut tcp, &out, stall).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => return Ending::UpstreamFailed(e),
-                Err(_) => return Ending::UpstreamStalled(gateway.limits.stall_timeout),
+                Err(_) => return Ending::UpstreamStalled(stall),
             }
         }
+    }
+}
+
+/// Writes `bytes` upstream, failing with `Elapsed` if the upstream takes none
+/// of them for `stall`. Almost every write completes at once (the socket
+/// buffer has room), so the timer is armed only for one that has to wait:
+/// no timer work per message on the hot path.
+async fn write_within(
+    tcp: &mut WriteHalf,
+    bytes: &[u8],
+    stall: Duration,
+) -> Result<std::io::Result<()>, tokio::time::error::Elapsed> {
+    let mut write = std::pin::pin!(tcp.write_all(bytes));
+    match (&mut write).now_or_never() {
+        Some(done) => Ok(done),
+        None => timeout(stall, write).await,
     }
 }
 
