@@ -351,11 +351,33 @@ done
 # `timecho bench --rate`: 1,000 sessions share a fixed schedule of 16-byte messages, and
 # every latency counts from its scheduled send time, so a server that falls behind is
 # charged for the whole queue (coordinated omission corrected). Each server gets the
-# same rates, then rates 1.5x higher until it no longer keeps up (fewer than 97% of the
-# offered messages answered, or p99 over 100 ms): its saturation point is the last rate
-# it kept up with.
+# same rates; then its saturation point is searched: a server keeps up with a rate when
+# it answers at least 97% of the offered messages with p99 under 100 ms. Rates go up
+# 1.5x while it keeps up, then the gap between the highest rate kept up with and the
+# lowest one not is halved twice (bench/summarize_rates.py has the same rule).
 RATE_SESSIONS=1000
-RATE_STEPS=6
+# next_rate SERVER: the next rate to try for SERVER, or nothing when the search is done.
+next_rate() {
+    python3 - "$RUNS_FILE" "$1" <<'EOF'
+import json, sys
+runs = [json.loads(l) for l in open(sys.argv[1])]
+runs = [r for r in runs if r.get("label", "").startswith(sys.argv[2] + " rate")]
+def ok(r):
+    l = r.get("latency_us") or {}
+    return (not r.get("failed") and r.get("throughput", 0) >= 0.97 * r["offered_rate"]
+            and (l.get("p99") or 1e12) < 100e3)
+tried = {int(r.get("offered_rate") or r["label"].rsplit("rate", 1)[1]): ok(r) for r in runs}
+good = [k for k, v in tried.items() if v]
+bad = [k for k, v in tried.items() if not v]
+if not bad:
+    print(int(max(tried) * 1.5) // 1000 * 1000)
+    sys.exit()
+lo, hi = (max(good) if good else 0), min(bad)
+mid = (lo + hi) // 2 // 1000 * 1000
+if hi - lo > 2000 and mid not in tried and len(tried) < 9:
+    print(mid)
+EOF
+}
 if [ -n "$RATES" ]; then
     for server in timecho-ws websocat websockify; do
         case $server in
@@ -363,19 +385,12 @@ if [ -n "$RATES" ]; then
             websocat) url=$WS_WEBSOCAT; extra=(--server-pid "${SERVER_PID[websocat]}" --server-pid "${SERVER_PID[timecho]}") ;;
             websockify) url=$WS_WEBSOCKIFY; extra=(--ws-binary --server-pid "${SERVER_PID[websockify]}" --server-pid "${SERVER_PID[timecho]}") ;;
         esac
-        log "open loop, $server, $RATE_SESSIONS sessions: $RATES msg/s, then up to saturation"
-        rate=0
+        log "open loop, $server, $RATE_SESSIONS sessions: $RATES msg/s, then its saturation point"
         for rate in $RATES; do
             ensure_running timecho websockify websocat
             bench "$server rate$rate" ws "$url" -c "$RATE_SESSIONS" --rate "$rate" "${extra[@]}"
         done
-        for _ in $(seq 1 "$RATE_STEPS"); do
-            kept_up=$(tail -n1 "$RUNS_FILE" | python3 -c 'import json,sys
-r=json.loads(sys.stdin.read()); l=r.get("latency_us") or {}
-ok = not r.get("failed") and r["throughput"] >= 0.97 * r["offered_rate"] and (l.get("p99") or 1e9) < 100e3
-print(1 if ok else 0)')
-            [ "$kept_up" = 1 ] || break
-            rate=$((rate * 3 / 2))
+        while rate=$(next_rate "$server") && [ -n "$rate" ]; do
             ensure_running timecho websockify websocat
             bench "$server rate$rate" ws "$url" -c "$RATE_SESSIONS" --rate "$rate" "${extra[@]}"
         done

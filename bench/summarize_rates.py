@@ -38,7 +38,8 @@ def load(path):
                     "p50": med(lambda r: r["latency_us"]["p50"]),
                     "p99": med(lambda r: r["latency_us"]["p99"]),
                     "p999": med(lambda r: r["latency_us"]["p999"]),
-                    "errors": sum(r["errors_total"] for r in runs), "runs": len(runs)}
+                    "errors": sum(r["errors_total"] for r in runs), "runs": len(runs),
+                    "connected": min(r.get("connected", 0) for r in runs)}
     return out
 
 
@@ -61,8 +62,11 @@ def table(cells):
                 row.append("")
                 continue
             mark = "" if kept_up(c) else " *"
+            trouble = ""
+            if c["errors"] or c["connected"] < 1000:
+                trouble = f", {c['connected']:,} connected, {c['errors']:,} errors"
             row.append(f"{ms(c['p50'])} / {ms(c['p99'])} / {ms(c['p999'])} "
-                       f"({c['throughput']:,.0f}){mark}")
+                       f"({c['throughput']:,.0f}{trouble}){mark}")
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
     for s in servers:
