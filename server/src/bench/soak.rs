@@ -124,7 +124,8 @@ pub struct SoakArgs {
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
 
-    /// Write every sample to this CSV file (for plotting).
+    /// Write every sample to this CSV file as it is taken (for plotting:
+    /// bench/plot_soak.py).
     #[arg(long, value_name = "PATH")]
     pub csv: Option<PathBuf>,
 
@@ -198,11 +199,15 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let report = runtime.block_on(soak(args, targets, password))?;
-    if let Some(path) = &args.csv {
-        std::fs::write(path, report.csv())
-            .with_context(|| format!("cannot write --csv {}", path.display()))?;
-    }
+    // Written a line a second, so that a run cut short still leaves its samples.
+    let csv = match &args.csv {
+        Some(path) => Some(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot write --csv {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let report = runtime.block_on(soak(args, targets, password, csv))?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
@@ -219,6 +224,7 @@ async fn soak(
     args: &SoakArgs,
     targets: Targets,
     password: Option<String>,
+    csv: Option<std::fs::File>,
 ) -> anyhow::Result<SoakReport> {
     // The server must be there before anything is judged about it.
     sampler::sample(args.server_pid, targets.metrics, Duration::ZERO)
@@ -254,8 +260,8 @@ async fn soak(
     let samples = sampler::run(
         &ctx,
         args.server_pid,
-        args.duration,
-        args.warm_up,
+        (args.duration, args.warm_up),
+        csv,
         args.quiet,
     )
     .await;

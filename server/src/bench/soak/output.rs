@@ -1,5 +1,4 @@
-//! What a soak prints: the judged series and the traffic as a table or JSON,
-//! and every sample as CSV for plotting.
+//! What a soak prints: the judged series and the traffic as a table or JSON.
 
 use std::fmt::Write as _;
 
@@ -136,24 +135,6 @@ impl SoakReport {
             let _ = writeln!(t, "  {e}");
         }
         let _ = writeln!(t, "{}", if self.passed { "PASS" } else { "FAIL" });
-        t
-    }
-
-    pub fn csv(&self) -> String {
-        let mut t = String::from("t_s,warm_up,rss_kib,fds,tasks,replies,errors\n");
-        for s in &self.samples {
-            let _ = writeln!(
-                t,
-                "{:.1},{},{},{},{},{},{}",
-                s.t_s,
-                u8::from(s.warm_up),
-                s.rss_kib,
-                s.fds,
-                s.tasks,
-                s.replies,
-                s.errors
-            );
-        }
         t
     }
 }

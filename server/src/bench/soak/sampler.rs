@@ -1,6 +1,8 @@
 //! Once a second: the server's resident memory and open descriptors from /proc,
 //! and its live tasks from `/metrics` (`timecho_tasks_alive`).
 
+use std::fs::File;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -65,14 +67,37 @@ fn tasks_alive(page: &str) -> Option<u64> {
     })
 }
 
-/// Samples every second for `duration`; fails when the server cannot be read.
+/// The CSV columns, one line per [`Sample`].
+const CSV_HEADER: &str = "t_s,warm_up,rss_kib,fds,tasks,replies,errors\n";
+
+impl Sample {
+    fn csv_line(&self) -> String {
+        format!(
+            "{:.1},{},{},{},{},{},{}\n",
+            self.t_s,
+            u8::from(self.warm_up),
+            self.rss_kib,
+            self.fds,
+            self.tasks,
+            self.replies,
+            self.errors
+        )
+    }
+}
+
+/// Samples every second for `duration` (the first `warm_up` marked as such),
+/// appending each to `csv`; fails when the server cannot be read.
 pub async fn run(
     ctx: &Ctx,
     pid: u32,
-    duration: Duration,
-    warm_up: Duration,
+    (duration, warm_up): (Duration, Duration),
+    mut csv: Option<File>,
     quiet: bool,
 ) -> anyhow::Result<Vec<Sample>> {
+    if let Some(file) = &mut csv {
+        file.write_all(CSV_HEADER.as_bytes())
+            .context("cannot write --csv")?;
+    }
     let mut progress = Progress::new(quiet);
     let started = Instant::now();
     let mut tick = interval(Duration::from_secs(1));
@@ -96,6 +121,10 @@ pub async fn run(
             s.replies,
             s.errors
         ));
+        if let Some(file) = &mut csv {
+            file.write_all(s.csv_line().as_bytes())
+                .context("cannot write --csv")?;
+        }
         samples.push(s);
     }
     progress.finish();
@@ -105,6 +134,24 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sample_is_one_csv_line_under_the_header() {
+        let s = Sample {
+            t_s: 12.0,
+            warm_up: true,
+            rss_kib: 23_000,
+            fds: 230,
+            tasks: 166,
+            replies: 4_000,
+            errors: 0,
+        };
+        assert_eq!(s.csv_line(), "12.0,1,23000,230,166,4000,0\n");
+        assert_eq!(
+            CSV_HEADER.trim_end().split(',').count(),
+            s.csv_line().trim_end().split(',').count()
+        );
+    }
 
     #[test]
     fn the_task_gauge_is_found_among_the_metrics() {
