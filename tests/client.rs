@@ -171,3 +171,72 @@ fn timecho_client_over_a_unix_socket_prints_every_reply() {
         &["over", "the unix socket"],
     );
 }
+
+#[test]
+fn timecho_client_with_no_input_sends_nothing_and_succeeds() {
+    let server = Server::start(&[]);
+    let mut cmd = timecho();
+    cmd.args(["client", &server.tcp_addr().to_string()]);
+    let exited = run_to_exit(cmd, b"", CLIENT_LIMIT);
+    assert!(exited.status.success(), "{exited:?}");
+    assert_eq!(exited.stdout, "", "{exited:?}");
+}
+
+/// Piped input is streamed: a reply is printed while the input is still open,
+/// and a line sent after a pause longer than --timeout still gets its reply
+/// (the timeout counts from the last line sent, not from the start).
+#[test]
+fn timecho_client_prints_replies_while_input_is_open_and_waits_for_late_lines() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+    use std::sync::mpsc;
+    let server = Server::start(&[]);
+    let mut child = timecho()
+        .args(["client", "--timeout", "1s", &server.tcp_addr().to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let (lines_tx, lines) = mpsc::channel();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stdout.split(b'\n') {
+            let Ok(line) = line else { return };
+            if lines_tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let next_reply = || {
+        let line = lines
+            .recv_timeout(CLIENT_LIMIT)
+            .expect("a reply line within the limit");
+        parse_reply(&line).1
+    };
+
+    let mut stderr = child.stderr.take().unwrap();
+    let (exit_tx, exited) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = exit_tx.send(child.wait());
+    });
+
+    stdin.write_all(b"early\n").unwrap();
+    assert_eq!(next_reply(), b"early", "printed before the input ended");
+    // Silence from both sides for longer than --timeout, with input still open.
+    match exited.recv_timeout(Duration::from_millis(1500)) {
+        Err(mpsc::RecvTimeoutError::Timeout) => {}
+        other => panic!("the client ended while its input was still open: {other:?}"),
+    }
+    stdin.write_all(b"late\n").unwrap();
+    drop(stdin);
+    assert_eq!(next_reply(), b"late");
+    let status = exited
+        .recv_timeout(CLIENT_LIMIT)
+        .expect("the client exits once answered")
+        .unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut text).unwrap();
+    assert!(status.success(), "{status:?}: {text}");
+}

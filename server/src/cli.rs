@@ -7,6 +7,7 @@ use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub use crate::config::Framing;
+use crate::duration_arg::{parse_duration, parse_positive_duration};
 use crate::host_port::{HostPort, ServerAddr};
 
 /// `timecho --version`: the release and the commit it was built from.
@@ -16,9 +17,6 @@ const VERSION: &str = concat!(
     env!("TIMECHO_COMMIT"),
     ")"
 );
-
-/// The tutorial's port.
-pub const DEFAULT_PORT: u16 = 8899;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -398,22 +396,6 @@ pub struct ClientArgs {
     pub timeout: Duration,
 }
 
-/// A duration that must not be zero (a deadline that is always already past).
-fn parse_positive_duration(s: &str) -> Result<Duration, String> {
-    match parse_duration(s)? {
-        d if d.is_zero() => Err("must be more than 0 (examples: 500ms, 10s)".to_owned()),
-        d => Ok(d),
-    }
-}
-
-/// Durations as people write them: `100ms`, `30s`, `5m`; a bare `0` means off.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 100ms, 30s, 5m, 0)"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -422,12 +404,5 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn durations_read_like_people_write_them() {
-        assert_eq!(parse_duration("100ms"), Ok(Duration::from_millis(100)));
-        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        assert!(parse_duration("soon").is_err());
     }
 }

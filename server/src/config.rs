@@ -8,8 +8,8 @@ use std::time::Duration;
 use timecho_shared::{Precision, StampError, StampFormat, TimeFormat};
 
 use crate::access::AccessList;
-use crate::cli::{ServeArgs, DEFAULT_PORT};
-use crate::host_port::{AddrError, HostPort, ServerAddr};
+use crate::cli::ServeArgs;
+use crate::host_port::{AddrError, HostPort, ServerAddr, DEFAULT_PORT};
 use crate::proxy_protocol::ProxyPolicy;
 use crate::signin::AuthSource;
 use crate::tls::CertSource;

@@ -7,6 +7,10 @@ use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::str::FromStr;
 
+/// The tutorial's port: `serve`'s default, and where a client connects when
+/// its address names none.
+pub const DEFAULT_PORT: u16 = 8899;
+
 const EXAMPLES: &str = "examples: localhost:8899, 127.0.0.1:8899, [::1]:8899";
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +52,12 @@ impl HostPort {
         })
     }
 
+    /// A timestamp server as clients name it (`timecho client`, `timecho bench
+    /// tcp`): `HOST:PORT`, or `HOST` alone for [`DEFAULT_PORT`].
+    pub fn parse_or_default_port(text: &str) -> Result<HostPort, AddrError> {
+        HostPort::parse_or_port(text, DEFAULT_PORT)
+    }
+
     /// A name, as opposed to an address literal.
     pub fn is_name(&self) -> bool {
         self.host.parse::<IpAddr>().is_err()
@@ -72,6 +82,13 @@ impl HostPort {
             return Err(AddrError::NoAddress(self.host.clone()));
         }
         Ok(addrs)
+    }
+
+    /// The resolver's preferred address, for a client that uses one address
+    /// throughout (every connection of a load run, or UDP, where a datagram
+    /// tells nothing back about a wrong choice).
+    pub fn resolve_first(&self) -> Result<SocketAddr, AddrError> {
+        Ok(self.resolve()?[0])
     }
 }
 
@@ -229,6 +246,32 @@ mod tests {
             HostPort::parse_or_port("127.0.0.1:9", 7).unwrap(),
             hp("127.0.0.1", 9)
         );
+    }
+
+    #[test]
+    fn client_addresses_default_to_the_tutorial_port() {
+        let port = |addr| HostPort::parse_or_default_port(addr).unwrap().port;
+        assert_eq!(DEFAULT_PORT, 8899);
+        assert_eq!(port("127.0.0.1"), 8899);
+        assert_eq!(port("::1"), 8899);
+        assert_eq!(port("localhost"), 8899);
+        assert_eq!(port("[::1]:9"), 9);
+        assert_eq!(port("localhost:7"), 7);
+        assert!(HostPort::parse_or_default_port("localhost:x").is_err());
+    }
+
+    #[test]
+    fn the_first_address_is_the_resolvers_first_choice() {
+        let first = |text| {
+            HostPort::parse_or_default_port(text)
+                .unwrap()
+                .resolve_first()
+                .unwrap()
+        };
+        assert_eq!(first("127.0.0.1"), "127.0.0.1:8899".parse().unwrap());
+        assert_eq!(first("[::1]:9"), "[::1]:9".parse().unwrap());
+        let local = hp("localhost", 9);
+        assert_eq!(local.resolve_first().unwrap(), local.resolve().unwrap()[0]);
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod client;
 mod config;
 mod config_file;
 mod connection;
+mod duration_arg;
 mod gateway;
 mod host_port;
 mod line_service;

@@ -15,12 +15,11 @@ use tracing::{info, warn};
 
 use crate::admission::{self, Door, Shared};
 use crate::bind::{BindError, Bound};
-use crate::cli::DEFAULT_PORT;
 use crate::config::ServeConfig;
 use crate::gateway::hosts::AllowedHosts;
 use crate::gateway::http_service::HttpService;
 use crate::gateway::{self, Gateway, Ops};
-use crate::host_port::{HostPort, ServerAddr};
+use crate::host_port::{HostPort, ServerAddr, DEFAULT_PORT};
 use crate::line_service::LineService;
 use crate::metrics::Metrics;
 use crate::proxy_protocol::ProxyPolicy;

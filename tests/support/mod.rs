@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::{Local, TimeDelta, Utc};
-use timecho_shared::{Reply, Stamp};
+use timecho_shared::reply::ReplyBytes;
+use timecho_shared::Stamp;
 
 pub use metrics::{metric, scrape, wait_for_metric};
 pub use process::{run_to_exit, serve_expecting_exit, timecho, Exited, Server};
@@ -40,20 +41,15 @@ pub fn basic_users_file(dir: &TempDir, user: &str, password: &str) -> String {
 }
 
 /// Splits a reply line (no `\n`) into its stamp text and its echoed bytes, which
-/// need not be UTF-8. Fails the test if the line is not a stamped reply.
+/// need not be UTF-8, with the parser the clients use. Fails the test if the
+/// line is not a stamped reply.
 pub fn split_reply(line: &[u8]) -> (String, Vec<u8>) {
-    let shown = || line.escape_ascii().to_string();
-    // The stamp ends at the first "] "; everything up to there is the server's text.
-    let end = line
-        .windows(2)
-        .position(|w| w == b"] ")
-        .unwrap_or_else(|| panic!("not a stamped reply: \"{}\"", shown()))
-        + 2;
-    let head = std::str::from_utf8(&line[..end])
-        .unwrap_or_else(|_| panic!("stamp is not UTF-8: \"{}\"", shown()));
-    match Reply::parse(head) {
-        Reply::Stamped { stamp, text: "" } => (stamp.to_owned(), line[end..].to_vec()),
-        other => panic!("not a stamped reply: \"{}\" ({other:?})", shown()),
+    match ReplyBytes::parse(line) {
+        ReplyBytes::Stamped { stamp, text } => (stamp.to_owned(), text.to_vec()),
+        other => panic!(
+            "not a stamped reply: \"{}\" ({other:?})",
+            line.escape_ascii()
+        ),
     }
 }
 

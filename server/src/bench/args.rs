@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
+use crate::duration_arg::parse_duration;
+
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Examples:
@@ -146,14 +148,6 @@ impl LoadArgs {
         }
         Ok(())
     }
-}
-
-/// Durations as people write them: `500ms`, `10s`, `1m`; a bare `0` means none.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 500ms, 10s, 1m, 0)"))
 }
 
 #[cfg(test)]

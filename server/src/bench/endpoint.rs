@@ -14,8 +14,7 @@ use super::stats::Recorder;
 use super::tcp::LineCodec;
 use super::ws::{self, HandshakeError, WsTarget};
 use super::ws_frame::WsCodec;
-use crate::cli::DEFAULT_PORT;
-use crate::host_port::{AddrError, HostPort};
+use crate::host_port::HostPort;
 
 pub enum Endpoint {
     Tcp {
@@ -49,7 +48,7 @@ impl Endpoint {
     pub fn from_args(target: &Target) -> anyhow::Result<Endpoint> {
         Ok(match target {
             Target::Tcp(tcp) => Endpoint::Tcp {
-                addr: resolve(&tcp.addr)?,
+                addr: HostPort::parse_or_default_port(&tcp.addr)?.resolve_first()?,
                 shown: tcp.addr.clone(),
             },
             Target::Ws(WsArgs { url, ws_binary, .. }) => Endpoint::Ws {
@@ -157,26 +156,5 @@ impl Conn {
 
     pub fn is_websocket(&self) -> bool {
         matches!(self, Conn::Ws(_))
-    }
-}
-
-/// `HOST:PORT`, or `HOST` for the default port; of a name's addresses, the
-/// first: every connection of the run goes to the same one.
-fn resolve(addr: &str) -> Result<SocketAddr, AddrError> {
-    Ok(HostPort::parse_or_port(addr, DEFAULT_PORT)?.resolve()?[0])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn addresses_without_a_port_use_the_default() {
-        assert_eq!(
-            resolve("127.0.0.1").unwrap(),
-            "127.0.0.1:8899".parse().unwrap()
-        );
-        assert_eq!(resolve("[::1]:9").unwrap(), "[::1]:9".parse().unwrap());
-        assert_eq!(resolve("::1").unwrap(), "[::1]:8899".parse().unwrap());
     }
 }

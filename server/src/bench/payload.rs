@@ -7,6 +7,8 @@
 //! rewritten in place for every request, and a reply is checked against the
 //! sequence number it should carry without building the expected bytes.
 
+use timecho_shared::reply::ReplyBytes;
+
 /// Most decimal digits a `u64` needs.
 const MAX_DIGITS: usize = 20;
 
@@ -65,16 +67,16 @@ fn write_digits(out: &mut [u8], mut n: u64) {
     }
 }
 
-/// The echoed text of a reply line `[<stamp>] <text>`, or `None` when the line is
-/// not a stamped reply (an `error: ...` line, or another program's output).
-pub fn echoed(line: &[u8]) -> Option<&[u8]> {
-    let rest = line.strip_prefix(b"[")?;
-    // Stamps never contain "] ", so the first one ends the stamp.
-    let end = rest.windows(2).position(|w| w == b"] ")?;
-    Some(&rest[end + 2..])
+/// A reply line shown in an error message, cut short and made printable; an
+/// `error: ` line from the server is named as such.
+pub fn describe_reply(line: &[u8]) -> String {
+    match ReplyBytes::parse(line) {
+        ReplyBytes::Error(reason) => format!("the server's error {}", describe(reason)),
+        ReplyBytes::Stamped { .. } | ReplyBytes::Other(_) => describe(line),
+    }
 }
 
-/// A reply line shown in an error message, cut short and made printable.
+/// Bytes shown in an error message, cut short and made printable.
 pub fn describe(line: &[u8]) -> String {
     const SHOWN: usize = 80;
     let shown = String::from_utf8_lossy(&line[..line.len().min(SHOWN)]).into_owned();
@@ -112,7 +114,7 @@ mod tests {
         assert_eq!(sent, b"0000000000000042");
         p.for_seq(43);
         let reply = stamped(&sent);
-        let text = echoed(&reply).unwrap();
+        let text = ReplyBytes::parse(&reply).echoed().unwrap();
         assert!(p.matches(text, 42), "the buffer was reused for 43 since");
     }
 
@@ -146,15 +148,16 @@ mod tests {
     }
 
     #[test]
-    fn echoed_text_follows_the_stamp() {
+    fn replies_are_shown_short_and_errors_by_name() {
+        assert_eq!(describe_reply(b"[t] \xffx"), "\"[t] \u{fffd}x\"");
         assert_eq!(
-            echoed(b"[Wed Nov 25 08:47:03 2026] hello"),
-            Some(&b"hello"[..])
+            describe_reply(b"error: line too long"),
+            "the server's error \"line too long\""
         );
-        assert_eq!(echoed(b"[x] a] b"), Some(&b"a] b"[..]));
-        assert_eq!(echoed(b"[x] "), Some(&b""[..]));
-        assert_eq!(echoed(b"error: line too long"), None);
-        assert_eq!(echoed(b"hello"), None);
-        assert_eq!(echoed(b"[no space]"), None);
+        let long = vec![b'y'; 100];
+        assert_eq!(
+            describe_reply(&long),
+            format!("{:?}... (100 bytes)", "y".repeat(80))
+        );
     }
 }

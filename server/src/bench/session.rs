@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::time::Duration;
 
+use timecho_shared::reply::ReplyBytes;
 use timecho_shared::Frame;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -49,6 +50,8 @@ pub enum ProtocolError {
     Closed { code: u16, reason: String },
     #[error("the server broke the WebSocket protocol: {0}")]
     Invalid(&'static str),
+    #[error("the server broke the WebSocket protocol: {0}")]
+    Header(tungstenite::Error),
 }
 
 /// The times of a run, the same for every connection.
@@ -296,7 +299,9 @@ impl<C: Codec> Session<C> {
             let seq = *expect_seq;
             *expect_seq += 1;
             let matched = match frame {
-                Frame::Line(line) => payload::echoed(line).is_some_and(|t| payload.matches(t, seq)),
+                Frame::Line(line) => ReplyBytes::parse(line)
+                    .echoed()
+                    .is_some_and(|t| payload.matches(t, seq)),
                 Frame::TooLong => false,
             };
             if matched {
@@ -354,7 +359,7 @@ impl<C: Codec> Session<C> {
 
 fn shown(frame: Frame<'_>) -> String {
     match frame {
-        Frame::Line(line) => payload::describe(line),
+        Frame::Line(line) => payload::describe_reply(line),
         Frame::TooLong => "a reply longer than any expected".to_owned(),
     }
 }

@@ -1,21 +1,20 @@
 //! Load over a WebSocket gateway: the URL, and the opening handshake.
 
-use std::hash::{BuildHasher, RandomState};
 use std::io;
 use std::net::SocketAddr;
 
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine as _;
-use sha1::{Digest, Sha1};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tungstenite::client::IntoClientRequest;
+use tungstenite::handshake::client::{generate_request, Response};
+use tungstenite::handshake::derive_accept_key;
+use tungstenite::handshake::machine::TryParse;
+use tungstenite::http::StatusCode;
 
 use crate::host_port::{AddrError, HostPort};
 
 /// Largest handshake response accepted.
 const MAX_RESPONSE: usize = 16 * 1024;
-/// RFC 6455, section 1.3.
-const ACCEPT_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 /// Where a `ws://` URL points.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,7 +48,7 @@ impl WsTarget {
             return Err(UrlError::Scheme(url.to_owned()));
         }
         // The first address: every connection of the run goes to the same one.
-        let addr = HostPort::parse_or_port(authority, 80)?.resolve()?[0];
+        let addr = HostPort::parse_or_port(authority, 80)?.resolve_first()?;
         Ok(WsTarget {
             addr,
             host: authority.to_owned(),
@@ -60,10 +59,17 @@ impl WsTarget {
 
 #[derive(Debug, thiserror::Error)]
 pub enum HandshakeError {
+    #[error("cannot make a WebSocket request for {url}: {error}")]
+    Request {
+        url: String,
+        error: tungstenite::Error,
+    },
     #[error("the WebSocket handshake was refused: {0}")]
     Refused(String),
     #[error("the WebSocket handshake answer has a wrong Sec-WebSocket-Accept")]
     BadAccept,
+    #[error("the WebSocket handshake answer is not HTTP: {0}")]
+    Malformed(tungstenite::Error),
     #[error("the WebSocket handshake answer is longer than {MAX_RESPONSE} bytes")]
     TooLong,
     #[error("the server closed the connection during the WebSocket handshake")]
@@ -73,24 +79,28 @@ pub enum HandshakeError {
 }
 
 /// Upgrades `stream` to a WebSocket; returns bytes received past the handshake.
+/// The request (with a fresh random key) and the parsing of the answer are
+/// tungstenite's; only the reading is ours, to keep the stream.
 pub async fn handshake(
     stream: &mut TcpStream,
     target: &WsTarget,
 ) -> Result<Vec<u8>, HandshakeError> {
-    let key = new_key();
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        path = target.path,
-        host = target.host,
-    );
-    stream.write_all(request.as_bytes()).await?;
-    let mut response = Vec::with_capacity(1024);
-    let head_len = loop {
-        if let Some(i) = response.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
+    let url = format!("ws://{}{}", target.host, target.path);
+    let (request, key) = url
+        .as_str()
+        .into_client_request()
+        .and_then(generate_request)
+        .map_err(|error| HandshakeError::Request {
+            url: url.clone(),
+            error,
+        })?;
+    stream.write_all(&request).await?;
+    let mut received = Vec::with_capacity(1024);
+    let (head_len, answer) = loop {
+        if let Some(parsed) = Response::try_parse(&received).map_err(HandshakeError::Malformed)? {
+            break parsed;
         }
-        if response.len() >= MAX_RESPONSE {
+        if received.len() >= MAX_RESPONSE {
             return Err(HandshakeError::TooLong);
         }
         let mut chunk = [0u8; 2048];
@@ -98,42 +108,19 @@ pub async fn handshake(
         if n == 0 {
             return Err(HandshakeError::Eof);
         }
-        response.extend_from_slice(&chunk[..n]);
+        received.extend_from_slice(&chunk[..n]);
     };
-    check_response(&response[..head_len], &key)?;
-    Ok(response.split_off(head_len))
+    check_response(&answer, &key)?;
+    Ok(received.split_off(head_len))
 }
 
-fn new_key() -> String {
-    let random = RandomState::new();
-    let mut bytes = [0u8; 16];
-    bytes[..8].copy_from_slice(&random.hash_one(1u8).to_ne_bytes());
-    bytes[8..].copy_from_slice(&random.hash_one(2u8).to_ne_bytes());
-    BASE64.encode(bytes)
-}
-
-fn accept_for(key: &str) -> String {
-    let mut sha = Sha1::new();
-    sha.update(key.as_bytes());
-    sha.update(ACCEPT_GUID.as_bytes());
-    BASE64.encode(sha.finalize())
-}
-
-/// Checks the status line and the accept header of a handshake answer.
-fn check_response(head: &[u8], key: &str) -> Result<(), HandshakeError> {
-    let head = String::from_utf8_lossy(head);
-    let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap_or_default();
-    if !status.starts_with("HTTP/1.1 101") {
-        return Err(HandshakeError::Refused(status.to_owned()));
+/// Checks the status and the accept header of a handshake answer.
+fn check_response(answer: &Response, key: &str) -> Result<(), HandshakeError> {
+    if answer.status() != StatusCode::SWITCHING_PROTOCOLS {
+        return Err(HandshakeError::Refused(format!("HTTP {}", answer.status())));
     }
-    let accept = lines.find_map(|line| {
-        let (name, value) = line.split_once(':')?;
-        name.trim()
-            .eq_ignore_ascii_case("sec-websocket-accept")
-            .then(|| value.trim())
-    });
-    if accept != Some(accept_for(key).as_str()) {
+    let accept = answer.headers().get("sec-websocket-accept");
+    if accept.is_none_or(|a| a.as_bytes() != derive_accept_key(key.as_bytes()).as_bytes()) {
         return Err(HandshakeError::BadAccept);
     }
     Ok(())
@@ -161,30 +148,93 @@ mod tests {
         assert!(WsTarget::parse("127.0.0.1:8080").is_err());
     }
 
-    #[test]
-    fn accept_key_is_the_rfc_example() {
-        // RFC 6455, section 1.3.
-        assert_eq!(
-            accept_for("dGhlIHNhbXBsZSBub25jZQ=="),
-            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-        );
+    fn answer(text: &str) -> Response {
+        let (len, answer) = Response::try_parse(text.as_bytes()).unwrap().unwrap();
+        assert_eq!(len, text.len());
+        answer
     }
 
     #[test]
     fn answers_other_than_101_with_the_right_accept_are_refused() {
+        // RFC 6455, section 1.3.
         let key = "dGhlIHNhbXBsZSBub25jZQ==";
         let ok = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
                   sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
-        assert!(check_response(ok.as_bytes(), key).is_ok());
+        assert!(check_response(&answer(ok), key).is_ok());
         let busy = "HTTP/1.1 503 Service Unavailable\r\n\r\n";
         assert!(matches!(
-            check_response(busy.as_bytes(), key),
-            Err(HandshakeError::Refused(s)) if s.contains("503")
+            check_response(&answer(busy), key),
+            Err(HandshakeError::Refused(s)) if s == "HTTP 503 Service Unavailable"
         ));
         let wrong = "HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: x\r\n\r\n";
         assert!(matches!(
-            check_response(wrong.as_bytes(), key),
+            check_response(&answer(wrong), key),
             Err(HandshakeError::BadAccept)
         ));
+        let missing = "HTTP/1.1 101 Switching Protocols\r\n\r\n";
+        assert!(matches!(
+            check_response(&answer(missing), key),
+            Err(HandshakeError::BadAccept)
+        ));
+    }
+
+    /// A server that reads the request, answers with `answer`, then sends `after`.
+    async fn answering(answer: &'static str, after: &'static [u8]) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            while !request.ends_with(b"\r\n\r\n") {
+                let mut b = [0u8; 512];
+                let n = s.read(&mut b).await.unwrap();
+                assert!(n > 0, "the request ends with an empty line");
+                request.extend_from_slice(&b[..n]);
+            }
+            let request = String::from_utf8(request).unwrap();
+            let key = request
+                .lines()
+                .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+                .unwrap();
+            let accept = derive_accept_key(key.as_bytes());
+            let answer = answer.replace("{accept}", &accept);
+            s.write_all(answer.as_bytes()).await.unwrap();
+            s.write_all(after).await.unwrap();
+            let _ = s.read(&mut [0u8; 1]).await;
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn an_upgrade_keeps_what_came_after_the_answer() {
+        let addr = answering(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n",
+            b"\x81\x02hi",
+        )
+        .await;
+        let target = WsTarget::parse(&format!("ws://{addr}/ws")).unwrap();
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let mut leftover = handshake(&mut stream, &target).await.unwrap();
+        // The frame may come in the same read as the answer, or after it.
+        while leftover.len() < 4 {
+            let mut b = [0u8; 16];
+            let n = stream.read(&mut b).await.unwrap();
+            assert!(n > 0);
+            leftover.extend_from_slice(&b[..n]);
+        }
+        assert_eq!(leftover, b"\x81\x02hi");
+    }
+
+    #[tokio::test]
+    async fn a_refusal_names_the_status() {
+        let addr = answering("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n", b"").await;
+        let target = WsTarget::parse(&format!("ws://{addr}/ws")).unwrap();
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let err = handshake(&mut stream, &target).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the WebSocket handshake was refused: HTTP 403 Forbidden"
+        );
     }
 }

@@ -10,19 +10,14 @@
 //! bytes into frames (websockify sends each TCP read as one frame).
 
 use std::hash::{BuildHasher, RandomState};
+use std::io::Cursor;
 
 use timecho_shared::{Frame, LineDecoder};
+use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
+use tungstenite::protocol::frame::FrameHeader;
 
 use super::session::{Codec, ProtocolError, REPLY_OVERHEAD};
 
-const OP_CONTINUATION: u8 = 0x0;
-const OP_TEXT: u8 = 0x1;
-const OP_BINARY: u8 = 0x2;
-const OP_CLOSE: u8 = 0x8;
-const OP_PING: u8 = 0x9;
-const OP_PONG: u8 = 0xA;
-const FIN: u8 = 0x80;
-const MASKED: u8 = 0x80;
 /// Close code for a normal end of session.
 const NORMAL_CLOSURE: u16 = 1000;
 
@@ -58,20 +53,20 @@ impl WsCodec {
     }
 
     /// Appends one masked frame holding `parts` one after the other.
-    fn frame(&mut self, opcode: u8, parts: &[&[u8]], out: &mut Vec<u8>) {
+    fn frame(&mut self, opcode: OpCode, parts: &[&[u8]], out: &mut Vec<u8>) {
         let len: usize = parts.iter().map(|p| p.len()).sum();
-        out.push(FIN | opcode);
-        if len < 126 {
-            out.push(MASKED | len as u8);
-        } else if let Ok(len16) = u16::try_from(len) {
-            out.push(MASKED | 126);
-            out.extend_from_slice(&len16.to_be_bytes());
-        } else {
-            out.push(MASKED | 127);
-            out.extend_from_slice(&(len as u64).to_be_bytes());
-        }
         let key = self.next_mask();
-        out.extend_from_slice(&key);
+        let header = FrameHeader {
+            is_final: true,
+            rsv1: false,
+            rsv2: false,
+            rsv3: false,
+            opcode,
+            mask: Some(key),
+        };
+        header
+            .format(len as u64, out)
+            .expect("writing to a Vec cannot fail");
         let start = out.len();
         for part in parts {
             out.extend_from_slice(part);
@@ -112,9 +107,9 @@ impl WsCodec {
 impl Codec for WsCodec {
     fn encode(&mut self, payload: &[u8], out: &mut Vec<u8>) {
         if self.binary {
-            self.frame(OP_BINARY, &[payload, b"\n"], out);
+            self.frame(OpCode::Data(Data::Binary), &[payload, b"\n"], out);
         } else {
-            self.frame(OP_TEXT, &[payload], out);
+            self.frame(OpCode::Data(Data::Text), &[payload], out);
         }
     }
 
@@ -136,13 +131,18 @@ impl Codec for WsCodec {
             };
             let data = &input[pos + header.len..end];
             match header.opcode {
-                OP_TEXT | OP_BINARY | OP_CONTINUATION => {
-                    self.on_data(data, header.fin, &mut on_reply)
+                OpCode::Data(Data::Text | Data::Binary | Data::Continue) => {
+                    self.on_data(data, header.is_final, &mut on_reply)
                 }
-                OP_PING => self.frame(OP_PONG, &[data], control),
-                OP_PONG => {}
-                OP_CLOSE => return Err(closed(data)),
-                _ => return Err(ProtocolError::Invalid("unknown opcode")),
+                OpCode::Control(Control::Ping) => {
+                    self.frame(OpCode::Control(Control::Pong), &[data], control)
+                }
+                OpCode::Control(Control::Pong) => {}
+                OpCode::Control(Control::Close) => return Err(closed(data)),
+                // FrameHeader::parse refuses reserved opcodes.
+                OpCode::Data(Data::Reserved(_)) | OpCode::Control(Control::Reserved(_)) => {
+                    return Err(ProtocolError::Invalid("unknown opcode"))
+                }
             }
             pos = end;
         }
@@ -150,7 +150,11 @@ impl Codec for WsCodec {
     }
 
     fn goodbye(&mut self, out: &mut Vec<u8>) {
-        self.frame(OP_CLOSE, &[&NORMAL_CLOSURE.to_be_bytes()], out);
+        self.frame(
+            OpCode::Control(Control::Close),
+            &[&NORMAL_CLOSURE.to_be_bytes()],
+            out,
+        );
     }
 }
 
@@ -170,11 +174,11 @@ fn closed(data: &[u8]) -> ProtocolError {
     }
 }
 
-/// The fixed part of a frame received from the server.
-#[derive(Debug, PartialEq, Eq)]
+/// The header of a frame received from the server, as tungstenite reads it,
+/// with what a client must refuse refused.
 struct Header {
-    fin: bool,
-    opcode: u8,
+    is_final: bool,
+    opcode: OpCode,
     /// Bytes of the header itself.
     len: usize,
     payload_len: usize,
@@ -183,38 +187,26 @@ struct Header {
 impl Header {
     /// `None` until the whole header has arrived.
     fn parse(b: &[u8]) -> Result<Option<Header>, ProtocolError> {
-        let [first, second, rest @ ..] = b else {
+        let mut cursor = Cursor::new(b);
+        let Some((header, payload_len)) =
+            FrameHeader::parse(&mut cursor).map_err(ProtocolError::Header)?
+        else {
             return Ok(None);
         };
-        if first & 0x70 != 0 {
+        if header.rsv1 || header.rsv2 || header.rsv3 {
             return Err(ProtocolError::Invalid(
                 "reserved bits set without an extension",
             ));
         }
-        if second & MASKED != 0 {
+        if header.mask.is_some() {
             return Err(ProtocolError::Invalid("a server frame is masked"));
         }
-        let (len, payload_len) = match second & 0x7f {
-            126 => match rest {
-                [a, b, ..] => (4, usize::from(u16::from_be_bytes([*a, *b]))),
-                _ => return Ok(None),
-            },
-            127 => match rest.get(..8) {
-                Some(bytes) => {
-                    let mut be = [0; 8];
-                    be.copy_from_slice(bytes);
-                    let n = usize::try_from(u64::from_be_bytes(be))
-                        .map_err(|_| ProtocolError::Invalid("frame length too large"))?;
-                    (10, n)
-                }
-                None => return Ok(None),
-            },
-            n => (2, usize::from(n)),
-        };
+        let payload_len = usize::try_from(payload_len)
+            .map_err(|_| ProtocolError::Invalid("frame length too large"))?;
         Ok(Some(Header {
-            fin: first & FIN != 0,
-            opcode: first & 0x0f,
-            len,
+            is_final: header.is_final,
+            opcode: header.opcode,
+            len: cursor.position() as usize,
             payload_len,
         }))
     }
@@ -223,6 +215,17 @@ impl Header {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // The bytes of RFC 6455, written out here rather than taken from tungstenite,
+    // so that the tests check the frames against the protocol, not against itself.
+    const OP_CONTINUATION: u8 = 0x0;
+    const OP_TEXT: u8 = 0x1;
+    const OP_BINARY: u8 = 0x2;
+    const OP_CLOSE: u8 = 0x8;
+    const OP_PING: u8 = 0x9;
+    const OP_PONG: u8 = 0xA;
+    const FIN: u8 = 0x80;
+    const MASKED: u8 = 0x80;
 
     /// A frame as a server sends it: unmasked.
     fn server_frame(fin: bool, opcode: u8, data: &[u8]) -> Vec<u8> {
@@ -242,6 +245,10 @@ mod tests {
         assert!(frame[1] & MASKED != 0, "client frames must be masked");
         let (len, at) = match frame[1] & 0x7f {
             126 => (usize::from(u16::from_be_bytes([frame[2], frame[3]])), 4),
+            127 => {
+                let be: [u8; 8] = frame[2..10].try_into().unwrap();
+                (u64::from_be_bytes(be) as usize, 10)
+            }
             n => (usize::from(n), 2),
         };
         let key = &frame[at..at + 4];
@@ -368,5 +375,46 @@ mod tests {
             let used = codec.decode(&input[..cut], &mut Vec::new(), |_| panic!("no reply yet"));
             assert_eq!(used.unwrap(), 0);
         }
+    }
+
+    #[test]
+    fn requests_of_64_kib_or_more_use_the_64_bit_length() {
+        let mut codec = WsCodec::new(false, 70_000);
+        let mut out = Vec::new();
+        let payload = vec![b'z'; 70_000];
+        codec.encode(&payload, &mut out);
+        assert_eq!(out[1], MASKED | 127);
+        assert_eq!(unmask(&out), (FIN | OP_TEXT, payload));
+    }
+
+    #[test]
+    fn goodbye_is_a_masked_normal_close() {
+        let mut codec = WsCodec::new(false, 16);
+        let mut out = Vec::new();
+        codec.goodbye(&mut out);
+        assert_eq!(unmask(&out), (FIN | OP_CLOSE, vec![0x03, 0xe8]));
+    }
+
+    #[test]
+    fn reserved_bits_and_opcodes_are_refused() {
+        for input in [
+            [FIN | 0x40 | OP_TEXT, 0],
+            [FIN | 0x10 | OP_BINARY, 0],
+            [FIN | 0x3, 0],
+            [FIN | 0xB, 0],
+        ] {
+            let mut codec = WsCodec::new(false, 16);
+            let err = codec.decode(&input, &mut Vec::new(), |_| {});
+            assert!(err.is_err(), "{input:x?} accepted");
+        }
+    }
+
+    #[test]
+    fn each_request_has_a_fresh_mask() {
+        let mut codec = WsCodec::new(false, 16);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        codec.encode(b"same", &mut a);
+        codec.encode(b"same", &mut b);
+        assert_ne!(a[2..6], b[2..6]);
     }
 }
