@@ -177,7 +177,9 @@ fn every_transport_measures_and_max_offset_sets_the_exit_status() {
         let beyond = clock(&[transport, &["--max-offset", "1s"]].concat());
         assert_eq!(beyond.status.code(), Some(1), "{transport:?}: {beyond:?}");
         assert!(
-            beyond.stdout.contains("your clock is 3.50 s behind the server")
+            beyond
+                .stdout
+                .contains("your clock is 3.50 s behind the server")
                 && beyond.stdout.contains("beyond --max-offset"),
             "{transport:?}: {beyond:?}"
         );

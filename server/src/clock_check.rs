@@ -25,9 +25,6 @@ use crate::client::replies::Replies;
 use crate::client::udp;
 use crate::host_port::HostPort;
 
-/// What each probe says, followed by its number; its echo is matched by it.
-pub const PROBE: &str = "timecho-clock-probe";
-
 const EXIT_OK: u8 = 0;
 const EXIT_OFFSET: u8 = 1;
 const EXIT_ERROR: u8 = 2;
@@ -205,7 +202,7 @@ async fn measure(args: &ClockArgs) -> anyhow::Result<Measurement> {
         if let Some(at) = estimator.next_probe(now) {
             tokio::time::sleep_until(client.instant(at).into()).await;
         }
-        let probe = format!("{PROBE} {n}");
+        let probe = clock::probe_line(n.into());
         let sent = Instant::now();
         let Some((stamp, received)) = probes.exchange(&probe, args.timeout).await? else {
             continue;
@@ -297,13 +294,13 @@ mod tests {
 
     #[test]
     fn the_echo_of_the_probe_gives_its_stamp() {
-        let probe = format!("{PROBE} 3");
+        let probe = clock::probe_line(3);
         let line = format!("[Wed Nov 25 16:02:40 2026] {probe}");
         assert_eq!(
             echo_stamp(line.as_bytes(), &probe).as_deref(),
             Some("Wed Nov 25 16:02:40 2026")
         );
-        let other = format!("[Wed Nov 25 16:02:40 2026] {PROBE} 2");
+        let other = format!("[Wed Nov 25 16:02:40 2026] {}", clock::probe_line(2));
         assert_eq!(echo_stamp(other.as_bytes(), &probe), None);
         assert_eq!(echo_stamp(b"error: too long", &probe), None);
     }

@@ -21,6 +21,15 @@ use crate::stamp::Stamp;
 
 const NANOS_PER_SECOND: i64 = 1_000_000_000;
 
+/// What a probe says, before its number: the echo that repeats it is the
+/// probe's answer, whatever else shares the connection.
+pub const PROBE: &str = "timecho-clock-probe";
+
+/// The line of probe `number`, as `timecho clock` and the page send it.
+pub fn probe_line(number: u64) -> String {
+    format!("{PROBE} {number}")
+}
+
 /// One probe and its reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sample {
@@ -80,7 +89,7 @@ impl Bounds {
 }
 
 /// The recent samples and what they say together.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Estimator {
     samples: VecDeque<Sample>,
     keep: usize,
@@ -171,7 +180,11 @@ pub fn describe(bounds: &Bounds) -> String {
     if offset.abs() <= bounds.error() {
         return format!("your clock agrees with the server's, {error}");
     }
-    let side = if offset > 0 { "behind" } else { "ahead of" };
+    let side = if offset.is_negative() {
+        "ahead of"
+    } else {
+        "behind"
+    };
     format!(
         "your clock is {} {side} the server, {error}",
         duration_words(offset.abs())
@@ -214,6 +227,11 @@ mod tests {
     fn exchange(offset: i64, tick: i64, sent: i64, read_after: i64, rtt: i64) -> Sample {
         let server = sent + read_after + offset;
         sample(sent, sent + rtt, server.div_euclid(tick) * tick, tick)
+    }
+
+    #[test]
+    fn probes_are_numbered_lines() {
+        assert_eq!(probe_line(7), "timecho-clock-probe 7");
     }
 
     #[test]
@@ -437,7 +455,11 @@ mod tests {
     fn stamps_become_instants_in_the_servers_zone() {
         let at: DateTime<Utc> = "2026-11-25T16:02:40Z".parse().unwrap();
         let nanos = at.timestamp_nanos_opt().unwrap();
-        let ctime = parsed(TimeFormat::Ctime, Precision::Seconds, "Wed Nov 25 17:02:40 2026");
+        let ctime = parsed(
+            TimeFormat::Ctime,
+            Precision::Seconds,
+            "Wed Nov 25 17:02:40 2026",
+        );
         assert_eq!(stamp_nanos(&ctime, 3_600), Some(nanos));
         assert_eq!(stamp_nanos(&ctime, 0), Some(nanos + 3_600 * S));
         let rfc = parsed(
@@ -481,7 +503,10 @@ mod tests {
             low: 0,
             high: 10 * MS,
         };
-        assert_eq!(describe(&edge), "your clock agrees with the server's, ±5.0 ms");
+        assert_eq!(
+            describe(&edge),
+            "your clock agrees with the server's, ±5.0 ms"
+        );
         let edge_ahead = Bounds {
             low: -10 * MS,
             high: 0,
