@@ -468,6 +468,70 @@ mod tests {
         }
     }
 
+    fn ctime_config() -> Action {
+        let utc_ctime = StampFormat {
+            utc: true,
+            ..StampFormat::default()
+        };
+        Action::Configured(ServerConfig::new(
+            DEFAULT_MAX_LINE,
+            DEFAULT_MAX_LINE,
+            StampInfo::new(&utc_ctime, 0),
+            false,
+        ))
+    }
+
+    #[test]
+    fn a_reply_shows_the_round_trip_of_its_message() {
+        let chat = after([
+            Action::Opened,
+            submit("hello"),
+            Action::Delivered {
+                through: 1,
+                at: 5_000_000,
+            },
+            Action::Received {
+                line: "[Tue Nov 24 21:35:36 2026] hello".into(),
+                at: 7_250_000,
+            },
+        ]);
+        assert!(matches!(
+            &chat.entries[1].kind,
+            EntryKind::Reply {
+                rtt: Some(2_250_000),
+                ..
+            }
+        ));
+        assert_eq!(chat.clock.recent_rtts(7_250_000).count(), 1);
+    }
+
+    #[test]
+    fn a_clock_probes_echo_is_measured_and_not_shown() {
+        let mut chat = after([ctime_config(), Action::Opened, submit("hello")]);
+        let probe = chat.clock.next_probe_line();
+        // Sent between the message and its echo: replies come in order.
+        chat.apply(Action::Delivered { through: 2, at: 0 });
+        chat.apply(Action::ProbeSent { at: 1_000_000 });
+        chat.apply(echo("hello"));
+        chat.apply(Action::Received {
+            line: format!("[Tue Nov 24 21:35:36 2026] {probe}"),
+            at: 3_000_000,
+        });
+        assert_eq!(chat.entries.len(), 2, "{:?}", kinds(&chat));
+        assert!(matches!(&chat.entries[1].kind, EntryKind::Reply { text, .. } if text == "hello"));
+        assert!(chat.clock.bounds().is_some());
+        assert_eq!(chat.clock.best_rtt(), Some(2_000_000));
+    }
+
+    #[test]
+    fn a_lost_connection_forgets_the_probe_on_it() {
+        let mut chat = after([ctime_config(), Action::Opened]);
+        chat.apply(Action::ProbeSent { at: 0 });
+        assert_eq!(chat.clock.next_probe_at(0), None);
+        chat.apply(closed(close_code::UPSTREAM_ERROR, "gone"));
+        assert!(chat.clock.next_probe_at(0).is_some());
+    }
+
     #[test]
     fn starts_connecting_with_an_empty_transcript() {
         let chat = Chat::default();
