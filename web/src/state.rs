@@ -520,7 +520,11 @@ mod tests {
         assert_eq!(chat.entries.len(), 2, "{:?}", kinds(&chat));
         assert!(matches!(&chat.entries[1].kind, EntryKind::Reply { text, .. } if text == "hello"));
         assert!(chat.clock.bounds().is_some());
-        assert_eq!(chat.clock.best_rtt(), Some(2_000_000));
+        assert_eq!(
+            chat.clock.recent_rtts(3_000_000).collect::<Vec<_>>(),
+            // The message's (sent and echoed at 0 here), then the probe's.
+            vec![(0, 0), (3_000_000, 2_000_000)]
+        );
     }
 
     #[test]

@@ -43,11 +43,18 @@ pub fn ClockPanel(props: &ClockPanelProps) -> Html {
         return html! { <section class="clock" aria-label="Server clock"><p class="offset">{ why }</p></section> };
     };
     let rtts: Vec<(i64, i64)> = props.panel.recent_rtts(now).collect();
-    let points = sparkline_points(&rtts, now, WIDTH, HEIGHT);
-    let best = props
-        .panel
-        .best_rtt()
-        .map(|r| format!("best round trip {}", duration_words(r)));
+    // A margin keeps the dots whole at the edges.
+    let points = sparkline_points(&rtts, now, WIDTH - 4.0, HEIGHT - 4.0);
+    let line = points
+        .iter()
+        .map(|(x, y)| format!("{:.1},{:.1}", x + 2.0, y + 2.0))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let best = rtts.iter().map(|&(_, rtt)| rtt).min();
+    let caption = match best {
+        Some(best) => format!("round trips, last minute: best {}", duration_words(best)),
+        None => "round trips, last minute".to_owned(),
+    };
     let zone = if stamp.format.utc {
         0
     } else {
@@ -64,18 +71,25 @@ pub fn ClockPanel(props: &ClockPanelProps) -> Html {
             html! {
                 <section class="clock" aria-label="Server clock" data-state="measured"
                     data-offset-ms={ms(bounds.offset())} data-error-ms={ms(bounds.error())}>
-                    <time class="server-time" title="The server's time, by this device's clock and the offset">
-                        { wall_clock_text(now + bounds.offset(), zone) }
-                    </time>
+                    <span class="server-clock">
+                        <span class="label">{ "server time" }</span>
+                        <time class="server-time" title="The server's time: this device's clock plus the offset">
+                            { wall_clock_text(now + bounds.offset(), zone) }
+                        </time>
+                    </span>
                     <p class="offset">{ describe(&bounds) }</p>
+                    <span class="round-trips">
                     <svg class="sparkline" viewBox={format!("0 0 {WIDTH} {HEIGHT}")}
                         preserveAspectRatio="none" role="img"
                         aria-label="Round trips of the last minute">
-                        <polyline points={points} />
+                        <rect class="sparkline-box" width={WIDTH.to_string()} height={HEIGHT.to_string()} rx="3" />
+                        <polyline points={line} />
+                        { for points.iter().map(|(x, y)| html! {
+                            <circle cx={format!("{:.1}", x + 2.0)} cy={format!("{:.1}", y + 2.0)} r="1.6" />
+                        }) }
                     </svg>
-                    if let Some(best) = best {
-                        <span class="best-rtt">{ best }</span>
-                    }
+                    <span class="best-rtt">{ caption }</span>
+                    </span>
                 </section>
             }
         }

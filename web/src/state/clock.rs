@@ -63,11 +63,6 @@ impl ClockPanel {
         self.estimator.bounds()
     }
 
-    /// The shortest round trip among the kept samples.
-    pub fn best_rtt(&self) -> Option<i64> {
-        self.estimator.best().map(Sample::rtt)
-    }
-
     /// When the next probe should leave (it may be now or past), or `None`
     /// while one is on the wire.
     pub fn next_probe_at(&self, now: i64) -> Option<i64> {
@@ -183,20 +178,17 @@ pub fn wall_clock_text(nanos: i64, utc_offset_seconds: i32) -> String {
     )
 }
 
-/// The sparkline's points (`x,y x,y`) in a `width` x `height` box: time runs
-/// left to right over the last minute, the longest round trip touches the top.
-pub fn sparkline_points(rtts: &[(i64, i64)], now: i64, width: f64, height: f64) -> String {
+/// The sparkline's points in a `width` x `height` box: time runs left to
+/// right over the last minute, the longest round trip touches the top.
+pub fn sparkline_points(rtts: &[(i64, i64)], now: i64, width: f64, height: f64) -> Vec<(f64, f64)> {
     let longest = rtts.iter().map(|&(_, r)| r).max().unwrap_or(1).max(1) as f64;
-    let mut points = String::new();
-    for &(t, rtt) in rtts {
-        let x = width * (1.0 - (now - t) as f64 / RTT_WINDOW as f64);
-        let y = height * (1.0 - rtt as f64 / longest);
-        if !points.is_empty() {
-            points.push(' ');
-        }
-        points.push_str(&format!("{x:.1},{y:.1}"));
-    }
-    points
+    rtts.iter()
+        .map(|&(t, rtt)| {
+            let x = width * (1.0 - (now - t) as f64 / RTT_WINDOW as f64);
+            let y = height * (1.0 - rtt as f64 / longest);
+            (x, y)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -245,7 +237,6 @@ mod tests {
         // The server's 16:02:43 is 3 s after T0's 16:02:40.
         assert_eq!(b.low, 3 * SECOND - 2 * MS);
         assert_eq!(b.high, 4 * SECOND);
-        assert_eq!(panel.best_rtt(), Some(2 * MS));
         // The same echo again is not awaited any more.
         assert!(!panel.answered(&line, T0 + 3 * MS, Some(&s)));
     }
@@ -362,8 +353,8 @@ mod tests {
         ];
         assert_eq!(
             sparkline_points(&rtts, T0 + 60 * SECOND, 120.0, 20.0),
-            "0.0,10.0 60.0,0.0 120.0,15.0"
+            vec![(0.0, 10.0), (60.0, 0.0), (120.0, 15.0)]
         );
-        assert_eq!(sparkline_points(&[], T0, 120.0, 20.0), "");
+        assert_eq!(sparkline_points(&[], T0, 120.0, 20.0), vec![]);
     }
 }
