@@ -570,6 +570,7 @@ async fn assert_panel_finds_the_offset(page: &Page, tight_ms: f64) -> ClockReadi
         }
     })
     .await;
+    eprintln!("clock panel: {reading:?}");
     assert!(
         (reading.offset_ms - AHEAD_MS).abs() <= reading.error_ms,
         "the panel's {} ms ± {} ms does not hold {AHEAD_MS} ms",
@@ -594,8 +595,9 @@ async fn the_clock_panel_finds_the_servers_second_boundary_with_ctime_stamps() {
             let page = browser.page("chat").await;
             connected_chat(&page, &url).await;
             // One-second stamps: placed probes narrow the second's boundary;
-            // five of them take ±500 ms to ±16 ms plus the round trip.
-            let reading = assert_panel_finds_the_offset(&page, 100.0).await;
+            // the five after the first take ±500 ms to ±16 ms plus the round
+            // trip, within the first minute's budget of six.
+            let reading = assert_panel_finds_the_offset(&page, 50.0).await;
             // The panel's clock is the server's (UTC here), not this device's:
             // its seconds of the day against the browser's clock plus 3.5 s.
             let apart: f64 = page
