@@ -221,6 +221,18 @@ impl Chat {
         }
     }
 
+    /// When the next clock probe should leave, if one may: the socket is up,
+    /// the server has said how it writes stamps (a probe before that would
+    /// measure nothing), and the probe fits in the server's line limit.
+    pub fn probe_due(&self, now: i64) -> Option<i64> {
+        let fits = self.clock.next_probe_line().len() <= self.settings.max_message_bytes;
+        let measurable = clock::measurable(self.settings.stamp.as_ref()).is_some();
+        if !(self.connection.is_connected() && measurable && fits) {
+            return None;
+        }
+        self.clock.next_probe_at(now)
+    }
+
     /// Messages waiting for the socket, oldest first.
     pub fn outbox(&self) -> impl Iterator<Item = (u64, &str)> {
         self.outgoing()
@@ -530,10 +542,42 @@ mod tests {
     #[test]
     fn a_lost_connection_forgets_the_probe_on_it() {
         let mut chat = after([ctime_config(), Action::Opened]);
+        assert_eq!(chat.probe_due(0), Some(0));
         chat.apply(Action::ProbeSent { at: 0 });
-        assert_eq!(chat.clock.next_probe_at(0), None);
+        assert_eq!(chat.probe_due(0), None);
         chat.apply(closed(close_code::UPSTREAM_ERROR, "gone"));
+        assert_eq!(chat.probe_due(0), None, "not while disconnected");
         assert!(chat.clock.next_probe_at(0).is_some());
+        chat.apply(Action::Opened);
+        assert_eq!(chat.probe_due(0), Some(crate::state::clock::MIN_GAP));
+    }
+
+    #[test]
+    fn probes_wait_for_the_stamp_format_and_fit_the_line_limit() {
+        assert_eq!(after([Action::Opened]).probe_due(0), None, "format unknown");
+        let strftime = StampFormat {
+            format: TimeFormat::Strftime("%H:%M:%S".into()),
+            ..StampFormat::default()
+        };
+        let unreadable = Action::Configured(ServerConfig::new(
+            DEFAULT_MAX_LINE,
+            DEFAULT_MAX_LINE,
+            StampInfo::new(&strftime, 0),
+            false,
+        ));
+        assert_eq!(after([unreadable, Action::Opened]).probe_due(0), None);
+        // `timecho-clock-probe 1` is 21 bytes: a 20-byte limit would end the
+        // session for it (1009).
+        let tight = |max_line| {
+            Action::Configured(ServerConfig::new(
+                max_line,
+                DEFAULT_MAX_LINE,
+                StampInfo::new(&StampFormat::default(), 0),
+                false,
+            ))
+        };
+        assert_eq!(after([tight(20), Action::Opened]).probe_due(0), None);
+        assert_eq!(after([tight(21), Action::Opened]).probe_due(0), Some(0));
     }
 
     #[test]

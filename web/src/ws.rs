@@ -72,10 +72,7 @@ pub fn use_relay(chat: &UseReducerHandle<Chat>) -> Callback<()> {
         // The due time is the dependency: the effect runs again after each
         // probe, echo and reconnection.
         let relay = relay.clone();
-        let connected = chat.connection.is_connected();
-        let due = connected
-            .then(|| chat.clock.next_probe_at(now_nanos()))
-            .flatten();
+        let due = chat.probe_due(now_nanos());
         let line = chat.clock.next_probe_line();
         use_effect_with((due, line), move |(due, line)| {
             relay.schedule_probe(*due, line.clone());

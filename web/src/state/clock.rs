@@ -19,7 +19,7 @@ pub const PROBES_PER_MINUTE: usize = 6;
 /// The sparkline's span.
 pub const RTT_WINDOW: i64 = 60 * SECOND;
 /// Probes are at least this far apart...
-const MIN_GAP: i64 = SECOND;
+pub const MIN_GAP: i64 = SECOND;
 /// ...and, once the estimate is as good as placed probes make it, this far.
 const STEADY_GAP: i64 = 10 * SECOND;
 /// Samples kept: a minute and more of probes, all of a boundary search.
