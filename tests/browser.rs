@@ -667,3 +667,34 @@ fn save_clock_screenshot(png: &[u8]) {
         std::fs::write(&docs, png).expect("write docs/clock-panel.png");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_phone_width_the_measured_clock_panel_fits() {
+    let server = ahead_gateway(&["--utc"]);
+    let url = page_url(&server);
+    browser_test(
+        "at_phone_width_the_measured_clock_panel_fits",
+        |browser| async move {
+            let page = browser.page_with("phone", Window::phone(380, 800)).await;
+            connected_chat(&page, &url).await;
+            // Its longest words: a caption with a round trip, a bound in ms.
+            assert_panel_finds_the_offset(&page, 1_000.0).await;
+            page.round_trip("small screen").await;
+            let (width, scroll_width, panel_right): (f64, f64, f64) = page
+                .eval(
+                    "return [window.innerWidth, document.documentElement.scrollWidth,
+                        document.querySelector('.clock').getBoundingClientRect().right];",
+                )
+                .await;
+            // A page wider than the phone would make it zoom out (a wider
+            // layout viewport).
+            assert_eq!(width, 380.0, "the viewport stays phone-sized");
+            assert!(
+                scroll_width <= width,
+                "nothing scrolls sideways: {scroll_width}"
+            );
+            assert!(panel_right <= width, "the panel ends at {panel_right}");
+        },
+    )
+    .await;
+}
