@@ -3,8 +3,10 @@
 #
 #   bench/compare.sh            # full matrix, 3 runs per cell (about 35 minutes on 2 cores)
 #   bench/compare.sh --quick    # 16-byte messages, fewer loads, 1 run, short (about 3 minutes)
+#   bench/compare.sh --only-rates   # just the open-loop comparison (about 6 minutes)
 #
-# Options: --runs N, --duration 10s, --warmup 2s, --no-idle, --no-install, --out DIR.
+# Options: --runs N, --duration 10s, --warmup 2s, --no-idle, --no-install, --out DIR,
+# --rates "10000 30000 60000" (open loop over 1,000 sessions, see below), --no-rates.
 # TIMECHO_BIN=PATH benchmarks that binary instead of building target/release/timecho.
 # It builds timecho in release, installs missing peers (sockperf and websockify from
 # Debian, websocat 1.x with cargo into target/tools), starts every server on 127.0.0.1,
@@ -13,6 +15,8 @@
 #   table.md     medians per cell, with ratios timecho vs each peer
 #   plot.svg     throughput and p99 against connection count
 #   env.txt      machine, kernel, versions and the exact server command lines
+#   rates.md     open loop: p50/p99/p99.9 per offered rate and server, and each one's
+#   rates.svg    saturation point (the highest rate served in full with p99 under 100 ms)
 # Every process it starts is stopped when it exits, however it exits.
 set -euo pipefail
 
@@ -26,6 +30,8 @@ QUICK=0
 IDLE=1
 INSTALL=1
 OUT=$ROOT/bench/results
+RATES="10000 30000 60000"
+ONLY_RATES=0
 while [ $# -gt 0 ]; do
     case $1 in
         --quick) QUICK=1; RUNS=1; DURATION=3s; WARMUP=1s ;;
@@ -33,9 +39,12 @@ while [ $# -gt 0 ]; do
         --duration) DURATION=$2; shift ;;
         --warmup) WARMUP=$2; shift ;;
         --no-idle) IDLE=0 ;;
+        --rates) RATES=$2; shift ;;
+        --no-rates) RATES="" ;;
+        --only-rates) ONLY_RATES=1; IDLE=0 ;;
         --no-install) INSTALL=0 ;;
         --out) OUT=$2; shift ;;
-        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "compare.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -306,6 +315,7 @@ WS_TIMECHO="ws://127.0.0.1:$HTTP_PORT/ws"
 WS_WEBSOCAT="ws://127.0.0.1:$WEBSOCAT_PORT/"
 WS_WEBSOCKIFY="ws://127.0.0.1:$WEBSOCKIFY_PORT/"
 
+[ "$ONLY_RATES" = 1 ] && SIZES=()
 for size in "${SIZES[@]}"; do
     log "sockperf ping-pong, ${size}-byte messages"
     for run in $(seq 1 "$RUNS"); do
@@ -336,6 +346,56 @@ for size in "${SIZES[@]}"; do
         done
     done
 done
+
+# --- open loop: equal offered rates ---------------------------------------------------
+# `timecho bench --rate`: 1,000 sessions share a fixed schedule of 16-byte messages, and
+# every latency counts from its scheduled send time, so a server that falls behind is
+# charged for the whole queue (coordinated omission corrected). Each server gets the
+# same rates; then its saturation point is searched: a server keeps up with a rate when
+# it answers at least 97% of the offered messages with p99 under 100 ms. Rates go up
+# 1.5x while it keeps up, then the gap between the highest rate kept up with and the
+# lowest one not is halved twice (bench/summarize_rates.py has the same rule).
+RATE_SESSIONS=1000
+# next_rate SERVER: the next rate to try for SERVER, or nothing when the search is done.
+next_rate() {
+    python3 - "$RUNS_FILE" "$1" <<'EOF'
+import json, sys
+runs = [json.loads(l) for l in open(sys.argv[1])]
+runs = [r for r in runs if r.get("label", "").startswith(sys.argv[2] + " rate")]
+def ok(r):
+    l = r.get("latency_us") or {}
+    return (not r.get("failed") and r.get("throughput", 0) >= 0.97 * r["offered_rate"]
+            and (l.get("p99") or 1e12) < 100e3)
+tried = {int(r.get("offered_rate") or r["label"].rsplit("rate", 1)[1]): ok(r) for r in runs}
+good = [k for k, v in tried.items() if v]
+bad = [k for k, v in tried.items() if not v]
+if not bad:
+    print(int(max(tried) * 1.5) // 1000 * 1000)
+    sys.exit()
+lo, hi = (max(good) if good else 0), min(bad)
+mid = (lo + hi) // 2 // 1000 * 1000
+if hi - lo > 2000 and mid not in tried and len(tried) < 9:
+    print(mid)
+EOF
+}
+if [ -n "$RATES" ]; then
+    for server in timecho-ws websocat websockify; do
+        case $server in
+            timecho-ws) url=$WS_TIMECHO; extra=(--server-pid "${SERVER_PID[timecho]}") ;;
+            websocat) url=$WS_WEBSOCAT; extra=(--server-pid "${SERVER_PID[websocat]}" --server-pid "${SERVER_PID[timecho]}") ;;
+            websockify) url=$WS_WEBSOCKIFY; extra=(--ws-binary --server-pid "${SERVER_PID[websockify]}" --server-pid "${SERVER_PID[timecho]}") ;;
+        esac
+        log "open loop, $server, $RATE_SESSIONS sessions: $RATES msg/s, then its saturation point"
+        for rate in $RATES; do
+            ensure_running timecho websockify websocat
+            bench "$server rate$rate" ws "$url" -c "$RATE_SESSIONS" --rate "$rate" "${extra[@]}"
+        done
+        while rate=$(next_rate "$server") && [ -n "$rate" ]; do
+            ensure_running timecho websockify websocat
+            bench "$server rate$rate" ws "$url" -c "$RATE_SESSIONS" --rate "$rate" "${extra[@]}"
+        done
+    done
+fi
 
 # --- idle memory ---------------------------------------------------------------------
 # Each idle test gets a fresh timecho, so memory kept by earlier load is not counted.
@@ -377,8 +437,14 @@ fi
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/env.txt"
 
 # --- table and plot ----------------------------------------------------------------
-python3 "$ROOT/bench/summarize.py" "$RUNS_FILE" "$OUT/table.md" "$OUT/plot.svg"
-cat "$OUT/table.md"
+if [ "$ONLY_RATES" = 0 ]; then
+    python3 "$ROOT/bench/summarize.py" "$RUNS_FILE" "$OUT/table.md" "$OUT/plot.svg"
+    cat "$OUT/table.md"
+fi
+if [ -n "$RATES" ]; then
+    python3 "$ROOT/bench/summarize_rates.py" "$RUNS_FILE" "$OUT/rates.md" "$OUT/rates.svg"
+    cat "$OUT/rates.md"
+fi
 if [ -s "$OUT/restarts.txt" ]; then
     log "servers that stopped during the run and were restarted:"
     cat "$OUT/restarts.txt" >&2

@@ -11,6 +11,7 @@ use crate::duration_arg::parse_duration;
 Examples:
   timecho bench tcp 127.0.0.1:8899 -c 50 -p 32 -d 10s
   timecho bench ws ws://127.0.0.1:8080/ws -c 1000 -s 1024 --json
+  timecho bench ws ws://127.0.0.1:8080/ws -c 1000 --rate 30000   # open loop
   timecho bench ws ws://127.0.0.1:6080/ --ws-binary          # websockify
   timecho bench tcp -c 10000 --idle --server-pid \"$(pidof timecho)\"
 
@@ -27,6 +28,9 @@ pub enum Target {
     Tcp(TcpArgs),
     /// A WebSocket gateway: each message is one frame, each reply line comes back as a frame.
     Ws(WsArgs),
+    /// A long mixed run against one `timecho serve` that fails if its memory, open files or
+    /// tasks keep growing (see `bench/soak.rs` for the rule).
+    Soak(super::soak::SoakArgs),
 }
 
 #[derive(Debug, Args)]
@@ -65,6 +69,13 @@ pub struct LoadArgs {
     /// Requests in flight on each connection (pipelining).
     #[arg(short = 'p', long, value_name = "N", default_value_t = 1)]
     pub pipeline: usize,
+
+    /// Open loop: send this many messages a second in all (shared by the connections), on
+    /// a fixed schedule whatever the replies do, and time each reply from its request's
+    /// scheduled send time, so that stalls are not hidden (coordinated omission corrected,
+    /// as wrk2 does). Without it each connection keeps -p requests in flight.
+    #[arg(long, value_name = "MSGS_PER_S", conflicts_with_all = ["pipeline", "idle"])]
+    pub rate: Option<f64>,
 
     /// Message size in bytes, newline excluded.
     #[arg(short = 's', long, value_name = "BYTES", default_value_t = 16)]
@@ -134,6 +145,9 @@ impl LoadArgs {
         if self.pipeline == 0 {
             return Err("-p/--pipeline must be at least 1".into());
         }
+        if self.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+            return Err("--rate must be more than 0 messages a second".into());
+        }
         if self.size == 0 {
             return Err("-s/--size must be at least 1 byte".into());
         }
@@ -201,6 +215,24 @@ mod tests {
         assert!(parse(&["tcp", "--idle-echo"]).is_err());
         assert!(parse(&["ws", "--idle", "--server-pid", "1", "--server-pid", "2"]).is_ok());
         assert!(parse(&["tcp", "--server-pid", "1"]).is_ok());
+    }
+
+    #[test]
+    fn a_rate_is_open_loop_and_excludes_pipelining() {
+        let Target::Ws(ws) = parse(&["ws", "-c", "1000", "--rate", "30000"])
+            .unwrap()
+            .target
+        else {
+            panic!("expected ws")
+        };
+        assert_eq!(ws.load.rate, Some(30_000.0));
+        assert!(ws.load.validate().is_ok());
+        assert!(parse(&["ws", "--rate", "100", "-p", "4"]).is_err());
+        assert!(parse(&["tcp", "--rate", "100", "--idle"]).is_err());
+        let Target::Tcp(tcp) = parse(&["tcp", "--rate", "0"]).unwrap().target else {
+            panic!("expected tcp")
+        };
+        assert!(tcp.load.validate().is_err());
     }
 
     #[test]

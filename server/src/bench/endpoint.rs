@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::args::{Target, WsArgs};
 use super::net;
-use super::session::{Schedule, Session};
+use super::session::{Pacing, Schedule, Session};
 use super::stats::Recorder;
 use super::tcp::LineCodec;
 use super::ws::{self, HandshakeError, WsTarget};
@@ -56,6 +56,7 @@ impl Endpoint {
                 shown: url.clone(),
                 binary: *ws_binary,
             },
+            Target::Soak(_) => anyhow::bail!("a soak run has no single endpoint"),
         })
     }
 
@@ -130,6 +131,19 @@ impl Conn {
                 s.run_load(pipeline, reply_timeout, schedule, recorder)
                     .await
             }
+        }
+    }
+
+    pub async fn run_paced(
+        &mut self,
+        pacing: Pacing,
+        reply_timeout: Duration,
+        schedule: Schedule,
+        recorder: &Recorder,
+    ) {
+        match self {
+            Conn::Tcp(s) => s.run_paced(pacing, reply_timeout, schedule, recorder).await,
+            Conn::Ws(s) => s.run_paced(pacing, reply_timeout, schedule, recorder).await,
         }
     }
 

@@ -15,7 +15,7 @@ use super::args::LoadArgs;
 use super::fleet::{self, Opener};
 use super::procfs;
 use super::report::{self, LoadReport, Progress};
-use super::session::Schedule;
+use super::session::{Pacing, Schedule};
 use super::stats::{Latency, Recorder};
 
 pub async fn run(opener: Arc<Opener>, args: &LoadArgs) -> anyhow::Result<LoadReport> {
@@ -41,6 +41,7 @@ pub async fn run(opener: Arc<Opener>, args: &LoadArgs) -> anyhow::Result<LoadRep
         let mut start = start_rx.clone();
         let sampled = sampled.clone();
         let (pipeline, reply_timeout) = (args.pipeline, args.timeout);
+        let (rate, connections) = (args.rate, args.connections);
         tasks.spawn(async move {
             let conn = opener.open(index, &recorder).await;
             // The receiver outlives every task that can still send.
@@ -51,8 +52,17 @@ pub async fn run(opener: Arc<Opener>, args: &LoadArgs) -> anyhow::Result<LoadRep
             };
             let Some(schedule) = schedule else { return };
             recorder.live.fetch_add(1, Ordering::Relaxed);
-            conn.run_load(pipeline, reply_timeout, schedule, &recorder)
-                .await;
+            match rate {
+                Some(rate) => {
+                    let pacing = Pacing::for_connection(rate, connections, index, schedule.start);
+                    conn.run_paced(pacing, reply_timeout, schedule, &recorder)
+                        .await
+                }
+                None => {
+                    conn.run_load(pipeline, reply_timeout, schedule, &recorder)
+                        .await
+                }
+            }
             recorder.live.fetch_sub(1, Ordering::Relaxed);
             sampled.cancelled().await;
             conn.close().await;
@@ -71,6 +81,7 @@ pub async fn run(opener: Arc<Opener>, args: &LoadArgs) -> anyhow::Result<LoadRep
     }
     let started = Instant::now();
     let schedule = Schedule {
+        start: started,
         measure_from: started + args.warmup,
         until: started + args.warmup + args.duration,
     };
@@ -124,6 +135,7 @@ pub async fn run(opener: Arc<Opener>, args: &LoadArgs) -> anyhow::Result<LoadRep
         connections: args.connections,
         connected,
         pipeline: args.pipeline,
+        offered_rate: args.rate,
         size: args.size,
         warmup_s: args.warmup.as_secs_f64(),
         duration_s,

@@ -7,7 +7,7 @@
 //! `session` is one connection's hot loop over a `Codec` (`tcp` lines or
 //! `ws_frame` WebSocket frames), `payload` makes requests and checks replies,
 //! `stats` counts, `procfs` reads the servers' memory and CPU time, and
-//! `report` prints.
+//! `report` prints. `soak` is the long mixed run that watches a server for leaks.
 
 mod args;
 mod endpoint;
@@ -19,6 +19,7 @@ mod payload;
 mod procfs;
 mod report;
 mod session;
+mod soak;
 mod stats;
 mod tcp;
 mod ws;
@@ -40,6 +41,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     let load = match &args.target {
         Target::Tcp(t) => &t.load,
         Target::Ws(w) => &w.load,
+        Target::Soak(s) => return soak::run(s),
     };
     load.validate().map_err(anyhow::Error::msg)?;
     let fd_limit = net::raise_fd_limit().context("cannot read the open-files limit")?;

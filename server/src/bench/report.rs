@@ -20,6 +20,9 @@ pub struct LoadReport {
     /// Connections that opened (and upgraded, for WebSockets).
     pub connected: usize,
     pub pipeline: usize,
+    /// `--rate`: messages a second offered on a fixed schedule (open loop); `None`
+    /// for a closed loop of `pipeline` requests in flight per connection.
+    pub offered_rate: Option<f64>,
     pub size: usize,
     pub warmup_s: f64,
     pub duration_s: f64,
@@ -62,13 +65,16 @@ pub struct IdleReport {
 
 impl LoadReport {
     pub fn text(&self) -> String {
+        let load = match self.offered_rate {
+            Some(rate) => format!("{rate:.0} msg/s offered (open loop)"),
+            None => format!("{} in flight", self.pipeline),
+        };
         let mut s = format!(
-            "timecho bench {} {}: {} connection{} x {} in flight, {}-byte messages, {:.1}s after {:.1}s warm-up\n",
+            "timecho bench {} {}: {} connection{} x {load}, {}-byte messages, {:.1}s after {:.1}s warm-up\n",
             self.mode,
             self.target,
             self.connections,
             if self.connections == 1 { "" } else { "s" },
-            self.pipeline,
             self.size,
             self.duration_s,
             self.warmup_s,
@@ -244,6 +250,7 @@ mod tests {
             connections: 50,
             connected: 50,
             pipeline: 32,
+            offered_rate: None,
             size: 16,
             warmup_s: 2.0,
             duration_s: 10.0,

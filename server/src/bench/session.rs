@@ -1,5 +1,6 @@
-//! One connection under load: keep `pipeline` requests in flight, check every
-//! reply against its request, time it, and stop cleanly when the run ends.
+//! One connection under load: keep `pipeline` requests in flight (or, with
+//! `--rate`, send on a schedule: `paced`), check every reply against its
+//! request, time it, and stop cleanly when the run ends.
 //!
 //! Writing and reading alternate in one task. That cannot deadlock: at most
 //! `pipeline` replies are ever owed, which the socket buffers hold. Every buffer
@@ -19,6 +20,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::payload::{self, Payload};
 use super::stats::{Batch, Errors, Recorder};
+
+mod paced;
+pub use paced::Pacing;
 
 /// Room for a stamp and framing around each reply.
 pub const REPLY_OVERHEAD: usize = 320;
@@ -57,6 +61,8 @@ pub enum ProtocolError {
 /// The times of a run, the same for every connection.
 #[derive(Debug, Clone, Copy)]
 pub struct Schedule {
+    /// Load starts: the first request (or, with `--rate`, the first scheduled one).
+    pub start: Instant,
     /// Replies before this are warm-up.
     pub measure_from: Instant,
     /// No request is sent from here on; replies still owed are awaited and checked.
@@ -200,6 +206,7 @@ impl<C: Codec> Session<C> {
         let now = Instant::now();
         // Nothing is measured and nothing more is sent: `until` has passed.
         let schedule = Schedule {
+            start: now,
             measure_from: now,
             until: now,
         };
@@ -219,6 +226,7 @@ impl<C: Codec> Session<C> {
     /// closes it. False if the server closed it first.
     pub async fn idle_until(&mut self, stop: &CancellationToken, recorder: &Recorder) -> bool {
         let never = Schedule {
+            start: Instant::now(),
             measure_from: Instant::now(),
             until: Instant::now(),
         };

@@ -9,7 +9,8 @@ use tungstenite::client::IntoClientRequest;
 use tungstenite::handshake::client::{generate_request, Response};
 use tungstenite::handshake::derive_accept_key;
 use tungstenite::handshake::machine::TryParse;
-use tungstenite::http::StatusCode;
+use tungstenite::http::header::COOKIE;
+use tungstenite::http::{HeaderValue, StatusCode};
 
 use crate::host_port::{AddrError, HostPort};
 
@@ -85,11 +86,27 @@ pub async fn handshake(
     stream: &mut TcpStream,
     target: &WsTarget,
 ) -> Result<Vec<u8>, HandshakeError> {
+    handshake_with_cookie(stream, target, None).await
+}
+
+/// [`handshake`], sending `cookie` (`name=value`, a sign-in) with the request.
+pub async fn handshake_with_cookie(
+    stream: &mut TcpStream,
+    target: &WsTarget,
+    cookie: Option<&str>,
+) -> Result<Vec<u8>, HandshakeError> {
     let url = format!("ws://{}{}", target.host, target.path);
     let (request, key) = url
         .as_str()
         .into_client_request()
-        .and_then(generate_request)
+        .and_then(|mut request| {
+            if let Some(cookie) = cookie {
+                let value = HeaderValue::from_str(cookie)
+                    .map_err(|e| tungstenite::Error::HttpFormat(e.into()))?;
+                request.headers_mut().insert(COOKIE, value);
+            }
+            generate_request(request)
+        })
         .map_err(|error| HandshakeError::Request {
             url: url.clone(),
             error,
