@@ -571,3 +571,190 @@ async fn first_load_times_are_reported_cold_and_warm() {
     })
     .await;
 }
+
+/// libfaketime, as in `tests/clock.rs`: the server's clock runs this far ahead.
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+const AHEAD_MS: f64 = 3_500.0;
+/// Six probes (the first minute's budget) are out within about ten seconds;
+/// room for a busy machine.
+const CLOCK_TIMEOUT: Duration = Duration::from_secs(40);
+
+/// `timecho serve` with the page, its clock 3.5 s ahead of the browser's.
+fn ahead_gateway(args: &[&str]) -> Server {
+    browser_support::assert_page_built();
+    assert!(
+        std::path::Path::new(LIBFAKETIME).exists(),
+        "{LIBFAKETIME} is missing: `cargo xtask test` installs it (apt-get install faketime)"
+    );
+    let server = Server::start_with_env(
+        &[
+            ("LD_PRELOAD", LIBFAKETIME),
+            ("FAKETIME", "+3.5s"),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ],
+        args,
+    );
+    let (status, body) = browser_support::http_get(server.http_addr(), "/");
+    assert_eq!(status, 200, "GET / (is the page built in?):\n{body}");
+    server
+}
+
+/// The clock panel's estimate, as its attributes say it.
+#[derive(Debug, Deserialize)]
+struct ClockReading {
+    offset_ms: f64,
+    error_ms: f64,
+    words: String,
+    sparkline_points: usize,
+}
+
+/// Waits until the panel states an error bound under `tight_ms`, and checks
+/// that the true 3.5 s lies within it.
+async fn assert_panel_finds_the_offset(page: &Page, tight_ms: f64) -> ClockReading {
+    let reading = wait_until("an error bound that tight", CLOCK_TIMEOUT, || async {
+        let r: Option<ClockReading> = page
+            .eval(
+                r#"const c = document.querySelector('.clock[data-state="measured"]');
+                if (!c) return null;
+                return {
+                    offset_ms: parseFloat(c.dataset.offsetMs),
+                    error_ms: parseFloat(c.dataset.errorMs),
+                    words: c.querySelector('.offset').textContent,
+                    sparkline_points: c.querySelectorAll('.sparkline circle').length,
+                };"#,
+            )
+            .await;
+        match r {
+            Some(r) if r.error_ms < tight_ms => Ok(r),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    eprintln!("clock panel: {reading:?}");
+    assert!(
+        (reading.offset_ms - AHEAD_MS).abs() <= reading.error_ms,
+        "the panel's {} ms ± {} ms does not hold {AHEAD_MS} ms",
+        reading.offset_ms,
+        reading.error_ms
+    );
+    assert!(
+        reading.words.contains("behind the server, ±"),
+        "{reading:?}"
+    );
+    assert!(reading.sparkline_points >= 1, "{reading:?}");
+    reading
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clock_panel_finds_the_servers_second_boundary_with_ctime_stamps() {
+    let server = ahead_gateway(&["--utc"]);
+    let url = page_url(&server);
+    browser_test(
+        "the_clock_panel_finds_the_servers_second_boundary_with_ctime_stamps",
+        |browser| async move {
+            let page = browser.page("chat").await;
+            connected_chat(&page, &url).await;
+            // One-second stamps: placed probes narrow the second's boundary;
+            // the five after the first take ±500 ms to ±16 ms plus the round
+            // trip, within the first minute's budget of six.
+            let reading = assert_panel_finds_the_offset(&page, 50.0).await;
+            // The panel's clock is the server's (UTC here), not this device's:
+            // its seconds of the day against the browser's clock plus 3.5 s.
+            let apart: f64 = page
+                .eval(
+                    "const [h, m, s] = document.querySelector('.server-time')
+                        .textContent.split(':').map(Number);
+                    const shown = h * 3600 + m * 60 + s;
+                    const server = ((Date.now() + 3500) / 1000) % 86400;
+                    const d = Math.abs(shown - server);
+                    return Math.min(d, 86400 - d);",
+                )
+                .await;
+            assert!(apart <= 2.0, "server time {reading:?} is {apart} s off");
+            // The probes never show in the transcript.
+            let transcript = page.transcript().await;
+            assert!(transcript.replies.is_empty(), "{transcript:?}");
+            let text: String = page
+                .eval("return document.getElementById('transcript').textContent;")
+                .await;
+            assert!(!text.contains("timecho-clock-probe"), "{text:?}");
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clock_panel_reads_microsecond_rfc3339_stamps_directly_and_replies_show_their_round_trip(
+) {
+    let server = ahead_gateway(&["--time-format", "rfc3339", "--precision", "us"]);
+    let url = page_url(&server);
+    browser_test(
+        "the_clock_panel_reads_microsecond_rfc3339_stamps_directly_and_replies_show_their_round_trip",
+        |browser| async move {
+            let page = browser.page("chat").await;
+            connected_chat(&page, &url).await;
+            assert_panel_finds_the_offset(&page, 50.0).await;
+
+            for text in ["what time is it?", "and how far off am I?", "ping"] {
+                page.round_trip(text).await;
+            }
+            let rtts: Vec<f64> = page
+                .eval(
+                    "return [...document.querySelectorAll('#transcript .reply .rtt')]
+                        .map((r) => parseFloat(r.dataset.rttMs));",
+                )
+                .await;
+            assert_eq!(rtts.len(), 3, "{rtts:?}");
+            assert!(
+                rtts.iter().all(|&r| r > 0.0 && r < 5_000.0),
+                "{rtts:?}"
+            );
+            let transcript = page.transcript().await;
+            assert_eq!(transcript.replies.len(), 3, "only the messages: {transcript:?}");
+
+            let png = page.screenshot().await.expect("screenshot");
+            save_clock_screenshot(&png);
+        },
+    )
+    .await;
+}
+
+/// The README's picture of the panel, written as `save_docs_screenshot` does
+/// its own: when missing, or with `TIMECHO_UPDATE_SCREENSHOT` set.
+fn save_clock_screenshot(png: &[u8]) {
+    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/clock-panel.png");
+    if !docs.exists() || std::env::var_os("TIMECHO_UPDATE_SCREENSHOT").is_some() {
+        std::fs::write(&docs, png).expect("write docs/clock-panel.png");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_phone_width_the_measured_clock_panel_fits() {
+    let server = ahead_gateway(&["--utc"]);
+    let url = page_url(&server);
+    browser_test(
+        "at_phone_width_the_measured_clock_panel_fits",
+        |browser| async move {
+            let page = browser.page_with("phone", Window::phone(380, 800)).await;
+            connected_chat(&page, &url).await;
+            // Its longest words: a caption with a round trip, a bound in ms.
+            assert_panel_finds_the_offset(&page, 1_000.0).await;
+            page.round_trip("small screen").await;
+            let (width, scroll_width, panel_right): (f64, f64, f64) = page
+                .eval(
+                    "return [window.innerWidth, document.documentElement.scrollWidth,
+                        document.querySelector('.clock').getBoundingClientRect().right];",
+                )
+                .await;
+            // A page wider than the phone would make it zoom out (a wider
+            // layout viewport).
+            assert_eq!(width, 380.0, "the viewport stays phone-sized");
+            assert!(
+                scroll_width <= width,
+                "nothing scrolls sideways: {scroll_width}"
+            );
+            assert!(panel_right <= width, "the panel ends at {panel_right}");
+        },
+    )
+    .await;
+}

@@ -38,6 +38,10 @@ pub enum Command {
     Client(ClientArgs),
     /// Load-test a timestamp server over TCP or WebSocket and report throughput and latency.
     Bench(crate::bench::BenchArgs),
+    /// Measure how far this machine's clock is from a timestamp server's, with an
+    /// error bound (NTP's method; `htpdate`'s for one-second stamps). Exit status:
+    /// 0 within --max-offset, 1 beyond it, 2 when it could not measure.
+    Clock(ClockArgs),
     /// Print a `user:argon2-hash` line for a `--auth basic:FILE` file; the password
     /// is read from the terminal (not echoed) or from standard input.
     HashPassword {
@@ -393,6 +397,52 @@ pub struct ClientArgs {
 
     /// Give up on a reply after this long.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct ClockArgs {
+    /// Server address as HOST:PORT or HOST (port 8899).
+    #[arg(value_name = "ADDR", default_value = "127.0.0.1:8899")]
+    pub addr: String,
+
+    /// Connect to a unix stream socket instead.
+    #[arg(long, value_name = "PATH", conflicts_with = "udp")]
+    pub unix: Option<PathBuf>,
+
+    /// Probe with UDP datagrams; a lost one is skipped.
+    #[arg(long)]
+    pub udp: bool,
+
+    /// Connect with TLS (to a `serve --tcp-tls` listener).
+    #[arg(long, conflicts_with_all = ["udp", "unix"])]
+    pub tls: bool,
+
+    /// CA certificate(s) (PEM) to verify the server with, instead of the system's.
+    #[arg(long, value_name = "PATH", requires = "tls")]
+    pub ca: Option<PathBuf>,
+
+    /// How many probes to send. With one-second stamps each after the first
+    /// halves the error bound, down to about one round trip.
+    #[arg(long, value_name = "N", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub samples: u32,
+
+    /// Exit with status 1 when the clocks are further apart than this (e.g. 500ms).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub max_offset: Option<Duration>,
+
+    /// The server writes ctime stamps in UTC (`serve --utc`). A ctime stamp does
+    /// not name its zone; without this it is read in this machine's zone.
+    #[arg(long)]
+    pub utc: bool,
+
+    /// Print one JSON object instead of sentences.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Give up on a reply after this long (over UDP: skip that probe).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_positive_duration)]
     pub timeout: Duration,
 }
 

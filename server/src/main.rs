@@ -6,6 +6,7 @@ mod bench;
 mod bind;
 mod cli;
 mod client;
+mod clock_check;
 mod config;
 mod config_file;
 mod connection;
@@ -58,6 +59,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(*args),
         Command::Client(args) => client::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Clock(args) => Ok(clock_check::run(&args)),
         Command::HashPassword { user } => hash_password(&user),
     };
     match result {

@@ -2,6 +2,7 @@
 //! time stamps, the reply format, and the WebSocket relay contract.
 
 pub mod api;
+pub mod clock;
 pub mod line_codec;
 pub mod reconnect;
 pub mod relay;

@@ -6,7 +6,9 @@ use wasm_bindgen_futures::spawn_local;
 use yew::prelude::*;
 
 use crate::api;
-use crate::components::{Account, Composer, Credentials, SignIn, StatusBar, Transcript};
+use crate::components::{
+    Account, ClockPanel, Composer, Credentials, SignIn, StatusBar, Transcript,
+};
 use crate::state::{self, Access, Action, Chat};
 use crate::ws::use_relay;
 
@@ -119,6 +121,7 @@ pub fn App() -> Html {
                 <StatusBar connection={chat.connection.clone()} queued={chat.queued_count()}
                     on_retry={retry_now} />
             </header>
+            <ClockPanel panel={chat.clock.clone()} stamp={chat.settings.stamp.clone()} />
             <Transcript entries={chat.entries.clone()} />
             <Composer {on_send} connected={chat.connection.is_connected()} />
         </div>

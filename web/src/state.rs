@@ -2,6 +2,7 @@
 //! reducer that changes them. Free of web-sys, so its tests run natively.
 
 mod access;
+mod clock;
 mod close;
 mod entry;
 mod settings;
@@ -12,6 +13,7 @@ use timecho_shared::api::ServerConfig;
 use yew::Reducible;
 
 pub use access::{session_checked, signed_in, signed_out, Access, ApiReply, SessionAnswer};
+pub use clock::{measurable, sparkline_points, wall_clock_text, ClockPanel};
 pub use close::{describe_close, needs_sign_in, ABNORMAL_CLOSURE};
 pub use entry::{ClockTime, Delivery, Entry, EntryKind, Outgoing};
 pub use settings::{Settings, StampSettings};
@@ -63,16 +65,25 @@ impl Connection {
 pub enum Action {
     /// The user sent a message; it waits in the outbox until the socket takes it.
     Submit(String),
-    /// The socket took every queued message up to and including this id.
+    /// The socket took every queued message up to and including this id, at
+    /// `at` (ns since the epoch, this device's clock).
     Delivered {
         through: u64,
+        at: i64,
     },
     Connecting {
         attempt: u32,
     },
     Opened,
-    /// One text frame from the gateway: one reply line.
-    Received(String),
+    /// One text frame from the gateway: one reply line, arrived at `at`.
+    Received {
+        line: String,
+        at: i64,
+    },
+    /// The socket took the clock probe `ClockPanel::next_probe_line` at `at`.
+    ProbeSent {
+        at: i64,
+    },
     Closed {
         code: u16,
         reason: String,
@@ -99,6 +110,8 @@ pub struct Chat {
     pub access: Access,
     /// The server's limits and stamp layout; defaults until it says.
     pub settings: Settings,
+    /// The page's clock probes and what they found.
+    pub clock: ClockPanel,
     next_id: u64,
     /// The loss of connection last noted in the transcript, while nothing has
     /// been heard since: the outage goes on, and the first reply after it is
@@ -117,6 +130,7 @@ impl Default for Chat {
             },
             access: Access::Checking,
             settings: Settings::default(),
+            clock: ClockPanel::default(),
             next_id: 1,
             outage: None,
         }
@@ -137,9 +151,10 @@ impl Chat {
     pub fn apply(&mut self, action: Action) {
         match action {
             Action::Submit(text) => self.submit(text),
-            Action::Delivered { through } => self.update_outgoing(|id, msg| {
+            Action::Delivered { through, at } => self.update_outgoing(|id, msg| {
                 (msg.delivery == Delivery::Queued && id <= through).then(|| Outgoing {
                     delivery: Delivery::InFlight,
+                    sent_at: Some(at),
                     ..msg.clone()
                 })
             }),
@@ -155,7 +170,10 @@ impl Chat {
                 };
             }
             Action::Opened => self.connection = Connection::Connected,
-            Action::Received(line) => self.received(&line),
+            Action::Received { line, at } => self.received(&line, at),
+            Action::ProbeSent { at } => {
+                self.clock.probe_sent(at);
+            }
             Action::Closed {
                 code,
                 reason,
@@ -201,6 +219,18 @@ impl Chat {
                 self.push(EntryKind::Error(format!("Could not sign out: {reason}")))
             }
         }
+    }
+
+    /// When the next clock probe should leave, if one may: the socket is up,
+    /// the server has said how it writes stamps (a probe before that would
+    /// measure nothing), and the probe fits in the server's line limit.
+    pub fn probe_due(&self, now: i64) -> Option<i64> {
+        let fits = self.clock.next_probe_line().len() <= self.settings.max_message_bytes;
+        let measurable = clock::measurable(self.settings.stamp.as_ref()).is_some();
+        if !(self.connection.is_connected() && measurable && fits) {
+            return None;
+        }
+        self.clock.next_probe_at(now)
     }
 
     /// Messages waiting for the socket, oldest first.
@@ -266,27 +296,38 @@ impl Chat {
         }
     }
 
-    fn received(&mut self, line: &str) {
+    fn received(&mut self, line: &str, at: i64) {
         if self.outage.take().is_some() {
             self.push(EntryKind::Notice("Reconnected.".into()));
         }
+        // The page's own clock probe is answered on the panel, not here.
+        let stamp = self.settings.stamp.as_ref();
+        if self.clock.answered(line, at, stamp) {
+            return;
+        }
         // Replies come in the order the lines went out: this one answers the
         // oldest message still in flight.
-        let mut answered = false;
+        let mut answered = None;
         self.update_outgoing(|_, msg| {
-            if answered || msg.delivery != Delivery::InFlight {
+            if answered.is_some() || msg.delivery != Delivery::InFlight {
                 return None;
             }
-            answered = true;
+            answered = Some(msg.sent_at);
             Some(Outgoing {
                 delivery: Delivery::Echoed,
                 ..msg.clone()
             })
         });
-        self.push(entry::reply_entry(line));
+        let rtt = answered.flatten().map(|sent| at - sent);
+        if let Some(rtt) = rtt {
+            self.clock.rtt(at, rtt);
+        }
+        let format = self.settings.stamp.as_ref().map(|s| &s.format);
+        self.push(entry::reply_entry(line, format, rtt));
     }
 
     fn closed(&mut self, code: u16, reason: String, retry_in_ms: Option<u32>) {
+        self.clock.disconnected();
         if needs_sign_in(code) {
             let was_signed_in = self.access.user().is_some();
             self.access = Access::SignedOut {
@@ -341,6 +382,7 @@ impl Chat {
                 },
                 strikes: msg.strikes.saturating_add(strike),
                 text: msg.text.clone(),
+                sent_at: None,
             })
         });
     }
@@ -432,7 +474,110 @@ mod tests {
     }
 
     fn echo(text: &str) -> Action {
-        Action::Received(format!("[Tue Nov 24 21:35:36 2026] {text}"))
+        Action::Received {
+            line: format!("[Tue Nov 24 21:35:36 2026] {text}"),
+            at: 0,
+        }
+    }
+
+    fn ctime_config() -> Action {
+        let utc_ctime = StampFormat {
+            utc: true,
+            ..StampFormat::default()
+        };
+        Action::Configured(ServerConfig::new(
+            DEFAULT_MAX_LINE,
+            DEFAULT_MAX_LINE,
+            StampInfo::new(&utc_ctime, 0),
+            false,
+        ))
+    }
+
+    #[test]
+    fn a_reply_shows_the_round_trip_of_its_message() {
+        let chat = after([
+            Action::Opened,
+            submit("hello"),
+            Action::Delivered {
+                through: 1,
+                at: 5_000_000,
+            },
+            Action::Received {
+                line: "[Tue Nov 24 21:35:36 2026] hello".into(),
+                at: 7_250_000,
+            },
+        ]);
+        assert!(matches!(
+            &chat.entries[1].kind,
+            EntryKind::Reply {
+                rtt: Some(2_250_000),
+                ..
+            }
+        ));
+        assert_eq!(chat.clock.recent_rtts(7_250_000).count(), 1);
+    }
+
+    #[test]
+    fn a_clock_probes_echo_is_measured_and_not_shown() {
+        let mut chat = after([ctime_config(), Action::Opened, submit("hello")]);
+        let probe = chat.clock.next_probe_line();
+        // Sent between the message and its echo: replies come in order.
+        chat.apply(Action::Delivered { through: 2, at: 0 });
+        chat.apply(Action::ProbeSent { at: 1_000_000 });
+        chat.apply(echo("hello"));
+        chat.apply(Action::Received {
+            line: format!("[Tue Nov 24 21:35:36 2026] {probe}"),
+            at: 3_000_000,
+        });
+        assert_eq!(chat.entries.len(), 2, "{:?}", kinds(&chat));
+        assert!(matches!(&chat.entries[1].kind, EntryKind::Reply { text, .. } if text == "hello"));
+        assert!(chat.clock.bounds().is_some());
+        assert_eq!(
+            chat.clock.recent_rtts(3_000_000).collect::<Vec<_>>(),
+            // The message's (sent and echoed at 0 here), then the probe's.
+            vec![(0, 0), (3_000_000, 2_000_000)]
+        );
+    }
+
+    #[test]
+    fn a_lost_connection_forgets_the_probe_on_it() {
+        let mut chat = after([ctime_config(), Action::Opened]);
+        assert_eq!(chat.probe_due(0), Some(0));
+        chat.apply(Action::ProbeSent { at: 0 });
+        assert_eq!(chat.probe_due(0), None);
+        chat.apply(closed(close_code::UPSTREAM_ERROR, "gone"));
+        assert_eq!(chat.probe_due(0), None, "not while disconnected");
+        assert!(chat.clock.next_probe_at(0).is_some());
+        chat.apply(Action::Opened);
+        assert_eq!(chat.probe_due(0), Some(crate::state::clock::MIN_GAP));
+    }
+
+    #[test]
+    fn probes_wait_for_the_stamp_format_and_fit_the_line_limit() {
+        assert_eq!(after([Action::Opened]).probe_due(0), None, "format unknown");
+        let strftime = StampFormat {
+            format: TimeFormat::Strftime("%H:%M:%S".into()),
+            ..StampFormat::default()
+        };
+        let unreadable = Action::Configured(ServerConfig::new(
+            DEFAULT_MAX_LINE,
+            DEFAULT_MAX_LINE,
+            StampInfo::new(&strftime, 0),
+            false,
+        ));
+        assert_eq!(after([unreadable, Action::Opened]).probe_due(0), None);
+        // `timecho-clock-probe 1` is 21 bytes: a 20-byte limit would end the
+        // session for it (1009).
+        let tight = |max_line| {
+            Action::Configured(ServerConfig::new(
+                max_line,
+                DEFAULT_MAX_LINE,
+                StampInfo::new(&StampFormat::default(), 0),
+                false,
+            ))
+        };
+        assert_eq!(after([tight(20), Action::Opened]).probe_due(0), None);
+        assert_eq!(after([tight(21), Action::Opened]).probe_due(0), Some(0));
     }
 
     #[test]
@@ -450,7 +595,7 @@ mod tests {
         let chat = after([
             Action::Opened,
             submit("hello"),
-            Action::Delivered { through: 1 },
+            Action::Delivered { through: 1, at: 0 },
         ]);
         assert_eq!(chat.queued_count(), 0);
         assert_eq!(deliveries(&chat), [("hello".into(), Delivery::InFlight)]);
@@ -458,7 +603,7 @@ mod tests {
         let chat = after([
             Action::Opened,
             submit("hello"),
-            Action::Delivered { through: 1 },
+            Action::Delivered { through: 1, at: 0 },
             echo("hello"),
         ]);
         assert_eq!(deliveries(&chat), [("hello".into(), Delivery::Echoed)]);
@@ -479,7 +624,7 @@ mod tests {
             submit("b"),
             submit("c"),
             Action::Opened,
-            Action::Delivered { through: 2 },
+            Action::Delivered { through: 2, at: 0 },
         ]);
         assert_eq!(chat.outbox().collect::<Vec<_>>(), [(3, "c")]);
     }
@@ -490,8 +635,11 @@ mod tests {
             Action::Opened,
             submit("a"),
             submit("b"),
-            Action::Delivered { through: 2 },
-            Action::Received("error: line longer than 65536 bytes; discarded".into()),
+            Action::Delivered { through: 2, at: 0 },
+            Action::Received {
+                line: "error: line longer than 65536 bytes; discarded".into(),
+                at: 0,
+            },
         ]);
         assert_eq!(
             deliveries(&chat),
@@ -508,7 +656,7 @@ mod tests {
             Action::Opened,
             submit("a"),
             submit("b"),
-            Action::Delivered { through: 2 },
+            Action::Delivered { through: 2, at: 0 },
             echo("a"),
             closed(close_code::UPSTREAM_ERROR, "upstream down"),
         ]);
@@ -529,7 +677,7 @@ mod tests {
             submit("a"),
             submit("huge"),
             submit("b"),
-            Action::Delivered { through: 3 },
+            Action::Delivered { through: 3, at: 0 },
             closed(close_code::TOO_BIG, ""),
         ]);
         assert_eq!(
@@ -551,7 +699,7 @@ mod tests {
         let mut chat = after([submit("poison")]);
         let session = [
             Action::Opened,
-            Action::Delivered { through: 1 },
+            Action::Delivered { through: 1, at: 0 },
             closed(close_code::NORMAL, ""),
         ];
         for round in 1..=MAX_STRIKES {
@@ -574,7 +722,7 @@ mod tests {
         let mut chat = after([submit("patience")]);
         for _ in 0..20 {
             chat.apply(Action::Opened);
-            chat.apply(Action::Delivered { through: 1 });
+            chat.apply(Action::Delivered { through: 1, at: 0 });
             chat.apply(closed(close_code::UPSTREAM_ERROR, "upstream down"));
         }
         assert_eq!(deliveries(&chat), [("patience".into(), Delivery::Queued)]);
@@ -630,7 +778,7 @@ mod tests {
         let chat = after([
             Action::Opened,
             submit("in flight, long"),
-            Action::Delivered { through: 1 },
+            Action::Delivered { through: 1, at: 0 },
             submit("short"),
             submit("far too long"),
             submit("also too long"),
@@ -776,7 +924,10 @@ mod tests {
     fn long_transcripts_drop_the_oldest_but_never_an_undelivered_message() {
         let mut chat = after([submit("keep me")]);
         for i in 0..MAX_ENTRIES + 10 {
-            chat.apply(Action::Received(format!("[1793782701] {i}")));
+            chat.apply(Action::Received {
+                line: format!("[1793782701] {i}"),
+                at: 0,
+            });
         }
         assert_eq!(chat.entries.len(), MAX_ENTRIES);
         assert_eq!(chat.outbox().collect::<Vec<_>>(), [(1, "keep me")]);
@@ -828,7 +979,7 @@ mod tests {
             Action::Session(SessionAnswer::SignedIn("ada".into())),
             Action::Opened,
             submit("hello"),
-            Action::Delivered { through: 1 },
+            Action::Delivered { through: 1, at: 0 },
             Action::Closed {
                 code: close_code::POLICY,
                 reason: "sign in first".into(),
@@ -872,7 +1023,7 @@ mod tests {
             Action::Session(SessionAnswer::SignedIn("ada".into())),
             Action::Opened,
             submit("secret"),
-            Action::Delivered { through: 1 },
+            Action::Delivered { through: 1, at: 0 },
             echo("secret"),
             Action::SignedOut,
         ]);
@@ -908,7 +1059,10 @@ mod tests {
         let mut chat = after([Action::Opened]);
         for i in 0..MAX_ENTRIES * 2 {
             chat.apply(Action::Submit(i.to_string()));
-            chat.apply(Action::Delivered { through: u64::MAX });
+            chat.apply(Action::Delivered {
+                through: u64::MAX,
+                at: 0,
+            });
             chat.apply(echo(&i.to_string()));
         }
         let mut ids: Vec<_> = chat.entries.iter().map(|e| e.id).collect();

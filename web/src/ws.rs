@@ -1,5 +1,7 @@
 //! The socket to the gateway's `/ws` relay, as a hook: it connects, reconnects
-//! with backoff, turns socket events into `Action`s, and delivers the outbox.
+//! with backoff, turns socket events into `Action`s, delivers the outbox, and
+//! sends the clock probes when the panel's model says one is due (and the page
+//! is visible).
 //!
 //! Yew may render (and run effects) inside a `dispatch`, so no `RefCell` borrow
 //! is ever held across one.
@@ -14,8 +16,8 @@ use wasm_bindgen::prelude::*;
 use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 use yew::prelude::*;
 
-use crate::js_reason;
 use crate::state::{needs_sign_in, Action, Chat, ABNORMAL_CLOSURE};
+use crate::{js_reason, now_nanos};
 
 /// The relay's address for a page loaded with this protocol from this host:
 /// same host, `wss` when the page itself is https.
@@ -66,7 +68,27 @@ pub fn use_relay(chat: &UseReducerHandle<Chat>) -> Callback<()> {
             }
         });
     }
+    {
+        // The due time is the dependency: the effect runs again after each
+        // probe, echo and reconnection.
+        let relay = relay.clone();
+        let due = chat.probe_due(now_nanos());
+        let line = chat.clock.next_probe_line();
+        use_effect_with((due, line), move |(due, line)| {
+            relay.schedule_probe(*due, line.clone());
+            move || relay.cancel_probe()
+        });
+    }
     Callback::from(move |()| relay.retry_now())
+}
+
+/// A hidden page sends no probes; it looks again this much later (ms).
+const HIDDEN_RECHECK_MS: i64 = 5_000;
+
+fn page_visible() -> bool {
+    web_sys::window()
+        .and_then(|w| w.document())
+        .is_none_or(|d| d.visibility_state() == web_sys::VisibilityState::Visible)
 }
 
 /// The connection's life across sessions: at most one socket at a time, and a
@@ -84,6 +106,8 @@ struct Inner {
     /// so it is dropped at the next connect rather than inside that handler.
     retired: Option<Session>,
     retry: Option<Timeout>,
+    /// The next clock probe.
+    probe: Option<Timeout>,
     backoff: Backoff,
     next_session_id: u64,
     stopped: bool,
@@ -157,18 +181,53 @@ impl Relay {
             if session.socket.ready_state() != WebSocket::OPEN {
                 return;
             }
+            let at = now_nanos();
             let mut through = None;
             for (id, text) in outbox {
                 if session.socket.send_with_str(text).is_err() {
                     break;
                 }
-                through = Some(*id);
+                through = Some((*id, at));
             }
             through
         };
-        if let Some(through) = through {
-            self.dispatch.dispatch(Action::Delivered { through });
+        if let Some((through, at)) = through {
+            self.dispatch.dispatch(Action::Delivered { through, at });
         }
+    }
+
+    /// Sends `line`, a clock probe, at `due` (ns since the epoch), or none.
+    fn schedule_probe(self: &Rc<Self>, due: Option<i64>, line: String) {
+        let timer = due.map(|due| {
+            let delay = ((due - now_nanos()) / 1_000_000).clamp(0, i64::from(u32::MAX)) as u32;
+            let relay = Rc::downgrade(self);
+            Timeout::new(delay, move || probe_fired(&relay, line))
+        });
+        self.inner.borrow_mut().probe = timer;
+    }
+
+    fn cancel_probe(&self) {
+        self.inner.borrow_mut().probe = None;
+    }
+
+    fn send_probe(&self, line: &str) {
+        let at = {
+            let inner = self.inner.borrow();
+            let Some(session) = inner.session.as_ref() else {
+                return;
+            };
+            if session.socket.ready_state() != WebSocket::OPEN {
+                return;
+            }
+            // Read before the send: a send time too early only widens the
+            // bound, never makes it wrong.
+            let at = now_nanos();
+            if session.socket.send_with_str(line).is_err() {
+                return;
+            }
+            at
+        };
+        self.dispatch.dispatch(Action::ProbeSent { at });
     }
 
     fn retry_now(self: &Rc<Self>) {
@@ -202,6 +261,8 @@ impl Relay {
     }
 
     fn received(&self, id: u64, event: MessageEvent) {
+        // Read first: a time too late only widens the clock's bound.
+        let at = now_nanos();
         {
             let mut inner = self.inner.borrow_mut();
             match inner.session.as_mut() {
@@ -211,7 +272,7 @@ impl Relay {
         }
         // The relay speaks text; a binary frame has no line to show.
         if let Some(line) = event.data().as_string() {
-            self.dispatch.dispatch(Action::Received(line));
+            self.dispatch.dispatch(Action::Received { line, at });
         }
     }
 
@@ -285,6 +346,22 @@ fn retry_fired(relay: &Weak<Relay>) {
         timer.forget();
     }
     relay.connect();
+}
+
+fn probe_fired(relay: &Weak<Relay>, line: String) {
+    let Some(relay) = relay.upgrade() else {
+        return;
+    };
+    // As in `retry_fired`: this timer is running, so it is forgotten, not dropped.
+    let fired = relay.inner.borrow_mut().probe.take();
+    if let Some(timer) = fired {
+        timer.forget();
+    }
+    if page_visible() {
+        relay.send_probe(&line);
+    } else {
+        relay.schedule_probe(Some(now_nanos() + HIDDEN_RECHECK_MS * 1_000_000), line);
+    }
 }
 
 impl Session {

@@ -8,10 +8,10 @@
 //! side by side, so neither waits for the other; standard input and the line
 //! editor block, so they run on threads of their own (`input`).
 
-mod conn;
+pub(crate) mod conn;
 mod input;
-mod replies;
-mod udp;
+pub(crate) mod replies;
+pub(crate) mod udp;
 
 use std::io::{self, IsTerminal};
 use std::process::ExitCode;

@@ -13,7 +13,7 @@ use tokio::time::timeout;
 use crate::host_port::HostPort;
 
 /// The largest datagram.
-const MAX_DATAGRAM: usize = 65_536;
+pub const MAX_DATAGRAM: usize = 65_536;
 
 pub struct Exchange {
     socket: UdpSocket,
@@ -26,18 +26,7 @@ pub struct Exchange {
 
 impl Exchange {
     pub async fn open(target: &HostPort, timeout: Duration) -> anyhow::Result<Exchange> {
-        // A datagram tells nothing back: the name's preferred address it is.
-        let addr = target.resolve_first()?;
-        let local: SocketAddr = if addr.is_ipv4() {
-            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
-        } else {
-            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-        };
-        let socket = UdpSocket::bind(local).await?;
-        socket
-            .connect(addr)
-            .await
-            .with_context(|| format!("cannot reach {addr}"))?;
+        let (socket, addr) = connect(target).await?;
         Ok(Exchange {
             socket,
             addr,
@@ -79,6 +68,23 @@ impl Exchange {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A UDP socket that sends to `target` and hears only it.
+pub async fn connect(target: &HostPort) -> anyhow::Result<(UdpSocket, SocketAddr)> {
+    // A datagram tells nothing back: the name's preferred address it is.
+    let addr = target.resolve_first()?;
+    let local: SocketAddr = if addr.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = UdpSocket::bind(local).await?;
+    socket
+        .connect(addr)
+        .await
+        .with_context(|| format!("cannot reach {addr}"))?;
+    Ok((socket, addr))
 }
 
 fn print_reply(reply: &[u8]) -> io::Result<()> {

@@ -3,6 +3,7 @@
 
 use std::rc::Rc;
 
+use timecho_shared::clock::duration_words;
 use yew::prelude::*;
 
 use crate::state::{Delivery, Entry, EntryKind, Outgoing};
@@ -39,7 +40,12 @@ pub fn Message(props: &MessageProps) -> Html {
                 </li>
             }
         }
-        EntryKind::Reply { stamp, time, text } => {
+        EntryKind::Reply {
+            stamp,
+            time,
+            text,
+            rtt,
+        } => {
             let (shown, iso) = match time {
                 Some(t) => (t.short.clone(), Some(t.iso.clone())),
                 None => (stamp.clone(), None),
@@ -49,6 +55,12 @@ pub fn Message(props: &MessageProps) -> Html {
                     <time class="stamp" datetime={iso} title={stamp.clone()}
                         data-stamp={stamp.clone()}>{ shown }</time>
                     <span class="text">{ text }</span>
+                    if let Some(rtt) = rtt {
+                        <span class="rtt" title="Round trip: from sending to this reply"
+                            data-rtt-ms={format!("{:.3}", *rtt as f64 / 1e6)}>
+                            { duration_words(*rtt) }
+                        </span>
+                    }
                 </li>
             }
         }

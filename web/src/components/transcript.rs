@@ -75,7 +75,9 @@ pub fn Transcript(props: &TranscriptProps) -> Html {
 /// What a screen reader hears when this entry arrives; `None` for our own words.
 fn announcement(entry: &Entry) -> Option<String> {
     match &entry.kind {
-        EntryKind::Reply { time, text, stamp } => {
+        EntryKind::Reply {
+            time, text, stamp, ..
+        } => {
             let at = time.as_ref().map_or(stamp.as_str(), |t| t.short.as_str());
             Some(format!("{at}: {text}"))
         }

@@ -1,6 +1,6 @@
 //! Transcript entries, and how a reply line from the gateway becomes one.
 
-use timecho_shared::{Reply, Stamp};
+use timecho_shared::{Reply, Stamp, StampFormat};
 
 /// One line of the transcript.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,9 +18,12 @@ pub enum EntryKind {
     Reply {
         /// The stamp exactly as the server wrote it.
         stamp: String,
-        /// The stamp read back, when it is in one of the built-in formats.
+        /// The stamp read back in the server's format (or, before the page
+        /// knows it, in whichever built-in format it parses as).
         time: Option<ClockTime>,
         text: String,
+        /// From sending the message to this reply, when the page sent it.
+        rtt: Option<i64>,
     },
     /// The server refused a line, or the connection failed; meant for people.
     Error(String),
@@ -38,6 +41,8 @@ pub struct Outgoing {
     /// Sessions that died while this was in flight, in a way it may have caused
     /// (see `close::Blame`): a message that keeps killing sessions is given up.
     pub strikes: u8,
+    /// When the socket took it, by this device's clock (ns since the epoch).
+    pub sent_at: Option<i64>,
 }
 
 impl Outgoing {
@@ -46,6 +51,7 @@ impl Outgoing {
             text,
             delivery: Delivery::Queued,
             strikes: 0,
+            sent_at: None,
         }
     }
 }
@@ -83,8 +89,13 @@ pub struct ClockTime {
 }
 
 impl ClockTime {
-    pub fn read(stamp: &str) -> Option<ClockTime> {
-        let wall = Stamp::parse_any(stamp)?.wall_clock();
+    /// Reads `stamp` in `format`, the server's; without it, in any built-in one.
+    pub fn read(stamp: &str, format: Option<&StampFormat>) -> Option<ClockTime> {
+        let parsed = match format {
+            Some(format) => format.parse(stamp).ok(),
+            None => Stamp::parse_any(stamp),
+        };
+        let wall = parsed?.wall_clock();
         let has_fraction = wall.and_utc().timestamp_subsec_nanos() != 0;
         let (short, iso) = if has_fraction {
             ("%H:%M:%S%.3f", "%Y-%m-%dT%H:%M:%S%.3f")
@@ -98,13 +109,15 @@ impl ClockTime {
     }
 }
 
-/// The entry for one reply line.
-pub fn reply_entry(line: &str) -> EntryKind {
+/// The entry for one reply line, stamped in `format` when the page knows it,
+/// that answered a message sent `rtt` before.
+pub fn reply_entry(line: &str, format: Option<&StampFormat>, rtt: Option<i64>) -> EntryKind {
     match Reply::parse(line) {
         Reply::Stamped { stamp, text } => EntryKind::Reply {
             stamp: stamp.to_owned(),
-            time: ClockTime::read(stamp),
+            time: ClockTime::read(stamp, format),
             text: text.to_owned(),
+            rtt,
         },
         Reply::Error(reason) => EntryKind::Error(reason.to_owned()),
         Reply::Other(line) => EntryKind::Other(line.to_owned()),
@@ -118,7 +131,11 @@ mod tests {
     #[test]
     fn stamped_reply_shows_the_time_apart_from_the_text() {
         assert_eq!(
-            reply_entry("[Tue Nov 24 21:35:36 2026] hello [x]"),
+            reply_entry(
+                "[Tue Nov 24 21:35:36 2026] hello [x]",
+                None,
+                Some(1_500_000)
+            ),
             EntryKind::Reply {
                 stamp: "Tue Nov 24 21:35:36 2026".into(),
                 time: Some(ClockTime {
@@ -126,13 +143,14 @@ mod tests {
                     iso: "2026-11-24T21:35:36".into()
                 }),
                 text: "hello [x]".into(),
+                rtt: Some(1_500_000),
             }
         );
     }
 
     #[test]
     fn fractional_stamps_keep_milliseconds() {
-        let t = ClockTime::read("2026-11-24T21:35:36.250+01:00").expect("rfc3339 stamp");
+        let t = ClockTime::read("2026-11-24T21:35:36.250+01:00", None).expect("rfc3339 stamp");
         assert_eq!(t.short, "21:35:36.250");
         assert_eq!(t.iso, "2026-11-24T21:35:36.250");
     }
@@ -140,17 +158,37 @@ mod tests {
     #[test]
     fn unknown_stamp_is_kept_without_a_time() {
         assert!(matches!(
-            reply_entry("[tick 42] hi"),
-            EntryKind::Reply { stamp, time: None, text } if stamp == "tick 42" && text == "hi"
+            reply_entry("[tick 42] hi", None, None),
+            EntryKind::Reply { stamp, time: None, text, rtt: None } if stamp == "tick 42" && text == "hi"
         ));
     }
 
     #[test]
     fn server_errors_and_foreign_lines_are_told_apart() {
         assert_eq!(
-            reply_entry("error: line longer than 65536 bytes; discarded"),
+            reply_entry("error: line longer than 65536 bytes; discarded", None, None),
             EntryKind::Error("line longer than 65536 bytes; discarded".into())
         );
-        assert_eq!(reply_entry("hello"), EntryKind::Other("hello".into()));
+        assert_eq!(
+            reply_entry("hello", None, None),
+            EntryKind::Other("hello".into())
+        );
+    }
+
+    #[test]
+    fn a_known_format_is_read_as_the_server_wrote_it_and_nothing_else() {
+        let unix = StampFormat {
+            format: timecho_shared::TimeFormat::Unix,
+            precision: timecho_shared::Precision::Millis,
+            utc: true,
+        };
+        // A number read as unix seconds, since the server says that is the format...
+        let t = ClockTime::read("1795622560.125", Some(&unix)).expect("a unix stamp");
+        assert_eq!(t.iso, "2026-11-25T16:02:40.125");
+        // ...and a ctime stamp is not this server's: no guessing.
+        assert_eq!(
+            ClockTime::read("Tue Nov 24 21:35:36 2026", Some(&unix)),
+            None
+        );
     }
 }

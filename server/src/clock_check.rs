@@ -1,0 +1,333 @@
+//! `timecho clock`: how far this machine's clock is from a timestamp server's,
+//! measured with probes over TCP, TLS, a unix socket or UDP, and checked
+//! against `--max-offset` so that it can serve as a monitoring check, the way
+//! `ntpdate -q` or a Nagios NTP check is used.
+//!
+//! The arithmetic (bounds per exchange, their intersection, where to place the
+//! next probe for one-second stamps) is `timecho_shared::clock`, the page's too.
+//! This module only sends the probes, times them and reports.
+
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, Context as _};
+use serde::Serialize;
+use timecho_shared::clock::{self, Bounds, Estimator, Sample};
+use timecho_shared::reply::ReplyBytes;
+use timecho_shared::Stamp;
+use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::net::UdpSocket;
+
+use crate::cli::ClockArgs;
+use crate::client::conn::{self, Conn};
+use crate::client::replies::Replies;
+use crate::client::udp;
+use crate::host_port::HostPort;
+
+const EXIT_OK: u8 = 0;
+const EXIT_OFFSET: u8 = 1;
+const EXIT_ERROR: u8 = 2;
+
+pub fn run(args: &ClockArgs) -> ExitCode {
+    let measured = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+        .and_then(|runtime| runtime.block_on(measure(args)));
+    match measured.and_then(|m| report(args, &m)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("timecho: {e:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+/// The outcome of a run of probes.
+struct Measurement {
+    bounds: Bounds,
+    best_rtt: i64,
+    answered: u32,
+    sent: u32,
+}
+
+/// The client's clock as nanoseconds since the epoch, read from the monotonic
+/// clock after one reading of the wall clock, so that a step during the run
+/// does not look like a round trip.
+struct ClientClock {
+    wall: i64,
+    start: Instant,
+}
+
+impl ClientClock {
+    fn new() -> anyhow::Result<ClientClock> {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .context("this machine's clock is before 1970")?;
+        Ok(ClientClock {
+            wall: i64::try_from(wall.as_nanos()).context("this machine's clock is past 2262")?,
+            start: Instant::now(),
+        })
+    }
+
+    fn at(&self, t: Instant) -> i64 {
+        self.wall + t.duration_since(self.start).as_nanos() as i64
+    }
+
+    fn instant(&self, nanos: i64) -> Instant {
+        self.start + Duration::from_nanos((nanos - self.wall).max(0) as u64)
+    }
+}
+
+/// One way of sending a probe and reading its echo.
+enum Probes {
+    Stream {
+        replies: Replies<ReadHalf<Conn>>,
+        write: WriteHalf<Conn>,
+    },
+    Datagram {
+        socket: UdpSocket,
+        buf: Vec<u8>,
+    },
+}
+
+impl Probes {
+    async fn open(args: &ClockArgs) -> anyhow::Result<Probes> {
+        let target =
+            || -> anyhow::Result<HostPort> { Ok(HostPort::parse_or_default_port(&args.addr)?) };
+        let conn = match &args.unix {
+            Some(path) => conn::unix(path).await?,
+            None if args.udp => {
+                let (socket, _) = udp::connect(&target()?).await?;
+                return Ok(Probes::Datagram {
+                    socket,
+                    buf: vec![0; udp::MAX_DATAGRAM],
+                });
+            }
+            None if args.tls => conn::tls(&target()?, args.ca.as_deref()).await?,
+            None => conn::tcp(&target()?).await?,
+        };
+        let (read, write) = tokio::io::split(conn);
+        Ok(Probes::Stream {
+            replies: Replies::new(read),
+            write,
+        })
+    }
+
+    /// Sends `probe` and returns the stamp of its echo and when it arrived;
+    /// `None` when a datagram's echo did not come within `timeout`.
+    async fn exchange(
+        &mut self,
+        probe: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<Option<(String, Instant)>> {
+        match self {
+            Probes::Stream { replies, write } => {
+                write.write_all(format!("{probe}\n").as_bytes()).await?;
+                // TLS holds records back until flushed.
+                write.flush().await.context("cannot send")?;
+                let mut line = Vec::new();
+                replies.print_one(timeout, &mut line).await?;
+                let received = Instant::now();
+                let line = line.strip_suffix(b"\n").unwrap_or(&line);
+                echo_stamp(line, probe)
+                    .map(|stamp| Some((stamp, received)))
+                    .ok_or_else(|| {
+                        anyhow!(
+                            "unexpected reply to {probe:?}: {:?}",
+                            String::from_utf8_lossy(line)
+                        )
+                    })
+            }
+            Probes::Datagram { socket, buf } => {
+                socket.send(probe.as_bytes()).await.context("cannot send")?;
+                let deadline = tokio::time::Instant::now() + timeout;
+                // A late echo of an earlier probe is not this one's.
+                loop {
+                    let n = match tokio::time::timeout_at(deadline, socket.recv(buf)).await {
+                        Ok(n) => n.context("cannot receive")?,
+                        Err(_) => return Ok(None),
+                    };
+                    let received = Instant::now();
+                    let reply = &buf[..n];
+                    let reply = reply.strip_suffix(b"\n").unwrap_or(reply);
+                    if let Some(stamp) = echo_stamp(reply, probe) {
+                        return Ok(Some((stamp, received)));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The stamp of `line` if it is the echo of `probe`.
+fn echo_stamp(line: &[u8], probe: &str) -> Option<String> {
+    match ReplyBytes::parse(line) {
+        ReplyBytes::Stamped { stamp, text } if text == probe.as_bytes() => {
+            String::from_utf8(stamp.to_vec()).ok()
+        }
+        _ => None,
+    }
+}
+
+/// The stamp's instant and how long one stamp lasts, read from its text: the
+/// command talks to a line server, which has no way to say its format.
+fn read_stamp(text: &str, utc_offset_seconds: i32) -> anyhow::Result<(i64, i64)> {
+    let stamp = Stamp::parse_any(text).ok_or_else(|| {
+        anyhow!(
+            "cannot read the stamp {text:?}: `timecho clock` needs ctime, rfc3339 or unix stamps"
+        )
+    })?;
+    let nanos = clock::stamp_nanos(&stamp, utc_offset_seconds)
+        .ok_or_else(|| anyhow!("the stamp {text:?} is out of range"))?;
+    // The server truncates its clock to as many fractional digits as it prints.
+    let digits = match text.split_once('.') {
+        Some((_, fraction)) => fraction.bytes().take_while(u8::is_ascii_digit).count(),
+        None => 0,
+    };
+    Ok((nanos, 10i64.pow(9 - digits.min(9) as u32)))
+}
+
+async fn measure(args: &ClockArgs) -> anyhow::Result<Measurement> {
+    let utc_offset_seconds = if args.utc {
+        0
+    } else {
+        chrono::Local::now().offset().local_minus_utc()
+    };
+    let mut probes = Probes::open(args).await?;
+    let client = ClientClock::new()?;
+    let mut estimator = Estimator::new(args.samples as usize);
+    let mut answered = 0;
+    for n in 0..args.samples {
+        let now = client.at(Instant::now());
+        if let Some(at) = estimator.next_probe(now) {
+            tokio::time::sleep_until(client.instant(at).into()).await;
+        }
+        let probe = clock::probe_line(n.into());
+        let sent = Instant::now();
+        let Some((stamp, received)) = probes.exchange(&probe, args.timeout).await? else {
+            continue;
+        };
+        let (stamp, tick) = read_stamp(&stamp, utc_offset_seconds)?;
+        answered += 1;
+        estimator.add(Sample {
+            sent: client.at(sent),
+            received: client.at(received),
+            stamp,
+            tick,
+        });
+    }
+    let (Some(bounds), Some(best)) = (estimator.bounds(), estimator.best()) else {
+        return Err(anyhow!(
+            "none of {} probes was answered within {:?}",
+            args.samples,
+            args.timeout
+        ));
+    };
+    Ok(Measurement {
+        bounds,
+        best_rtt: best.rtt(),
+        answered,
+        sent: args.samples,
+    })
+}
+
+/// `--json`'s object; times in milliseconds, the offset is the server's clock
+/// minus this machine's.
+#[derive(Serialize)]
+struct Report<'a> {
+    server: &'a str,
+    offset_ms: f64,
+    error_ms: f64,
+    rtt_ms: f64,
+    samples: u32,
+    answered: u32,
+    max_offset_ms: Option<f64>,
+    within_max_offset: bool,
+    summary: String,
+}
+
+fn millis(nanos: i64) -> f64 {
+    nanos as f64 / 1e6
+}
+
+fn report(args: &ClockArgs, m: &Measurement) -> anyhow::Result<u8> {
+    let offset = m.bounds.offset();
+    let within = args
+        .max_offset
+        .is_none_or(|max| offset.unsigned_abs() as u128 <= max.as_nanos());
+    let server = match &args.unix {
+        Some(path) => path.display().to_string(),
+        None => args.addr.clone(),
+    };
+    let report = Report {
+        server: &server,
+        offset_ms: millis(offset),
+        error_ms: millis(m.bounds.error()),
+        rtt_ms: millis(m.best_rtt),
+        samples: m.sent,
+        answered: m.answered,
+        max_offset_ms: args.max_offset.map(|d| d.as_secs_f64() * 1e3),
+        within_max_offset: within,
+        summary: clock::describe(&m.bounds),
+    };
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        writeln!(out, "{}: {}", report.server, report.summary)?;
+        writeln!(
+            out,
+            "offset {:+.3} ms, error ±{:.3} ms, best round trip {:.3} ms, {} of {} probes answered",
+            report.offset_ms, report.error_ms, report.rtt_ms, report.answered, report.samples
+        )?;
+        if let (false, Some(max)) = (within, args.max_offset) {
+            writeln!(out, "the offset is beyond --max-offset {max:?}")?;
+        }
+    }
+    Ok(if within { EXIT_OK } else { EXIT_OFFSET })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_echo_of_the_probe_gives_its_stamp() {
+        let probe = clock::probe_line(3);
+        let line = format!("[Wed Nov 25 16:02:40 2026] {probe}");
+        assert_eq!(
+            echo_stamp(line.as_bytes(), &probe).as_deref(),
+            Some("Wed Nov 25 16:02:40 2026")
+        );
+        let other = format!("[Wed Nov 25 16:02:40 2026] {}", clock::probe_line(2));
+        assert_eq!(echo_stamp(other.as_bytes(), &probe), None);
+        assert_eq!(echo_stamp(b"error: too long", &probe), None);
+    }
+
+    #[test]
+    fn a_stamps_resolution_is_the_digits_it_prints() {
+        assert_eq!(
+            read_stamp("Wed Nov 25 16:02:40 2026", 0).unwrap().1,
+            1_000_000_000
+        );
+        let (nanos, tick) = read_stamp("2026-11-25T16:02:40.000250Z", 3600).unwrap();
+        assert_eq!((nanos, tick), (1_795_622_560_000_250_000, 1_000));
+        assert_eq!(
+            read_stamp("1795622560.125", 0).unwrap(),
+            (1_795_622_560_125_000_000, 1_000_000)
+        );
+        assert_eq!(read_stamp("1795622560", 0).unwrap().1, 1_000_000_000);
+        let err = read_stamp("16:02", 0).unwrap_err().to_string();
+        assert!(err.contains("ctime, rfc3339 or unix"), "{err}");
+    }
+
+    #[test]
+    fn a_ctime_stamp_is_read_in_the_servers_zone() {
+        let (utc, _) = read_stamp("Wed Nov 25 16:02:40 2026", 0).unwrap();
+        let (east, _) = read_stamp("Wed Nov 25 16:02:40 2026", 3600).unwrap();
+        assert_eq!(utc - east, 3_600_000_000_000);
+    }
+}

@@ -1,0 +1,360 @@
+//! The clock panel's model: the page's own probes (when to send the next, how
+//! many a minute), what their echoes say of this device's clock
+//! (`timecho_shared::clock` does the arithmetic), and the round trips of the
+//! last minute for the sparkline.
+//!
+//! Times are nanoseconds since the epoch by this device's clock
+//! (`performance.timeOrigin + performance.now()`).
+
+use std::collections::VecDeque;
+
+use timecho_shared::clock::{probe_line, stamp_nanos, Bounds, Estimator, Sample};
+use timecho_shared::{Reply, TimeFormat};
+
+use super::StampSettings;
+
+const SECOND: i64 = 1_000_000_000;
+/// At most this many probes in any minute: a handful, while the page is visible.
+pub const PROBES_PER_MINUTE: usize = 6;
+/// The sparkline's span.
+pub const RTT_WINDOW: i64 = 60 * SECOND;
+/// Probes are at least this far apart...
+pub const MIN_GAP: i64 = SECOND;
+/// ...and, once the estimate is as good as placed probes make it, this far.
+const STEADY_GAP: i64 = 10 * SECOND;
+/// Samples kept: a minute and more of probes, all of a boundary search.
+const KEEP: usize = 12;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClockPanel {
+    estimator: Estimator,
+    /// The probe on the wire: its number and when it left.
+    in_flight: Option<(u64, i64)>,
+    next_number: u64,
+    /// When the probes of the last minute left, oldest first.
+    recent_sends: VecDeque<i64>,
+    /// (when it arrived, round trip) of every echo, probes and messages, for
+    /// the last minute.
+    rtts: VecDeque<(i64, i64)>,
+}
+
+impl Default for ClockPanel {
+    fn default() -> Self {
+        ClockPanel {
+            estimator: Estimator::new(KEEP),
+            in_flight: None,
+            next_number: 1,
+            recent_sends: VecDeque::new(),
+            rtts: VecDeque::new(),
+        }
+    }
+}
+
+/// Whether the page can estimate from these stamps: it must know their
+/// format (from `/api/config`, never guessed from text) and their resolution,
+/// which a strftime pattern does not tell.
+pub fn measurable(stamp: Option<&StampSettings>) -> Option<&StampSettings> {
+    stamp.filter(|s| !matches!(s.format.format, TimeFormat::Strftime(_)))
+}
+
+impl ClockPanel {
+    /// The offset's bounds, once a probe has been answered.
+    pub fn bounds(&self) -> Option<Bounds> {
+        self.estimator.bounds()
+    }
+
+    /// When the next probe should leave (it may be now or past), or `None`
+    /// while one is on the wire.
+    pub fn next_probe_at(&self, now: i64) -> Option<i64> {
+        if self.in_flight.is_some() {
+            return None;
+        }
+        let last = self.recent_sends.back().copied();
+        let mut earliest = last.map_or(now, |t| t + MIN_GAP).max(now);
+        // The budget: the oldest of the last six sends must be a minute old.
+        if let (true, Some(oldest)) = (
+            self.recent_sends.len() >= PROBES_PER_MINUTE,
+            self.recent_sends.front(),
+        ) {
+            earliest = earliest.max(oldest + RTT_WINDOW);
+        }
+        Some(match self.estimator.next_probe(earliest) {
+            Some(placed) => placed,
+            // Nothing to narrow: a few quick samples for a low round trip,
+            // then one now and then to follow drift.
+            None if self.estimator.samples().count() < 3 => earliest,
+            None => earliest.max(last.map_or(now, |t| t + STEADY_GAP)),
+        })
+    }
+
+    /// The line the next probe sends.
+    pub fn next_probe_line(&self) -> String {
+        probe_line(self.next_number)
+    }
+
+    /// The probe `next_probe_line` gave left at `at`: its line.
+    pub fn probe_sent(&mut self, at: i64) -> String {
+        let number = self.next_number;
+        self.next_number += 1;
+        self.in_flight = Some((number, at));
+        self.recent_sends.push_back(at);
+        while self.recent_sends.len() > PROBES_PER_MINUTE {
+            self.recent_sends.pop_front();
+        }
+        probe_line(number)
+    }
+
+    /// A reply line arrived at `at`: true if it is the echo of our probe, which
+    /// is then taken as a sample and not shown.
+    pub fn answered(&mut self, line: &str, at: i64, stamp: Option<&StampSettings>) -> bool {
+        let Some((number, sent)) = self.in_flight else {
+            return false;
+        };
+        let Reply::Stamped {
+            stamp: text,
+            text: echoed,
+        } = Reply::parse(line)
+        else {
+            return false;
+        };
+        if echoed != probe_line(number) {
+            return false;
+        }
+        self.in_flight = None;
+        self.rtt(at, at - sent);
+        let reading = measurable(stamp).and_then(|s| {
+            let parsed = s.format.parse(text).ok()?;
+            Some((
+                stamp_nanos(&parsed, s.utc_offset_seconds)?,
+                s.format.tick_nanos(),
+            ))
+        });
+        if let Some((stamp, tick)) = reading {
+            self.estimator.add(Sample {
+                sent,
+                received: at,
+                stamp,
+                tick,
+            });
+        }
+        true
+    }
+
+    /// The socket closed: a probe on it will not be answered.
+    pub fn disconnected(&mut self) {
+        self.in_flight = None;
+    }
+
+    /// Notes a round trip that ended at `at` (a message's or a probe's).
+    pub fn rtt(&mut self, at: i64, rtt: i64) {
+        self.rtts.push_back((at, rtt));
+        while self
+            .rtts
+            .front()
+            .is_some_and(|&(t, _)| t <= at - RTT_WINDOW)
+        {
+            self.rtts.pop_front();
+        }
+    }
+
+    /// The round trips that ended within the minute before `now`, oldest first.
+    pub fn recent_rtts(&self, now: i64) -> impl Iterator<Item = (i64, i64)> + '_ {
+        self.rtts
+            .iter()
+            .copied()
+            .filter(move |&(t, _)| t > now - RTT_WINDOW)
+    }
+}
+
+/// `16:02:43` for the instant `nanos` in a zone `utc_offset_seconds` east of UTC.
+pub fn wall_clock_text(nanos: i64, utc_offset_seconds: i32) -> String {
+    let seconds = nanos.div_euclid(SECOND) + i64::from(utc_offset_seconds);
+    let of_day = seconds.rem_euclid(86_400);
+    format!(
+        "{:02}:{:02}:{:02}",
+        of_day / 3_600,
+        of_day % 3_600 / 60,
+        of_day % 60
+    )
+}
+
+/// The sparkline's points in a `width` x `height` box: time runs left to
+/// right over the last minute, the longest round trip touches the top.
+pub fn sparkline_points(rtts: &[(i64, i64)], now: i64, width: f64, height: f64) -> Vec<(f64, f64)> {
+    let longest = rtts.iter().map(|&(_, r)| r).max().unwrap_or(1).max(1) as f64;
+    rtts.iter()
+        .map(|&(t, rtt)| {
+            let x = width * (1.0 - (now - t) as f64 / RTT_WINDOW as f64);
+            let y = height * (1.0 - rtt as f64 / longest);
+            (x, y)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use timecho_shared::{Precision, StampFormat};
+
+    const MS: i64 = 1_000_000;
+    const T0: i64 = 1_795_622_560 * SECOND;
+
+    fn settings(format: TimeFormat, precision: Precision) -> StampSettings {
+        StampSettings {
+            format: StampFormat {
+                format,
+                precision,
+                utc: true,
+            },
+            utc_offset_seconds: 0,
+        }
+    }
+
+    fn ctime() -> StampSettings {
+        settings(TimeFormat::Ctime, Precision::Seconds)
+    }
+
+    #[test]
+    fn the_first_probe_goes_at_once_and_waits_for_its_echo() {
+        let mut panel = ClockPanel::default();
+        assert_eq!(panel.next_probe_at(T0), Some(T0));
+        assert_eq!(panel.next_probe_line(), "timecho-clock-probe 1");
+        assert_eq!(panel.probe_sent(T0), "timecho-clock-probe 1");
+        assert_eq!(panel.next_probe_line(), "timecho-clock-probe 2");
+        assert_eq!(panel.next_probe_at(T0 + SECOND), None);
+    }
+
+    #[test]
+    fn the_echo_of_a_probe_is_a_sample_and_not_shown() {
+        let mut panel = ClockPanel::default();
+        let probe = panel.probe_sent(T0);
+        let s = ctime();
+        // A message's echo is not the probe's.
+        assert!(!panel.answered("[Wed Nov 25 16:02:43 2026] hello", T0 + MS, Some(&s)));
+        let line = format!("[Wed Nov 25 16:02:43 2026] {probe}");
+        assert!(panel.answered(&line, T0 + 2 * MS, Some(&s)));
+        let b = panel.bounds().expect("a sample");
+        // The server's 16:02:43 is 3 s after T0's 16:02:40.
+        assert_eq!(b.low, 3 * SECOND - 2 * MS);
+        assert_eq!(b.high, 4 * SECOND);
+        // The same echo again is not awaited any more.
+        assert!(!panel.answered(&line, T0 + 3 * MS, Some(&s)));
+    }
+
+    #[test]
+    fn without_a_known_format_an_echo_is_swallowed_but_not_measured() {
+        let mut panel = ClockPanel::default();
+        let probe = panel.probe_sent(T0);
+        let line = format!("[Wed Nov 25 16:02:43 2026] {probe}");
+        assert!(panel.answered(&line, T0 + MS, None));
+        assert_eq!(panel.bounds(), None);
+        let mut strftime = ClockPanel::default();
+        let probe = strftime.probe_sent(T0);
+        let s = settings(
+            TimeFormat::Strftime("%Y-%m-%d %H:%M:%S".into()),
+            Precision::Seconds,
+        );
+        let line = format!("[2026-11-25 16:02:43] {probe}");
+        assert!(strftime.answered(&line, T0 + MS, Some(&s)));
+        assert_eq!(strftime.bounds(), None);
+        assert_eq!(strftime.recent_rtts(T0 + MS).count(), 1);
+    }
+
+    #[test]
+    fn one_second_stamps_place_the_next_probe_at_the_boundary() {
+        let mut panel = ClockPanel::default();
+        let probe = panel.probe_sent(T0);
+        let line = format!("[Wed Nov 25 16:02:43 2026] {probe}");
+        panel.answered(&line, T0 + 2 * MS, Some(&ctime()));
+        // Offset 2.998..=4 s, middle 3.499 s: second 16:02:44 starts at client
+        // T0 + 0.501 s, too soon after the first probe; 16:02:45 at T0 + 1.501 s.
+        assert_eq!(panel.next_probe_at(T0 + 2 * MS), Some(T0 + 1_500 * MS));
+    }
+
+    #[test]
+    fn precise_stamps_take_a_few_quick_samples_then_one_every_ten_seconds() {
+        let s = settings(TimeFormat::Rfc3339, Precision::Micros);
+        let mut panel = ClockPanel::default();
+        let mut now = T0;
+        for n in 1..=4 {
+            let due = panel.next_probe_at(now).unwrap();
+            let expected = if n <= 3 {
+                now
+            } else {
+                T0 + 2 * SECOND + 10 * SECOND
+            };
+            assert_eq!(due, expected, "probe {n}");
+            let probe = panel.probe_sent(due);
+            // The server is 3.5 s ahead.
+            let second = 43 + (due - T0) / SECOND;
+            let line = format!("[2026-11-25T16:02:{second:02}.500000Z] {probe}");
+            assert!(panel.answered(&line, due + MS, Some(&s)));
+            now = due + SECOND;
+        }
+    }
+
+    #[test]
+    fn no_more_than_six_probes_leave_in_any_minute() {
+        let mut panel = ClockPanel::default();
+        for i in 0..6 {
+            let at = T0 + i * 2 * SECOND;
+            panel.probe_sent(at);
+            panel.disconnected();
+        }
+        // The seventh waits until a minute after the first.
+        assert_eq!(
+            panel.next_probe_at(T0 + 11 * SECOND),
+            Some(T0 + 60 * SECOND)
+        );
+        panel.probe_sent(T0 + 60 * SECOND);
+        panel.disconnected();
+        // Then a minute after the second.
+        assert_eq!(
+            panel.next_probe_at(T0 + 61 * SECOND),
+            Some(T0 + 62 * SECOND)
+        );
+    }
+
+    #[test]
+    fn probes_are_a_second_apart_at_least() {
+        let mut panel = ClockPanel::default();
+        panel.probe_sent(T0);
+        panel.disconnected();
+        assert_eq!(panel.next_probe_at(T0 + MS), Some(T0 + SECOND));
+    }
+
+    #[test]
+    fn round_trips_older_than_a_minute_leave_the_sparkline() {
+        let mut panel = ClockPanel::default();
+        panel.rtt(T0, 5 * MS);
+        panel.rtt(T0 + 30 * SECOND, 7 * MS);
+        assert_eq!(panel.recent_rtts(T0 + 59 * SECOND).count(), 2);
+        assert_eq!(
+            panel.recent_rtts(T0 + 60 * SECOND).collect::<Vec<_>>(),
+            vec![(T0 + 30 * SECOND, 7 * MS)]
+        );
+        panel.rtt(T0 + 60 * SECOND, 9 * MS);
+        assert_eq!(panel.rtts.len(), 2);
+    }
+
+    #[test]
+    fn the_servers_time_reads_in_its_zone() {
+        assert_eq!(wall_clock_text(T0 + 999 * MS, 0), "16:02:40");
+        assert_eq!(wall_clock_text(T0, 3_600 + 30 * 60), "17:32:40");
+        assert_eq!(wall_clock_text(T0, -17 * 3_600), "23:02:40");
+    }
+
+    #[test]
+    fn sparkline_puts_the_longest_round_trip_at_the_top_and_now_at_the_right() {
+        let rtts = [
+            (T0, 2 * MS),
+            (T0 + 30 * SECOND, 4 * MS),
+            (T0 + 60 * SECOND, MS),
+        ];
+        assert_eq!(
+            sparkline_points(&rtts, T0 + 60 * SECOND, 120.0, 20.0),
+            vec![(0.0, 10.0), (60.0, 0.0), (120.0, 15.0)]
+        );
+        assert_eq!(sparkline_points(&[], T0, 120.0, 20.0), vec![]);
+    }
+}
