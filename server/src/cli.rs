@@ -372,8 +372,9 @@ pub struct ServeArgs {
     pub log: String,
 }
 
+/// Which timestamp server a client command talks to, and how.
 #[derive(Debug, Args)]
-pub struct ClientArgs {
+pub struct ServerTarget {
     /// Server address as HOST:PORT or HOST (port 8899).
     #[arg(value_name = "ADDR", default_value = "127.0.0.1:8899")]
     pub addr: String,
@@ -382,7 +383,7 @@ pub struct ClientArgs {
     #[arg(long, value_name = "PATH", conflicts_with = "udp")]
     pub unix: Option<PathBuf>,
 
-    /// Send each line as a UDP datagram.
+    /// Use UDP datagrams, one line each (`clock` skips a lost probe).
     #[arg(long)]
     pub udp: bool,
 
@@ -394,6 +395,12 @@ pub struct ClientArgs {
     /// CA certificate(s) (PEM) to verify the server with, instead of the system's.
     #[arg(long, value_name = "PATH", requires = "tls")]
     pub ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    #[command(flatten)]
+    pub server: ServerTarget,
 
     /// Give up on a reply after this long.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
@@ -402,25 +409,8 @@ pub struct ClientArgs {
 
 #[derive(Debug, Args)]
 pub struct ClockArgs {
-    /// Server address as HOST:PORT or HOST (port 8899).
-    #[arg(value_name = "ADDR", default_value = "127.0.0.1:8899")]
-    pub addr: String,
-
-    /// Connect to a unix stream socket instead.
-    #[arg(long, value_name = "PATH", conflicts_with = "udp")]
-    pub unix: Option<PathBuf>,
-
-    /// Probe with UDP datagrams; a lost one is skipped.
-    #[arg(long)]
-    pub udp: bool,
-
-    /// Connect with TLS (to a `serve --tcp-tls` listener).
-    #[arg(long, conflicts_with_all = ["udp", "unix"])]
-    pub tls: bool,
-
-    /// CA certificate(s) (PEM) to verify the server with, instead of the system's.
-    #[arg(long, value_name = "PATH", requires = "tls")]
-    pub ca: Option<PathBuf>,
+    #[command(flatten)]
+    pub server: ServerTarget,
 
     /// How many probes to send. With one-second stamps each after the first
     /// halves the error bound, down to about one round trip.

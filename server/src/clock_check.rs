@@ -20,10 +20,10 @@ use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::UdpSocket;
 
 use crate::cli::ClockArgs;
-use crate::client::conn::{self, Conn};
+use crate::client;
+use crate::client::conn::Conn;
 use crate::client::replies::Replies;
 use crate::client::udp;
-use crate::host_port::HostPort;
 
 const EXIT_OK: u8 = 0;
 const EXIT_OFFSET: u8 = 1;
@@ -94,20 +94,15 @@ enum Probes {
 
 impl Probes {
     async fn open(args: &ClockArgs) -> anyhow::Result<Probes> {
-        let target =
-            || -> anyhow::Result<HostPort> { Ok(HostPort::parse_or_default_port(&args.addr)?) };
-        let conn = match &args.unix {
-            Some(path) => conn::unix(path).await?,
-            None if args.udp => {
-                let (socket, _) = udp::connect(&target()?).await?;
-                return Ok(Probes::Datagram {
-                    socket,
-                    buf: vec![0; udp::MAX_DATAGRAM],
-                });
-            }
-            None if args.tls => conn::tls(&target()?, args.ca.as_deref()).await?,
-            None => conn::tcp(&target()?).await?,
-        };
+        let server = &args.server;
+        if server.udp {
+            let (socket, _) = udp::connect(&client::host_port(server)?).await?;
+            return Ok(Probes::Datagram {
+                socket,
+                buf: vec![0; udp::MAX_DATAGRAM],
+            });
+        }
+        let conn = client::connect(server).await?;
         let (read, write) = tokio::io::split(conn);
         Ok(Probes::Stream {
             replies: Replies::new(read),
@@ -257,9 +252,9 @@ fn report(args: &ClockArgs, m: &Measurement) -> anyhow::Result<u8> {
     let within = args
         .max_offset
         .is_none_or(|max| offset.unsigned_abs() as u128 <= max.as_nanos());
-    let server = match &args.unix {
+    let server = match &args.server.unix {
         Some(path) => path.display().to_string(),
-        None => args.addr.clone(),
+        None => args.server.addr.clone(),
     };
     let report = Report {
         server: &server,

@@ -264,38 +264,39 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
 /// the previous one is still accepted for a session lifetime.
 async fn reload_session_key_on_sighup(gateway: Arc<Gateway>, shutdown: CancellationToken) {
     let Some(auth) = &gateway.auth else { return };
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        warn!("cannot watch SIGHUP; session key reload is off");
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = hup.recv() => match auth.reload_key() {
-                Ok(true) => info!("session key replaced; the previous one is accepted for a session lifetime"),
-                Ok(false) => info!("session key unchanged"),
-                Err(e) => warn!("session key not reloaded, keeping the old one: {e}"),
-            },
+    on_sighup("session key reload", shutdown, || match auth.reload_key() {
+        Ok(true) => {
+            info!("session key replaced; the previous one is accepted for a session lifetime")
         }
-    }
+        Ok(false) => info!("session key unchanged"),
+        Err(e) => warn!("session key not reloaded, keeping the old one: {e}"),
+    })
+    .await;
 }
 
 /// SIGHUP reloads the certificate and key; open connections keep theirs.
 async fn reload_on_sighup(tls: Arc<Tls>, hosts: Arc<AllowedHosts>, shutdown: CancellationToken) {
+    on_sighup("certificate reload", shutdown, || match tls.reload() {
+        Ok(()) => {
+            hosts.set_cert_names(tls.dns_names());
+            info!(fingerprint = %tls.fingerprint(), "TLS certificate reloaded");
+        }
+        Err(e) => warn!("TLS certificate not reloaded, keeping the old one: {e}"),
+    })
+    .await;
+}
+
+/// Runs `reload` at every SIGHUP until shutdown; `what` names it if SIGHUP
+/// cannot be watched.
+async fn on_sighup(what: &str, shutdown: CancellationToken, reload: impl Fn()) {
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        warn!("cannot watch SIGHUP; certificate reload is off");
+        warn!("cannot watch SIGHUP; {what} is off");
         return;
     };
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = hup.recv() => match tls.reload() {
-                Ok(()) => {
-                    hosts.set_cert_names(tls.dns_names());
-                    info!(fingerprint = %tls.fingerprint(), "TLS certificate reloaded");
-                }
-                Err(e) => warn!("TLS certificate not reloaded, keeping the old one: {e}"),
-            },
+            _ = hup.recv() => reload(),
         }
     }
 }

@@ -341,9 +341,7 @@ impl Chat {
             // per outage (unless its reason changes); failed retries show in
             // the status bar alone.
             let said = format!("Disconnected: {reason}");
-            // A token renewal is routine: the page is back within a moment.
-            let routine = code == timecho_shared::relay::close_code::TOKEN_EXPIRED;
-            if !routine && self.outage.as_ref() != Some(&said) {
+            if !close::is_routine(code) && self.outage.as_ref() != Some(&said) {
                 self.outage = Some(said.clone());
                 self.push(if close::is_orderly(code) {
                     EntryKind::Notice(said)

@@ -22,7 +22,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt, ReadHalf};
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
-use crate::cli::ClientArgs;
+use crate::cli::{ClientArgs, ServerTarget};
 use crate::host_port::HostPort;
 use conn::Conn;
 use replies::{Replies, QUIET};
@@ -46,16 +46,18 @@ pub fn run(args: &ClientArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn connect(args: &ClientArgs) -> anyhow::Result<Conn> {
-    match &args.unix {
+/// The stream to `server` (unix, TLS or TCP; UDP is not a stream).
+pub(crate) async fn connect(server: &ServerTarget) -> anyhow::Result<Conn> {
+    match &server.unix {
         Some(path) => conn::unix(path).await,
-        None if args.tls => conn::tls(&target(args)?, args.ca.as_deref()).await,
-        None => conn::tcp(&target(args)?).await,
+        None if server.tls => conn::tls(&host_port(server)?, server.ca.as_deref()).await,
+        None => conn::tcp(&host_port(server)?).await,
     }
 }
 
-fn target(args: &ClientArgs) -> anyhow::Result<HostPort> {
-    Ok(HostPort::parse_or_default_port(&args.addr)?)
+/// `server`'s address, with the default port when it names none.
+pub(crate) fn host_port(server: &ServerTarget) -> anyhow::Result<HostPort> {
+    Ok(HostPort::parse_or_default_port(&server.addr)?)
 }
 
 /// One line at a time: each is sent and its reply printed before the next prompt.
@@ -63,15 +65,15 @@ async fn prompted(
     args: &ClientArgs,
     mut typed: mpsc::Receiver<input::Typed>,
 ) -> anyhow::Result<ExitCode> {
-    if args.udp {
-        let mut exchange = udp::Exchange::open(&target(args)?, args.timeout).await?;
+    if args.server.udp {
+        let mut exchange = udp::Exchange::open(&host_port(&args.server)?, args.timeout).await?;
         while let Some(input::Typed { line, answered }) = typed.recv().await {
             exchange.line(&line).await?;
             let _ = answered.send(());
         }
         return Ok(exchange.finish());
     }
-    let (read, mut write) = tokio::io::split(connect(args).await?);
+    let (read, mut write) = tokio::io::split(connect(&args.server).await?);
     let mut replies = Replies::new(read);
     let mut message = Vec::new();
     while let Some(input::Typed { line, answered }) = typed.recv().await {
@@ -94,8 +96,8 @@ async fn send(write: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) -> io::Result
 }
 
 async fn piped(args: &ClientArgs) -> anyhow::Result<ExitCode> {
-    if args.udp {
-        let mut exchange = udp::Exchange::open(&target(args)?, args.timeout).await?;
+    if args.server.udp {
+        let mut exchange = udp::Exchange::open(&host_port(&args.server)?, args.timeout).await?;
         let mut lines = input::stdin_lines();
         while let Some(line) = lines.recv().await {
             exchange
@@ -104,7 +106,7 @@ async fn piped(args: &ClientArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(exchange.finish());
     }
-    let conn = connect(args).await?;
+    let conn = connect(&args.server).await?;
     stream(conn, args.timeout).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -48,6 +48,12 @@ pub fn is_orderly(code: u16) -> bool {
     )
 }
 
+/// Closes that are routine and brief (a sign-in token renewed): the page is
+/// back within a moment, so they are not worth a line in the transcript.
+pub fn is_routine(code: u16) -> bool {
+    code == close_code::TOKEN_EXPIRED
+}
+
 /// Which of the messages in flight (sent, not yet answered) a close blames.
 /// Blamed messages earn a strike instead of a plain resend, so one that keeps
 /// ending sessions is given up rather than sent in a loop; the rest are sent
