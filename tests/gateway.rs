@@ -511,3 +511,42 @@ async fn a_unix_socket_upstream_is_relayed_like_a_tcp_one() {
     assert_eq!(code, 1011, "{reason}");
     assert!(reason.contains("nobody.sock"), "{reason:?}");
 }
+
+/// An upstream that answers like the tutorial's server in raw framing: the
+/// reply to the line it reads, in several writes, then one without a newline.
+fn raw_upstream() -> (String, std::thread::JoinHandle<std::net::TcpStream>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let serve = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("the gateway connects");
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        while stream.read_exact(&mut byte).is_ok() && byte[0] != b'\n' {
+            line.push(byte[0]);
+        }
+        let now = chrono::Local::now().format("[%a %b %e %H:%M:%S %Y] ");
+        let stamp = now.to_string().into_bytes();
+        let stamp = stamp.as_slice();
+        stream.write_all(stamp).unwrap();
+        stream.write_all(&line).unwrap();
+        stream.write_all(b"\n").unwrap();
+        stream.write_all(stamp).unwrap();
+        stream.write_all(b"no newline").unwrap();
+        stream
+    });
+    (addr, serve)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_reply_without_a_newline_is_relayed_once_the_upstream_is_quiet() {
+    let (upstream, serve) = raw_upstream();
+    let server = Server::start(&["--upstream", &upstream]);
+    let mut ws = ws_connect(server.http_addr()).await;
+    assert_eq!(ws_exchange(&mut ws, "first").await, "first");
+    let _held = tokio::task::spawn_blocking(move || serve.join().unwrap())
+        .await
+        .unwrap();
+    // The upstream keeps the connection open: only its silence ends the line.
+    assert_eq!(ws_reply(&mut ws).await, "no newline");
+    assert_quiet(&mut ws).await;
+}

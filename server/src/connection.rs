@@ -126,6 +126,12 @@ impl<'p, S: AsyncRead + AsyncWrite + Unpin + WaitReadable> Connection<'p, S> {
     async fn run(mut self, shutdown: &CancellationToken) -> Result<End, ConnectionError> {
         let protocol: &'p Protocol = self.protocol;
         let limits = &protocol.limits;
+        // Polled at every wake-up. The server-wide token keeps its waiters
+        // under one lock that every connection would take per message (tokio's
+        // Notify); a child token has a lock of its own.
+        let shutdown = shutdown.child_token();
+        let cancelled = shutdown.cancelled();
+        tokio::pin!(cancelled);
         let mut last_read = Instant::now();
         // One timer serves both the partial-line and the idle deadline. The idle
         // deadline is not re-armed on every read: when it fires early it is
@@ -152,7 +158,7 @@ impl<'p, S: AsyncRead + AsyncWrite + Unpin + WaitReadable> Connection<'p, S> {
             let event = if self.inbuf.is_empty() {
                 tokio::select! {
                     biased;
-                    _ = shutdown.cancelled() => Event::Shutdown,
+                    _ = &mut cancelled => Event::Shutdown,
                     ready = self.stream.wait_readable() => {
                         ready?;
                         self.inbuf.resize(READ_CHUNK, 0);
@@ -163,7 +169,7 @@ impl<'p, S: AsyncRead + AsyncWrite + Unpin + WaitReadable> Connection<'p, S> {
             } else {
                 tokio::select! {
                     biased;
-                    _ = shutdown.cancelled() => Event::Shutdown,
+                    _ = &mut cancelled => Event::Shutdown,
                     read = self.stream.read(&mut self.inbuf[self.filled..]) => Event::Read(read?),
                     () = &mut timer, if armed => Event::Timer,
                 }

@@ -35,7 +35,7 @@ use crate::metrics::WsEnding;
 use crate::signin::{self, Ended, SessionEnd};
 
 /// Upstream bytes read at once; replies are relayed one frame per line.
-const READ_CHUNK: usize = 16 * 1024;
+pub(super) const READ_CHUNK: usize = 16 * 1024;
 /// A reply is the request line plus a stamp; this leaves room for any stamp.
 const STAMP_ROOM: usize = 256;
 /// A reply without a newline (from a server with raw framing, such as the
@@ -298,10 +298,15 @@ async fn browser_to_upstream(
     let silence = tokio::time::sleep(dead_after);
     tokio::pin!(silence);
     let mut out = Vec::new();
+    // Polled at every wake-up: a child token, so that sessions do not all
+    // take the server-wide token's lock per message (see `connection`).
+    let shutdown = gateway.shutdown.child_token();
+    let cancelled = shutdown.cancelled();
+    tokio::pin!(cancelled);
     loop {
         let mut next = tokio::select! {
             biased;
-            _ = gateway.shutdown.cancelled() => {
+            _ = &mut cancelled => {
                 let _ = tcp.shutdown().await;
                 return Ending::Shutdown;
             }
@@ -522,7 +527,11 @@ async fn upstream_lines(
                     if in_flight.paid_up() {
                         return Ending::BrowserClosed;
                     }
-                    quiet.as_mut().reset(Instant::now() + PARTIAL_QUIET);
+                    // Only a reply still waiting for its newline needs the
+                    // quiet timer: whole lines cost no timer work.
+                    if !buf.is_empty() {
+                        quiet.as_mut().reset(Instant::now() + PARTIAL_QUIET);
+                    }
                 }
                 Err(e) => return Ending::UpstreamFailed(e),
             },

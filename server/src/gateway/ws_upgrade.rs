@@ -18,8 +18,15 @@ use super::ws_handshake::WsRequest;
 use super::{api, origin, Gateway};
 use crate::log_text::untrusted;
 
-/// Read and write buffer of the WebSocket protocol layer, per session.
-const WS_BUFFER: usize = 4 * 1024;
+/// Read buffer of the WebSocket protocol layer, per session: messages here
+/// are lines, and a small buffer keeps an idle session cheap (it grows while
+/// a large frame passes).
+const WS_READ_BUFFER: usize = 4 * 1024;
+/// Frames the protocol layer gathers before it writes to the socket: the
+/// reply frames of one upstream read (at most `relay::READ_CHUNK` bytes of
+/// lines, plus a few bytes of header per frame) go out in one write rather
+/// than one every 4 KiB. The buffer grows only as far as a burst needs.
+const WS_WRITE_BUFFER: usize = relay::READ_CHUNK + relay::READ_CHUNK / 8;
 
 /// `GET /ws`: checks the origin, the subprotocol, sign-in and the session
 /// limit, then upgrades.
@@ -58,8 +65,8 @@ pub async fn upgrade(
             // a close frame's reason: pages get one, scripts get the 401.
             if headers.contains_key(ORIGIN) {
                 let config = WebSocketConfig::default()
-                    .read_buffer_size(WS_BUFFER)
-                    .write_buffer_size(WS_BUFFER);
+                    .read_buffer_size(WS_READ_BUFFER)
+                    .write_buffer_size(WS_WRITE_BUFFER);
                 return ws.accept(protocol, config, move |mut socket, _| async move {
                     let _ = socket
                         .send(close(close_code::POLICY, denied.reason().to_owned()))
@@ -85,13 +92,12 @@ pub async fn upgrade(
     let hard_limit = gateway.max_frame.saturating_mul(2).max(16 * 1024);
     let tracker = gateway.tracker.clone();
     // The protocol layer's default buffers are 128 KiB each, allocated and
-    // touched per session; messages here are lines, and small buffers keep an
-    // idle session cheap (they grow while a large frame passes).
+    // touched per session; ours are sized for lines.
     let config = WebSocketConfig::default()
         .max_message_size(Some(hard_limit))
         .max_frame_size(Some(hard_limit))
-        .read_buffer_size(WS_BUFFER)
-        .write_buffer_size(WS_BUFFER);
+        .read_buffer_size(WS_READ_BUFFER)
+        .write_buffer_size(WS_WRITE_BUFFER);
     ws.accept(protocol, config, move |socket, gate| {
         let span = info_span!("ws", %browser);
         let pair = Pair {
