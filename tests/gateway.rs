@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
@@ -13,6 +13,7 @@ use support::{
     assert_texts, metric, reply_texts, server_frames, wait_for_metric, ws_close_frame, ws_connect,
     ws_connect_with, ws_exchange, ws_next, ws_reply, RawWs, Server, Ws,
 };
+use timecho_shared::{reply, StampCache, StampFormat};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -521,18 +522,17 @@ fn raw_upstream() -> (String, std::thread::JoinHandle<std::net::TcpStream>) {
     let serve = std::thread::spawn(move || {
         let (mut stream, _) = listener.accept().expect("the gateway connects");
         let mut line = Vec::new();
-        let mut byte = [0u8; 1];
-        while stream.read_exact(&mut byte).is_ok() && byte[0] != b'\n' {
-            line.push(byte[0]);
+        std::io::BufReader::new(&stream)
+            .read_until(b'\n', &mut line)
+            .unwrap();
+        let mut stamps = StampCache::new(StampFormat::default());
+        let (mut echo, mut unfinished) = (Vec::new(), Vec::new());
+        reply::write_raw(&mut echo, stamps.now(), &line);
+        reply::write_raw(&mut unfinished, stamps.now(), b"no newline");
+        let (head, tail) = echo.split_at(echo.len() / 2);
+        for part in [head, tail, &unfinished] {
+            stream.write_all(part).unwrap();
         }
-        let now = chrono::Local::now().format("[%a %b %e %H:%M:%S %Y] ");
-        let stamp = now.to_string().into_bytes();
-        let stamp = stamp.as_slice();
-        stream.write_all(stamp).unwrap();
-        stream.write_all(&line).unwrap();
-        stream.write_all(b"\n").unwrap();
-        stream.write_all(stamp).unwrap();
-        stream.write_all(b"no newline").unwrap();
         stream
     });
     (addr, serve)

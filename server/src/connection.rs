@@ -129,8 +129,7 @@ impl<'p, S: AsyncRead + AsyncWrite + Unpin + WaitReadable> Connection<'p, S> {
         // Polled at every wake-up. The server-wide token keeps its waiters
         // under one lock that every connection would take per message (tokio's
         // Notify); a child token has a lock of its own.
-        let shutdown = shutdown.child_token();
-        let cancelled = shutdown.cancelled();
+        let cancelled = shutdown.child_token().cancelled_owned();
         tokio::pin!(cancelled);
         let mut last_read = Instant::now();
         // One timer serves both the partial-line and the idle deadline. The idle

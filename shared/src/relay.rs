@@ -55,20 +55,12 @@ pub fn frame_lines(frame: &str) -> impl Iterator<Item = &str> {
     // memchr's vectorised search rather than `str::split`, which scans a
     // kilobyte frame several times slower; `\n` is ASCII, so every cut is on
     // a character boundary.
-    let mut rest = Some(body);
-    std::iter::from_fn(move || {
-        let text = rest?;
-        let line = match memchr::memchr(b'\n', text.as_bytes()) {
-            Some(end) => {
-                rest = Some(&text[end + 1..]);
-                &text[..end]
-            }
-            None => {
-                rest = None;
-                text
-            }
-        };
-        Some(line.strip_suffix('\r').unwrap_or(line))
+    let ends = memchr::memchr_iter(b'\n', body.as_bytes()).chain(std::iter::once(body.len()));
+    let mut start = 0;
+    ends.map(move |end| {
+        let line = &body[start..end];
+        start = end + 1;
+        line.strip_suffix('\r').unwrap_or(line)
     })
 }
 

@@ -300,8 +300,7 @@ async fn browser_to_upstream(
     let mut out = Vec::new();
     // Polled at every wake-up: a child token, so that sessions do not all
     // take the server-wide token's lock per message (see `connection`).
-    let shutdown = gateway.shutdown.child_token();
-    let cancelled = shutdown.cancelled();
+    let cancelled = gateway.shutdown.child_token().cancelled_owned();
     tokio::pin!(cancelled);
     loop {
         let mut next = tokio::select! {
