@@ -79,7 +79,7 @@ fn assert_finds_the_offset(run: &Exited, tight_ms: f64) {
     assert!(r.within_max_offset);
     assert!(
         (r.offset_ms - AHEAD_MS).abs() <= r.error_ms,
-        "offset {} ms ± {} ms does not hold {AHEAD_MS} ms",
+        "offset {} ms ± {} ms does not hold {AHEAD_MS} ms: {run:?}",
         r.offset_ms,
         r.error_ms
     );

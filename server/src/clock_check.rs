@@ -55,24 +55,59 @@ struct Measurement {
 /// The client's clock as nanoseconds since the epoch, read from the monotonic
 /// clock after one reading of the wall clock, so that a step during the run
 /// does not look like a round trip.
+///
+/// That one reading is paired with a monotonic instant, and the thread can be
+/// preempted between the two reads: every time derived from the pair is then
+/// off by as long as the preemption, which with µs stamps is more than the
+/// round trip. So the wall clock is read between two monotonic reads, a few
+/// times, the tightest pair is kept, and its remaining uncertainty widens
+/// every sample (`sent` earlier, `received` later) instead of being ignored.
 struct ClientClock {
     wall: i64,
     start: Instant,
+    /// How far `start` can be from the instant `wall` was read, in nanoseconds.
+    uncertainty: i64,
 }
+
+/// Pairings tried; a preemption rarely hits more than one of them.
+const CLOCK_PAIRINGS: usize = 16;
 
 impl ClientClock {
     fn new() -> anyhow::Result<ClientClock> {
-        let wall = SystemTime::now()
+        let mut best: Option<(Duration, Instant, SystemTime)> = None;
+        for _ in 0..CLOCK_PAIRINGS {
+            let before = Instant::now();
+            let wall = SystemTime::now();
+            let gap = before.elapsed();
+            if best.is_none_or(|(tightest, ..)| gap < tightest) {
+                best = Some((gap, before, wall));
+            }
+        }
+        let (gap, before, wall) = best.expect("CLOCK_PAIRINGS is not zero");
+        let wall = wall
             .duration_since(UNIX_EPOCH)
             .context("this machine's clock is before 1970")?;
         Ok(ClientClock {
             wall: i64::try_from(wall.as_nanos()).context("this machine's clock is past 2262")?,
-            start: Instant::now(),
+            start: before + gap / 2,
+            // Rounded up: the middle of the gap is within half of it.
+            uncertainty: gap.as_nanos().div_ceil(2) as i64,
         })
     }
 
     fn at(&self, t: Instant) -> i64 {
         self.wall + t.duration_since(self.start).as_nanos() as i64
+    }
+
+    /// The probe that left at `sent` and came back at `received`, with the
+    /// pairing's uncertainty on both sides.
+    fn sample(&self, sent: Instant, received: Instant, stamp: i64, tick: i64) -> Sample {
+        Sample {
+            sent: self.at(sent) - self.uncertainty,
+            received: self.at(received) + self.uncertainty,
+            stamp,
+            tick,
+        }
     }
 
     fn instant(&self, nanos: i64) -> Instant {
@@ -206,12 +241,7 @@ async fn measure(args: &ClockArgs) -> anyhow::Result<Measurement> {
         };
         let (stamp, tick) = read_stamp(&stamp, utc_offset_seconds)?;
         answered += 1;
-        estimator.add(Sample {
-            sent: client.at(sent),
-            received: client.at(received),
-            stamp,
-            tick,
-        });
+        estimator.add(client.sample(sent, received, stamp, tick));
     }
     let (Some(bounds), Some(best)) = (estimator.bounds(), estimator.best()) else {
         return Err(anyhow!(
