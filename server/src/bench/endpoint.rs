@@ -9,7 +9,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::args::{Target, WsArgs};
 use super::net;
-use super::session::{Pacing, Schedule, Session};
+use super::pacer::Pacer;
+use super::session::{Schedule, Session};
 use super::stats::Recorder;
 use super::tcp::LineCodec;
 use super::ws::{self, HandshakeError, WsTarget};
@@ -136,14 +137,14 @@ impl Conn {
 
     pub async fn run_paced(
         &mut self,
-        pacing: Pacing,
+        pacer: &Pacer,
         reply_timeout: Duration,
         schedule: Schedule,
         recorder: &Recorder,
     ) {
         match self {
-            Conn::Tcp(s) => s.run_paced(pacing, reply_timeout, schedule, recorder).await,
-            Conn::Ws(s) => s.run_paced(pacing, reply_timeout, schedule, recorder).await,
+            Conn::Tcp(s) => s.run_paced(pacer, reply_timeout, schedule, recorder).await,
+            Conn::Ws(s) => s.run_paced(pacer, reply_timeout, schedule, recorder).await,
         }
     }
 

@@ -13,9 +13,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::args::LoadArgs;
 use super::fleet::{self, Opener};
+use super::pacer::Pacer;
 use super::procfs;
 use super::report::{self, LoadReport, Progress};
-use super::session::{Pacing, Schedule};
+use super::session::Schedule;
 use super::stats::{Latency, Recorder};
 
 pub async fn run(opener: Arc<Opener>, args: &LoadArgs) -> anyhow::Result<LoadReport> {
@@ -33,6 +34,7 @@ pub async fn run(opener: Arc<Opener>, args: &LoadArgs) -> anyhow::Result<LoadRep
     // Connections close only once the servers' CPU time has been read at the end.
     let sampled = CancellationToken::new();
     let (ready_tx, ready_rx) = mpsc::unbounded_channel();
+    let pacer = args.rate.map(|rate| Pacer::new(rate, args.connections));
     let mut tasks = JoinSet::new();
     for index in 0..args.connections {
         let opener = opener.clone();
@@ -41,7 +43,7 @@ pub async fn run(opener: Arc<Opener>, args: &LoadArgs) -> anyhow::Result<LoadRep
         let mut start = start_rx.clone();
         let sampled = sampled.clone();
         let (pipeline, reply_timeout) = (args.pipeline, args.timeout);
-        let (rate, connections) = (args.rate, args.connections);
+        let pacer = pacer.clone();
         tasks.spawn(async move {
             let conn = opener.open(index, &recorder).await;
             // The receiver outlives every task that can still send.
@@ -52,10 +54,9 @@ pub async fn run(opener: Arc<Opener>, args: &LoadArgs) -> anyhow::Result<LoadRep
             };
             let Some(schedule) = schedule else { return };
             recorder.live.fetch_add(1, Ordering::Relaxed);
-            match rate {
-                Some(rate) => {
-                    let pacing = Pacing::for_connection(rate, connections, index, schedule.start);
-                    conn.run_paced(pacing, reply_timeout, schedule, &recorder)
+            match pacer {
+                Some(pacer) => {
+                    conn.run_paced(&pacer, reply_timeout, schedule, &recorder)
                         .await
                 }
                 None => {
@@ -85,6 +86,9 @@ pub async fn run(opener: Arc<Opener>, args: &LoadArgs) -> anyhow::Result<LoadRep
         measure_from: started + args.warmup,
         until: started + args.warmup + args.duration,
     };
+    if let Some(pacer) = &pacer {
+        pacer.start(schedule)?;
+    }
     start_tx.send_replace(Some(schedule));
     let pids = args.server_pid.clone();
     let cpu = {
@@ -121,6 +125,10 @@ pub async fn run(opener: Arc<Opener>, args: &LoadArgs) -> anyhow::Result<LoadRep
                 ));
             }
         }
+    }
+    // Every connection is done: one that broke early leaves nothing to release.
+    if let Some(pacer) = &pacer {
+        pacer.stop();
     }
     progress.finish();
 

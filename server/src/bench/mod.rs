@@ -5,7 +5,8 @@
 //!
 //! `fleet` opens the connections, `load` and `idle` run the two kinds of test,
 //! `session` is one connection's hot loop over a `Codec` (`tcp` lines or
-//! `ws_frame` WebSocket frames), `payload` makes requests and checks replies,
+//! `ws_frame` WebSocket frames), `pacer` is the send clock of `--rate` runs,
+//! `payload` makes requests and checks replies,
 //! `stats` counts, `procfs` reads the servers' memory and CPU time, and
 //! `report` prints. `soak` is the long mixed run that watches a server for leaks.
 
@@ -15,6 +16,7 @@ mod fleet;
 mod idle;
 mod load;
 mod net;
+mod pacer;
 mod payload;
 mod procfs;
 mod report;

@@ -22,7 +22,6 @@ use super::payload::{self, Payload};
 use super::stats::{Batch, Errors, Recorder};
 
 mod paced;
-pub use paced::Pacing;
 
 /// Room for a stamp and framing around each reply.
 pub const REPLY_OVERHEAD: usize = 320;

@@ -16,39 +16,22 @@ use tokio::io::Interest;
 use tokio::time::{sleep_until, Instant};
 
 use super::{Broken, Codec, Schedule, Session};
+use crate::bench::pacer::{Pacer, Pacing};
 use crate::bench::stats::{Batch, Recorder};
 
-/// When one connection sends: its first request at `first`, then one every `period`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Pacing {
-    pub first: Instant,
-    pub period: Duration,
-}
-
-impl Pacing {
-    /// Connection `index` of `connections` that share `rate` requests a second
-    /// from `start`: each sends every `connections / rate` seconds, and their
-    /// first requests are spread evenly over one such period.
-    pub fn for_connection(rate: f64, connections: usize, index: usize, start: Instant) -> Pacing {
-        Pacing {
-            first: start + Duration::from_secs_f64(index as f64 / rate),
-            period: Duration::from_secs_f64(connections as f64 / rate),
-        }
-    }
-}
-
 impl<C: Codec> Session<C> {
-    /// Sends on `pacing` until `schedule.until`, then collects the replies still owed.
+    /// Sends as `pacer` releases this connection's requests until
+    /// `schedule.until`, then collects the replies still owed.
     pub async fn run_paced(
         &mut self,
-        pacing: Pacing,
+        pacer: &Pacer,
         reply_timeout: Duration,
         schedule: Schedule,
         recorder: &Recorder,
     ) {
         let mut batch = Batch::new();
         let result = self
-            .paced_loop(pacing, reply_timeout, schedule, recorder, &mut batch)
+            .paced_loop(pacer, reply_timeout, schedule, recorder, &mut batch)
             .await;
         batch.flush(recorder);
         if let Err(broken) = result {
@@ -58,19 +41,20 @@ impl<C: Codec> Session<C> {
 
     async fn paced_loop(
         &mut self,
-        pacing: Pacing,
+        pacer: &Pacer,
         reply_timeout: Duration,
         schedule: Schedule,
         recorder: &Recorder,
         batch: &mut Batch,
     ) -> Result<(), Broken> {
-        let mut next = pacing.first;
+        let pacing: Pacing = pacer.pacing(self.index, schedule.start);
+        // The scheduled time of the next request, and how many were queued.
+        let (mut next, mut queued) = (pacing.first, 0);
         // Bytes at the front of `out` already written.
         let mut written = 0;
         let mut last_reply = Instant::now();
         let watchdog = sleep_until(last_reply + reply_timeout);
-        let timer = sleep_until(next);
-        tokio::pin!(watchdog, timer);
+        tokio::pin!(watchdog);
         if self.filled > 0 {
             self.take_replies(Instant::now(), &schedule, recorder, batch)?;
         }
@@ -106,15 +90,14 @@ impl<C: Codec> Session<C> {
                         written += self.write_some(written)?;
                     }
                 }
-                () = &mut timer, if sending => {
-                    let now = Instant::now();
-                    // Late wake-ups send every request that fell due, each
-                    // stamped with its own due time.
-                    while next <= now && next < schedule.until {
+                due = pacer.released(self.index, queued), if sending => {
+                    // A late wake-up sends every request that fell due, each
+                    // stamped with its own scheduled time.
+                    while queued < due && next < schedule.until {
                         self.queue_request(next);
                         next += pacing.period;
+                        queued += 1;
                     }
-                    timer.as_mut().reset(next);
                     written += self.write_some(written)?;
                 }
                 () = &mut watchdog => {
@@ -142,23 +125,5 @@ impl<C: Codec> Session<C> {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
             Err(e) => Err(e),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn connections_share_the_rate_and_start_spread_over_one_period() {
-        let start = Instant::now();
-        let rate = 10_000.0;
-        let first = Pacing::for_connection(rate, 1000, 0, start);
-        let last = Pacing::for_connection(rate, 1000, 999, start);
-        // 1,000 connections at 10,000 msg/s: 10 a second each.
-        assert_eq!(first.period, Duration::from_millis(100));
-        assert_eq!(first.first, start);
-        assert_eq!(last.first - start, Duration::from_micros(99_900));
-        assert!(last.first < start + first.period);
     }
 }
