@@ -13,23 +13,30 @@ use support::{run_to_exit, timecho, Server};
 const RATE: f64 = 2_000.0;
 const LIMIT: Duration = Duration::from_secs(60);
 
-fn open_loop(mode: &str, target: &str) -> serde_json::Value {
+fn open_loop(mode: &str, target: &str, pacing: &[&str]) -> serde_json::Value {
     let mut cmd = timecho();
     cmd.args(["bench", mode, target, "-c", "20", "--rate", "2000"])
-        .args(["--warmup", "500ms", "--duration", "2s", "--json", "-q"]);
+        .args(["--warmup", "500ms", "--duration", "2s", "--json", "-q"])
+        .args(pacing);
     let out = run_to_exit(cmd, b"", LIMIT);
-    println!("{mode}: {}", out.stdout);
-    assert!(out.status.success(), "{mode}: {out:?}");
+    println!("{mode} {pacing:?}: {}", out.stdout);
+    assert!(out.status.success(), "{mode} {pacing:?}: {out:?}");
     serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("{mode}: {e}: {out:?}"))
 }
 
 #[test]
-fn the_open_loop_offers_the_rate_it_is_given_over_tcp_and_websocket() {
+fn the_open_loop_offers_the_rate_it_is_given_over_tcp_and_websocket_on_either_clock() {
     let server = Server::start(&["--http", "127.0.0.1:0"]);
     let tcp = server.tcp_addr().to_string();
     let ws = format!("ws://{}/ws", server.http_addr());
-    for (mode, target) in [("tcp", tcp.as_str()), ("ws", ws.as_str())] {
-        let report = open_loop(mode, target);
+    let runs: [(&str, &str, &[&str]); 3] = [
+        ("tcp", &tcp, &[]),
+        ("ws", &ws, &[]),
+        ("ws", &ws, &["--precise-pacing"]),
+    ];
+    for (mode, target, pacing) in runs {
+        let report = open_loop(mode, target, pacing);
+        let mode = format!("{mode} {pacing:?}");
         assert_eq!(report["errors_total"], 0, "{mode}: {report}");
         assert_eq!(report["connected"], 20, "{mode}: {report}");
         // Replies are counted by when they arrive, so a stall at either end

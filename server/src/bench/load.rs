@@ -34,7 +34,9 @@ pub async fn run(opener: Arc<Opener>, args: &LoadArgs) -> anyhow::Result<LoadRep
     // Connections close only once the servers' CPU time has been read at the end.
     let sampled = CancellationToken::new();
     let (ready_tx, ready_rx) = mpsc::unbounded_channel();
-    let pacer = args.rate.map(|rate| Pacer::new(rate, args.connections));
+    let pacer = args
+        .rate
+        .map(|rate| Pacer::new(rate, args.connections, args.precise_pacing));
     let mut tasks = JoinSet::new();
     for index in 0..args.connections {
         let opener = opener.clone();

@@ -1,20 +1,27 @@
-//! The send clock of open-loop runs (`--rate`): one thread that releases every
-//! connection's requests at their scheduled times.
+//! The send clock of open-loop runs (`--rate`): when each connection's
+//! requests may leave.
 //!
-//! tokio's timers fire on whole milliseconds, rounded up. Paced by them, each
-//! request left up to a millisecond after its scheduled time, together with
-//! every other request due in the same millisecond; since latency counts from
-//! the scheduled time, every figure carried that lateness (a p50 floor of about
-//! 1.4 ms whatever the server) and every server saw bursts the schedule does
-//! not have. A thread that sleeps with `nanosleep` wakes within its timer slack
-//! (50 µs by default) of a due time, so requests leave about as spread as
-//! they were scheduled.
+//! By default each connection waits on a tokio timer. Those fire on whole
+//! milliseconds, rounded up, so a request leaves up to about a millisecond
+//! after its scheduled time, together with every other request due in the same
+//! millisecond; since latency counts from the scheduled time, every figure
+//! carries that lateness (a p50 floor of about 1.3 ms whatever the server).
 //!
-//! The thread only says *how many* of a connection's requests are due; each
-//! request's scheduled time is still `Pacing`'s, so a late wake-up of this
-//! thread is charged to the run (as a stalled server is), never hidden.
+//! With `--precise-pacing` one thread sleeps with `nanosleep` from due time to
+//! due time, waking at most every `PACER_TICK`, and tells each connection how
+//! many of its requests are due: they leave within about 0.25 ms of their
+//! schedule, spread as they were scheduled. It is not the default because it
+//! costs: a thread wake-up and a task wake-up per tick instead of per
+//! millisecond, about 1.6x the load generator's CPU at 10,000 msg/s on this
+//! project's machine, taken from the cores the server under test needs; and a
+//! server fed smoothly batches less, so its CPU per message rises as well
+//! (BENCHMARKS.md, "The send clock").
+//!
+//! Either way each request's scheduled time is `Pacing`'s: a late wake-up is
+//! charged to the run (as a stalled server is), never hidden.
 
 use std::future::poll_fn;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
@@ -22,9 +29,15 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use futures_util::task::AtomicWaker;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use super::session::Schedule;
+
+/// The pacing thread wakes at most this often; requests that fall due in
+/// between leave together, at most a tick (and the timer slack) after their
+/// scheduled time. Waking for every request instead cost the load generator
+/// 2.4x the CPU at 10,000 msg/s (1.6x with this tick).
+const PACER_TICK: Duration = Duration::from_micros(200);
 
 /// When one connection sends: its first request at `first`, then one every `period`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -54,6 +67,8 @@ impl Pacing {
 /// How many requests each connection may have sent so far.
 pub struct Pacer {
     rate: f64,
+    /// `--precise-pacing`: released by the thread, not by each connection's timer.
+    precise: bool,
     slots: Box<[Slot]>,
     stop: AtomicBool,
 }
@@ -64,7 +79,7 @@ struct Slot {
 }
 
 impl Pacer {
-    pub fn new(rate: f64, connections: usize) -> Arc<Pacer> {
+    pub fn new(rate: f64, connections: usize, precise: bool) -> Arc<Pacer> {
         let slots = (0..connections)
             .map(|_| Slot {
                 released: AtomicU64::new(0),
@@ -73,6 +88,7 @@ impl Pacer {
             .collect();
         Arc::new(Pacer {
             rate,
+            precise,
             slots,
             stop: AtomicBool::new(false),
         })
@@ -84,8 +100,12 @@ impl Pacer {
     }
 
     /// Starts releasing requests on `schedule`, until `schedule.until` or
-    /// [`Pacer::stop`]; the thread ends by itself then.
+    /// [`Pacer::stop`]; the thread ends by itself then. Without
+    /// `--precise-pacing` there is no thread.
     pub fn start(self: &Arc<Self>, schedule: Schedule) -> anyhow::Result<()> {
+        if !self.precise {
+            return Ok(());
+        }
         let pacer = self.clone();
         std::thread::Builder::new()
             .name("bench-pacer".into())
@@ -103,6 +123,7 @@ impl Pacer {
     fn release(&self, schedule: Schedule) {
         let n = self.slots.len() as u64;
         let until = schedule.until.into_std();
+        let mut woke = std::time::Instant::now();
         for j in 0.. {
             let index = (j % n) as usize;
             let due = self.pacing(index, schedule.start).due(j / n).into_std();
@@ -111,7 +132,8 @@ impl Pacer {
             }
             let now = std::time::Instant::now();
             if due > now {
-                std::thread::sleep(due - now);
+                std::thread::sleep(due.max(woke + PACER_TICK) - now);
+                woke = std::time::Instant::now();
             }
             let slot = &self.slots[index];
             slot.released.fetch_add(1, Ordering::Release);
@@ -119,8 +141,30 @@ impl Pacer {
         }
     }
 
+    /// Waits until connection `index`'s request number `queued` may leave
+    /// (on `pacing`), and returns the time up to which its requests may.
+    /// `timer` is the connection's own, kept between calls.
+    pub async fn wait(
+        &self,
+        index: usize,
+        pacing: &Pacing,
+        queued: u64,
+        mut timer: Pin<&mut Sleep>,
+    ) -> Instant {
+        if self.precise {
+            let due = self.released(index, queued).await;
+            return pacing.due(due - 1);
+        }
+        let next = pacing.due(queued);
+        if timer.deadline() != next {
+            timer.as_mut().reset(next);
+        }
+        timer.await;
+        Instant::now()
+    }
+
     /// How many of connection `index`'s requests are due, once that is more than `sent`.
-    pub async fn released(&self, index: usize, sent: u64) -> u64 {
+    async fn released(&self, index: usize, sent: u64) -> u64 {
         let slot = &self.slots[index];
         poll_fn(|cx| {
             let due = slot.released.load(Ordering::Acquire);
@@ -165,7 +209,7 @@ mod tests {
             until: start + Duration::from_millis(50),
         };
         // 2 connections at 200 msg/s: each every 10 ms, the second 5 ms after the first.
-        let pacer = Pacer::new(200.0, 2);
+        let pacer = Pacer::new(200.0, 2, true);
         pacer.start(schedule).unwrap();
         for index in 0..2 {
             let pacing = pacer.pacing(index, start);

@@ -54,7 +54,8 @@ impl<C: Codec> Session<C> {
         let mut written = 0;
         let mut last_reply = Instant::now();
         let watchdog = sleep_until(last_reply + reply_timeout);
-        tokio::pin!(watchdog);
+        let timer = sleep_until(next);
+        tokio::pin!(watchdog, timer);
         if self.filled > 0 {
             self.take_replies(Instant::now(), &schedule, recorder, batch)?;
         }
@@ -90,10 +91,10 @@ impl<C: Codec> Session<C> {
                         written += self.write_some(written)?;
                     }
                 }
-                due = pacer.released(self.index, queued), if sending => {
+                due = pacer.wait(self.index, &pacing, queued, timer.as_mut()), if sending => {
                     // A late wake-up sends every request that fell due, each
                     // stamped with its own scheduled time.
-                    while queued < due && next < schedule.until {
+                    while next <= due && next < schedule.until {
                         self.queue_request(next);
                         next += pacing.period;
                         queued += 1;
