@@ -15,9 +15,17 @@ const LIMIT: Duration = Duration::from_secs(60);
 
 fn open_loop(mode: &str, target: &str, pacing: &[&str]) -> serde_json::Value {
     let mut cmd = timecho();
-    cmd.args(["bench", mode, target, "-c", "20", "--rate", "2000"])
-        .args(["--warmup", "500ms", "--duration", "2s", "--json", "-q"])
-        .args(pacing);
+    cmd.args([
+        "bench",
+        mode,
+        target,
+        "-c",
+        "20",
+        "--rate",
+        &RATE.to_string(),
+    ])
+    .args(["--warmup", "500ms", "--duration", "2s", "--json", "-q"])
+    .args(pacing);
     let out = run_to_exit(cmd, b"", LIMIT);
     println!("{mode} {pacing:?}: {}", out.stdout);
     assert!(out.status.success(), "{mode} {pacing:?}: {out:?}");

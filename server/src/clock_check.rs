@@ -74,16 +74,14 @@ const CLOCK_PAIRINGS: usize = 16;
 
 impl ClientClock {
     fn new() -> anyhow::Result<ClientClock> {
-        let mut best: Option<(Duration, Instant, SystemTime)> = None;
-        for _ in 0..CLOCK_PAIRINGS {
-            let before = Instant::now();
-            let wall = SystemTime::now();
-            let gap = before.elapsed();
-            if best.is_none_or(|(tightest, ..)| gap < tightest) {
-                best = Some((gap, before, wall));
-            }
-        }
-        let (gap, before, wall) = best.expect("CLOCK_PAIRINGS is not zero");
+        let (gap, before, wall) = (0..CLOCK_PAIRINGS)
+            .map(|_| {
+                let before = Instant::now();
+                let wall = SystemTime::now();
+                (before.elapsed(), before, wall)
+            })
+            .min_by_key(|(gap, ..)| *gap)
+            .expect("CLOCK_PAIRINGS is not zero");
         let wall = wall
             .duration_since(UNIX_EPOCH)
             .context("this machine's clock is before 1970")?;

@@ -58,7 +58,7 @@ impl Pacing {
     }
 
     /// The scheduled time of request `k` (from 0).
-    fn due(&self, k: u64) -> Instant {
+    pub fn due(&self, k: u64) -> Instant {
         // Past u32::MAX requests on one connection the run is years long.
         self.first + self.period * u32::try_from(k).unwrap_or(u32::MAX)
     }

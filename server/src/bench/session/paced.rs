@@ -48,19 +48,19 @@ impl<C: Codec> Session<C> {
         batch: &mut Batch,
     ) -> Result<(), Broken> {
         let pacing: Pacing = pacer.pacing(self.index, schedule.start);
-        // The scheduled time of the next request, and how many were queued.
-        let (mut next, mut queued) = (pacing.first, 0);
+        // How many requests were queued; the next one is due at `pacing.due(queued)`.
+        let mut queued = 0;
         // Bytes at the front of `out` already written.
         let mut written = 0;
         let mut last_reply = Instant::now();
         let watchdog = sleep_until(last_reply + reply_timeout);
-        let timer = sleep_until(next);
+        let timer = sleep_until(pacing.first);
         tokio::pin!(watchdog, timer);
         if self.filled > 0 {
             self.take_replies(Instant::now(), &schedule, recorder, batch)?;
         }
         loop {
-            let sending = next < schedule.until;
+            let sending = pacing.due(queued) < schedule.until;
             let pending = written < self.out.len();
             if !sending && !pending && self.in_flight.is_empty() {
                 return Ok(());
@@ -94,10 +94,11 @@ impl<C: Codec> Session<C> {
                 due = pacer.wait(self.index, &pacing, queued, timer.as_mut()), if sending => {
                     // A late wake-up sends every request that fell due, each
                     // stamped with its own scheduled time.
+                    let mut next = pacing.due(queued);
                     while next <= due && next < schedule.until {
                         self.queue_request(next);
-                        next += pacing.period;
                         queued += 1;
+                        next = pacing.due(queued);
                     }
                     written += self.write_some(written)?;
                 }
