@@ -15,7 +15,7 @@ use futures_util::{SinkExt, StreamExt};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
-use support::{parse_reply, Server, TempDir, REPLY_TIMEOUT};
+use support::{parse_reply, serve_expecting_exit, Server, TempDir, REPLY_TIMEOUT};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -324,6 +324,56 @@ fn denied_address_gets_nothing_and_others_are_served() {
     allowed.send(b"welcome\n");
     let (_, text) = parse_reply(&allowed.read_line());
     assert_eq!(text, b"welcome");
+}
+
+/// Whether a client from `source` gets its line answered by `addr`.
+fn served_from(source: &str, addr: SocketAddr) -> bool {
+    let mut s = connect_from(source, addr).unwrap();
+    s.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
+    let _ = s.write_all(b"am I in?\n");
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    !got.is_empty()
+}
+
+#[test]
+fn rules_written_as_the_log_prints_addresses_match_on_a_dual_stack_listener() {
+    // An IPv4 client of [::] arrives as ::ffff:127.0.0.6; the log says
+    // 127.0.0.6, and a rule written either way matches it.
+    for deny in ["::ffff:127.0.0.6/128", "127.0.0.6"] {
+        let mut server = Server::start(&["--tcp", "[::]:0", "--deny", deny, "--no-http"]);
+        let port = server.listener_on("tcp", "::").port();
+        let dual = SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port));
+        assert!(
+            !served_from("127.0.0.6", dual),
+            "--deny {deny} did not match"
+        );
+        assert!(
+            served_from("127.0.0.7", dual),
+            "--deny {deny} matched another client"
+        );
+        let log = server.stderr();
+        assert!(
+            !log.contains("::ffff:"),
+            "a mapped address in the log:\n{log}"
+        );
+    }
+    let server = Server::start(&[
+        "--tcp",
+        "[::]:0",
+        "--allow",
+        "::ffff:127.0.0.6/128",
+        "--no-http",
+    ]);
+    let port = server.listener_on("tcp", "::").port();
+    let dual = SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port));
+    assert!(
+        served_from("127.0.0.6", dual),
+        "--allow did not let the client in"
+    );
+    assert!(!served_from("127.0.0.7", dual));
+    let exited = serve_expecting_exit(&["--deny", "::ffff:0:0/80"]);
+    assert!(exited.stderr.contains("IPv4 ranges"), "{exited:?}");
 }
 
 /// A minimal HTTP/1.1 request; returns the status, the headers and the body.

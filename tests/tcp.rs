@@ -162,7 +162,7 @@ fn partial_line_waits_for_its_newline_when_partial_timeout_is_off() {
 
 #[test]
 fn raw_framing_answers_each_write_as_it_came_without_a_newline() {
-    let server = Server::start(&["--framing", "raw"]);
+    let server = Server::start(&["--framing", "raw", "--no-http"]);
     let mut peer = Peer::tcp(server.tcp_addr());
     peer.send(b"hello");
     let reply = peer.read_until_quiet(Duration::from_millis(200));

@@ -230,3 +230,67 @@ fn short_udp_lines_one_after_another_are_each_answered() {
         assert_texts(&[text], &[format!("{line}\n")]);
     }
 }
+
+#[test]
+fn one_source_has_one_budget_however_many_udp_listeners_it_sends_to() {
+    const PER_LISTENER: u64 = 100;
+    let server = Server::start(&[
+        "--udp",
+        "127.0.0.1:0",
+        "--udp",
+        "127.0.0.2:0",
+        "--udp",
+        "127.0.0.3:0",
+    ]);
+    let listeners: Vec<_> = ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
+        .iter()
+        .map(|ip| {
+            let port = server.listener_on("udp", ip).port();
+            std::net::SocketAddr::from((ip.parse::<std::net::Ipv4Addr>().unwrap(), port))
+        })
+        .collect();
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let started = Instant::now();
+    for _ in 0..PER_LISTENER {
+        for to in &listeners {
+            socket.send_to(b"x", to).expect("send a datagram");
+        }
+    }
+    let sent = PER_LISTENER * listeners.len() as u64;
+    let mut buf = [0u8; 2048];
+    let (mut replies, mut bytes) = (0u64, 0u64);
+    // Loopback keeps every reply; quiet for 500 ms after the last: done.
+    while let Ok((n, _)) = socket.recv_from(&mut buf) {
+        replies += 1;
+        bytes += n as u64;
+    }
+    let allowance = udp_allowance(started.elapsed());
+    println!("sent {sent} bytes to 3 listeners; got {replies} replies, {bytes} bytes; allowance {allowance}");
+    assert!(replies > 0, "nothing was answered");
+    assert!(
+        bytes <= 3 * sent + allowance,
+        "{bytes} reply bytes for {sent} bytes sent: a budget per listener"
+    );
+}
+
+#[test]
+fn stopping_a_server_leaves_another_servers_socket_file_alone() {
+    let dir = TempDir::new();
+    let path = dir.path().join("shared.sock");
+    let path_text = path.to_str().unwrap();
+    let mut first = Server::start(&["--unix", path_text]);
+    // An operator removes the file and starts a second server on the path.
+    std::fs::remove_file(&path).unwrap();
+    let _second = Server::start(&["--unix", path_text]);
+    assert!(first.terminate().success());
+    assert!(
+        path.exists(),
+        "the first server removed the second one's socket file"
+    );
+    let mut peer = Peer::unix(&path);
+    peer.send(b"second\n");
+    assert_texts(&[parse_reply(&peer.read_line()).1], &["second"]);
+}

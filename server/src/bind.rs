@@ -3,14 +3,13 @@
 //! A listen flag given a name binds every address the name resolved to.
 
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use tokio::net::{TcpListener, TcpSocket, UdpSocket, UnixListener};
 use tracing::warn;
 
 use crate::config::{ListenAddr, ServeConfig};
-use crate::host_port::HostPort;
 use crate::unix_socket::{self, SocketFile, UnixBindError};
 
 /// Pending connections the kernel may queue per listener; enough to ride out a
@@ -176,23 +175,6 @@ impl Bound {
         })
     }
 
-    /// Where the gateway relays to when no --upstream is given: our own first
-    /// TCP listener, reached over loopback when it listens on all addresses.
-    pub fn own_upstream(&self) -> Option<HostPort> {
-        let (_, addr) = self.tcp.first()?;
-        let mut addr = *addr;
-        if addr.ip().is_unspecified() {
-            addr.set_ip(match addr {
-                SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
-                SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
-            });
-        }
-        Some(HostPort {
-            host: addr.ip().to_string(),
-            port: addr.port(),
-        })
-    }
-
     /// What a person needs to connect; tests read the first two words of each line.
     pub fn describe(&self, tls_fingerprint: Option<&str>) -> String {
         let https = tls_fingerprint.is_some();
@@ -230,6 +212,7 @@ impl Bound {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host_port::HostPort;
 
     /// `localhost:0` as if it had resolved to `addrs`.
     fn localhost(addrs: &[&str]) -> ListenAddr {

@@ -197,7 +197,7 @@ pub struct ServeArgs {
     pub http: HostPort,
 
     /// Serve no web page and no WebSocket gateway.
-    #[arg(long, conflicts_with_all = ["http", "upstream", "allow_origin", "allow_host", "auth"], env = "TIMECHO_NO_HTTP", value_parser = BoolishValueParser::new())]
+    #[arg(long, conflicts_with_all = ["http", "upstream", "upstream_proxy_protocol", "allow_origin", "allow_host", "auth"], env = "TIMECHO_NO_HTTP", value_parser = BoolishValueParser::new())]
     pub no_http: bool,
 
     /// Timestamp server (HOST:PORT, or unix:PATH for a unix socket) that each WebSocket
@@ -206,6 +206,14 @@ pub struct ServeArgs {
     /// first TCP listener.
     #[arg(long, value_name = "HOST:PORT|unix:PATH", env = "TIMECHO_UPSTREAM")]
     pub upstream: Option<ServerAddr>,
+
+    /// Introduce each browser to the --upstream server with a PROXY v2 header, for an
+    /// upstream that trusts this host as a proxy (and so would read the browser's first
+    /// bytes as a header without one). Decided by itself when the gateway relays to this
+    /// process's own TCP listener: the header is sent exactly when --proxy-protocol
+    /// and --trusted-proxy make that listener read one.
+    #[arg(long, requires = "upstream", env = "TIMECHO_UPSTREAM_PROXY_PROTOCOL", value_parser = BoolishValueParser::new())]
+    pub upstream_proxy_protocol: bool,
 
     /// Also let pages from this origin (e.g. https://example.org) open `/ws`; repeatable.
     /// Pages served by this gateway, and clients that send no Origin, are always allowed.
@@ -269,7 +277,8 @@ pub struct ServeArgs {
         value_name = "CIDR",
         default_value = "127.0.0.0/8,::1/128",
         env = "TIMECHO_TRUSTED_PROXY",
-        value_delimiter = ','
+        value_delimiter = ',',
+        value_parser = crate::access::parse_rule
     )]
     pub trusted_proxy: Vec<ipnet::IpNet>,
 
@@ -278,13 +287,14 @@ pub struct ServeArgs {
         long,
         value_name = "CIDR",
         env = "TIMECHO_ALLOW",
-        value_delimiter = ','
+        value_delimiter = ',',
+        value_parser = crate::access::parse_rule
     )]
     pub allow: Vec<ipnet::IpNet>,
 
     /// Clients from this address range (CIDR) get nothing, on every listener; repeatable.
     /// Deny wins over allow.
-    #[arg(long, value_name = "CIDR", env = "TIMECHO_DENY", value_delimiter = ',')]
+    #[arg(long, value_name = "CIDR", env = "TIMECHO_DENY", value_delimiter = ',', value_parser = crate::access::parse_rule)]
     pub deny: Vec<ipnet::IpNet>,
 
     /// TLS certificate chain (PEM) for https/wss on --http and for --tcp-tls; needs --tls-key.

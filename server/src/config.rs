@@ -1,10 +1,11 @@
 //! The validated server configuration: built once from the command line at
 //! start-up, then shared read-only by every task.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use timecho_shared::stamp::MAX_STAMP_LEN;
 use timecho_shared::{Precision, StampError, StampFormat, TimeFormat};
 
 use crate::access::AccessList;
@@ -40,6 +41,34 @@ pub enum ConfigError {
     MaxWebsockets,
     #[error("--allow-origin {0:?}: an origin looks like https://example.org or http://host:8080")]
     Origin(String),
+    #[error(
+        "the gateway reaches its own TCP listener from {0}, which --allow/--deny refuse; \
+         allow {0}, or relay elsewhere with --upstream"
+    )]
+    UpstreamRefused(IpAddr),
+    #[error(
+        "--upstream-proxy-protocol: the gateway relays to this process's own TCP listener, \
+         which does not take a PROXY header from {0}; add {0} to --trusted-proxy, or drop \
+         --upstream-proxy-protocol (the header is sent by itself when the listener trusts the gateway)"
+    )]
+    UpstreamHeaderUnheard(IpAddr),
+    #[error(
+        "--upstream-proxy-protocol needs a TCP --upstream; a unix socket takes no PROXY header"
+    )]
+    UpstreamHeaderOverUnix,
+    #[error(
+        "--framing raw answers each read as it came, several lines under one stamp, which the \
+         gateway's one reply frame per line cannot carry; use --framing line, --no-http, or \
+         relay to another server with --upstream"
+    )]
+    RawFramingBehindGateway,
+    #[error(
+        "--time-format: its stamps can be {0} bytes long; at most {MAX_STAMP_LEN} fit beside \
+         a reply (the gateway and UDP reserve that much room)"
+    )]
+    StampTooLong(usize),
+    #[error("the gateway has no TCP listener of this process to relay to; give --upstream")]
+    NoOwnUpstream,
     #[error("{flag} {given}: {error}")]
     Address {
         flag: &'static str,
@@ -123,6 +152,9 @@ pub struct GatewayConfig {
     pub http: ListenAddr,
     /// `None`: relay to this process's first TCP listener.
     pub upstream: Option<ServerAddr>,
+    /// `--upstream-proxy-protocol`: the --upstream server trusts this host
+    /// as a proxy and expects a PROXY header before the browser's bytes.
+    pub upstream_proxy_protocol: bool,
     pub allowed_origins: Vec<String>,
     /// Host names answered besides the built-in ones: `--allow-host`, and the
     /// names the HTTP listeners were given.
@@ -155,6 +187,118 @@ pub struct ServeConfig {
     pub tcp_tls: Vec<ListenAddr>,
     pub redirect_http: Option<ListenAddr>,
     pub protocol: Protocol,
+}
+
+/// Where the gateway relays each browser, and whether that server expects a
+/// PROXY header before the browser's bytes. Decided once, from the validated
+/// configuration and the addresses the TCP listeners got, so that the gateway
+/// and the listener it feeds agree by construction: a header is sent exactly
+/// when the listener will read one, and a browser's bytes are never read as one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    pub addr: ServerAddr,
+    /// Introduce the browser with a PROXY v2 header.
+    pub proxy_header: bool,
+    /// One of this process's own listeners.
+    pub is_own: bool,
+}
+
+impl ServeConfig {
+    /// The gateway's upstream, for TCP listeners bound at `own_tcp` (in order).
+    /// An `--upstream` that names one of them is treated as the default, since
+    /// the same listener reads the same way.
+    pub fn upstream(&self, own_tcp: &[SocketAddr]) -> Result<Option<Upstream>, ConfigError> {
+        let Some(gateway) = &self.gateway else {
+            return Ok(None);
+        };
+        let upstream = gateway.upstream(own_tcp, self.proxy.as_ref(), &self.access)?;
+        // Raw framing answers each read as it came, several lines in one
+        // stamp, which one reply frame per line cannot carry.
+        if upstream.is_own && self.protocol.framing == Framing::Raw {
+            return Err(ConfigError::RawFramingBehindGateway);
+        }
+        Ok(Some(upstream))
+    }
+}
+
+impl GatewayConfig {
+    fn upstream(
+        &self,
+        own_tcp: &[SocketAddr],
+        proxy: Option<&ProxyPolicy>,
+        access: &AccessList,
+    ) -> Result<Upstream, ConfigError> {
+        let target = match &self.upstream {
+            None => own_target(own_tcp.first().ok_or(ConfigError::NoOwnUpstream)?),
+            Some(ServerAddr::Unix(_)) if self.upstream_proxy_protocol => {
+                return Err(ConfigError::UpstreamHeaderOverUnix)
+            }
+            Some(other) => {
+                let own = match other {
+                    ServerAddr::Tcp(hp) => names_own_listener(hp, own_tcp),
+                    ServerAddr::Unix(_) => None,
+                };
+                let Some(own) = own else {
+                    // Another server: only the operator knows whether it trusts us.
+                    return Ok(Upstream {
+                        addr: other.clone(),
+                        proxy_header: self.upstream_proxy_protocol,
+                        is_own: false,
+                    });
+                };
+                own_target(&own)
+            }
+        };
+        // A connection to a local address comes from that same address.
+        let from = target.ip();
+        let proxy_header = proxy.is_some_and(|p| p.trusts(from));
+        if self.upstream_proxy_protocol && !proxy_header {
+            return Err(ConfigError::UpstreamHeaderUnheard(from));
+        }
+        if !proxy_header && !access.permits(from) {
+            return Err(ConfigError::UpstreamRefused(from));
+        }
+        let addr = match &self.upstream {
+            Some(given) => given.clone(),
+            None => ServerAddr::Tcp(HostPort {
+                host: target.ip().to_string(),
+                port: target.port(),
+            }),
+        };
+        Ok(Upstream {
+            addr,
+            proxy_header,
+            is_own: true,
+        })
+    }
+}
+
+/// Where to reach a listener bound at `bound`: over loopback when it listens
+/// on every address.
+fn own_target(bound: &SocketAddr) -> SocketAddr {
+    let mut addr = *bound;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    addr
+}
+
+/// The address `upstream` reaches one of `own_tcp` at, if it names one: same
+/// port, and the listener's address or, for a wildcard listener, a loopback
+/// address or the wildcard itself. A name is resolved here, once.
+fn names_own_listener(upstream: &HostPort, own_tcp: &[SocketAddr]) -> Option<SocketAddr> {
+    let resolved = upstream.resolve().ok()?;
+    resolved.into_iter().find(|to| {
+        own_tcp.iter().any(|bound| {
+            let ip = to.ip().to_canonical();
+            bound.port() == to.port()
+                && (bound.ip().to_canonical() == ip
+                    || (bound.ip().is_unspecified() && (ip.is_loopback() || ip.is_unspecified())))
+        })
+    })
 }
 
 /// `scheme://host[:port]` with nothing after it, as browsers send in `Origin`.
@@ -208,6 +352,15 @@ impl ServeConfig {
             }
             (Some(_), _) => return Err(ConfigError::PrecisionNotApplicable),
         };
+        let stamp = StampFormat {
+            format,
+            precision,
+            utc: args.utc,
+        };
+        let longest_stamp = stamp.longest_len();
+        if longest_stamp > MAX_STAMP_LEN {
+            return Err(ConfigError::StampTooLong(longest_stamp));
+        }
         if args.max_line == 0 {
             return Err(ConfigError::MaxLine);
         }
@@ -267,6 +420,7 @@ impl ServeConfig {
             Some(GatewayConfig {
                 http,
                 upstream: args.upstream.clone(),
+                upstream_proxy_protocol: args.upstream_proxy_protocol,
                 allowed_origins: args.allow_origin.clone(),
                 allowed_hosts,
                 max_sessions: args.max_websockets,
@@ -312,11 +466,7 @@ impl ServeConfig {
             udp,
             protocol: Protocol {
                 framing: args.framing,
-                stamp: StampFormat {
-                    format,
-                    precision,
-                    utc: args.utc,
-                },
+                stamp,
                 limits: Limits {
                     max_line: args.max_line,
                     max_connections: args.max_connections,
@@ -461,5 +611,107 @@ mod tests {
             c.gateway.unwrap().upstream,
             Some(ServerAddr::Unix("/run/timecho.sock".into()))
         );
+    }
+
+    fn upstream_for(args: &[&str], own: &[&str]) -> Result<Upstream, ConfigError> {
+        let own: Vec<SocketAddr> = own.iter().map(|a| a.parse().unwrap()).collect();
+        Ok(config(args)?.upstream(&own)?.expect("a gateway"))
+    }
+
+    #[test]
+    fn the_gateway_sends_a_proxy_header_exactly_when_its_own_listener_reads_one() {
+        let tcp = |host: &str, port| {
+            ServerAddr::Tcp(HostPort {
+                host: host.to_owned(),
+                port,
+            })
+        };
+        // No PROXY protocol: nothing to send.
+        let u = upstream_for(&[], &["127.0.0.1:8899"]).unwrap();
+        assert_eq!(
+            u,
+            Upstream {
+                addr: tcp("127.0.0.1", 8899),
+                proxy_header: false,
+                is_own: true,
+            }
+        );
+        // Loopback trusted (the default): the listener reads one, so it is sent.
+        let u = upstream_for(&["--proxy-protocol"], &["0.0.0.0:8899"]).unwrap();
+        assert_eq!(
+            u,
+            Upstream {
+                addr: tcp("127.0.0.1", 8899),
+                proxy_header: true,
+                is_own: true,
+            }
+        );
+        // The shipped file's 10/8: the listener serves the gateway as a client.
+        let shipped = ["--proxy-protocol", "--trusted-proxy", "10.0.0.0/8"];
+        let u = upstream_for(&shipped, &["0.0.0.0:8899"]).unwrap();
+        assert!(!u.proxy_header);
+        // An --upstream naming the own listener reads the same way...
+        for named in ["127.0.0.1:8899", "localhost:8899", "0.0.0.0:8899"] {
+            let u =
+                upstream_for(&["--proxy-protocol", "--upstream", named], &["[::]:8899"]).unwrap();
+            assert!(u.proxy_header, "{named}");
+            assert_eq!(u.addr.to_string(), named);
+        }
+        // ...while another server gets a header only when the operator says so.
+        let u = upstream_for(
+            &["--proxy-protocol", "--upstream", "127.0.0.1:9999"],
+            &["127.0.0.1:8899"],
+        )
+        .unwrap();
+        assert!(!u.proxy_header);
+        let u = upstream_for(
+            &["--upstream", "127.0.0.1:9999", "--upstream-proxy-protocol"],
+            &["127.0.0.1:8899"],
+        )
+        .unwrap();
+        assert!(u.proxy_header);
+    }
+
+    #[test]
+    fn an_upstream_that_cannot_work_is_refused() {
+        assert!(matches!(
+            upstream_for(&["--allow", "10.0.0.0/8"], &["0.0.0.0:8899"]),
+            Err(ConfigError::UpstreamRefused(ip)) if ip == IpAddr::from(Ipv4Addr::LOCALHOST)
+        ));
+        // With the header read, the listener checks the browser instead.
+        assert!(upstream_for(
+            &["--allow", "10.0.0.0/8", "--proxy-protocol"],
+            &["0.0.0.0:8899"]
+        )
+        .is_ok());
+        assert!(matches!(
+            upstream_for(
+                &[
+                    "--upstream",
+                    "127.0.0.1:8899",
+                    "--upstream-proxy-protocol",
+                    "--proxy-protocol",
+                    "--trusted-proxy",
+                    "10.0.0.0/8"
+                ],
+                &["127.0.0.1:8899"]
+            ),
+            Err(ConfigError::UpstreamHeaderUnheard(_))
+        ));
+        assert!(matches!(
+            upstream_for(
+                &[
+                    "--upstream",
+                    "unix:/run/t.sock",
+                    "--upstream-proxy-protocol"
+                ],
+                &["127.0.0.1:8899"]
+            ),
+            Err(ConfigError::UpstreamHeaderOverUnix)
+        ));
+        assert!(matches!(
+            upstream_for(&[], &[]),
+            Err(ConfigError::NoOwnUpstream)
+        ));
     }
 }

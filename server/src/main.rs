@@ -17,6 +17,7 @@ mod line_service;
 mod log_text;
 mod metrics;
 mod proxy_protocol;
+mod reload;
 mod server;
 mod shutdown;
 mod signin;

@@ -65,8 +65,9 @@ impl ProxyPolicy {
             HeaderResult::V2(Ok(h)) if h.len() == header.len() => v2_source(&h.addresses),
             _ => return Err(ProxyError::Invalid),
         };
-        // LOCAL/UNKNOWN: the proxy's own connection (a health check).
-        Ok(source.unwrap_or(peer))
+        // LOCAL/UNKNOWN: the proxy's own connection (a health check). A
+        // mapped source (HAProxy on a dual-stack socket) is its IPv4 client.
+        Ok(source.map_or(peer, |s| SocketAddr::new(s.ip().to_canonical(), s.port())))
     }
 }
 

@@ -5,7 +5,6 @@
 use std::io;
 use std::sync::Arc;
 
-use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
@@ -15,14 +14,14 @@ use tracing::{info, warn};
 
 use crate::admission::{self, Door, Shared};
 use crate::bind::{BindError, Bound};
-use crate::config::ServeConfig;
+use crate::config::{ConfigError, ServeConfig};
 use crate::gateway::hosts::AllowedHosts;
 use crate::gateway::http_service::HttpService;
 use crate::gateway::{self, Gateway, Ops};
-use crate::host_port::{HostPort, ServerAddr, DEFAULT_PORT};
 use crate::line_service::LineService;
 use crate::metrics::Metrics;
 use crate::proxy_protocol::ProxyPolicy;
+use crate::reload::{self, Reloadable};
 use crate::shutdown::Signals;
 use crate::signin::{Auth, AuthError, SessionSettings};
 use crate::tls::{Tls, TlsError};
@@ -44,6 +43,8 @@ pub enum ServeError {
     Tls(#[from] TlsError),
     #[error(transparent)]
     Auth(#[from] AuthError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error("cannot install signal handlers: {0}")]
     Signals(io::Error),
 }
@@ -117,17 +118,15 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     ));
     let signals = Signals::install().map_err(ServeError::Signals)?;
     let fingerprint = tls.as_ref().map(|t| t.fingerprint());
-    println!("{}", bound.describe(fingerprint.as_deref()));
-    if let Some(tls) = &tls {
-        if tls.is_reloadable() {
-            tracker.spawn(reload_on_sighup(
-                tls.clone(),
-                hosts.clone(),
-                shutdown.clone(),
-            ));
-        }
-    }
-    let own_upstream = bound.own_upstream();
+    // Printed once everything is validated and set up (sign-in's files
+    // included), so a supervisor never sees "listening" followed by an exit.
+    let banner = bound.describe(fingerprint.as_deref());
+    let mut reloadable = Reloadable {
+        tls: tls.clone().map(|t| (t, hosts.clone())),
+        gateway: None,
+    };
+    let own_tcp: Vec<_> = bound.tcp.iter().map(|(_, addr)| *addr).collect();
+    let upstream = config.upstream(&own_tcp)?;
     for (l, addr) in bound.tcp {
         let (door, service) = line_door(&format!("tcp {addr}"), None, proxy.clone());
         tracker.spawn(admission::run(l, door, shared.clone(), service, ()));
@@ -142,6 +141,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         let (door, service) = line_door(&format!("unix {}", path.display()), None, None);
         tracker.spawn(admission::run(l, door, shared.clone(), service, file));
     }
+    let udp_budget = Arc::new(udp::SharedBudget::default());
     for (s, addr) in bound.udp {
         let name = format!("udp {addr}");
         let m = metrics.listener(&name);
@@ -151,10 +151,11 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
             protocol.clone(),
             m,
             access.clone(),
+            udp_budget.clone(),
             shutdown.clone(),
         ));
     }
-    if let Some(gw) = &config.gateway {
+    if let (Some(gw), Some(upstream)) = (&config.gateway, upstream) {
         let auth = (!gw.auth.is_empty())
             .then(|| {
                 let session = SessionSettings {
@@ -168,17 +169,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
             hosts: hosts.clone(),
             secure: tls.is_some(),
             config: gw.clone(),
-            send_proxy_header: gw.upstream.is_none() && config.proxy.is_some(),
-            upstream: gw
-                .upstream
-                .clone()
-                .or_else(|| own_upstream.map(ServerAddr::Tcp))
-                .unwrap_or_else(|| {
-                    ServerAddr::Tcp(HostPort {
-                        host: "127.0.0.1".to_owned(),
-                        port: DEFAULT_PORT,
-                    })
-                }),
+            upstream,
             sessions: Arc::new(Semaphore::new(gw.max_sessions)),
             shutdown: shutdown.clone(),
             tracker: tracker.clone(),
@@ -188,12 +179,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
             metrics: metrics.clone(),
             auth,
         });
-        if gateway.auth.as_ref().is_some_and(Auth::key_is_reloadable) {
-            tracker.spawn(reload_session_key_on_sighup(
-                gateway.clone(),
-                shutdown.clone(),
-            ));
-        }
+        reloadable.gateway = Some(gateway.clone());
         let scheme = if tls.is_some() { "https" } else { "http" };
         let app = gateway::router(gateway, ops.clone(), limits.body_timeout);
         for (l, addr) in bound.http {
@@ -231,9 +217,15 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         );
         tracker.spawn(admission::run(l, door, shared.clone(), service, ()));
     }
+    tracker.spawn(reload::on_hangup(
+        signals.hangup,
+        reloadable,
+        shutdown.clone(),
+    ));
     tracker.close();
+    println!("{banner}");
 
-    signals.first().await;
+    signals.stop.first().await;
     ops.draining.cancel();
     if !config.shutdown_delay.is_zero() {
         info!(
@@ -258,45 +250,4 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         info!("all connections closed");
     }
     Ok(())
-}
-
-/// SIGHUP re-reads the session key file: a new key signs from now on, and
-/// the previous one is still accepted for a session lifetime.
-async fn reload_session_key_on_sighup(gateway: Arc<Gateway>, shutdown: CancellationToken) {
-    let Some(auth) = &gateway.auth else { return };
-    on_sighup("session key reload", shutdown, || match auth.reload_key() {
-        Ok(true) => {
-            info!("session key replaced; the previous one is accepted for a session lifetime")
-        }
-        Ok(false) => info!("session key unchanged"),
-        Err(e) => warn!("session key not reloaded, keeping the old one: {e}"),
-    })
-    .await;
-}
-
-/// SIGHUP reloads the certificate and key; open connections keep theirs.
-async fn reload_on_sighup(tls: Arc<Tls>, hosts: Arc<AllowedHosts>, shutdown: CancellationToken) {
-    on_sighup("certificate reload", shutdown, || match tls.reload() {
-        Ok(()) => {
-            hosts.set_cert_names(tls.dns_names());
-            info!(fingerprint = %tls.fingerprint(), "TLS certificate reloaded");
-        }
-        Err(e) => warn!("TLS certificate not reloaded, keeping the old one: {e}"),
-    })
-    .await;
-}
-
-/// Runs `reload` at every SIGHUP until shutdown; `what` names it if SIGHUP
-/// cannot be watched.
-async fn on_sighup(what: &str, shutdown: CancellationToken, reload: impl Fn()) {
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        warn!("cannot watch SIGHUP; {what} is off");
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = hup.recv() => reload(),
-        }
-    }
 }

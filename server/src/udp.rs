@@ -2,12 +2,13 @@
 //! datagram to its sender. A reply is the request plus a stamp of about 30
 //! bytes, so for a short datagram it is many times larger; since a sender's
 //! address can be forged, replies are paid for from a per-source byte budget
-//! ([`budget`]) and those over it are dropped and counted, as are empty and
-//! over-long datagrams.
+//! ([`budget`]), one for the whole process so that a source sending to several
+//! `--udp` listeners is paid once, and those over it are dropped and counted,
+//! as are empty and over-long datagrams.
 
 mod budget;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use chrono::Utc;
@@ -22,8 +23,23 @@ use crate::config::Protocol;
 use crate::metrics::ListenerMetrics;
 use budget::Budget;
 
+/// The reply budget every UDP listener of the process charges. Taken once per
+/// datagram that is answered; uncontended with one listener (an atomic swap).
+#[derive(Default)]
+pub struct SharedBudget(Mutex<Budget>);
+
+impl SharedBudget {
+    fn charge(&self, source: std::net::IpAddr, sent: usize, reply: usize, now: Instant) -> bool {
+        // A poisoned lock only means a charge panicked; the table is still whole.
+        let mut budget = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        budget.charge(source, sent, reply, now)
+    }
+}
+
 /// Largest possible UDP payload; a datagram that fills the buffer is over the limit anyway.
 const DATAGRAM_MAX: usize = 65_536;
+/// The largest payload an IPv4 datagram can carry (65,535 less the IP and UDP headers).
+const REPLY_MAX: usize = 65_507;
 
 pub async fn run(
     socket: UdpSocket,
@@ -31,13 +47,20 @@ pub async fn run(
     protocol: Arc<Protocol>,
     metrics: Arc<ListenerMetrics>,
     access: Arc<AccessList>,
+    budget: Arc<SharedBudget>,
     shutdown: CancellationToken,
 ) {
-    let max = protocol.limits.max_line.min(DATAGRAM_MAX - 64);
+    // A request is answered only if its reply, stamp and brackets included,
+    // still fits in one datagram.
+    let reply_room = REPLY_MAX - protocol.stamp.longest_len() - 3;
+    let max = protocol
+        .limits
+        .max_line
+        .min(DATAGRAM_MAX - 64)
+        .min(reply_room);
     let mut stamps = StampCache::new(protocol.stamp.clone());
     let mut buf = vec![0u8; DATAGRAM_MAX];
     let mut out = Vec::with_capacity(DATAGRAM_MAX);
-    let mut budget = Budget::default();
     let stall = protocol.limits.stall_timeout;
     loop {
         let received = tokio::select! {

@@ -16,13 +16,28 @@ pub enum UnixBindError {
     Io(PathBuf, io::Error),
 }
 
-/// Removes the socket file when the listener is done with it.
+/// Removes the socket file when the listener is done with it, if the file is
+/// still the one this listener created: another server may have been started
+/// on the same path after ours was deleted, and its file is not ours to remove.
 #[derive(Debug)]
-pub struct SocketFile(PathBuf);
+pub struct SocketFile {
+    path: PathBuf,
+    /// Device and inode of the file `bind` made.
+    id: Option<(u64, u64)>,
+}
+
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
+}
 
 impl Drop for SocketFile {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        if self.id.is_some() && file_id(&self.path) == self.id {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -45,7 +60,11 @@ pub fn bind(path: &Path) -> Result<(UnixListener, SocketFile), UnixBindError> {
         Err(e) => return Err(io_err(e)),
     }
     let listener = UnixListener::bind(path).map_err(io_err)?;
-    Ok((listener, SocketFile(path.to_owned())))
+    let file = SocketFile {
+        path: path.to_owned(),
+        id: file_id(path),
+    };
+    Ok((listener, file))
 }
 
 #[cfg(test)]

@@ -9,8 +9,13 @@ use std::str::FromStr;
 use chrono::format::{Item, StrftimeItems};
 use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
 
-/// C's `ctime()` layout, which the tutorial prints: `Tue Nov  4 09:05:01 2026`.
+/// C's `ctime()` layout, which the tutorial prints: `Wed Nov  4 09:05:01 2026`.
 pub const CTIME_PATTERN: &str = "%a %b %e %H:%M:%S %Y";
+
+/// The longest stamp a server may write. A reply is `[`, the stamp, `] ` and
+/// the echo, so receivers that bound a reply by its echo (the gateway, a UDP
+/// datagram) reserve `MAX_STAMP_LEN + 3` bytes beside it.
+pub const MAX_STAMP_LEN: usize = 253;
 
 /// How many fractional digits a stamp carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +78,8 @@ impl FromStr for TimeFormat {
             "ctime" => Ok(TimeFormat::Ctime),
             "rfc3339" => Ok(TimeFormat::Rfc3339),
             "unix" => Ok(TimeFormat::Unix),
+            // A stamp is one line of text: a newline in it would split every reply.
+            p if p.chars().any(char::is_control) => Err(StampError::ControlCharacter(p.to_owned())),
             p if p.contains('%') => {
                 let items = StrftimeItems::new(p);
                 if items.clone().any(|i| matches!(i, Item::Error)) {
@@ -92,6 +99,8 @@ pub enum StampError {
     UnknownFormat(String),
     #[error("invalid strftime pattern {0:?}: see https://docs.rs/chrono/latest/chrono/format/strftime/ for the specifiers")]
     BadPattern(String),
+    #[error("time format {0:?} holds a control character (such as a newline), which would split every reply")]
+    ControlCharacter(String),
     #[error("unknown precision {0:?}: use s, ms or us")]
     BadPrecision(String),
     #[error("{0:?} is not a time stamp in this format")]
@@ -180,6 +189,16 @@ impl StampFormat {
                 }
             }
         };
+    }
+
+    /// How long this format's stamps can be: the stamp of a moment that
+    /// widens every field (a Wednesday in September, the last nanosecond of
+    /// a day), in the zone the stamps are written in.
+    pub fn longest_len(&self) -> usize {
+        let widest = DateTime::from_timestamp(1_790_812_799, 999_999_999).unwrap_or_default();
+        let mut out = String::new();
+        self.write(widest, &mut out);
+        out.len()
     }
 
     /// Reads a stamp written in this format back.
@@ -305,6 +324,42 @@ impl StampCache {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_pattern_with_a_control_character_is_refused() {
+        for bad in ["%H:%M\n", "%H\r%M", "\t%Y"] {
+            assert_eq!(
+                bad.parse::<TimeFormat>(),
+                Err(StampError::ControlCharacter(bad.to_owned()))
+            );
+        }
+        assert!("%H %M".parse::<TimeFormat>().is_ok());
+    }
+
+    #[test]
+    fn the_longest_stamp_is_that_of_the_widest_moment() {
+        let utc = |format: &str, precision| StampFormat {
+            format: format.parse().unwrap(),
+            precision,
+            utc: true,
+        };
+        // Wednesday 30 September 2026, 23:59:59.999999999 UTC.
+        assert_eq!(utc("ctime", Precision::Seconds).longest_len(), 24);
+        assert_eq!(
+            utc("%A %B %d", Precision::Seconds).longest_len(),
+            "Wednesday September 30".len()
+        );
+        assert_eq!(
+            utc("rfc3339", Precision::Micros).longest_len(),
+            "2026-09-30T23:59:59.999999Z".len()
+        );
+        assert_eq!(
+            utc("unix", Precision::Millis).longest_len(),
+            "1790812799.999".len()
+        );
+        let long = "%Y".repeat(70);
+        assert_eq!(utc(&long, Precision::Seconds).longest_len(), 280);
+    }
+
     use super::*;
     use proptest::prelude::*;
 

@@ -251,6 +251,37 @@ impl Server {
         self.stderr.text(self.exited.is_some())
     }
 
+    /// The server's stderr once it holds `count` lines containing `needle`;
+    /// fails the test if that takes longer than a reply may.
+    pub fn wait_for_log(&mut self, needle: &str, count: usize) -> String {
+        let deadline = Instant::now() + super::REPLY_TIMEOUT;
+        loop {
+            let log = self.stderr();
+            if log.matches(needle).count() >= count {
+                return log;
+            }
+            if Instant::now() >= deadline || self.exited.is_some() {
+                panic!(
+                    "the server did not log {needle:?} {count} times; stderr:
+{log}"
+                );
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.exited = Some(status);
+                continue;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        if self.exited.is_none() {
+            self.exited = self.child.try_wait().ok().flatten();
+        }
+        self.exited.is_none()
+    }
+
     /// Sends SIGTERM, as a supervisor that has seen the banner would: the
     /// handlers are installed before the banner is printed.
     pub fn sigterm(&self) {
@@ -274,6 +305,14 @@ impl Server {
     /// The address of the first listener of `kind` (`tcp`, `tls`, `https`, ...).
     pub fn listener(&self, kind: &str) -> SocketAddr {
         self.socket_addr(kind)
+    }
+
+    /// The listener of `kind` bound on the IP address `ip`.
+    pub fn listener_on(&self, kind: &str, ip: &str) -> SocketAddr {
+        self.addrs(kind)
+            .filter_map(|a| a.parse::<SocketAddr>().ok())
+            .find(|a| a.ip().to_string() == ip)
+            .unwrap_or_else(|| panic!("no {kind} listener on {ip} in {:?}", self.listening))
     }
 
     /// Waits up to `limit` for the process to end.

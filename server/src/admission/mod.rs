@@ -80,6 +80,9 @@ impl Listen for TcpListener {
         let (stream, peer) = self.accept().await?;
         // Replies are already batched per read; Nagle would only add latency.
         stream.set_nodelay(true)?;
+        // An IPv4 client of a dual-stack listener is logged, matched and
+        // counted as the IPv4 address it is, as the rules are written.
+        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
         Ok((stream, Peer(Some(peer))))
     }
 

@@ -32,8 +32,7 @@ use tokio_util::task::TaskTracker;
 use tower_http::compression::CompressionLayer;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
-use crate::config::{GatewayConfig, Limits};
-use crate::host_port::ServerAddr;
+use crate::config::{GatewayConfig, Limits, Upstream};
 use crate::metrics::Metrics;
 use crate::signin::Auth;
 use hosts::HostHeader;
@@ -42,8 +41,9 @@ pub use ops::Ops;
 /// Everything a request handler needs, shared behind one `Arc`.
 pub struct Gateway {
     pub config: GatewayConfig,
-    /// The timestamp server every session is relayed to (`HOST:PORT` or `unix:PATH`).
-    pub upstream: ServerAddr,
+    /// The timestamp server every session is relayed to, and whether it
+    /// expects a PROXY header naming the browser.
+    pub upstream: Upstream,
     /// Largest text frame accepted; the same as the TCP line limit.
     pub max_frame: usize,
     /// How the timestamp server writes its stamps, for `/api/config`.
@@ -55,8 +55,6 @@ pub struct Gateway {
     /// frame), connect (the timestamp server).
     pub limits: Arc<Limits>,
     pub metrics: Arc<Metrics>,
-    /// The upstream is our own listener and expects a PROXY protocol header.
-    pub send_proxy_header: bool,
     /// The names this gateway answers for (`Host`).
     pub hosts: Arc<hosts::AllowedHosts>,
     /// Served over TLS: origins are `https://`, responses carry HSTS.

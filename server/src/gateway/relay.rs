@@ -36,8 +36,9 @@ use crate::signin::{self, Ended, SessionEnd};
 
 /// Upstream bytes read at once; replies are relayed one frame per line.
 pub(super) const READ_CHUNK: usize = 16 * 1024;
-/// A reply is the request line plus a stamp; this leaves room for any stamp.
-const STAMP_ROOM: usize = 256;
+/// A reply is the request line plus a stamp; this leaves room for any stamp
+/// a timecho server may write (its start-up refuses longer ones).
+const STAMP_ROOM: usize = timecho_shared::stamp::MAX_STAMP_LEN + 3;
 /// A reply without a newline (from a server with raw framing, such as the
 /// tutorial's) is relayed once the server has been quiet this long.
 const PARTIAL_QUIET: Duration = Duration::from_millis(50);
@@ -186,10 +187,10 @@ pub async fn session(ws: Socket, gateway: Arc<Gateway>, pair: Pair, _permit: Own
 
 async fn relay(mut ws: Socket, gateway: &Gateway, pair: Pair) {
     let browser = pair.browser;
-    let introduce = gateway.send_proxy_header.then_some(browser);
+    let upstream = &gateway.upstream;
+    let introduce = upstream.proxy_header.then_some(browser);
     let (tcp_read, tcp_write) =
-        match upstream::connect(&gateway.upstream, introduce, gateway.limits.connect_timeout).await
-        {
+        match upstream::connect(&upstream.addr, introduce, gateway.limits.connect_timeout).await {
             Ok(halves) => halves,
             Err(e) => {
                 if !matches!(e, ConnectError::Introduce(..)) {
@@ -202,7 +203,7 @@ async fn relay(mut ws: Socket, gateway: &Gateway, pair: Pair) {
                 return;
             }
         };
-    debug!(upstream = %gateway.upstream, "session open");
+    debug!(upstream = %upstream.addr, "session open");
     let (mut ws_tx, mut ws_rx) = ws.split();
 
     let gate = pair.gate;

@@ -1,0 +1,240 @@
+//! timecho run as operators run it: from the shipped `deploy/timecho.toml` as it
+//! is (only its addresses overridden), reloaded with SIGHUP whatever the
+//! instance serves, and with the gateway and the TCP listener it feeds agreeing
+//! on PROXY headers however `--proxy-protocol`, `--trusted-proxy` and
+//! `--upstream` are combined.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::thread;
+
+use tokio_tungstenite::MaybeTlsStream;
+
+use support::{
+    basic_users_file, parse_reply, scrape, serve_expecting_exit, split_reply, ws_connect,
+    ws_exchange, Peer, Server, TempDir, Ws, REPLY_TIMEOUT,
+};
+
+/// The configuration file the README tells operators to install.
+fn shipped_config() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/timecho.toml")
+}
+
+/// The shipped file, with the test's addresses (the harness adds `--tcp
+/// 127.0.0.1:0` and `--http 127.0.0.1:0`, which override the file's).
+fn shipped(extra: &[&str]) -> Server {
+    let config = shipped_config();
+    let mut args = vec!["--config", config.to_str().expect("a UTF-8 path")];
+    args.extend(extra);
+    Server::start(&args)
+}
+
+fn tcp_exchange(addr: SocketAddr, text: &str) -> String {
+    let mut peer = Peer::tcp(addr);
+    peer.send(format!("{text}\n").as_bytes());
+    String::from_utf8(parse_reply(&peer.read_line()).1).expect("UTF-8 echo")
+}
+
+#[tokio::test]
+async fn the_shipped_configuration_serves_websockets_tcp_and_metrics() {
+    let mut server = shipped(&[]);
+    let mut ws = ws_connect(server.http_addr()).await;
+    // Each reply is the echo of its own message: no stray replies made of a
+    // PROXY header, no first reply mangled by one.
+    for text in ["hello", "second", "third"] {
+        assert_eq!(ws_exchange(&mut ws, text).await, text);
+    }
+    assert_eq!(tcp_exchange(server.tcp_addr(), "over tcp"), "over tcp");
+    let metrics = scrape(server.http_addr());
+    assert!(
+        metrics.contains("timecho_websocket_sessions_total 1"),
+        "{metrics}"
+    );
+    drop(ws);
+    assert!(server.terminate().success(), "{}", server.stderr());
+}
+
+/// A port that was free a moment ago, for a test that must name its own
+/// listener's port in another flag before the server starts.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// Opens `/ws` from the loopback address `source`, so that a test can trust
+/// 127.0.0.1 (the gateway's own address) as a proxy and still be a browser.
+async fn ws_from(source: &str, http: SocketAddr) -> Ws {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(format!("{source}:0").parse().expect("an address"))
+        .expect("bind the source address");
+    let tcp = socket.connect(http).await.expect("connect");
+    let (ws, _) =
+        tokio_tungstenite::client_async(format!("ws://{http}/ws"), MaybeTlsStream::Plain(tcp))
+            .await
+            .expect("WebSocket handshake");
+    ws
+}
+
+/// Only the gateway's own address is a trusted proxy; browsers come from elsewhere.
+const GATEWAY_ONLY: [&str; 3] = ["--proxy-protocol", "--trusted-proxy", "127.0.0.1/32"];
+
+#[tokio::test]
+async fn a_browser_cannot_pass_its_bytes_off_as_a_proxy_header() {
+    // The gateway relays to its own listener by address: with its address
+    // trusted, that listener reads a header first, so the gateway must send one.
+    let port = free_port();
+    let own = format!("127.0.0.1:{port}");
+    let mut args = vec!["--tcp", &own, "--upstream", &own];
+    args.extend(GATEWAY_ONLY);
+    let mut server = Server::start(&args);
+    let mut ws = ws_from("127.0.0.2", server.http_addr()).await;
+    let forged = format!("PROXY TCP4 203.0.113.66 127.0.0.1 4444 {port}");
+    assert_eq!(ws_exchange(&mut ws, &forged).await, forged);
+    assert_eq!(ws_exchange(&mut ws, "hello").await, "hello");
+    drop(ws);
+    let log = server.stderr();
+    assert!(!log.contains("203.0.113.66"), "{log}");
+    assert!(server.terminate().success(), "{}", server.stderr());
+}
+
+#[tokio::test]
+async fn the_gateway_introduces_browsers_only_to_a_listener_that_expects_it() {
+    // Trusted: a header is sent and read. Not trusted (as in the shipped
+    // file): none is sent, and the listener serves the gateway as a client.
+    for trusted in ["127.0.0.1/32", "10.0.0.0/8"] {
+        let server = Server::start(&["--proxy-protocol", "--trusted-proxy", trusted]);
+        let mut ws = ws_from("127.0.0.2", server.http_addr()).await;
+        for text in ["one", "two"] {
+            assert_eq!(ws_exchange(&mut ws, text).await, text, "trusted {trusted}");
+        }
+    }
+}
+
+#[test]
+fn combinations_that_cannot_work_are_refused_before_listening() {
+    let exited = serve_expecting_exit(&["--allow", "10.0.0.0/8"]);
+    assert!(
+        exited.stderr.contains("which --allow/--deny refuse"),
+        "{exited:?}"
+    );
+    let exited = serve_expecting_exit(&[
+        "--upstream",
+        "unix:/nonexistent.sock",
+        "--upstream-proxy-protocol",
+    ]);
+    assert!(
+        exited
+            .stderr
+            .contains("a unix socket takes no PROXY header"),
+        "{exited:?}"
+    );
+    // Options that would break the reply contract: a newline in every stamp,
+    // a stamp longer than the room receivers keep for it, raw framing behind
+    // the gateway's one frame per line.
+    let long = "%A %B ".repeat(20);
+    for (args, said) in [
+        (vec!["--time-format", "%H:%M\n"], "control character"),
+        (vec!["--time-format", &long], "at most 253 fit"),
+        (vec!["--framing", "raw"], "--framing raw answers each read"),
+        // Sign-in's files are read before the banner, not after it.
+        (
+            vec!["--auth", "basic:/nonexistent/users"],
+            "/nonexistent/users",
+        ),
+    ] {
+        let exited = serve_expecting_exit(&args);
+        assert!(exited.stderr.contains(said), "{args:?}: {exited:?}");
+        assert!(!exited.stdout.contains("listening"), "{args:?}: {exited:?}");
+        assert!(!exited.status.success(), "{args:?}: {exited:?}");
+    }
+    let port = free_port();
+    let own = format!("127.0.0.1:{port}");
+    let exited = serve_expecting_exit(&[
+        "--tcp",
+        &own,
+        "--upstream",
+        &own,
+        "--upstream-proxy-protocol",
+    ]);
+    assert!(
+        exited.stderr.contains("does not take a PROXY header"),
+        "{exited:?}"
+    );
+}
+
+/// Pipelines `lines` lines on one connection while `during` runs, and returns
+/// how many replies came back, in order.
+fn replies_while(addr: SocketAddr, lines: usize, during: impl FnOnce()) -> usize {
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(REPLY_TIMEOUT))
+        .expect("read timeout");
+    let mut writer = stream.try_clone().expect("clone");
+    let sender = thread::spawn(move || {
+        let mut batch = String::new();
+        for n in 0..lines {
+            batch.push_str(&format!("{n}\n"));
+            if batch.len() > 16 * 1024 {
+                writer.write_all(batch.as_bytes())?;
+                batch.clear();
+            }
+        }
+        writer.write_all(batch.as_bytes())?;
+        writer.shutdown(Shutdown::Write)
+    });
+    during();
+    let mut reader = BufReader::new(stream);
+    let mut line = Vec::new();
+    let mut answered = 0;
+    while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+        let text = split_reply(line.strip_suffix(b"\n").expect("a whole line")).1;
+        assert_eq!(text, answered.to_string().as_bytes(), "replies in order");
+        answered += 1;
+        line.clear();
+    }
+    sender.join().expect("sender").expect("all lines sent");
+    answered
+}
+
+#[test]
+fn sighup_reloads_what_it_can_and_never_stops_a_server() {
+    let dir = TempDir::new();
+    let users = basic_users_file(&dir, "ada", "lovelace");
+    let unix = dir.path().join("timecho.sock");
+    let unix = unix.to_str().expect("UTF-8");
+    let kinds: [(&str, Vec<&str>, &str); 5] = [
+        ("plain", vec![], "SIGHUP: nothing to reload"),
+        ("no http", vec!["--no-http"], "SIGHUP: nothing to reload"),
+        ("unix", vec!["--unix", unix], "SIGHUP: nothing to reload"),
+        (
+            "self-signed",
+            vec!["--tls-self-signed", "--tcp-tls", "127.0.0.1:0"],
+            "SIGHUP: nothing to reload",
+        ),
+        ("auth", vec!["--auth", &users], "SIGHUP: "),
+    ];
+    const LINES: usize = 50_000;
+    for (kind, args, said) in kinds {
+        let mut server = Server::start(&args);
+        let answered = replies_while(server.tcp_addr(), LINES, || {
+            for n in 1..=3 {
+                server.signal(libc::SIGHUP);
+                server.wait_for_log(said, n);
+            }
+        });
+        assert_eq!(answered, LINES, "{kind}: replies lost around SIGHUP");
+        assert!(server.is_running(), "{kind}: SIGHUP stopped the server");
+        assert_eq!(tcp_exchange(server.tcp_addr(), "after"), "after", "{kind}");
+        let status = server.terminate();
+        assert!(status.success(), "{kind}: {status:?}\n{}", server.stderr());
+        if kind == "unix" {
+            assert!(!Path::new(unix).exists(), "the socket file was left behind");
+        }
+    }
+}
