@@ -238,3 +238,73 @@ fn sighup_reloads_what_it_can_and_never_stops_a_server() {
         }
     }
 }
+
+/// `systemd-analyze` from Debian's `systemd` package (never booted here).
+fn systemd_analyze() -> std::process::Command {
+    let path = Path::new("/usr/bin/systemd-analyze");
+    assert!(
+        path.exists(),
+        "systemd-analyze is not installed: run `cargo xtask test`, which installs it"
+    );
+    std::process::Command::new(path)
+}
+
+#[test]
+fn the_shipped_unit_verifies_clean_and_is_hardened() {
+    // A root as the README's install steps leave it: the binary where the
+    // unit runs it, the unit beside the system's own units.
+    let root = TempDir::new();
+    let r = root.path();
+    for dir in [
+        "usr/local/bin",
+        "bin",
+        "etc/systemd/system",
+        "usr/lib/systemd",
+    ] {
+        std::fs::create_dir_all(r.join(dir)).unwrap();
+    }
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg("/usr/lib/systemd/system")
+        .arg(r.join("usr/lib/systemd/"))
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    std::fs::copy(support::BIN, r.join("usr/local/bin/timecho")).unwrap();
+    let kill = ["/bin/kill", "/usr/bin/kill"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("kill(1)");
+    std::fs::copy(kill, r.join("bin/kill")).unwrap();
+    let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/timecho.service");
+    std::fs::copy(&unit, r.join("etc/systemd/system/timecho.service")).unwrap();
+    let out = systemd_analyze()
+        .arg("verify")
+        .arg(format!("--root={}", r.display()))
+        .arg("timecho.service")
+        .output()
+        .unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "systemd-analyze verify: {said}"
+    );
+
+    let out = systemd_analyze()
+        .args(["security", "--offline=true"])
+        .arg(&unit)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    let exposure: f64 = report
+        .lines()
+        .find_map(|l| {
+            l.split("Overall exposure level for timecho.service: ")
+                .nth(1)
+        })
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in:\n{report}"));
+    assert!(exposure <= 2.0, "exposure {exposure}:\n{report}");
+}

@@ -524,3 +524,86 @@ fn a_sign_in_through_haproxy_is_honoured_by_every_instance_and_a_sign_out_everyw
     codes.sort_unstable();
     assert_eq!(codes, [1008, 4001]);
 }
+
+#[test]
+fn the_shipped_configuration_behind_haproxy_serves_websockets_tcp_sign_in_and_metrics() {
+    // deploy/timecho.toml as it is, with this machine's addresses (HAProxy
+    // runs on loopback here, where the file trusts 10/8), and the sign-in
+    // the README adds for several instances.
+    let dir = support::TempDir::new();
+    let key = dir.path().join("session.key");
+    std::fs::write(
+        &key,
+        "c2hhcmVkLWJ5LWJvdGgtaW5zdGFuY2VzLTAxMjM0NTY3ODlhYmNkZWY=\n",
+    )
+    .unwrap();
+    let users = support::basic_users_file(&dir, "ada", "pw");
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/timecho.toml");
+    let key_arg = key.display().to_string();
+    let args = [
+        "--config",
+        config.to_str().unwrap(),
+        "--http",
+        "127.0.0.1:0",
+        "--metrics",
+        "127.0.0.1:0",
+        "--trusted-proxy",
+        "127.0.0.0/8",
+        "--auth",
+        &users,
+        "--session-key",
+        &key_arg,
+    ];
+    let a = Server::start(&args);
+    let b = Server::start(&args);
+    let lb = start_balancer(&a, &b);
+
+    let (_, reply) = one_exchange(lb.tcp, "through the balancer").expect("a TCP reply");
+    assert_eq!(
+        split_reply(reply.strip_suffix(b"\n").unwrap()).1,
+        b"through the balancer"
+    );
+
+    let body = r#"{"user":"ada","password":"pw"}"#;
+    let login = http_raw(
+        lb.http,
+        "",
+        &format!(
+            "POST /api/login HTTP/1.1\r\nHost: {}\r\nOrigin: http://{}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            lb.http,
+            lb.http,
+            body.len()
+        ),
+    );
+    assert_eq!(status_of(&login), 200, "{login}");
+    let cookie = session_cookie(&login).expect("a session cookie");
+    // Two sockets at once land on both instances; each reply is its own
+    // message's echo (no stray replies, no mangled first reply).
+    let mut first = ws_through(lb.http, &cookie);
+    let mut second = ws_through(lb.http, &cookie);
+    for (ws, text) in [(&mut first, "one"), (&mut second, "two")] {
+        for n in 0..3 {
+            let text = format!("{text} {n}");
+            ws.send(tungstenite::Message::text(text.as_str())).unwrap();
+            match ws.read().unwrap() {
+                tungstenite::Message::Text(reply) => {
+                    assert_eq!(split_reply(reply.as_bytes()).1, text.as_bytes())
+                }
+                other => panic!("expected a reply, got {other:?}"),
+            }
+        }
+    }
+    assert_eq!(
+        (ws_sessions(&a), ws_sessions(&b)),
+        (1, 1),
+        "one socket on each"
+    );
+    // Metrics are scraped on their own listener, which takes no PROXY header.
+    let (status, metrics) = http_get(a.listener("metrics"), "/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("timecho_websocket_sessions_total"),
+        "{metrics}"
+    );
+}

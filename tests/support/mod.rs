@@ -17,7 +17,7 @@ use timecho_shared::reply::ReplyBytes;
 use timecho_shared::Stamp;
 
 pub use metrics::{metric, scrape, wait_for_metric};
-pub use process::{run_to_exit, serve_expecting_exit, timecho, Exited, Server};
+pub use process::{run_to_exit, serve_expecting_exit, timecho, Exited, Server, BIN};
 pub use socket::{Datagrams, Peer, REPLY_TIMEOUT};
 pub use ws::{
     masked_frame, server_frames, ws_close_frame, ws_connect, ws_connect_with, ws_exchange, ws_next,

@@ -67,8 +67,9 @@ const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 
 /// What the end-to-end tests need from Debian: Chromium with its driver, `nc`,
 /// `socat`, `python3` with pip, node with npm (the interop test), `openssl`
-/// (TLS interop), `haproxy` (the scale-out test) and libfaketime (the
-/// clock-step test). Installs whatever is missing.
+/// (TLS interop), `haproxy` (the scale-out test), libfaketime (the
+/// clock-step test) and `systemd-analyze` (the unit file's test). Installs
+/// whatever is missing.
 pub fn ensure_test_packages() -> Result<()> {
     let mut missing = Vec::new();
     if !exec::on_path("openssl") {
@@ -100,10 +101,14 @@ pub fn ensure_test_packages() -> Result<()> {
     if !Path::new(LIBFAKETIME).exists() {
         missing.push("faketime");
     }
+    // systemd-analyze checks the shipped unit; the package is never booted.
+    if !Path::new("/usr/bin/systemd-analyze").exists() {
+        missing.push("systemd");
+    }
     if missing.is_empty() {
         println!(
             "xtask: chromium, chromedriver, nc, socat, python3, pip, node, npm, openssl, \
-             haproxy and faketime are installed"
+             haproxy, faketime and systemd-analyze are installed"
         );
         return Ok(());
     }
