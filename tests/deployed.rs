@@ -308,3 +308,42 @@ fn the_shipped_unit_verifies_clean_and_is_hardened() {
         .unwrap_or_else(|| panic!("no exposure level in:\n{report}"));
     assert!(exposure <= 2.0, "exposure {exposure}:\n{report}");
 }
+
+#[test]
+fn a_config_that_is_not_a_small_regular_file_is_refused_at_once() {
+    let dir = TempDir::new();
+    let fifo = dir.path().join("fifo.toml");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let huge = dir.path().join("huge.toml");
+    std::fs::write(&huge, format!("# {}\n", "x".repeat(2 * 1024 * 1024))).unwrap();
+    for (path, said) in [
+        (Path::new("/dev/zero"), "is not a regular file"),
+        (fifo.as_path(), "is not a regular file"),
+        (huge.as_path(), "is larger than"),
+    ] {
+        let exited = serve_expecting_exit(&["--config", path.to_str().unwrap()]);
+        assert!(
+            exited.stderr.contains(said),
+            "{}: {exited:?}",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn secret_files_others_can_read_are_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new();
+    let users = basic_users_file(&dir, "ada", "lovelace");
+    let path = users.strip_prefix("basic:").unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut server = Server::start(&["--auth", &users]);
+    server.wait_for_log(&format!("chmod 600 {path}"), 1);
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut server = Server::start(&["--auth", &users]);
+    assert!(!server.stderr().contains("can be read by other users"));
+}

@@ -17,10 +17,18 @@ use crate::cli::Cli;
 /// Keys that are about the file itself, not settings in it.
 const NOT_SETTINGS: [&str; 3] = ["config", "print_config", "help"];
 
+/// Largest config file read: a real one is a few hundred bytes, and a path
+/// such as /dev/zero must not be read until memory runs out.
+const MAX_FILE: u64 = 1024 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigFileError {
     #[error("cannot read config file {0}: {1}")]
     Read(PathBuf, std::io::Error),
+    #[error("config file {0} is not a regular file")]
+    NotAFile(PathBuf),
+    #[error("config file {0} is larger than {MAX_FILE} bytes")]
+    TooLarge(PathBuf),
     #[error("config file {0} is not valid TOML: {1}")]
     Toml(PathBuf, toml::de::Error),
     #[error("config file {path}: unknown key {key:?}; allowed keys: {allowed}")]
@@ -46,6 +54,26 @@ pub struct Expanded {
     pub from_file: Vec<String>,
 }
 
+/// Reads a regular file of at most [`MAX_FILE`] bytes. A FIFO or a device is
+/// refused before it is opened for reading, so it cannot block start-up.
+fn read_bounded(path: &Path) -> Result<String, ConfigFileError> {
+    use std::io::Read as _;
+    let read = |e| ConfigFileError::Read(path.to_owned(), e);
+    if !std::fs::metadata(path).map_err(read)?.is_file() {
+        return Err(ConfigFileError::NotAFile(path.to_owned()));
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .map_err(read)?
+        .take(MAX_FILE + 1)
+        .read_to_string(&mut text)
+        .map_err(read)?;
+    if text.len() as u64 > MAX_FILE {
+        return Err(ConfigFileError::TooLarge(path.to_owned()));
+    }
+    Ok(text)
+}
+
 /// Returns `argv` with the settings of the `--config` file inserted as flags,
 /// leaving out those the environment or the command line already set.
 pub fn expand(argv: Vec<OsString>) -> Result<Expanded, ConfigFileError> {
@@ -63,8 +91,7 @@ pub fn expand(argv: Vec<OsString>) -> Result<Expanded, ConfigFileError> {
     let Some(path) = serve.get_one::<PathBuf>("config").cloned() else {
         return Ok(unchanged(argv));
     };
-    let text =
-        std::fs::read_to_string(&path).map_err(|e| ConfigFileError::Read(path.clone(), e))?;
+    let text = read_bounded(&path)?;
     let table: toml::Table = text
         .parse()
         .map_err(|e| ConfigFileError::Toml(path.clone(), e))?;

@@ -18,6 +18,7 @@ mod log_text;
 mod metrics;
 mod proxy_protocol;
 mod reload;
+mod secret_files;
 mod server;
 mod shutdown;
 mod signin;

@@ -22,6 +22,7 @@ use crate::line_service::LineService;
 use crate::metrics::Metrics;
 use crate::proxy_protocol::ProxyPolicy;
 use crate::reload::{self, Reloadable};
+use crate::secret_files;
 use crate::shutdown::Signals;
 use crate::signin::{Auth, AuthError, SessionSettings};
 use crate::tls::{Tls, TlsError};
@@ -50,6 +51,7 @@ pub enum ServeError {
 }
 
 pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
+    secret_files::warn_if_exposed(&config);
     let tls = config.tls.clone().map(Tls::new).transpose()?.map(Arc::new);
     let bound = Bound::bind(&config).await?;
     let shutdown = CancellationToken::new();
