@@ -61,10 +61,11 @@ metric() {
     curl -fsS "http://127.0.0.1:$HTTP/metrics" | awk -v m="$1" '$1 == m {print $2}'
 }
 
-"$TIMECHO" serve --tcp "127.0.0.1:$UP" --no-http --max-connections 20000 --log warn &
+"$TIMECHO" serve --tcp "127.0.0.1:$UP" --no-http --max-connections 20000 \
+    --max-connections-per-client 20000 --log warn &
 UP_PID=$!; PIDS+=("$UP_PID")
 "$TIMECHO" serve --tcp "127.0.0.1:$GW_TCP" --http "127.0.0.1:$HTTP" --upstream "127.0.0.1:$UP" \
-    --max-websockets 20000 --max-connections 20000 --log warn &
+    --max-websockets 20000 --max-connections 20000 --max-connections-per-client 20000 --log warn &
 GW_PID=$!; PIDS+=("$GW_PID")
 wait_port "$UP"; wait_port "$HTTP"
 sleep 1

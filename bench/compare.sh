@@ -175,7 +175,7 @@ WEBSOCKIFY_PORT=$(free_port); WEBSOCAT_PORT=$(free_port); SOCKPERF_PORT=$(free_p
 
 # Limits are raised above the largest load so that none of them caps a run.
 TIMECHO_CMD=("$TIMECHO" serve --tcp "127.0.0.1:$TCP_PORT" --http "127.0.0.1:$HTTP_PORT"
-    --max-connections 20000 --max-websockets 20000 --log warn)
+    --max-connections 20000 --max-websockets 20000 --max-connections-per-client 20000 --log warn)
 TUTORIAL_CMD=(python3 "$ROOT/bench/peers/tutorial_server.py" 127.0.0.1 "$TUTORIAL_PORT")
 WEBSOCKIFY_CMD=("$WEBSOCKIFY" "127.0.0.1:$WEBSOCKIFY_PORT" "127.0.0.1:$TCP_PORT")
 # Text mode: websocat's line mode makes each line from TCP one text frame (with its

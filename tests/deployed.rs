@@ -347,3 +347,87 @@ fn secret_files_others_can_read_are_warned_about() {
     let mut server = Server::start(&["--auth", &users]);
     assert!(!server.stderr().contains("can be read by other users"));
 }
+
+/// A blocking TCP connection from the loopback address `source`.
+fn connect_from(source: &str, to: SocketAddr) -> TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let stream = rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+        socket.connect(to).await.unwrap().into_std().unwrap()
+    });
+    stream.set_nonblocking(false).unwrap();
+    stream.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
+    stream
+}
+
+/// What a server sends a connection that sends nothing, until it closes.
+fn unasked(mut stream: TcpStream) -> String {
+    use std::io::Read;
+    let mut got = String::new();
+    let _ = stream.read_to_string(&mut got);
+    got
+}
+
+#[test]
+fn one_address_gets_its_share_of_connections_and_others_are_served() {
+    let server = Server::start(&["--max-connections-per-client", "5"]);
+    let tcp = server.tcp_addr();
+    let held: Vec<_> = (0..5).map(|_| connect_from("127.0.0.2", tcp)).collect();
+    let mut held_line = held[0].try_clone().unwrap();
+    held_line.write_all(b"still served\n").unwrap();
+    let mut line = Vec::new();
+    BufReader::new(&held[0])
+        .read_until(b'\n', &mut line)
+        .unwrap();
+    assert!(line.ends_with(b"] still served\n"), "{line:?}");
+    let refused = unasked(connect_from("127.0.0.2", tcp));
+    assert!(
+        refused.starts_with("error: too many connections from your address (5 at once)"),
+        "{refused:?}"
+    );
+    let mut other = connect_from("127.0.0.3", tcp);
+    other.write_all(b"hello\n").unwrap();
+    line.clear();
+    BufReader::new(&other).read_until(b'\n', &mut line).unwrap();
+    assert!(line.ends_with(b"] hello\n"), "{line:?}");
+    drop(held);
+}
+
+#[test]
+fn idle_sockets_from_one_address_do_not_starve_the_http_listener() {
+    // The default share (a quarter: 258) against 300 idle sockets from one
+    // address, on an HTTP listener of 10 + 1,024 slots.
+    let server = Server::start(&["--max-websockets", "10"]);
+    let http = server.http_addr();
+    let idle: Vec<_> = (0..300).map(|_| connect_from("127.0.0.2", http)).collect();
+    let refused = unasked(connect_from("127.0.0.2", http));
+    assert!(refused.starts_with("HTTP/1.1 429"), "{refused:?}");
+    for _ in 0..30 {
+        let mut probe = connect_from("127.0.0.3", http);
+        probe
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let answer = unasked(probe);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    }
+    let per_client = support::metric(http, "timecho_errors_total", &["kind=\"PerClient\""]);
+    assert!(per_client >= 43.0, "{per_client} refusals counted");
+    drop(idle);
+}
+
+#[tokio::test]
+async fn the_gateways_own_sessions_are_not_one_client_of_its_tcp_listener() {
+    // Five browsers, each within its share of the HTTP listener; all five
+    // sessions reach the TCP listener from the gateway's one address.
+    let server = Server::start(&["--max-connections-per-client", "2"]);
+    let mut sockets = Vec::new();
+    for n in 2..7 {
+        let mut ws = ws_from(&format!("127.0.0.{n}"), server.http_addr()).await;
+        assert_eq!(ws_exchange(&mut ws, "hello").await, "hello", "browser {n}");
+        sockets.push(ws);
+    }
+}

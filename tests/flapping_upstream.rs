@@ -118,7 +118,15 @@ async fn sessions_survive_an_upstream_that_keeps_dying() {
     );
     let mut upstream = Server::start(&["--no-http"]);
     let upstream_addr = upstream.tcp_addr().to_string();
-    let gateway = Server::start(&["--upstream", &upstream_addr, "--max-websockets", "2000"]);
+    // Every client comes from one loopback address: it may take every slot.
+    let gateway = Server::start(&[
+        "--upstream",
+        &upstream_addr,
+        "--max-websockets",
+        "2000",
+        "--max-connections-per-client",
+        "100000",
+    ]);
     let http = gateway.http_addr();
     // Settle the gateway's own descriptors (a first scrape opens nothing
     // lasting) before counting them.

@@ -115,7 +115,9 @@ fn listen_overflows() -> u64 {
 async fn a_restart_brings_every_client_back_spread_over_the_window() {
     // Each client is one descriptor here; the gateway needs two per session.
     rlimit::increase_nofile_limit(u64::MAX).expect("raise the descriptor limit");
-    let upstream = Server::start(&["--no-http"]);
+    // Every client, and every session the gateway relays, comes from one
+    // loopback address: each side lets it take every slot.
+    let upstream = Server::start(&["--no-http", "--max-connections-per-client", "100000"]);
     let upstream_addr = upstream.tcp_addr().to_string();
     let window = format!("{}ms", WINDOW.as_millis());
     let gateway_args = |http: &str| {
@@ -128,6 +130,8 @@ async fn a_restart_brings_every_client_back_spread_over_the_window() {
             &window,
             "--max-websockets",
             "5000",
+            "--max-connections-per-client",
+            "100000",
         ]
         .map(str::to_owned)
     };

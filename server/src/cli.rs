@@ -140,6 +140,20 @@ pub struct ServeArgs {
     )]
     pub max_connections: usize,
 
+    /// Most connections one client (an IPv4 address, or an IPv6 /64; behind a trusted
+    /// proxy, the client its header names) may hold at once on each stream listener, so
+    /// that one address cannot take every slot; past it, new ones are refused with a
+    /// reason. Default: a quarter of the listener's limit (--max-connections, or
+    /// --max-websockets plus 1,024 for HTTP). The gateway's own sessions to this
+    /// process's TCP listener are not counted against its address.
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(1..),
+        env = "TIMECHO_MAX_CONNECTIONS_PER_CLIENT"
+    )]
+    pub max_connections_per_client: Option<u32>,
+
     /// A partial line (no newline yet) left idle this long is answered as a message
     /// (the tutorial's client sends no newline), until the client has ended a line
     /// with a newline: then its lines wait for their newline. 0 turns it off.

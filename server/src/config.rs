@@ -119,6 +119,9 @@ pub enum Framing {
 pub struct Limits {
     pub max_line: usize,
     pub max_connections: usize,
+    /// Connections one client (IPv4 address, IPv6 /64) may hold on a
+    /// listener; `None`: a quarter of the listener's limit.
+    pub max_per_client: Option<u32>,
     pub partial_timeout: Option<Duration>,
     pub idle_timeout: Option<Duration>,
     pub stall_timeout: Duration,
@@ -201,6 +204,17 @@ pub struct Upstream {
     pub proxy_header: bool,
     /// One of this process's own listeners.
     pub is_own: bool,
+    /// The address the gateway's sessions come from on its own listener when
+    /// they carry no header: that listener does not count them as one client.
+    pub uncapped: Option<IpAddr>,
+}
+
+impl Limits {
+    /// The share of one client on a listener of `slots` connections.
+    pub fn per_client(&self, slots: usize) -> u32 {
+        self.max_per_client
+            .unwrap_or_else(|| u32::try_from(slots / 4).unwrap_or(u32::MAX).max(1))
+    }
 }
 
 impl ServeConfig {
@@ -244,6 +258,7 @@ impl GatewayConfig {
                         addr: other.clone(),
                         proxy_header: self.upstream_proxy_protocol,
                         is_own: false,
+                        uncapped: None,
                     });
                 };
                 own_target(&own)
@@ -269,6 +284,7 @@ impl GatewayConfig {
             addr,
             proxy_header,
             is_own: true,
+            uncapped: (!proxy_header).then_some(from),
         })
     }
 }
@@ -470,6 +486,7 @@ impl ServeConfig {
                 limits: Limits {
                     max_line: args.max_line,
                     max_connections: args.max_connections,
+                    max_per_client: args.max_connections_per_client,
                     partial_timeout: non_zero(args.partial_timeout),
                     idle_timeout: non_zero(args.idle_timeout),
                     stall_timeout: args.stall_timeout,
@@ -634,6 +651,7 @@ mod tests {
                 addr: tcp("127.0.0.1", 8899),
                 proxy_header: false,
                 is_own: true,
+                uncapped: Some(Ipv4Addr::LOCALHOST.into()),
             }
         );
         // Loopback trusted (the default): the listener reads one, so it is sent.
@@ -644,6 +662,7 @@ mod tests {
                 addr: tcp("127.0.0.1", 8899),
                 proxy_header: true,
                 is_own: true,
+                uncapped: None,
             }
         );
         // The shipped file's 10/8: the listener serves the gateway as a client.

@@ -420,6 +420,7 @@ mod tests {
             limits: Limits {
                 max_line: 64 * 1024,
                 max_connections: 10,
+                max_per_client: Some(10),
                 partial_timeout: Some(Duration::from_millis(100)),
                 idle_timeout: Some(Duration::from_secs(300)),
                 stall_timeout: Duration::from_secs(30),

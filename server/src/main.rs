@@ -6,6 +6,7 @@ mod bench;
 mod bind;
 mod cli;
 mod client;
+mod client_key;
 mod clock_check;
 mod config;
 mod config_file;

@@ -27,6 +27,8 @@ pub enum ErrorKind {
     IdleTimeout,
     Stalled,
     Busy,
+    /// Refused: the client already held its share of the listener's connections.
+    PerClient,
     UdpDropped,
     /// A UDP reply not sent: its source's byte budget was spent.
     UdpBudget,
@@ -243,6 +245,7 @@ impl Metrics {
             idle: error(ErrorKind::IdleTimeout),
             stalled: error(ErrorKind::Stalled),
             busy: error(ErrorKind::Busy),
+            per_client: error(ErrorKind::PerClient),
             udp_dropped: error(ErrorKind::UdpDropped),
             udp_budget: error(ErrorKind::UdpBudget),
             denied: error(ErrorKind::Denied),
@@ -288,6 +291,7 @@ pub struct ListenerMetrics {
     pub idle: Counter,
     pub stalled: Counter,
     pub busy: Counter,
+    pub per_client: Counter,
     pub udp_dropped: Counter,
     pub udp_budget: Counter,
     pub denied: Counter,

@@ -35,6 +35,9 @@ const HTTP_HEADROOM: usize = 1024;
 /// What a plain-HTTP client refused at the connection limit reads.
 const HTTP_BUSY: &[u8] =
     b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+/// What a plain-HTTP client holding its share of connections reads.
+const HTTP_CROWDED: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\ncontent-type: text/plain\r\n\
+    content-length: 39\r\nconnection: close\r\n\r\ntoo many connections from your address\n";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -79,10 +82,22 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         limits.max_connections
     )
     .into_bytes();
-    let line_door = |name: &str, tls: Option<TlsAcceptor>, proxy: Option<Arc<ProxyPolicy>>| {
+    let crowded_line = format!(
+        "{}too many connections from your address ({} at once); close some and try again\n",
+        timecho_shared::reply::ERROR_PREFIX,
+        limits.per_client(limits.max_connections)
+    )
+    .into_bytes();
+    let line_door = |name: &str,
+                     tls: Option<TlsAcceptor>,
+                     proxy: Option<Arc<ProxyPolicy>>,
+                     uncapped: Option<std::net::IpAddr>| {
         let door = Door {
             name: name.to_owned(),
             max_connections: limits.max_connections,
+            max_per_client: limits.per_client(limits.max_connections),
+            uncapped,
+            crowded: tls.is_none().then(|| crowded_line.clone()),
             busy: tls.is_none().then(|| busy_line.clone()),
             tls,
             proxy,
@@ -99,6 +114,9 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         let door = Door {
             name: name.to_owned(),
             max_connections,
+            max_per_client: limits.per_client(max_connections),
+            uncapped: None,
+            crowded: tls.is_none().then(|| HTTP_CROWDED.to_vec()),
             busy: tls.is_none().then(|| HTTP_BUSY.to_vec()),
             tls,
             proxy,
@@ -130,17 +148,23 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     let own_tcp: Vec<_> = bound.tcp.iter().map(|(_, addr)| *addr).collect();
     let upstream = config.upstream(&own_tcp)?;
     for (l, addr) in bound.tcp {
-        let (door, service) = line_door(&format!("tcp {addr}"), None, proxy.clone());
+        // The gateway's sessions arrive on its own listener from one address.
+        let uncapped = upstream.as_ref().and_then(|u| u.uncapped);
+        let (door, service) = line_door(&format!("tcp {addr}"), None, proxy.clone(), uncapped);
         tracker.spawn(admission::run(l, door, shared.clone(), service, ()));
     }
     for (l, addr) in bound.tcp_tls {
         let Some(tls) = &tls else { break };
-        let (door, service) =
-            line_door(&format!("tls {addr}"), Some(tls.tcp.clone()), proxy.clone());
+        let (door, service) = line_door(
+            &format!("tls {addr}"),
+            Some(tls.tcp.clone()),
+            proxy.clone(),
+            None,
+        );
         tracker.spawn(admission::run(l, door, shared.clone(), service, ()));
     }
     for (l, file, path) in bound.unix {
-        let (door, service) = line_door(&format!("unix {}", path.display()), None, None);
+        let (door, service) = line_door(&format!("unix {}", path.display()), None, None, None);
         tracker.spawn(admission::run(l, door, shared.clone(), service, file));
     }
     let udp_budget = Arc::new(udp::SharedBudget::default());

@@ -12,6 +12,7 @@
 //! keepalive) belong to the protocol handler.
 
 mod guarded;
+mod per_client;
 
 use std::fmt;
 use std::future::Future;
@@ -35,6 +36,7 @@ use crate::metrics::{ListenerMetrics, Metrics};
 use crate::proxy_protocol::ProxyPolicy;
 
 pub use guarded::{Guarded, Linger};
+use per_client::{ClientSlot, PerClient};
 
 /// A stream a protocol handler can serve.
 pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + WaitReadable + 'static {}
@@ -120,6 +122,13 @@ pub struct Door {
     /// What a client refused at the limit is told, if it can be told anything
     /// (a TLS client cannot read plaintext).
     pub busy: Option<Vec<u8>>,
+    /// Connections one client may hold at once.
+    pub max_per_client: u32,
+    /// A source not counted as a client: the gateway of this process, whose
+    /// sessions all come from one address (when they carry no PROXY header).
+    pub uncapped: Option<std::net::IpAddr>,
+    /// What a client refused for holding its share is told, if anything.
+    pub crowded: Option<Vec<u8>>,
     pub tls: Option<TlsAcceptor>,
     /// PROXY protocol from trusted proxies, where this listener takes it.
     pub proxy: Option<Arc<ProxyPolicy>>,
@@ -148,6 +157,7 @@ where
     Guarded<L::Socket>: WaitReadable,
 {
     let permits = Arc::new(Semaphore::new(door.max_connections));
+    let per_client = PerClient::new(door.max_per_client);
     let metrics = shared.metrics.listener(&door.name);
     let door = Arc::new(door);
     let linger = Linger {
@@ -182,6 +192,22 @@ where
             continue;
         }
         metrics.accepted.inc();
+        // A trusted proxy's connections are counted for the client its
+        // header names, once it has been read.
+        let proxied = peer
+            .0
+            .is_some_and(|a| door.proxy.as_ref().is_some_and(|p| p.trusts(a.ip())));
+        let capped = |a: &SocketAddr| !proxied && door.uncapped != Some(a.ip());
+        let slot = match peer.0.filter(capped) {
+            Some(addr) => match per_client.take(addr.ip()) {
+                Some(slot) => Some(slot),
+                None => {
+                    refuse_crowded::<L>(&door, &metrics, peer, &socket);
+                    continue;
+                }
+            },
+            None => None,
+        };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             debug!(listener = %door.name, %peer, "refused: connection limit reached");
             metrics.rejected.inc();
@@ -195,6 +221,11 @@ where
         let task = admit::<L, H>(
             socket,
             peer,
+            Share {
+                slot,
+                after_header: proxied,
+                table: per_client.clone(),
+            },
             door.clone(),
             shared.clone(),
             metrics.clone(),
@@ -206,10 +237,36 @@ where
     drop(keep);
 }
 
+/// Tells a client that holds its share why it is refused, and counts it.
+fn refuse_crowded<L: Listen>(
+    door: &Door,
+    metrics: &ListenerMetrics,
+    peer: Peer,
+    socket: &L::Socket,
+) {
+    debug!(listener = %door.name, %peer, "refused: the client holds {} connections", door.max_per_client);
+    metrics.rejected.inc();
+    metrics.per_client.inc();
+    if let Some(crowded) = &door.crowded {
+        L::refuse(socket, crowded);
+    }
+}
+
+/// A connection's place in its client's share: taken at accept, or, behind
+/// a trusted proxy, once the header has named the client.
+struct Share {
+    slot: Option<ClientSlot>,
+    /// Taken once the PROXY header has named the client.
+    after_header: bool,
+    table: Arc<PerClient>,
+}
+
 /// One accepted client's way to its handler.
+#[allow(clippy::too_many_arguments)]
 async fn admit<L, H>(
     mut socket: Guarded<L::Socket>,
     peer: Peer,
+    mut share: Share,
     door: Arc<Door>,
     shared: Shared,
     metrics: Arc<ListenerMetrics>,
@@ -240,6 +297,17 @@ async fn admit<L, H>(
         debug!(listener = %door.name, %peer, "denied by --allow/--deny (address from PROXY header)");
         return;
     }
+    if share.after_header {
+        if let Some(addr) = peer.0 {
+            share.slot = share.table.take(addr.ip());
+            if share.slot.is_none() {
+                refuse_crowded::<L>(&door, &metrics, peer, socket.get_mut());
+                return;
+            }
+        }
+    }
+    // Held until the handler is done with the client.
+    let _slot = share.slot;
     let Some(acceptor) = &door.tls else {
         return handler.serve(socket, peer).await;
     };
