@@ -431,3 +431,35 @@ async fn the_gateways_own_sessions_are_not_one_client_of_its_tcp_listener() {
         sockets.push(ws);
     }
 }
+
+#[test]
+fn the_default_limits_fit_the_descriptor_limit_so_the_busy_answer_comes_first() {
+    // 3,000 descriptors: the defaults (10,000 connections and 10,000
+    // WebSockets) would not fit; they are fitted, and said so.
+    let mut server = Server::start_with_nofile(3_000, &["--max-connections-per-client", "100000"]);
+    let log = server.wait_for_log("file descriptors allowed: at most", 1);
+    let limit: usize = log
+        .split("at most ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no limit in:\n{log}"));
+    assert!(limit < 1_000, "{limit} connections on 3,000 descriptors");
+    let tcp = server.tcp_addr();
+    let held: Vec<_> = (0..limit)
+        .map(|_| TcpStream::connect(tcp).unwrap())
+        .collect();
+    // The next client is told, not left waiting in the backlog.
+    let mut extra = TcpStream::connect(tcp).unwrap();
+    extra.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
+    let mut line = String::new();
+    let _ = BufReader::new(&mut extra).read_line(&mut line);
+    assert!(line.starts_with("error: server busy"), "{line:?}");
+    // The HTTP listener still has room for a balancer's health check.
+    let mut probe = TcpStream::connect(server.http_addr()).unwrap();
+    probe
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    assert!(unasked(probe).starts_with("HTTP/1.1 200"));
+    drop(held);
+}

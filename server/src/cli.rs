@@ -131,14 +131,10 @@ pub struct ServeArgs {
     pub max_line: usize,
 
     /// Most clients served at once per listener; past it a new client is told the server
-    /// is busy and closed.
-    #[arg(
-        long,
-        value_name = "N",
-        default_value_t = 10_000,
-        env = "TIMECHO_MAX_CONNECTIONS"
-    )]
-    pub max_connections: usize,
+    /// is busy and closed. Default: 10,000, or less if the descriptor limit (ulimit -n,
+    /// LimitNOFILE=) cannot hold that many on every listener at once.
+    #[arg(long, value_name = "N", env = "TIMECHO_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
 
     /// Most connections one client (an IPv4 address, or an IPv6 /64; behind a trusted
     /// proxy, the client its header names) may hold at once on each stream listener, so
@@ -251,14 +247,10 @@ pub struct ServeArgs {
     )]
     pub allow_host: Vec<String>,
 
-    /// Most WebSocket sessions open at once; past it new ones get 503.
-    #[arg(
-        long,
-        value_name = "N",
-        default_value_t = 10_000,
-        env = "TIMECHO_MAX_WEBSOCKETS"
-    )]
-    pub max_websockets: usize,
+    /// Most WebSocket sessions open at once; past it new ones get 503. Default: 10,000, or
+    /// less if the descriptor limit cannot hold that many (each takes two or three).
+    #[arg(long, value_name = "N", env = "TIMECHO_MAX_WEBSOCKETS")]
+    pub max_websockets: Option<usize>,
 
     /// Ping each WebSocket this often; a peer silent for two intervals is dropped.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, env = "TIMECHO_WS_PING")]

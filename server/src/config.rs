@@ -10,6 +10,7 @@ use timecho_shared::{Precision, StampError, StampFormat, TimeFormat};
 
 use crate::access::AccessList;
 use crate::cli::ServeArgs;
+use crate::descriptors::{self, Demand, Fitted};
 use crate::host_port::{AddrError, HostPort, ServerAddr, DEFAULT_PORT};
 use crate::proxy_protocol::ProxyPolicy;
 use crate::signin::AuthSource;
@@ -190,6 +191,8 @@ pub struct ServeConfig {
     pub tcp_tls: Vec<ListenAddr>,
     pub redirect_http: Option<ListenAddr>,
     pub protocol: Protocol,
+    /// The descriptor limit the limits were fitted to, and the verdict.
+    pub descriptors: Option<(u64, Fitted)>,
 }
 
 /// Where the gateway relays each browser, and whether that server expects a
@@ -207,6 +210,35 @@ pub struct Upstream {
     /// The address the gateway's sessions come from on its own listener when
     /// they carry no header: that listener does not count them as one client.
     pub uncapped: Option<IpAddr>,
+}
+
+/// HTTP connections (page loads, handshakes) allowed beyond the WebSocket limit.
+pub const HTTP_HEADROOM: usize = 1024;
+/// Connections the --metrics and --redirect-http listeners serve at once.
+pub const SMALL_LISTENER_CONNECTIONS: usize = 1024;
+
+impl ServeConfig {
+    /// Sets the connection and WebSocket limits the user left to their
+    /// defaults to what the descriptor limit can hold, and keeps the verdict
+    /// for start-up to report.
+    fn fit_descriptors(&mut self, args: &ServeArgs, nofile: u64) {
+        let count = |l: &[ListenAddr]| l.iter().map(|l| l.addrs.len()).sum::<usize>();
+        let demand = Demand {
+            line_listeners: count(&self.tcp) + count(&self.tcp_tls) + self.unix.len(),
+            http_listeners: self.gateway.as_ref().map_or(0, |g| g.http.addrs.len()),
+            headroom: HTTP_HEADROOM,
+            gateway: self.gateway.is_some(),
+            small_listeners: self.metrics.as_ref().map_or(0, |m| m.addrs.len())
+                + self.redirect_http.as_ref().map_or(0, |r| r.addrs.len()),
+            small: SMALL_LISTENER_CONNECTIONS,
+        };
+        let fitted = demand.fit(nofile, args.max_connections, args.max_websockets);
+        self.protocol.limits.max_connections = fitted.max_connections;
+        if let Some(gw) = &mut self.gateway {
+            gw.max_sessions = fitted.max_websockets;
+        }
+        self.descriptors = Some((nofile, fitted));
+    }
 }
 
 impl Limits {
@@ -358,7 +390,14 @@ fn non_zero(d: Duration) -> Option<Duration> {
 }
 
 impl ServeConfig {
+    /// The configuration `args` describe, for a process that may open the
+    /// descriptors it may open now.
     pub fn from_args(args: &ServeArgs) -> Result<Self, ConfigError> {
+        Self::from_args_with(args, descriptors::limit())
+    }
+
+    /// As [`ServeConfig::from_args`], for a process that may open `nofile` descriptors.
+    pub fn from_args_with(args: &ServeArgs, nofile: u64) -> Result<Self, ConfigError> {
         let format: TimeFormat = args.time_format.parse().map_err(ConfigError::TimeFormat)?;
         let precision = match (&args.precision, &format) {
             (None, TimeFormat::Unix) => Precision::Millis,
@@ -380,7 +419,7 @@ impl ServeConfig {
         if args.max_line == 0 {
             return Err(ConfigError::MaxLine);
         }
-        if args.max_connections == 0 {
+        if args.max_connections == Some(0) {
             return Err(ConfigError::MaxConnections);
         }
         if args.stall_timeout.is_zero() {
@@ -419,7 +458,7 @@ impl ServeConfig {
             if args.token_lifetime < Duration::from_secs(1) {
                 return Err(ConfigError::TokenLifetime);
             }
-            if args.max_websockets == 0 {
+            if args.max_websockets == Some(0) {
                 return Err(ConfigError::MaxWebsockets);
             }
             if let Some(bad) = args.allow_origin.iter().find(|o| !is_origin(o)) {
@@ -439,7 +478,7 @@ impl ServeConfig {
                 upstream_proxy_protocol: args.upstream_proxy_protocol,
                 allowed_origins: args.allow_origin.clone(),
                 allowed_hosts,
-                max_sessions: args.max_websockets,
+                max_sessions: 0,
                 ping_interval: args.ws_ping,
                 reconnect_window: args.reconnect_window,
                 auth: args.auth.clone(),
@@ -463,12 +502,13 @@ impl ServeConfig {
         if redirect_http.is_some() && gateway.is_none() {
             return Err(ConfigError::RedirectNeedsHttp);
         }
-        Ok(ServeConfig {
+        let mut config = ServeConfig {
             tls,
             tcp_tls,
             redirect_http,
             gateway,
             metrics,
+            descriptors: None,
             shutdown_delay: args.shutdown_delay,
             access: AccessList {
                 allow: args.allow.clone(),
@@ -485,7 +525,7 @@ impl ServeConfig {
                 stamp,
                 limits: Limits {
                     max_line: args.max_line,
-                    max_connections: args.max_connections,
+                    max_connections: 0,
                     max_per_client: args.max_connections_per_client,
                     partial_timeout: non_zero(args.partial_timeout),
                     idle_timeout: non_zero(args.idle_timeout),
@@ -499,7 +539,9 @@ impl ServeConfig {
                     connect_timeout: args.connect_timeout,
                 },
             },
-        })
+        };
+        config.fit_descriptors(args, nofile);
+        Ok(config)
     }
 }
 
@@ -514,7 +556,7 @@ mod tests {
         let Command::Serve(serve) = cli.command else {
             unreachable!("serve was given")
         };
-        ServeConfig::from_args(&serve)
+        ServeConfig::from_args_with(&serve, 1 << 20)
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod clock_check;
 mod config;
 mod config_file;
 mod connection;
+mod descriptors;
 mod duration_arg;
 mod gateway;
 mod host_port;
@@ -90,12 +91,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),
     }
-    let config = ServeConfig::from_args(&args)?;
-    // Each client is a descriptor: take all the kernel allows this process.
+    // Each client is a descriptor: take all the kernel allows this process,
+    // then fit the limits to it.
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => tracing::debug!("file descriptor limit: {limit}"),
         Err(e) => tracing::warn!("cannot raise the file descriptor limit: {e}"),
     }
+    let config = ServeConfig::from_args(&args)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(server::run(config))?;
     Ok(ExitCode::SUCCESS)

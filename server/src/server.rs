@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use crate::admission::{self, Door, Shared};
 use crate::bind::{BindError, Bound};
-use crate::config::{ConfigError, ServeConfig};
+use crate::config::{ConfigError, ServeConfig, HTTP_HEADROOM, SMALL_LISTENER_CONNECTIONS};
 use crate::gateway::hosts::AllowedHosts;
 use crate::gateway::http_service::HttpService;
 use crate::gateway::{self, Gateway, Ops};
@@ -28,10 +28,6 @@ use crate::signin::{Auth, AuthError, SessionSettings};
 use crate::tls::{Tls, TlsError};
 use crate::udp;
 
-/// Connections the --metrics and --redirect-http listeners serve at once.
-const SMALL_LISTENER_CONNECTIONS: usize = 1024;
-/// HTTP connections (page loads, handshakes) allowed beyond the WebSocket limit.
-const HTTP_HEADROOM: usize = 1024;
 /// What a plain-HTTP client refused at the connection limit reads.
 const HTTP_BUSY: &[u8] =
     b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
@@ -55,6 +51,17 @@ pub enum ServeError {
 
 pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     secret_files::warn_if_exposed(&config);
+    if let Some((nofile, fitted)) = &config.descriptors {
+        if let Some(warning) = &fitted.warning {
+            warn!("{warning}");
+        } else if fitted.lowered {
+            info!(
+                "{nofile} file descriptors allowed: at most {} connections per listener and {} \
+                 WebSockets (raise LimitNOFILE= or ulimit -n for more)",
+                fitted.max_connections, fitted.max_websockets
+            );
+        }
+    }
     let tls = config.tls.clone().map(Tls::new).transpose()?.map(Arc::new);
     let bound = Bound::bind(&config).await?;
     let shutdown = CancellationToken::new();

@@ -103,8 +103,10 @@ pub fn assert_texts<T: AsRef<[u8]>>(actual: &[Vec<u8>], expected: &[T]) {
     );
 }
 
-/// Fails unless `stamp` is within a couple of seconds of now. Stamps are
-/// truncated to their precision, so they may lag by up to one second more.
+/// Fails unless `stamp` is within seconds of now: a wrong zone or a stale
+/// clock is hours off. Stamps are truncated to their precision, and a test
+/// may read a reply seconds after it was stamped (a backlog answered during a
+/// drain, on a loaded machine: 3.0 s was seen), so up to 10 s late passes.
 #[track_caller]
 pub fn assert_recent(stamp: &Stamp) {
     let lag = match stamp {
@@ -113,7 +115,7 @@ pub fn assert_recent(stamp: &Stamp) {
         Stamp::Instant(t) => Utc::now() - *t,
     };
     assert!(
-        lag >= TimeDelta::milliseconds(-500) && lag <= TimeDelta::seconds(3),
+        lag >= TimeDelta::milliseconds(-500) && lag <= TimeDelta::seconds(10),
         "stamp {stamp:?} is {lag} away from now"
     );
 }

@@ -133,9 +133,36 @@ impl Server {
 
     /// As [`Server::start`], with extra environment variables (such as `TZ`).
     pub fn start_with_env(env: &[(&str, &str)], args: &[&str]) -> Server {
+        let mut cmd = timecho();
+        cmd.envs(env.iter().copied());
+        Server::spawn(cmd, args)
+    }
+
+    /// As [`Server::start`], in a process that may open at most `nofile`
+    /// descriptors (soft and hard limit), as under a strict `LimitNOFILE=`.
+    pub fn start_with_nofile(nofile: u64, args: &[&str]) -> Server {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = timecho();
+        // SAFETY: setrlimit is async-signal-safe and touches only the child.
+        unsafe {
+            cmd.pre_exec(move || {
+                let limit = libc::rlimit {
+                    rlim_cur: nofile,
+                    rlim_max: nofile,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        Server::spawn(cmd, args)
+    }
+
+    fn spawn(mut cmd: Command, args: &[&str]) -> Server {
         let args = serve_args(args);
-        let mut child = timecho()
-            .envs(env.iter().copied())
+        let mut child = cmd
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
