@@ -551,3 +551,96 @@ async fn an_upstream_reply_without_a_newline_is_relayed_once_the_upstream_is_qui
     assert_eq!(ws_reply(&mut ws).await, "no newline");
     assert_quiet(&mut ws).await;
 }
+
+/// The close code the gateway sends after `bytes`, read to the end of the stream.
+fn close_code_after(http: SocketAddr, bytes: &[u8]) -> Option<u16> {
+    let mut raw = RawWs::handshake(http);
+    raw.stream.write_all(bytes).expect("send the frames");
+    let mut got = Vec::new();
+    let _ = raw.stream.read_to_end(&mut got);
+    server_frames(&got)
+        .into_iter()
+        .find(|(opcode, _)| *opcode == 0x8)
+        .and_then(|(_, payload)| payload.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]])))
+}
+
+#[test]
+fn protocol_violations_are_closed_with_1002_and_counted_as_refused() {
+    let server = Server::start(&[]);
+    let http = server.http_addr();
+    let rsv = {
+        let mut f = support::masked_frame(0x1, b"hi");
+        f[0] |= 0x40;
+        f
+    };
+    let unmasked = vec![0x81, 0x02, b'h', b'i'];
+    let long_ping = support::masked_frame(0x9, &[0u8; 126]);
+    let fragmented_ping = {
+        let mut f = support::masked_frame(0x9, b"p");
+        f[0] &= 0x7f;
+        f
+    };
+    let violations = [
+        ("a reserved bit", rsv),
+        ("a reserved opcode", support::masked_frame(0x3, b"x")),
+        ("an unmasked frame", unmasked),
+        ("a control frame over 125 bytes", long_ping),
+        ("a fragmented control frame", fragmented_ping),
+        (
+            "a continuation without a start",
+            support::masked_frame(0x0, b"x"),
+        ),
+    ];
+    for (what, bytes) in &violations {
+        assert_eq!(close_code_after(http, bytes), Some(1002), "{what}");
+    }
+    let refused = metric(
+        http,
+        "timecho_websocket_closed_total",
+        &["ending=\"Refused\""],
+    );
+    assert_eq!(refused, violations.len() as f64);
+}
+
+#[test]
+fn a_malformed_key_or_two_host_headers_get_400_and_a_head_over_32_kib_431() {
+    let server = Server::start(&[]);
+    let http = server.http_addr();
+    let status = |request: String| {
+        let mut s = std::net::TcpStream::connect(http).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut raw = String::new();
+        let _ = s.read_to_string(&mut raw);
+        raw.split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse::<u16>().ok())
+    };
+    let upgrade = |key: &str, extra: &str| {
+        format!(
+            "GET /ws HTTP/1.1\r\nHost: {http}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+        )
+    };
+    assert_eq!(status(upgrade("not-a-nonce", "")), Some(400));
+    assert_eq!(
+        status(upgrade("dGhlIHNhbXBsZSBub25jZSEh", "")),
+        Some(400),
+        "18 bytes"
+    );
+    assert_eq!(
+        status(upgrade(
+            "dGhlIHNhbXBsZSBub25jZQ==",
+            "Host: evil.example\r\n"
+        )),
+        Some(400)
+    );
+    let big = format!("X-Filler: {}\r\n", "a".repeat(8000));
+    let head = format!(
+        "GET / HTTP/1.1\r\nHost: {http}\r\n{}Connection: close\r\n\r\n",
+        big.repeat(5)
+    );
+    assert!(head.len() > 40_000);
+    let got = status(head);
+    assert!(matches!(got, Some(431) | None), "a 40 KB head got {got:?}");
+}

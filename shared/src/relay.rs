@@ -26,6 +26,8 @@ pub mod close_code {
     pub const NORMAL: u16 = 1000;
     /// The gateway is shutting down.
     pub const GOING_AWAY: u16 = 1001;
+    /// The client broke the WebSocket protocol (RFC 6455) itself.
+    pub const PROTOCOL_ERROR: u16 = 1002;
     /// A binary frame on a text session: the relay speaks text there.
     pub const UNSUPPORTED_DATA: u16 = 1003;
     /// A frame that is not valid UTF-8.

@@ -39,7 +39,16 @@ pub async fn guard(
     next: Next,
 ) -> Response {
     let path = request.uri().path();
-    let mut response = if !is_probe(path) && !host_allowed(&gateway, request.headers()) {
+    let mut response = if head_len(&request) > MAX_HEAD {
+        (
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "the request's headers are larger than 32 KiB\n",
+        )
+            .into_response()
+    } else if request.headers().get_all(HOST).iter().nth(1).is_some() {
+        // Which one a proxy and we would each believe is anyone's guess.
+        (StatusCode::BAD_REQUEST, "a request has one Host header\n").into_response()
+    } else if !is_probe(path) && !host_allowed(&gateway, request.headers()) {
         debug!(%client, "refused: Host is not one of this server's names");
         (
             StatusCode::MISDIRECTED_REQUEST,
@@ -57,6 +66,27 @@ pub async fn guard(
     };
     security_headers(response.headers_mut(), gateway.secure);
     response
+}
+
+/// The largest request head (request line and headers) answered. hyper's
+/// read buffer bounds it too, but a read may run past that bound by a chunk.
+const MAX_HEAD: usize = 32 * 1024;
+
+/// The request head's size as it came: the request line, and each header
+/// line with its `: ` and CRLF.
+fn head_len(request: &Request) -> usize {
+    let line = request.method().as_str().len()
+        + request
+            .uri()
+            .path_and_query()
+            .map_or(1, |p| p.as_str().len())
+        + "  HTTP/1.1\r\n".len();
+    let headers: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    line + headers + 2
 }
 
 /// Browsers always send `Host`; a request without one is not a rebinding

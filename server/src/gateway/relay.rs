@@ -67,6 +67,9 @@ enum Ending {
     Binary,
     InvalidUtf8,
     TooBig(usize),
+    /// The browser broke RFC 6455 (reserved bits or opcodes, an unmasked
+    /// frame, a control frame too long or fragmented, a stray continuation).
+    ProtocolViolation(String),
     Shutdown,
     /// The page's sign-in session ended (signed out, or pushed out).
     SignedOut,
@@ -86,7 +89,10 @@ impl Ending {
                 WsEnding::BrowserClosed
             }
             Ending::BrowserVanished => WsEnding::BrowserVanished,
-            Ending::Binary | Ending::InvalidUtf8 | Ending::TooBig(_) => WsEnding::Refused,
+            Ending::Binary
+            | Ending::InvalidUtf8
+            | Ending::TooBig(_)
+            | Ending::ProtocolViolation(_) => WsEnding::Refused,
             Ending::Shutdown => WsEnding::Restart,
             Ending::SignedOut => WsEnding::SignedOut,
             Ending::TokenExpired => WsEnding::TokenExpired,
@@ -128,6 +134,7 @@ impl Ending {
                 close_code::TOO_BIG,
                 format!("frame larger than {max} bytes"),
             ),
+            Ending::ProtocolViolation(what) => (close_code::PROTOCOL_ERROR, what.clone()),
             Ending::Shutdown => (close_code::RESTART, restart_reason(reconnect_window)),
             Ending::SignedOut => (close_code::POLICY, "signed out".into()),
             Ending::TokenExpired => (
@@ -245,6 +252,16 @@ async fn relay(mut ws: Socket, gateway: &Gateway, pair: Pair) {
             },
             ending = &mut down => ending,
         }
+    };
+    // At shutdown the own listener drains too, and its close can reach the
+    // relay before the shutdown does: the browser is told to come back.
+    let ending = match ending {
+        Ending::UpstreamClosed | Ending::UpstreamClosedEarly(_) | Ending::UpstreamFailed(_)
+            if gateway.shutdown.is_cancelled() =>
+        {
+            Ending::Shutdown
+        }
+        other => other,
     };
     debug!(?ending, "session closed");
     gateway.metrics.ws_ended(ending.counted_as());
@@ -400,6 +417,7 @@ fn classify(e: tungstenite::Error, max: usize) -> Ending {
     match e {
         tungstenite::Error::Utf8(_) => Ending::InvalidUtf8,
         tungstenite::Error::Capacity(_) => Ending::TooBig(max),
+        tungstenite::Error::Protocol(violation) => Ending::ProtocolViolation(violation.to_string()),
         _ => Ending::BrowserVanished,
     }
 }

@@ -53,6 +53,8 @@ pub enum HandshakeError {
     Version,
     #[error("the Sec-WebSocket-Key header is missing")]
     NoKey,
+    #[error("the Sec-WebSocket-Key header must be 16 bytes in base64")]
+    BadKey,
     #[error("this connection cannot be upgraded")]
     NotUpgradable,
 }
@@ -103,10 +105,11 @@ impl<S: Send + Sync> FromRequestParts<S> for WsRequest {
         {
             return Err(HandshakeError::Version);
         }
-        let key = headers
-            .get(SEC_WEBSOCKET_KEY)
-            .ok_or(HandshakeError::NoKey)?
-            .clone();
+        let mut keys = headers.get_all(SEC_WEBSOCKET_KEY).iter();
+        let key = keys.next().ok_or(HandshakeError::NoKey)?.clone();
+        if keys.next().is_some() || !is_nonce(key.as_bytes()) {
+            return Err(HandshakeError::BadKey);
+        }
         let offered = headers
             .get_all(SEC_WEBSOCKET_PROTOCOL)
             .iter()
@@ -181,6 +184,15 @@ impl WsRequest {
     }
 }
 
+/// RFC 6455, 4.1: the key is a random 16-byte value, base64-encoded.
+fn is_nonce(key: &[u8]) -> bool {
+    use base64::Engine as _;
+    key.len() == 24
+        && base64::engine::general_purpose::STANDARD
+            .decode(key)
+            .is_ok_and(|nonce| nonce.len() == 16)
+}
+
 /// Whether a comma-separated header holds `token` (case-insensitive).
 fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
     headers.get_all(name).iter().any(|v| {
@@ -188,4 +200,23 @@ fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
             .split(|&b| b == b',')
             .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_is_sixteen_bytes_in_base64() {
+        assert!(is_nonce(b"dGhlIHNhbXBsZSBub25jZQ=="));
+        for bad in [
+            &b""[..],
+            b"x",
+            b"dGhlIHNhbXBsZSBub25jZQ",
+            b"dGhlIHNhbXBsZSBub25jZQ=!",
+            b"dGhlIHNhbXBsZSBub25jZSEh",
+        ] {
+            assert!(!is_nonce(bad), "{}", bad.escape_ascii());
+        }
+    }
 }
