@@ -125,3 +125,23 @@ fn hostile_user_name_leaves_one_short_inert_log_line() {
             .map(|l| l.chars().take(300).collect::<String>())
     );
 }
+
+#[test]
+fn a_flood_of_refused_sign_ins_is_one_log_line_per_client_and_interval() {
+    let dir = TempDir::new();
+    let mut server = auth_server(&dir);
+    let addr = server.http_addr();
+    let statuses: Vec<u16> = (0..40).map(|n| login(addr, &format!("guess{n}"))).collect();
+    assert!(
+        statuses.iter().all(|s| matches!(s, 401 | 429)),
+        "{statuses:?}"
+    );
+    // The log names the client once per interval (the metrics count each).
+    let log = wait_for_log(&mut server, "sign-in refused", 1);
+    assert_eq!(
+        log.matches("sign-in refused").count(),
+        1,
+        "{}",
+        excerpt(&log)
+    );
+}

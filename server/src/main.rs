@@ -19,6 +19,7 @@ mod line_service;
 mod log_text;
 mod metrics;
 mod proxy_protocol;
+mod refusal_log;
 mod reload;
 mod secret_files;
 mod server;

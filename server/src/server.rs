@@ -21,6 +21,7 @@ use crate::gateway::{self, Gateway, Ops};
 use crate::line_service::LineService;
 use crate::metrics::Metrics;
 use crate::proxy_protocol::ProxyPolicy;
+use crate::refusal_log::RefusalLog;
 use crate::reload::{self, Reloadable};
 use crate::secret_files;
 use crate::shutdown::Signals;
@@ -189,6 +190,10 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         ));
     }
     if let (Some(gw), Some(upstream)) = (&config.gateway, upstream) {
+        let refusals = Arc::new(RefusalLog::default());
+        let flushing = refusals.clone();
+        let stop = shutdown.clone();
+        tracker.spawn(async move { flushing.flush_every_interval("sign-in refused", stop).await });
         let auth = (!gw.auth.is_empty())
             .then(|| {
                 let session = SessionSettings {
@@ -211,6 +216,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
             limits: shared_limits.clone(),
             metrics: metrics.clone(),
             auth,
+            refusals: refusals.clone(),
         });
         reloadable.gateway = Some(gateway.clone());
         let scheme = if tls.is_some() { "https" } else { "http" };

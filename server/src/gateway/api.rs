@@ -115,7 +115,9 @@ async fn login(
             ([(SET_COOKIE, cookie)], Json(body)).into_response()
         }
         Err(d) => {
-            info!(user = %untrusted(&credentials.user), %client, "sign-in refused: {}", d.reason());
+            if gateway.refusals.first_in_interval(client.ip()) {
+                info!(user = %untrusted(&credentials.user), %client, "sign-in refused: {}", d.reason());
+            }
             denied(d)
         }
     }

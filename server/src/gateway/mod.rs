@@ -34,6 +34,7 @@ use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use crate::config::{GatewayConfig, Limits, Upstream};
 use crate::metrics::Metrics;
+use crate::refusal_log::RefusalLog;
 use crate::signin::Auth;
 use hosts::HostHeader;
 pub use ops::Ops;
@@ -61,6 +62,8 @@ pub struct Gateway {
     pub secure: bool,
     /// Sign-in for the page and `/ws`, when `--auth` is given.
     pub auth: Option<Auth>,
+    /// Refused sign-ins, logged once per client and interval.
+    pub refusals: Arc<RefusalLog>,
 }
 
 /// The largest request body read: the only bodies are sign-in forms, and
