@@ -115,6 +115,18 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         config.gateway.as_ref().map_or(&[], |g| &g.allowed_hosts),
         tls.as_ref().map(|t| t.dns_names()).unwrap_or_default(),
     ));
+    // Before saying where it listens: a session store that cannot be reached stops start-up.
+    let auth = match config.gateway.as_ref().filter(|gw| !gw.auth.is_empty()) {
+        Some(gw) => {
+            let session = SessionSettings {
+                key: gw.session_key.as_deref(),
+                token_lifetime: gw.token_lifetime,
+                store: gw.session_store.as_ref(),
+            };
+            Some(Auth::load(&gw.auth, session, tls.is_some(), &metrics).await?)
+        }
+        None => None,
+    };
     let signals = Signals::install().map_err(ServeError::Signals)?;
     let fingerprint = tls.as_ref().map(|t| t.fingerprint());
     println!("{}", bound.describe(fingerprint.as_deref()));
@@ -155,15 +167,6 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         ));
     }
     if let Some(gw) = &config.gateway {
-        let auth = (!gw.auth.is_empty())
-            .then(|| {
-                let session = SessionSettings {
-                    key: gw.session_key.as_deref(),
-                    token_lifetime: gw.token_lifetime,
-                };
-                Auth::load(&gw.auth, session, tls.is_some(), &metrics)
-            })
-            .transpose()?;
         let gateway = Arc::new(Gateway {
             hosts: hosts.clone(),
             secure: tls.is_some(),
@@ -188,11 +191,8 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
             metrics: metrics.clone(),
             auth,
         });
-        if gateway.auth.as_ref().is_some_and(Auth::key_is_reloadable) {
-            tracker.spawn(reload_session_key_on_sighup(
-                gateway.clone(),
-                shutdown.clone(),
-            ));
+        if gateway.auth.is_some() {
+            tracker.spawn(reload_signin_on_sighup(gateway.clone(), shutdown.clone()));
         }
         let scheme = if tls.is_some() { "https" } else { "http" };
         let app = gateway::router(gateway, ops.clone(), limits.body_timeout);
@@ -260,16 +260,12 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     Ok(())
 }
 
-/// SIGHUP re-reads the session key file: a new key signs from now on, and
-/// the previous one is still accepted for a session lifetime.
-async fn reload_session_key_on_sighup(gateway: Arc<Gateway>, shutdown: CancellationToken) {
+/// SIGHUP re-reads sign-in's files: the session key, the users and the tokens.
+async fn reload_signin_on_sighup(gateway: Arc<Gateway>, shutdown: CancellationToken) {
     let Some(auth) = &gateway.auth else { return };
-    on_sighup("session key reload", shutdown, || match auth.reload_key() {
-        Ok(true) => {
-            info!("session key replaced; the previous one is accepted for a session lifetime")
-        }
-        Ok(false) => info!("session key unchanged"),
-        Err(e) => warn!("session key not reloaded, keeping the old one: {e}"),
+    on_sighup("sign-in reload", shutdown, || match auth.reload() {
+        Ok(report) => info!("sign-in reloaded: {report}"),
+        Err(e) => warn!("sign-in not reloaded, keeping what it had: {e}"),
     })
     .await;
 }
