@@ -65,10 +65,14 @@ pub fn wasm_opt(tools_dir: &Path) -> Result<PathBuf> {
 /// libfaketime, which the clock-step test preloads into the server.
 const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 
+/// Where Debian's `redis-server` package puts the server (tests/session_store.rs looks there).
+const REDIS_SERVER: &str = "/usr/bin/redis-server";
+
 /// What the end-to-end tests need from Debian: Chromium with its driver, `nc`,
 /// `socat`, `python3` with pip, node with npm (the interop test), `openssl`
-/// (TLS interop), `haproxy` (the scale-out test) and libfaketime (the
-/// clock-step test). Installs whatever is missing.
+/// (TLS interop), `haproxy` (the scale-out and session-store tests),
+/// libfaketime (the clock-step test) and `redis-server` (the session-store
+/// test). Installs whatever is missing.
 pub fn ensure_test_packages() -> Result<()> {
     let mut missing = Vec::new();
     if !exec::on_path("openssl") {
@@ -100,10 +104,15 @@ pub fn ensure_test_packages() -> Result<()> {
     if !Path::new(LIBFAKETIME).exists() {
         missing.push("faketime");
     }
+    // tests/session_store.rs starts its own on a free port; the system
+    // service the package sets up is not used.
+    if !Path::new(REDIS_SERVER).exists() {
+        missing.push("redis-server");
+    }
     if missing.is_empty() {
         println!(
             "xtask: chromium, chromedriver, nc, socat, python3, pip, node, npm, openssl, \
-             haproxy and faketime are installed"
+             haproxy, faketime and redis-server are installed"
         );
         return Ok(());
     }
