@@ -126,14 +126,11 @@ fn ws_status_at(instance: &Server, cookie: &str) -> u16 {
     }
 }
 
-/// Asks until `refused` says so, failing after `within`; how long it took.
-fn refused_within(within: Duration, what: &str, mut refused: impl FnMut() -> bool) -> Duration {
+/// Asks until `done` says so, failing after `within`; how long it took.
+fn eventually(within: Duration, what: &str, mut done: impl FnMut() -> bool) -> Duration {
     let started = Instant::now();
-    while !refused() {
-        assert!(
-            started.elapsed() < within,
-            "{what}: still accepted after {within:?}"
-        );
+    while !done() {
+        assert!(started.elapsed() < within, "{what}: not after {within:?}");
         thread::sleep(Duration::from_millis(50));
     }
     started.elapsed()
@@ -184,7 +181,7 @@ fn a_sign_out_on_one_instance_is_refused_by_every_instance_at_once_through_hapro
     // b refuses the session at once, whichever of its tokens comes: the
     // renewal, the API, /ws.
     for token in [&cookie, &renewed_on_b] {
-        let took = refused_within(LIFETIME, "renewal on b", || session_at(&b, token).0 == 401);
+        let took = eventually(LIFETIME, "renewal on b", || session_at(&b, token).0 == 401);
         eprintln!("b refused the renewal {took:?} after the sign-out on a");
         assert!(took < LIFETIME / 2, "refused only after {took:?}");
         let (status, renewed) = session_at(&b, token);
@@ -283,18 +280,26 @@ fn a_store_that_stops_answering_fails_sessions_closed_until_it_is_back() {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0.0);
     assert!(failures >= 7.0, "{failures} failures counted");
-    let warnings = a.stderr().matches("session store unavailable").count();
-    assert_eq!(warnings, 1, "one warning for the burst:\n{}", a.stderr());
+    let warned = |a: &mut Server| a.stderr().matches("session store unavailable").count();
+    eventually(Duration::from_secs(5), "a warning", || warned(&mut a) > 0);
+    assert_eq!(
+        warned(&mut a),
+        1,
+        "one warning for the burst:\n{}",
+        a.stderr()
+    );
 
     // Back (empty: it saved nothing): the repeated sign-out is taken now,
     // and the session is refused for good.
     redis.resume();
-    refused_within(Duration::from_secs(10), "store back", || {
+    eventually(Duration::from_secs(10), "store back", || {
         status_of(&sign_out(&a, &cookie)) == 204
     });
     assert_eq!(redis.sign_outs().len(), 1);
     assert_eq!(session_at(&a, &cookie).0, 401);
-    assert!(a.stderr().contains("session store answering again"));
+    eventually(Duration::from_secs(5), "recovery logged", || {
+        a.stderr().contains("session store answering again")
+    });
 }
 
 #[test]
@@ -377,4 +382,63 @@ fn start_up_refuses_a_weak_key_an_unreachable_store_and_a_store_without_sign_in(
         "{}",
         refused.stderr
     );
+}
+
+#[test]
+fn a_user_removed_from_the_users_file_loses_their_sessions_at_sighup() {
+    let redis = RedisServer::start();
+    let dir = TempDir::new();
+    let args = serve_args(&dir, Some(&redis));
+    let users = args
+        .iter()
+        .find_map(|a| a.strip_prefix("basic:"))
+        .expect("a users file")
+        .to_owned();
+    let mut a = serve(&args);
+    let body = r#"{"user":"ada","password":"pw"}"#;
+    let login = http_raw(
+        a.http_addr(),
+        PROXY_HEADER,
+        &format!(
+            "POST /api/login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    let cookie = session_cookie(&login).expect("signed in");
+    let mut socket = ws_at(&a, &cookie);
+
+    // Another user's line instead of ada's, then SIGHUP.
+    let other = support::basic_users_file(&dir, "grace", "pw2");
+    std::fs::copy(other.strip_prefix("basic:").unwrap(), &users).unwrap();
+    a.signal(libc::SIGHUP);
+    assert_eq!(
+        close_code_of(&mut socket),
+        1008,
+        "her socket ends at the reload"
+    );
+    assert_eq!(session_at(&a, &cookie).0, 401);
+    let reloaded = "sign-in reloaded: session key unchanged, users reloaded (1), \
+                    tokens reloaded (1), 1 user(s) removed";
+    eventually(Duration::from_secs(5), "the reload logged", || {
+        a.stderr().contains(reloaded)
+    });
+}
+
+/// The page's `/ws` straight to `instance` (behind the PROXY header), open.
+fn ws_at(instance: &Server, cookie: &str) -> tungstenite::WebSocket<TcpStream> {
+    use tungstenite::client::IntoClientRequest;
+    let mut request = "ws://localhost/ws".into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("cookie", cookie.parse().unwrap());
+    let mut stream = TcpStream::connect(instance.http_addr()).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(PROXY_HEADER.as_bytes()).unwrap();
+    match tungstenite::client::client(request, stream) {
+        Ok((ws, _)) => ws,
+        Err(e) => panic!("/ws refused: {e}"),
+    }
 }

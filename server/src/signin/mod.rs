@@ -156,6 +156,16 @@ impl Auth {
         // One argon2 check per core at a time: more would only queue for CPU
         // while each holds its ~19 MiB.
         let check_slots = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+        // The files first: they fail fast, and the store is worth waiting
+        // for only when the rest is right.
+        let credentials = Credentials::load(
+            sources,
+            check_slots,
+            SESSION_LIFETIME,
+            metrics.signin_verifications.clone(),
+            metrics.signin_busy.clone(),
+        )?;
+        let keys = SessionKeys::load(session.key, session.token_lifetime)?;
         let store = match session.store {
             Some(url) => Some(
                 SessionStore::connect(
@@ -168,20 +178,14 @@ impl Auth {
             None => None,
         };
         Ok(Auth {
-            credentials: Credentials::load(
-                sources,
-                check_slots,
-                SESSION_LIFETIME,
-                metrics.signin_verifications.clone(),
-                metrics.signin_busy.clone(),
-            )?,
+            credentials,
             limiter: Limiter::new(
                 ATTEMPTS_PER_MINUTE,
                 MAX_TRACKED_CLIENTS,
                 metrics.signin_rate_limited.clone(),
             ),
             sessions: Sessions::new(MAX_SESSIONS, SESSION_LIFETIME),
-            keys: SessionKeys::load(session.key, session.token_lifetime)?,
+            keys,
             store,
             token_lifetime: session.token_lifetime,
             secure_cookies,
