@@ -24,13 +24,14 @@ mod tokens;
 use std::net::IpAddr;
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::http::header::{AUTHORIZATION, COOKIE};
 use axum::http::HeaderMap;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
+use tokio_util::sync::DropGuard;
 
 use crate::metrics::Metrics;
 use credentials::{Busy, Credentials};
@@ -133,9 +134,11 @@ pub struct Authorized {
 pub struct Auth {
     credentials: Credentials,
     limiter: Limiter,
-    sessions: Sessions,
+    sessions: Arc<Sessions>,
     keys: SessionKeys,
     store: Option<SessionStore>,
+    /// Stops following the store's sign-outs when sign-in goes.
+    _following: Option<DropGuard>,
     token_lifetime: Duration,
     /// Mark cookies `Secure` (the page is served over TLS).
     pub secure_cookies: bool,
@@ -166,16 +169,19 @@ impl Auth {
             metrics.signin_busy.clone(),
         )?;
         let keys = SessionKeys::load(session.key, session.token_lifetime)?;
-        let store = match session.store {
-            Some(url) => Some(
-                SessionStore::connect(
-                    url,
-                    CONNECT_DEADLINE,
-                    metrics.session_store_failures.clone(),
-                )
-                .await?,
-            ),
-            None => None,
+        let sessions = Arc::new(Sessions::new(MAX_SESSIONS, SESSION_LIFETIME));
+        let (store, following) = match session.store {
+            Some(url) => {
+                let failures = metrics.session_store_failures.clone();
+                let (store, sign_outs) =
+                    SessionStore::connect(url, CONNECT_DEADLINE, failures).await?;
+                // Sign-outs on other instances close this one's sockets at once.
+                let stop = tokio_util::sync::CancellationToken::new();
+                let here = sessions.clone();
+                tokio::spawn(sign_outs.follow(move |id| here.end_id(id), stop.clone()));
+                (Some(store), Some(stop.drop_guard()))
+            }
+            None => (None, None),
         };
         Ok(Auth {
             credentials,
@@ -184,9 +190,10 @@ impl Auth {
                 MAX_TRACKED_CLIENTS,
                 metrics.signin_rate_limited.clone(),
             ),
-            sessions: Sessions::new(MAX_SESSIONS, SESSION_LIFETIME),
+            sessions,
             keys,
             store,
+            _following: following,
             token_lifetime: session.token_lifetime,
             secure_cookies,
         })

@@ -102,6 +102,16 @@ impl Sessions {
         local.ended.cancel();
     }
 
+    /// Signs out the session `id` here, as another instance did: only if it
+    /// has an entry here (sockets, or a sign-out seen), as one it has not is
+    /// refused by the store when its cookie comes.
+    pub fn end_id(&self, id: &[u8; 16]) {
+        if let Some(local) = lock(&self.table).get_mut(id) {
+            local.revoked = true;
+            local.ended.cancel();
+        }
+    }
+
     /// Closes this instance's sockets of every session of `users` (removed
     /// from the users file, whose sessions are refused from now on anyway).
     /// Returns how many sessions that ended.
@@ -227,6 +237,18 @@ mod tests {
         assert_eq!(sessions.len(), 2);
         assert!(first_end.signed_out.is_cancelled());
         assert!(!sessions.is_live(&second, unix_now()), "still signed out");
+    }
+
+    #[test]
+    fn a_sign_out_heard_from_elsewhere_ends_the_sockets_here() {
+        let sessions = Sessions::new(10, HOUR);
+        let ada = claims("ada");
+        let end = sessions.end_of(&ada);
+        sessions.end_id(&claims("grace").session);
+        assert_eq!(sessions.len(), 1, "no entry for a session unknown here");
+        sessions.end_id(&ada.session);
+        assert!(end.signed_out.is_cancelled());
+        assert!(!sessions.is_live(&ada, unix_now()));
     }
 
     #[test]

@@ -8,15 +8,23 @@
 //! does not answer in time fails closed (cookie sessions are refused with 503,
 //! bearer tokens and passwords do not need it), is counted, and is logged at
 //! most once per [`WARN_EVERY`], with the number of failures since.
+//!
+//! The sign-out is also published on the channel `timecho:signed-out`, which
+//! every instance follows ([`SignOuts`]) to close its sockets of the session
+//! at once. A message missed (while the subscription is being restored) costs
+//! only that promptness: those sockets close when the token they were opened
+//! with expires, and the page's reconnection is refused by the key.
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use prometheus_client::metrics::counter::Counter;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSub};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::lock;
@@ -32,6 +40,10 @@ pub const CONNECT_DEADLINE: Duration = Duration::from_secs(5);
 /// At most one warning this often while the store fails.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 const KEY_PREFIX: &str = "timecho:signed-out:";
+const CHANNEL: &str = "timecho:signed-out";
+/// Waits between attempts to restore a lost subscription, doubling up to the longest.
+const RESUBSCRIBE_FIRST: Duration = Duration::from_millis(250);
+const RESUBSCRIBE_LONGEST: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -144,66 +156,103 @@ struct Health {
 }
 
 impl SessionStore {
-    /// Connects, and checks that the server answers, within `deadline`.
-    /// Failed calls are counted in `failures`.
+    /// Connects, checks that the server answers, and subscribes to sign-outs,
+    /// within `deadline`. Failed calls are counted in `failures`.
     pub async fn connect(
         url: &StoreUrl,
         deadline: Duration,
         failures: Counter,
-    ) -> Result<SessionStore, StoreError> {
+    ) -> Result<(SessionStore, SignOuts), StoreError> {
         let failed = |why: String| StoreError::Connect {
             url: url.shown.clone(),
             deadline,
             why,
         };
         let client = redis::Client::open(url.url.as_str()).map_err(|e| failed(e.to_string()))?;
-        // Reconnection (in the background, after a failure) tries briefly:
-        // the calls' own deadlines decide how long anything waits.
+        // A broken connection is replaced by one attempt, made when a call
+        // finds it broken (and that call tries once more, see `call`): a store
+        // that is down is told at once, not after a round of back-offs.
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CALL_DEADLINE))
             .set_response_timeout(Some(CALL_DEADLINE))
-            .set_number_of_retries(2)
-            .set_max_delay(CALL_DEADLINE);
+            .set_number_of_retries(0);
         let ready = async {
-            let mut connection = ConnectionManager::new_with_config(client, config).await?;
+            let mut connection = ConnectionManager::new_with_config(client.clone(), config).await?;
             redis::cmd("PING")
                 .query_async::<String>(&mut connection)
                 .await?;
-            Ok::<_, redis::RedisError>(connection)
+            let subscription = subscribe(&client).await?;
+            Ok::<_, redis::RedisError>((connection, subscription))
         };
-        let connection = match tokio::time::timeout(deadline, ready).await {
-            Ok(Ok(connection)) => connection,
+        let (connection, subscription) = match tokio::time::timeout(deadline, ready).await {
+            Ok(Ok(ready)) => ready,
             Ok(Err(e)) => return Err(failed(e.to_string())),
             Err(_) => return Err(failed("no answer".to_owned())),
         };
-        Ok(SessionStore {
+        let store = SessionStore {
             connection,
             shown: url.shown.clone(),
-            failures,
+            failures: failures.clone(),
             failing: AtomicBool::new(false),
             health: Mutex::new(Health::default()),
-        })
+        };
+        let sign_outs = SignOuts {
+            client,
+            subscription,
+            shown: url.shown.clone(),
+            failures,
+        };
+        Ok((store, sign_outs))
     }
 
     /// Records that `session` is signed out until `until` (seconds since the
     /// epoch), when none of its tokens can be valid any more.
     pub async fn revoke(&self, session: &[u8; 16], until: u64) -> Result<(), Unavailable> {
         let seconds = until.saturating_sub(unix_now()).max(1);
-        let mut set = redis::cmd("SET");
-        set.arg(key(session)).arg(1).arg("EX").arg(seconds);
-        self.call::<()>(set).await
+        let mut both = redis::pipe();
+        both.atomic()
+            .cmd("SET")
+            .arg(key(session))
+            .arg(1)
+            .arg("EX")
+            .arg(seconds)
+            .ignore()
+            .cmd("PUBLISH")
+            .arg(CHANNEL)
+            .arg(hex(session))
+            .ignore();
+        self.call(&Request::Pipe(both)).await
     }
 
     /// Whether `session` was signed out on any instance.
     pub async fn is_revoked(&self, session: &[u8; 16]) -> Result<bool, Unavailable> {
         let mut exists = redis::cmd("EXISTS");
         exists.arg(key(session));
-        self.call::<bool>(exists).await
+        self.call(&Request::Cmd(exists)).await
     }
 
-    async fn call<T: redis::FromRedisValue>(&self, cmd: redis::Cmd) -> Result<T, Unavailable> {
-        let mut connection = self.connection.clone();
-        let answer = tokio::time::timeout(CALL_DEADLINE, cmd.query_async::<T>(&mut connection));
+    /// Sends `request`, within the call deadline. A connection found broken
+    /// (the store restarted) is reconnected by the manager, and the request
+    /// sent once more on the new one, so that the first request after a
+    /// restart is not failed for nothing.
+    async fn call<T: redis::FromRedisValue>(&self, request: &Request) -> Result<T, Unavailable> {
+        let attempts = async {
+            let mut retried = false;
+            loop {
+                let mut connection = self.connection.clone();
+                let answer = match request {
+                    Request::Cmd(cmd) => cmd.query_async::<T>(&mut connection).await,
+                    Request::Pipe(pipe) => pipe.query_async::<T>(&mut connection).await,
+                };
+                match answer {
+                    Err(e) if !retried && (e.is_io_error() || e.is_connection_dropped()) => {
+                        retried = true;
+                    }
+                    answer => return answer,
+                }
+            }
+        };
+        let answer = tokio::time::timeout(CALL_DEADLINE, attempts);
         match answer.await {
             Ok(Ok(value)) => {
                 if self.failing.load(Ordering::Relaxed) {
@@ -250,13 +299,96 @@ impl SessionStore {
     }
 }
 
-fn key(session: &[u8; 16]) -> String {
-    let mut key = String::with_capacity(KEY_PREFIX.len() + 32);
-    key.push_str(KEY_PREFIX);
-    for b in session {
-        key.push_str(&format!("{b:02x}"));
+enum Request {
+    Cmd(redis::Cmd),
+    Pipe(redis::Pipeline),
+}
+
+/// The sign-outs every instance publishes, followed by this one.
+pub struct SignOuts {
+    client: redis::Client,
+    subscription: PubSub,
+    shown: String,
+    failures: Counter,
+}
+
+impl SignOuts {
+    /// Calls `signed_out` with each session id signed out on any instance,
+    /// until `stop`. A lost subscription is restored, with waits that grow
+    /// to [`RESUBSCRIBE_LONGEST`]; it is logged when lost and when back.
+    pub async fn follow(self, signed_out: impl Fn(&[u8; 16]), stop: CancellationToken) {
+        let SignOuts {
+            client,
+            mut subscription,
+            shown,
+            failures,
+        } = self;
+        loop {
+            let mut messages = subscription.on_message();
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    message = messages.next() => match message {
+                        Some(m) => {
+                            if let Some(session) = session_id(m.get_payload_bytes()) {
+                                signed_out(&session);
+                            }
+                        }
+                        None => break,
+                    },
+                }
+            }
+            drop(messages);
+            failures.inc();
+            warn!(
+                store = %shown,
+                "session store subscription lost; until it is back, sockets of sessions signed \
+                 out elsewhere close when their token expires"
+            );
+            let mut wait = RESUBSCRIBE_FIRST;
+            subscription = loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(wait) => {}
+                }
+                match tokio::time::timeout(CALL_DEADLINE, subscribe(&client)).await {
+                    Ok(Ok(subscription)) => break subscription,
+                    _ => {
+                        failures.inc();
+                        wait = (wait * 2).min(RESUBSCRIBE_LONGEST);
+                    }
+                }
+            };
+            info!(store = %shown, "following sign-outs on the session store again");
+        }
     }
-    key
+}
+
+async fn subscribe(client: &redis::Client) -> redis::RedisResult<PubSub> {
+    let mut subscription = client.get_async_pubsub().await?;
+    subscription.subscribe(CHANNEL).await?;
+    Ok(subscription)
+}
+
+fn key(session: &[u8; 16]) -> String {
+    format!("{KEY_PREFIX}{}", hex(session))
+}
+
+fn hex(session: &[u8; 16]) -> String {
+    session.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A session id as [`hex`] writes it; `None` for anything else.
+fn session_id(text: &[u8]) -> Option<[u8; 16]> {
+    let text = std::str::from_utf8(text).ok()?;
+    if text.len() != 32 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut id = [0u8; 16];
+    for (i, b) in id.iter_mut().enumerate() {
+        *b = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(id)
 }
 
 #[cfg(test)]
@@ -341,10 +473,21 @@ mod tests {
     }
 
     #[test]
-    fn keys_name_the_session_in_hex() {
+    fn keys_and_messages_name_the_session_in_hex() {
+        let id = [0xab, 0x01, 0, 0xff, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 0x10];
         assert_eq!(
             key(&[0xab; 16]),
             format!("timecho:signed-out:{}", "ab".repeat(16))
         );
+        assert_eq!(session_id(hex(&id).as_bytes()), Some(id));
+        for bad in [
+            "",
+            "ab",
+            &"zz".repeat(16),
+            &"ab".repeat(17),
+            "+1ab0000000000000000000000000000",
+        ] {
+            assert_eq!(session_id(bad.as_bytes()), None, "{bad}");
+        }
     }
 }
