@@ -353,16 +353,18 @@ pub struct ServeArgs {
     pub session_key: Option<std::path::PathBuf>,
 
     /// How long one sign-in token is accepted; the open page renews it well
-    /// before, and a page closed for longer asks again. With --session-store, a
-    /// sign-out is refused everywhere at once and the other instances' sockets
-    /// close within this time; without, see the README.
+    /// before, and a page closed for longer asks again. Without --session-store,
+    /// other instances refuse a signed-out session only when its tokens expire,
+    /// and keep renewing a copy of the cookie (see the README).
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration, env = "TIMECHO_TOKEN_LIFETIME")]
     pub token_lifetime: Duration,
 
     /// Share sign-outs between instances through this Redis-compatible server
     /// (redis://HOST:PORT or redis://HOST:PORT/DB): every instance then refuses
-    /// a signed-out session at once. Each session cookie is checked there, with
-    /// a deadline; while it does not answer, cookie sessions get 503. Needs --auth.
+    /// a signed-out session and closes its sockets at once. Each session cookie
+    /// is checked there, with a deadline; while it does not answer, cookie
+    /// sessions get 503. Reached at start-up, or the server does not start.
+    /// Needs --auth.
     #[arg(long, value_name = "URL", env = "TIMECHO_SESSION_STORE")]
     pub session_store: Option<crate::signin::StoreUrl>,
 
