@@ -18,7 +18,9 @@ mod key_strength;
 mod limiter;
 mod reload;
 mod sessions;
+mod sign_outs;
 mod store;
+mod store_url;
 mod tokens;
 
 use std::net::IpAddr;
@@ -42,7 +44,8 @@ use tokens::{unix_now, Claims, SessionKeys, CLOCK_SKEW};
 
 pub use credentials::{hash_password, AuthFileError, AuthSource};
 pub use sessions::{Ended, SessionEnd};
-pub use store::{StoreError, StoreUrl};
+pub use store::StoreError;
+pub use store_url::StoreUrl;
 pub use tokens::KeyError;
 
 pub const COOKIE_NAME: &str = "timecho_session";
