@@ -355,11 +355,11 @@ pub struct ServeArgs {
     )]
     pub auth: Vec<crate::signin::AuthSource>,
 
-    /// Sign session tokens with the key in FILE (32 bytes or more, e.g.
-    /// `head -c 32 /dev/urandom | base64`), so that every instance given the same
-    /// file honours a sign-in made on any of them. Re-read on SIGHUP; the
-    /// previous key stays valid for one session lifetime. Without it each
-    /// process has a random key of its own.
+    /// Sign session tokens with the key in FILE (32 random bytes or more, e.g.
+    /// `head -c 32 /dev/urandom | base64`; a shorter or patterned key stops
+    /// start-up), so that every instance given the same file honours a sign-in
+    /// made on any of them. Re-read on SIGHUP; the previous key stays valid for
+    /// one token lifetime. Without it each process has a random key of its own.
     #[arg(
         long,
         value_name = "FILE",
@@ -369,10 +369,20 @@ pub struct ServeArgs {
     pub session_key: Option<std::path::PathBuf>,
 
     /// How long one sign-in token is accepted; the open page renews it well
-    /// before. A sign-out is honoured by every instance within this time (at
-    /// once by the one that sees it), and a page closed for longer asks again.
+    /// before, and a page closed for longer asks again. Without --session-store,
+    /// other instances refuse a signed-out session only when its tokens expire,
+    /// and keep renewing a copy of the cookie (see the README).
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration, env = "TIMECHO_TOKEN_LIFETIME")]
     pub token_lifetime: Duration,
+
+    /// Share sign-outs between instances through this Redis-compatible server
+    /// (redis://HOST:PORT or redis://HOST:PORT/DB): every instance then refuses
+    /// a signed-out session and closes its sockets at once. Each session cookie
+    /// is checked there, with a deadline; while it does not answer, cookie
+    /// sessions get 503. Reached at start-up, or the server does not start.
+    /// Needs --auth.
+    #[arg(long, value_name = "URL", env = "TIMECHO_SESSION_STORE")]
+    pub session_store: Option<crate::signin::StoreUrl>,
 
     /// Log format: text for people, json for log collectors.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "TIMECHO_LOG_FORMAT")]

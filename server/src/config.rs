@@ -13,7 +13,7 @@ use crate::cli::ServeArgs;
 use crate::descriptors::{self, Demand, Fitted};
 use crate::host_port::{AddrError, HostPort, ServerAddr, DEFAULT_PORT};
 use crate::proxy_protocol::ProxyPolicy;
-use crate::signin::AuthSource;
+use crate::signin::{AuthSource, StoreUrl};
 use crate::tls::CertSource;
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +38,10 @@ pub enum ConfigError {
     WsPing,
     #[error("--token-lifetime must be at least 1s")]
     TokenLifetime,
+    #[error(
+        "--session-store needs --auth: it holds sign-outs, and without sign-in there are none"
+    )]
+    SessionStoreNeedsAuth,
     #[error("--max-websockets must be at least 1")]
     MaxWebsockets,
     #[error("--allow-origin {0:?}: an origin looks like https://example.org or http://host:8080")]
@@ -172,6 +176,8 @@ pub struct GatewayConfig {
     pub session_key: Option<PathBuf>,
     /// How long one session token lasts (the sign-out bound across instances).
     pub token_lifetime: Duration,
+    /// Where sign-outs are shared between instances.
+    pub session_store: Option<StoreUrl>,
 }
 
 #[derive(Debug, Clone)]
@@ -449,6 +455,9 @@ impl ServeConfig {
             .as_ref()
             .map(|r| ListenAddr::resolve("--redirect-http", r))
             .transpose()?;
+        if args.session_store.is_some() && args.auth.is_empty() {
+            return Err(ConfigError::SessionStoreNeedsAuth);
+        }
         let gateway = if args.no_http {
             None
         } else {
@@ -484,6 +493,7 @@ impl ServeConfig {
                 auth: args.auth.clone(),
                 session_key: args.session_key.clone(),
                 token_lifetime: args.token_lifetime,
+                session_store: args.session_store.clone(),
             })
         };
         let tls = match (&args.tls_cert, &args.tls_key, args.tls_self_signed) {

@@ -96,6 +96,7 @@ pub struct Metrics {
     pub signin_verifications: Counter,
     pub signin_rate_limited: Counter,
     pub signin_busy: Counter,
+    pub session_store_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -127,6 +128,7 @@ impl Metrics {
             signin_verifications: Counter::default(),
             signin_rate_limited: Counter::default(),
             signin_busy: Counter::default(),
+            session_store_failures: Counter::default(),
         };
         let r = &mut m.registry;
         r.register("connections_open", "Clients connected now", m.open.clone());
@@ -215,6 +217,12 @@ impl Metrics {
             "signin_busy",
             "Sign-in attempts refused because every password check slot was taken",
             m.signin_busy.clone(),
+        );
+        r.register(
+            "session_store_failures",
+            "Calls to the session store (--session-store) that failed or missed their deadline; \
+             session cookies were refused meanwhile",
+            m.session_store_failures.clone(),
         );
         m
     }

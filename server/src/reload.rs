@@ -32,34 +32,30 @@ impl Reloadable {
             match tls.reload() {
                 Ok(()) => {
                     hosts.set_cert_names(tls.dns_names());
-                    done.push(format!("TLS certificate (SHA-256 {})", tls.fingerprint()));
+                    done.push(format!(
+                        "TLS certificate reloaded (SHA-256 {})",
+                        tls.fingerprint()
+                    ));
                 }
                 Err(e) => failed.push(format!("TLS certificate kept: {e}")),
             }
         }
         if let Some(auth) = self.gateway.as_ref().and_then(|g| g.auth.as_ref()) {
-            if auth.key_is_reloadable() {
-                match auth.reload_key() {
-                    Ok(true) => done.push(
-                        "session key replaced (the previous one is accepted while its tokens last)"
-                            .to_owned(),
-                    ),
-                    Ok(false) => done.push("session key unchanged".to_owned()),
-                    Err(e) => failed.push(format!("session key kept: {e}")),
-                }
+            match auth.reload() {
+                Ok(report) => done.push(format!("sign-in reloaded: {report}")),
+                Err(e) => failed.push(format!("sign-in kept what it had: {e}")),
             }
         }
         match (done.is_empty(), failed.is_empty()) {
             (true, true) => info!("SIGHUP: nothing to reload"),
-            (_, true) => info!("SIGHUP: reloaded {}", done.join(", ")),
+            (_, true) => info!("SIGHUP: {}", done.join("; ")),
             _ => warn!(
-                "SIGHUP: {}{}",
-                failed.join("; "),
-                if done.is_empty() {
-                    String::new()
-                } else {
-                    format!("; reloaded {}", done.join(", "))
-                }
+                "SIGHUP: {}",
+                failed
+                    .into_iter()
+                    .chain(done)
+                    .collect::<Vec<_>>()
+                    .join("; ")
             ),
         }
     }

@@ -144,6 +144,18 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         config.gateway.as_ref().map_or(&[], |g| &g.allowed_hosts),
         tls.as_ref().map(|t| t.dns_names()).unwrap_or_default(),
     ));
+    // Before saying where it listens: a session store that cannot be reached stops start-up.
+    let auth = match config.gateway.as_ref().filter(|gw| !gw.auth.is_empty()) {
+        Some(gw) => {
+            let session = SessionSettings {
+                key: gw.session_key.as_deref(),
+                token_lifetime: gw.token_lifetime,
+                store: gw.session_store.as_ref(),
+            };
+            Some(Auth::load(&gw.auth, session, tls.is_some(), &metrics).await?)
+        }
+        None => None,
+    };
     let signals = Signals::install().map_err(ServeError::Signals)?;
     let fingerprint = tls.as_ref().map(|t| t.fingerprint());
     // Printed once everything is validated and set up (sign-in's files
@@ -194,15 +206,6 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         let flushing = refusals.clone();
         let stop = shutdown.clone();
         tracker.spawn(async move { flushing.flush_every_interval("sign-in refused", stop).await });
-        let auth = (!gw.auth.is_empty())
-            .then(|| {
-                let session = SessionSettings {
-                    key: gw.session_key.as_deref(),
-                    token_lifetime: gw.token_lifetime,
-                };
-                Auth::load(&gw.auth, session, tls.is_some(), &metrics)
-            })
-            .transpose()?;
         let gateway = Arc::new(Gateway {
             hosts: hosts.clone(),
             secure: tls.is_some(),

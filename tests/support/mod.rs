@@ -4,8 +4,10 @@
 // Each test file is its own crate and uses only part of this module.
 #![allow(dead_code, unused_imports)]
 
+pub mod balancer;
 mod metrics;
 mod process;
+pub mod redis;
 mod socket;
 mod ws;
 
@@ -38,6 +40,19 @@ pub fn basic_users_file(dir: &TempDir, user: &str, password: &str) -> String {
     let path = dir.path().join(format!("users-{user}.txt"));
     std::fs::write(&path, &out.stdout).expect("write the users file");
     format!("basic:{}", path.display())
+}
+
+/// Writes a session key made as the README says (32 random bytes, base64).
+pub fn write_session_key(path: &Path) {
+    use base64::Engine as _;
+    let mut bytes = [0u8; 32];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open("/dev/urandom").expect("/dev/urandom"),
+        &mut bytes,
+    )
+    .expect("32 random bytes");
+    let key = base64::engine::general_purpose::STANDARD.encode(bytes) + "\n";
+    std::fs::write(path, key).expect("write the session key");
 }
 
 /// Splits a reply line (no `\n`) into its stamp text and its echoed bytes, which

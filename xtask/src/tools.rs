@@ -65,11 +65,15 @@ pub fn wasm_opt(tools_dir: &Path) -> Result<PathBuf> {
 /// libfaketime, which the clock-step test preloads into the server.
 const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 
+/// Where Debian's `redis-server` package puts the server (tests/session_store.rs looks there).
+const REDIS_SERVER: &str = "/usr/bin/redis-server";
+
 /// What the end-to-end tests need from Debian: Chromium with its driver, `nc`,
 /// `socat`, `python3` with pip, node with npm (the interop test), `openssl`
-/// (TLS interop), `haproxy` (the scale-out test), libfaketime (the
-/// clock-step test) and `systemd-analyze` (the unit file's test). Installs
-/// whatever is missing.
+/// (TLS interop), `haproxy` (the scale-out and session-store tests),
+/// libfaketime (the clock-step test), `redis-server` (the session-store
+/// test) and `systemd-analyze` (the unit file's test). Installs whatever is
+/// missing.
 pub fn ensure_test_packages() -> Result<()> {
     let mut missing = Vec::new();
     if !exec::on_path("openssl") {
@@ -101,6 +105,11 @@ pub fn ensure_test_packages() -> Result<()> {
     if !Path::new(LIBFAKETIME).exists() {
         missing.push("faketime");
     }
+    // tests/session_store.rs starts its own on a free port; the system
+    // service the package sets up is not used.
+    if !Path::new(REDIS_SERVER).exists() {
+        missing.push("redis-server");
+    }
     // systemd-analyze checks the shipped unit; the package is never booted.
     if !Path::new("/usr/bin/systemd-analyze").exists() {
         missing.push("systemd");
@@ -108,7 +117,7 @@ pub fn ensure_test_packages() -> Result<()> {
     if missing.is_empty() {
         println!(
             "xtask: chromium, chromedriver, nc, socat, python3, pip, node, npm, openssl, \
-             haproxy, faketime and systemd-analyze are installed"
+             haproxy, faketime, redis-server and systemd-analyze are installed"
         );
         return Ok(());
     }

@@ -63,15 +63,16 @@ async fn session(
         return Json(info).into_response();
     };
     match auth.authorize(&headers, client.ip()).await {
-        Ok(user) => {
-            let body = Json(SessionInfo {
-                auth: true,
-                user: Some(user),
-                reason: None,
-            });
+        Ok(who) => {
             // A page signed in with its cookie gets a fresh token each time it
             // asks, so the token never expires while the page is open.
-            match auth.renew(&headers) {
+            let renewed = auth.renew(&who);
+            let body = Json(SessionInfo {
+                auth: true,
+                user: Some(who.user),
+                reason: None,
+            });
+            match renewed {
                 Some(cookie) => ([(SET_COOKIE, cookie)], body).into_response(),
                 None => body.into_response(),
             }
@@ -124,13 +125,14 @@ async fn login(
 }
 
 async fn logout(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
-    match &gateway.auth {
-        Some(auth) => (
-            [(SET_COOKIE, auth.logout(&headers))],
-            StatusCode::NO_CONTENT,
-        )
-            .into_response(),
-        None => StatusCode::NO_CONTENT.into_response(),
+    let Some(auth) = &gateway.auth else {
+        return StatusCode::NO_CONTENT.into_response();
+    };
+    match auth.logout(&headers).await {
+        Ok(cleared) => ([(SET_COOKIE, cleared)], StatusCode::NO_CONTENT).into_response(),
+        // Signed out here, but the other instances were not told: the page
+        // says so and the person can try again (the cookie is kept for that).
+        Err(d) => denied(d),
     }
 }
 
@@ -151,8 +153,8 @@ fn body_refused(rejection: JsonRejection) -> Response {
     rejection.into_response()
 }
 
-/// 401 (429 when rate-limited, 503 when sign-in is busy) with the reason, in
-/// the session format.
+/// 401 (429 when rate-limited, 503 when sign-in is busy or the session store
+/// does not answer) with the reason, in the session format.
 /// The page's own API challenges only with `Bearer`: a `Basic` challenge on a
 /// same-origin fetch would make browsers pop up their own login dialog over
 /// the page's form. Scripts on `/ws` are offered both.
@@ -179,7 +181,7 @@ fn denied_with(d: Denied, challenge: &'static str) -> Response {
             (api_status(status::TOO_MANY_REQUESTS), challenge, body).into_response()
         }
         // Nothing was wrong with the attempt: it may be sent again as it is.
-        Denied::Busy => (
+        Denied::Busy | Denied::StoreUnavailable => (
             api_status(status::SERVICE_UNAVAILABLE),
             [(RETRY_AFTER, "1")],
             body,

@@ -17,6 +17,7 @@ use super::relay::{self, close, Mode, Pair};
 use super::ws_handshake::WsRequest;
 use super::{api, origin, Gateway};
 use crate::log_text::untrusted;
+use crate::signin::Denied;
 
 /// Read buffer of the WebSocket protocol layer, per session: messages here
 /// are lines, and a small buffer keeps an idle session cheap (it grows while
@@ -58,26 +59,33 @@ pub async fn upgrade(
         }
         None => Mode::Lines,
     };
+    let mut signed_in = None;
     if let Some(auth) = &gateway.auth {
-        if let Err(denied) = auth.authorize(&headers, browser.ip()).await {
-            gateway.metrics.ws_refused.inc();
-            // A browser cannot read a refused handshake's status, but it can read
-            // a close frame's reason: pages get one, scripts get the 401.
-            if headers.contains_key(ORIGIN) {
-                let config = WebSocketConfig::default()
-                    .read_buffer_size(WS_READ_BUFFER)
-                    .write_buffer_size(WS_WRITE_BUFFER);
-                return ws.accept(protocol, config, move |mut socket, _| async move {
-                    let _ = socket
-                        .send(close(close_code::POLICY, denied.reason().to_owned()))
-                        .await;
-                });
+        match auth.authorize(&headers, browser.ip()).await {
+            // Signed in with the page's cookie: signing out (or expiry) ends the socket.
+            Ok(who) => signed_in = auth.session_ends(&who),
+            Err(denied) => {
+                gateway.metrics.ws_refused.inc();
+                // A browser cannot read a refused handshake's status, but it can
+                // read a close frame's reason: pages get one, scripts get the 401.
+                if headers.contains_key(ORIGIN) {
+                    // The page asks for a sign-in after 1008; a store that did not
+                    // answer is a server failure it retries after.
+                    let code = match denied {
+                        Denied::StoreUnavailable => close_code::UPSTREAM_ERROR,
+                        _ => close_code::POLICY,
+                    };
+                    let config = WebSocketConfig::default()
+                        .read_buffer_size(WS_READ_BUFFER)
+                        .write_buffer_size(WS_WRITE_BUFFER);
+                    return ws.accept(protocol, config, move |mut socket, _| async move {
+                        let _ = socket.send(close(code, denied.reason().to_owned())).await;
+                    });
+                }
+                return api::denied_to_script(denied);
             }
-            return api::denied_to_script(denied);
         }
     }
-    // Signed in with the page's cookie: signing out (or expiry) ends the socket.
-    let signed_in = gateway.auth.as_ref().and_then(|a| a.session_ends(&headers));
     let Ok(permit) = gateway.sessions.clone().try_acquire_owned() else {
         gateway.metrics.ws_refused.inc();
         return (

@@ -5,10 +5,15 @@
 //! run on blocking threads, at most one per core at a time; an attempt that
 //! finds every slot taken is refused at once (`Busy`) rather than queued, so a
 //! burst of attempts costs neither memory nor threads beyond the slots.
+//!
+//! The files are re-read on reload ([`Credentials::read`], then
+//! [`Credentials::install`]): a bad file changes nothing. A user no longer in
+//! the users file loses their sessions, and one added again later does not get
+//! back the sessions signed in before the removal.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use argon2::{Argon2, PasswordHash, PasswordVerifier};
 use password_hash::rand_core::OsRng;
@@ -17,6 +22,11 @@ use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
 use super::digest;
+use super::tokens::unix_now;
+
+/// Removed users remembered (each for a session lifetime), so that a name
+/// added again does not revive its old sessions; past it the oldest go.
+const MAX_REMOVED_USERS: usize = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthFileError {
@@ -56,11 +66,35 @@ impl std::str::FromStr for AuthSource {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Busy;
 
-pub struct Credentials {
+/// What the files say: read whole, then installed at once.
+pub struct CredentialFiles {
     /// user -> argon2 PHC hash string.
     users: HashMap<String, String>,
     /// SHA-256 of each accepted token.
     tokens: Vec<[u8; 32]>,
+}
+
+impl CredentialFiles {
+    pub fn users(&self) -> usize {
+        self.users.len()
+    }
+
+    pub fn tokens(&self) -> usize {
+        self.tokens.len()
+    }
+}
+
+struct Accepted {
+    files: Arc<CredentialFiles>,
+    /// user -> when they were last removed (seconds since the epoch).
+    removed: HashMap<String, u64>,
+}
+
+pub struct Credentials {
+    sources: Vec<AuthSource>,
+    accepted: RwLock<Accepted>,
+    /// How long a session lasts: a removal is remembered that long.
+    session_lifetime: u64,
     /// One permit per password check that may run at once.
     check_slots: Arc<Semaphore>,
     checks: Counter,
@@ -72,49 +106,113 @@ impl Credentials {
     pub fn load(
         sources: &[AuthSource],
         check_slots: usize,
+        session_lifetime: std::time::Duration,
         checks: Counter,
         busy: Counter,
     ) -> Result<Credentials, AuthFileError> {
-        let mut users = HashMap::new();
-        let mut tokens = Vec::new();
-        for source in sources {
-            match source {
-                AuthSource::Basic(path) => {
-                    for (n, line) in lines(path)? {
-                        let bad = |reason: &str| AuthFileError::Line {
-                            path: path.clone(),
-                            line: n,
-                            reason: reason.to_owned(),
-                        };
-                        let (user, hash) = line.split_once(':').ok_or_else(|| {
-                            bad("expected user:argon2-hash (make one with `timecho hash-password`)")
-                        })?;
-                        PasswordHash::new(hash).map_err(|_| {
-                            bad("not an argon2 hash; make one with `timecho hash-password`")
-                        })?;
-                        users.insert(user.to_owned(), hash.to_owned());
-                    }
-                }
-                AuthSource::Token(path) => {
-                    for (_, line) in lines(path)? {
-                        tokens.push(digest(line.as_bytes()));
-                    }
-                }
-            }
-        }
         Ok(Credentials {
-            users,
-            tokens,
+            accepted: RwLock::new(Accepted {
+                files: Arc::new(read(sources)?),
+                removed: HashMap::new(),
+            }),
+            sources: sources.to_vec(),
+            session_lifetime: session_lifetime.as_secs(),
             check_slots: Arc::new(Semaphore::new(check_slots.max(1))),
             checks,
             busy,
         })
     }
 
+    /// Re-reads every source, changing nothing yet.
+    pub fn read(&self) -> Result<CredentialFiles, AuthFileError> {
+        read(&self.sources)
+    }
+
+    /// Accepts what `files` say from now on; returns the users who are no
+    /// longer in them.
+    pub fn install(&self, files: CredentialFiles) -> Vec<String> {
+        let now = unix_now();
+        let mut accepted = self.accepted.write().unwrap_or_else(|e| e.into_inner());
+        let gone: Vec<String> = accepted
+            .files
+            .users
+            .keys()
+            .filter(|user| !files.users.contains_key(*user))
+            .cloned()
+            .collect();
+        let lifetime = self.session_lifetime;
+        accepted.removed.retain(|_, at| *at + lifetime > now);
+        for user in &gone {
+            if accepted.removed.len() >= MAX_REMOVED_USERS {
+                let oldest = accepted
+                    .removed
+                    .iter()
+                    .min_by_key(|(_, at)| **at)
+                    .map(|(u, _)| u.clone());
+                oldest.map(|u| accepted.removed.remove(&u));
+            }
+            accepted.removed.insert(user.clone(), now);
+        }
+        accepted.files = Arc::new(files);
+        gone
+    }
+
+    /// Whether a session of `user` signed in at `signed_in` may go on: the
+    /// user is in the users file, and was not removed from it since.
+    pub fn has_session_user(&self, user: &str, signed_in: u64) -> bool {
+        let accepted = self.accepted.read().unwrap_or_else(|e| e.into_inner());
+        accepted.files.users.contains_key(user)
+            && accepted
+                .removed
+                .get(user)
+                .is_none_or(|removed| signed_in > *removed)
+    }
+
+    fn files(&self) -> Arc<CredentialFiles> {
+        let accepted = self.accepted.read().unwrap_or_else(|e| e.into_inner());
+        accepted.files.clone()
+    }
+}
+
+/// Reads every source whole.
+fn read(sources: &[AuthSource]) -> Result<CredentialFiles, AuthFileError> {
+    let mut users = HashMap::new();
+
+    let mut tokens = Vec::new();
+    for source in sources {
+        match source {
+            AuthSource::Basic(path) => {
+                for (n, line) in lines(path)? {
+                    let bad = |reason: &str| AuthFileError::Line {
+                        path: path.clone(),
+                        line: n,
+                        reason: reason.to_owned(),
+                    };
+                    let (user, hash) = line.split_once(':').ok_or_else(|| {
+                        bad("expected user:argon2-hash (make one with `timecho hash-password`)")
+                    })?;
+                    PasswordHash::new(hash).map_err(|_| {
+                        bad("not an argon2 hash; make one with `timecho hash-password`")
+                    })?;
+                    users.insert(user.to_owned(), hash.to_owned());
+                }
+            }
+            AuthSource::Token(path) => {
+                for (_, line) in lines(path)? {
+                    tokens.push(digest(line.as_bytes()));
+                }
+            }
+        }
+    }
+    Ok(CredentialFiles { users, tokens })
+}
+
+impl Credentials {
     pub fn token_ok(&self, token: &str) -> bool {
         let d = digest(token.as_bytes());
         // Every entry is compared, so timing says nothing about which one matched.
-        self.tokens
+        self.files()
+            .tokens
             .iter()
             .fold(subtle::Choice::from(0), |acc, t| acc | t.ct_eq(&d))
             .into()
@@ -132,7 +230,8 @@ impl Credentials {
         self.checks.inc();
         // Unknown users are checked against a dummy hash, so timing does not tell
         // which user names exist.
-        let known = self.users.get(user);
+        let files = self.files();
+        let known = files.users.get(user);
         let hash = known.map_or(DUMMY_HASH, String::as_str).to_owned();
         let password = password.to_owned();
         let verified = tokio::task::spawn_blocking(move || {
@@ -198,11 +297,53 @@ mod tests {
         let c = Credentials::load(
             &[AuthSource::Basic(users)],
             check_slots,
+            HOUR,
             checks.clone(),
             busy.clone(),
         )
         .unwrap();
         (c, checks, busy)
+    }
+
+    const HOUR: std::time::Duration = std::time::Duration::from_secs(3600);
+
+    #[test]
+    fn a_removed_user_loses_their_sessions_and_gets_none_back_when_added_again() {
+        let dir = std::env::temp_dir().join(format!("timecho-reload-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let users = dir.join("users");
+        let ada = hash_password("ada", "lovelace").unwrap();
+        let alan = hash_password("alan", "turing").unwrap();
+        std::fs::write(&users, format!("{ada}\n{alan}\n")).unwrap();
+        let c = Credentials::load(
+            &[AuthSource::Basic(users.clone())],
+            1,
+            HOUR,
+            Counter::default(),
+            Counter::default(),
+        )
+        .unwrap();
+        let signed_in = unix_now() - 10;
+        assert!(c.has_session_user("ada", signed_in));
+
+        std::fs::write(&users, format!("{alan}\n")).unwrap();
+        let files = c.read().unwrap();
+        assert_eq!((files.users(), files.tokens()), (1, 0));
+        assert_eq!(c.install(files), vec!["ada".to_owned()]);
+        assert!(!c.has_session_user("ada", signed_in));
+        assert!(c.has_session_user("alan", signed_in), "others keep theirs");
+
+        // Back in the file: the old session stays refused, a new sign-in works.
+        std::fs::write(&users, format!("{ada}\n{alan}\n")).unwrap();
+        assert!(c.install(c.read().unwrap()).is_empty());
+        assert!(!c.has_session_user("ada", signed_in));
+        assert!(c.has_session_user("ada", unix_now() + 1));
+
+        // A file that does not parse is reported, and installs nothing.
+        std::fs::write(&users, "ada:not-a-hash\n").unwrap();
+        assert!(matches!(c.read(), Err(AuthFileError::Line { line: 1, .. })));
+        assert!(c.has_session_user("alan", signed_in));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

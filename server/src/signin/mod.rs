@@ -10,47 +10,61 @@
 //! (`limiter`), then given one of a few password-check slots (`credentials`),
 //! and only then checked, so that neither a flood from one address nor one
 //! from many can make the server run more argon2 checks than it has cores.
-//! Session cookies are not counted: looking one up is cheap.
+//! Session cookies are not counted: looking one up is cheap (a signature, two
+//! map lookups and, with `--session-store`, one round trip to the store).
 
 mod credentials;
+mod key_strength;
 mod limiter;
+mod reload;
 mod sessions;
+mod sign_outs;
+mod store;
+mod store_url;
 mod tokens;
 
 use std::net::IpAddr;
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::http::header::{AUTHORIZATION, COOKIE};
 use axum::http::HeaderMap;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
+use tokio_util::sync::DropGuard;
 
 use crate::metrics::Metrics;
 use credentials::{Busy, Credentials};
 use limiter::{Limiter, RateLimited};
 use sessions::Sessions;
-use tokens::{unix_now, Claims, SessionKeys};
+use store::{SessionStore, Unavailable, CONNECT_DEADLINE};
+use tokens::{unix_now, Claims, SessionKeys, CLOCK_SKEW};
 
 pub use credentials::{hash_password, AuthFileError, AuthSource};
 pub use sessions::{Ended, SessionEnd};
+pub use store::StoreError;
+pub use store_url::StoreUrl;
 pub use tokens::KeyError;
 
 pub const COOKIE_NAME: &str = "timecho_session";
 /// How long a sign-in lasts, however often its token is renewed.
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
-/// How sessions are signed and how long a token lasts.
+/// How sessions are signed, how long a token lasts, and where sign-outs are
+/// shared.
 #[derive(Debug, Clone, Copy)]
 pub struct SessionSettings<'a> {
     /// The key file shared by instances; `None`: a random key of this process.
     pub key: Option<&'a Path>,
     /// How long one token is accepted (`--token-lifetime`). The open page
-    /// renews it at a third of that (`GET /api/session`); a sign-out is
-    /// honoured by every instance within this bound, at once by the one that
-    /// sees it.
+    /// renews it at a third of that (`GET /api/session`).
     pub token_lifetime: Duration,
+    /// Where sign-outs are written and read (`--session-store`), so that every
+    /// instance refuses a signed-out session at once. `None`: only the
+    /// instance that sees a sign-out knows of it; the others refuse the
+    /// session when its last token expires, if nobody renews it there.
+    pub store: Option<&'a StoreUrl>,
 }
 /// Password attempts (right or wrong) and wrong tokens one client may send in a minute.
 const ATTEMPTS_PER_MINUTE: NonZeroU32 = NonZeroU32::new(5).unwrap();
@@ -66,6 +80,9 @@ pub enum Denied {
     RateLimited,
     /// Every password-check slot was taken; nothing was checked.
     Busy,
+    /// The session store did not answer, so a session cookie could not be
+    /// told apart from a signed-out one (or a sign-out could not be shared).
+    StoreUnavailable,
 }
 
 impl Denied {
@@ -75,6 +92,7 @@ impl Denied {
             Denied::BadCredentials => "wrong user name or password",
             Denied::RateLimited => "too many sign-in attempts; wait a minute",
             Denied::Busy => "sign-in is busy; try again in a moment",
+            Denied::StoreUnavailable => "session store unavailable; try again in a moment",
         }
     }
 }
@@ -91,20 +109,39 @@ impl From<Busy> for Denied {
     }
 }
 
-/// Why sign-in could not be set up.
+impl From<Unavailable> for Denied {
+    fn from(_: Unavailable) -> Denied {
+        Denied::StoreUnavailable
+    }
+}
+
+/// Why sign-in could not be set up (or reloaded).
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     #[error(transparent)]
     File(#[from] AuthFileError),
     #[error(transparent)]
     Key(#[from] KeyError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Who a request was let in as, and the session its cookie carries, if it
+/// came with one (scripts' tokens and passwords have none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authorized {
+    pub user: String,
+    session: Option<Claims>,
 }
 
 pub struct Auth {
     credentials: Credentials,
     limiter: Limiter,
-    sessions: Sessions,
+    sessions: Arc<Sessions>,
     keys: SessionKeys,
+    store: Option<SessionStore>,
+    /// Stops following the store's sign-outs when sign-in goes.
+    _following: Option<DropGuard>,
     token_lifetime: Duration,
     /// Mark cookies `Secure` (the page is served over TLS).
     pub secure_cookies: bool,
@@ -114,8 +151,9 @@ impl Auth {
     /// Reads the credentials; sign-in events are counted in `metrics`.
     /// Session tokens are signed with the key in `session.key`, shared by the
     /// instances that should honour each other's sign-ins, or with a random
-    /// key of this process's own.
-    pub fn load(
+    /// key of this process's own. With `session.store`, connects to it (or
+    /// fails, within a deadline), so a wrong address stops start-up.
+    pub async fn load(
         sources: &[AuthSource],
         session: SessionSettings<'_>,
         secure_cookies: bool,
@@ -124,39 +162,78 @@ impl Auth {
         // One argon2 check per core at a time: more would only queue for CPU
         // while each holds its ~19 MiB.
         let check_slots = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+        // The files first: they fail fast, and the store is worth waiting
+        // for only when the rest is right.
+        let credentials = Credentials::load(
+            sources,
+            check_slots,
+            SESSION_LIFETIME,
+            metrics.signin_verifications.clone(),
+            metrics.signin_busy.clone(),
+        )?;
+        let keys = SessionKeys::load(session.key, session.token_lifetime)?;
+        let sessions = Arc::new(Sessions::new(MAX_SESSIONS, SESSION_LIFETIME));
+        let (store, following) = match session.store {
+            Some(url) => {
+                let failures = metrics.session_store_failures.clone();
+                let (store, sign_outs) =
+                    SessionStore::connect(url, CONNECT_DEADLINE, failures).await?;
+                // Sign-outs on other instances close this one's sockets at once.
+                let stop = tokio_util::sync::CancellationToken::new();
+                let here = sessions.clone();
+                tokio::spawn(sign_outs.follow(move |id| here.end_id(id), stop.clone()));
+                (Some(store), Some(stop.drop_guard()))
+            }
+            None => (None, None),
+        };
         Ok(Auth {
-            credentials: Credentials::load(
-                sources,
-                check_slots,
-                metrics.signin_verifications.clone(),
-                metrics.signin_busy.clone(),
-            )?,
+            credentials,
             limiter: Limiter::new(
                 ATTEMPTS_PER_MINUTE,
                 MAX_TRACKED_CLIENTS,
                 metrics.signin_rate_limited.clone(),
             ),
-            sessions: Sessions::new(MAX_SESSIONS, SESSION_LIFETIME),
-            keys: SessionKeys::load(session.key, SESSION_LIFETIME)?,
+            sessions,
+            keys,
+            store,
+            _following: following,
             token_lifetime: session.token_lifetime,
             secure_cookies,
         })
     }
 
     /// Checks a request to `/ws` or `/api/session`: session cookie, bearer
-    /// token, or Basic credentials. Returns the user's name.
-    pub async fn authorize(&self, headers: &HeaderMap, client: IpAddr) -> Result<String, Denied> {
-        if let Some(claims) = self.session(headers) {
-            return Ok(claims.user);
+    /// token, or Basic credentials.
+    pub async fn authorize(
+        &self,
+        headers: &HeaderMap,
+        client: IpAddr,
+    ) -> Result<Authorized, Denied> {
+        let header = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+        match self.session(headers).await {
+            Ok(Some(claims)) => {
+                return Ok(Authorized {
+                    user: claims.user.clone(),
+                    session: Some(claims),
+                })
+            }
+            Ok(None) => {}
+            // A script that also sent credentials is not held up by the store.
+            Err(unavailable) if header.is_none() => return Err(unavailable.into()),
+            Err(_) => {}
         }
-        let Some(value) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+        let Some(value) = header else {
             return Err(Denied::NoCredentials);
+        };
+        let script = |user: &str| Authorized {
+            user: user.to_owned(),
+            session: None,
         };
         if let Some(token) = value.strip_prefix("Bearer ") {
             // A token costs one hash to check, so a right one is let in at once
             // (scripts open sockets often); only wrong ones count, against guessing.
             if self.credentials.token_ok(token.trim()) {
-                return Ok("token".to_owned());
+                return Ok(script("token"));
             }
             self.limiter.attempt(client)?;
             return Err(Denied::BadCredentials);
@@ -175,7 +252,7 @@ impl Auth {
             return Err(Denied::BadCredentials);
         };
         self.check_password(user, password).await?;
-        Ok(user.to_owned())
+        Ok(script(user))
     }
 
     /// `POST /api/login`: on success, the `Set-Cookie` value of a new session.
@@ -191,15 +268,15 @@ impl Auth {
         Ok(self.cookie(&self.keys.sign(&claims), self.token_lifetime.as_secs()))
     }
 
-    /// A fresh token for the session this request's cookie names, while it
-    /// lasts: the open page asks every minute, so its token never expires
-    /// under it, while a copy of the cookie taken elsewhere soon does.
-    pub fn renew(&self, headers: &HeaderMap) -> Option<String> {
-        let claims = self.session(headers)?;
+    /// A fresh token for the session `who` was let in with, while it lasts:
+    /// the open page asks every third of a token lifetime, so its token never
+    /// expires under it, while a copy of the cookie taken elsewhere soon does.
+    pub fn renew(&self, who: &Authorized) -> Option<String> {
+        let claims = who.session.as_ref()?;
         let renewed = claims.renewed(
             unix_now(),
             self.token_lifetime,
-            self.sessions.end_time(&claims),
+            self.sessions.end_time(claims),
         );
         let max_age = renewed.expires.saturating_sub(unix_now());
         Some(self.cookie(&self.keys.sign(&renewed), max_age))
@@ -210,36 +287,54 @@ impl Auth {
         self.token_lifetime
     }
 
-    /// SIGHUP: re-reads the session key file, if there is one.
-    pub fn reload_key(&self) -> Result<bool, KeyError> {
-        self.keys.reload()
-    }
-
-    /// Whether the session key comes from a file (and so SIGHUP reloads it).
-    pub fn key_is_reloadable(&self) -> bool {
-        self.keys.source().is_some()
-    }
-
-    /// The live session this request's cookie carries a valid token of.
-    fn session(&self, headers: &HeaderMap) -> Option<Claims> {
+    /// The live session this request's cookie carries a valid token of: its
+    /// user still in the users file, signed out neither here nor (asking the
+    /// store) anywhere else.
+    async fn session(&self, headers: &HeaderMap) -> Result<Option<Claims>, Unavailable> {
         let now = unix_now();
-        let claims = self.keys.verify(session_cookie(headers)?, now)?;
-        self.sessions.is_live(&claims, now).then_some(claims)
-    }
-
-    /// `POST /api/logout`: ends the session, and so every WebSocket opened
-    /// with it; returns the cookie that clears it.
-    pub fn logout(&self, headers: &HeaderMap) -> String {
-        if let Some(claims) = self.session(headers) {
-            self.sessions.end(&claims);
+        let Some(claims) = session_cookie(headers).and_then(|t| self.keys.verify(t, now)) else {
+            return Ok(None);
+        };
+        if !self.sessions.is_live(&claims, now)
+            || !self
+                .credentials
+                .has_session_user(&claims.user, claims.signed_in)
+        {
+            return Ok(None);
         }
-        self.cookie("", 0)
+        if let Some(store) = &self.store {
+            if store.is_revoked(&claims.session).await? {
+                // Remembered here, and this instance's sockets of it close now.
+                self.sessions.end(&claims);
+                return Ok(None);
+            }
+        }
+        Ok(Some(claims))
     }
 
-    /// When the session this request's cookie names ends (sign-out, eviction
-    /// or expiry), for a WebSocket opened with it to close then.
-    pub fn session_ends(&self, headers: &HeaderMap) -> Option<SessionEnd> {
-        Some(self.sessions.end_of(&self.session(headers)?))
+    /// `POST /api/logout`: ends the session, here and (through the store)
+    /// everywhere, and so every WebSocket opened with it; returns the cookie
+    /// that clears it. When the store cannot take the sign-out, the session
+    /// is still ended here, and `StoreUnavailable` says to try again (the
+    /// cookie is kept for that: a sign-out can be repeated).
+    pub async fn logout(&self, headers: &HeaderMap) -> Result<String, Denied> {
+        // Signed out here already is no reason to skip the store: this may be
+        // the repeat of a sign-out the store missed.
+        let token = session_cookie(headers).and_then(|t| self.keys.verify(t, unix_now()));
+        if let Some(claims) = token {
+            self.sessions.end(&claims);
+            if let Some(store) = &self.store {
+                let until = self.sessions.end_time(&claims) + CLOCK_SKEW.as_secs();
+                store.revoke(&claims.session, until).await?;
+            }
+        }
+        Ok(self.cookie("", 0))
+    }
+
+    /// When the session `who` was let in with ends (sign-out, removal of its
+    /// user, eviction or expiry), for a WebSocket opened with it to close then.
+    pub fn session_ends(&self, who: &Authorized) -> Option<SessionEnd> {
+        Some(self.sessions.end_of(who.session.as_ref()?))
     }
 
     async fn check_password(&self, user: &str, password: &str) -> Result<(), Denied> {
@@ -288,31 +383,72 @@ mod tests {
     use super::*;
     use axum::http::HeaderValue;
     use std::net::Ipv4Addr;
+    use std::path::PathBuf;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
-    fn auth() -> (Auth, Arc<Metrics>) {
+    /// Sign-in's files, for a test to change and reload.
+    struct Files {
+        dir: PathBuf,
+        users: PathBuf,
+        tokens: PathBuf,
+        key: PathBuf,
+    }
+
+    impl Drop for Files {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn files() -> Files {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("timecho-signin-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let users = dir.join("users");
-        let tokens = dir.join("tokens");
-        std::fs::write(&users, hash_password("ada", "lovelace").unwrap() + "\n").unwrap();
-        std::fs::write(&tokens, "# scripts\ns3cret-token\n").unwrap();
+        let files = Files {
+            users: dir.join("users"),
+            tokens: dir.join("tokens"),
+            key: dir.join("session.key"),
+            dir,
+        };
+        std::fs::write(
+            &files.users,
+            hash_password("ada", "lovelace").unwrap() + "\n",
+        )
+        .unwrap();
+        std::fs::write(&files.tokens, "# scripts\ns3cret-token\n").unwrap();
+        std::fs::write(&files.key, tokens::tests::strong_key()).unwrap();
+        files
+    }
+
+    async fn auth_with(files: &Files) -> (Auth, Arc<Metrics>) {
         let metrics = Arc::new(Metrics::new());
         let auth = Auth::load(
-            &[AuthSource::Basic(users), AuthSource::Token(tokens)],
+            &[
+                AuthSource::Basic(files.users.clone()),
+                AuthSource::Token(files.tokens.clone()),
+            ],
             SessionSettings {
-                key: None,
+                key: Some(&files.key),
                 token_lifetime: TOKEN_LIFETIME,
+                store: None,
             },
             false,
             &metrics,
         )
+        .await
         .unwrap();
-        let _ = std::fs::remove_dir_all(&dir);
         (auth, metrics)
+    }
+
+    async fn auth() -> (Auth, Arc<Metrics>) {
+        auth_with(&files()).await
+    }
+
+    /// The user a request is let in as.
+    async fn user(a: &Auth, h: &HeaderMap) -> Result<String, Denied> {
+        a.authorize(h, CLIENT).await.map(|who| who.user)
     }
 
     fn headers(name: &str, value: &str) -> HeaderMap {
@@ -340,50 +476,48 @@ mod tests {
 
     #[tokio::test]
     async fn login_gives_a_session_cookie_that_authorizes_until_logout() {
-        let (a, _) = auth();
+        let (a, _) = auth().await;
         let cookie = a.login("ada", "lovelace", CLIENT).await.unwrap();
         assert!(
             cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
             "{cookie}"
         );
         let h = cookie_of(&cookie);
-        assert_eq!(a.authorize(&h, CLIENT).await, Ok("ada".to_owned()));
-        a.logout(&h);
-        assert_eq!(a.authorize(&h, CLIENT).await, Err(Denied::NoCredentials));
+        assert_eq!(user(&a, &h).await, Ok("ada".to_owned()));
+        a.logout(&h).await.unwrap();
+        assert_eq!(user(&a, &h).await, Err(Denied::NoCredentials));
     }
 
     #[tokio::test]
     async fn renewal_gives_a_fresh_token_of_the_same_session_until_sign_out() {
-        let (a, _) = auth();
+        let (a, _) = auth().await;
         let first = cookie_of(&a.login("ada", "lovelace", CLIENT).await.unwrap());
-        let renewed = a.renew(&first).expect("a live session renews");
+        let who = a.authorize(&first, CLIENT).await.unwrap();
+        let renewed = a.renew(&who).expect("a live session renews");
         assert!(
             renewed.contains(&format!("Max-Age={}", TOKEN_LIFETIME.as_secs())),
             "{renewed}"
         );
         let second = cookie_of(&renewed);
-        assert_eq!(a.authorize(&second, CLIENT).await, Ok("ada".to_owned()));
+        assert_eq!(user(&a, &second).await, Ok("ada".to_owned()));
         // Signing out with either token ends the session for both.
-        a.logout(&second);
-        assert_eq!(
-            a.authorize(&first, CLIENT).await,
-            Err(Denied::NoCredentials)
-        );
-        assert_eq!(a.renew(&first), None);
-        assert_eq!(a.renew(&HeaderMap::new()), None);
+        a.logout(&second).await.unwrap();
+        assert_eq!(user(&a, &first).await, Err(Denied::NoCredentials));
+        let script = a
+            .authorize(&headers("authorization", "Bearer s3cret-token"), CLIENT)
+            .await
+            .unwrap();
+        assert_eq!(a.renew(&script), None, "a script has no session to renew");
     }
 
     #[tokio::test]
     async fn tokens_and_basic_credentials_work_for_scripts() {
-        let (a, _) = auth();
+        let (a, _) = auth().await;
         assert!(a
             .authorize(&headers("authorization", "Bearer s3cret-token"), CLIENT)
             .await
             .is_ok());
-        assert_eq!(
-            a.authorize(&basic("ada:lovelace"), CLIENT).await,
-            Ok("ada".to_owned())
-        );
+        assert_eq!(user(&a, &basic("ada:lovelace")).await, Ok("ada".to_owned()));
         assert_eq!(
             a.authorize(&headers("authorization", "Bearer nope"), CLIENT)
                 .await,
@@ -393,7 +527,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn simultaneous_wrong_passwords_from_one_address_get_five_checks_at_most() {
-        let (a, metrics) = auth();
+        let (a, metrics) = auth().await;
         let a = Arc::new(a);
         let attempts: Vec<_> = (0..50)
             .map(|_| {
@@ -426,7 +560,7 @@ mod tests {
 
     #[tokio::test]
     async fn passwords_and_wrong_tokens_count_but_right_tokens_and_cookies_do_not() {
-        let (a, _) = auth();
+        let (a, _) = auth().await;
         let cookie = cookie_of(&a.login("ada", "lovelace", CLIENT).await.unwrap());
         assert!(a.authorize(&basic("ada:lovelace"), CLIENT).await.is_ok());
         let wrong = headers("authorization", "Bearer nope");
@@ -445,8 +579,8 @@ mod tests {
         // ...while the right token and the session cookie cost nothing.
         let right = headers("authorization", "Bearer s3cret-token");
         for _ in 0..20 {
-            assert_eq!(a.authorize(&right, CLIENT).await, Ok("token".to_owned()));
-            assert_eq!(a.authorize(&cookie, CLIENT).await, Ok("ada".to_owned()));
+            assert_eq!(user(&a, &right).await, Ok("token".to_owned()));
+            assert_eq!(user(&a, &cookie).await, Ok("ada".to_owned()));
         }
         let nothing = HeaderMap::new();
         assert_eq!(
@@ -458,7 +592,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_attempt_finding_every_check_slot_taken_is_busy_at_once() {
-        let (a, metrics) = auth();
+        let (a, metrics) = auth().await;
         let taken = a.credentials.take_all_check_slots();
         assert_eq!(a.login("ada", "lovelace", CLIENT).await, Err(Denied::Busy));
         assert_eq!(
@@ -473,22 +607,92 @@ mod tests {
 
     #[tokio::test]
     async fn logout_ends_the_sessions_open_sockets() {
-        let (a, _) = auth();
+        let (a, _) = auth().await;
         let cookie = cookie_of(&a.login("ada", "lovelace", CLIENT).await.unwrap());
-        let end = a.session_ends(&cookie).expect("a live session");
+        let who = a.authorize(&cookie, CLIENT).await.unwrap();
+        let end = a.session_ends(&who).expect("a live session");
         let ended = tokio::spawn(signed_out(Some(end)));
         tokio::task::yield_now().await;
         assert!(!ended.is_finished());
-        a.logout(&cookie);
+        a.logout(&cookie).await.unwrap();
         tokio::time::timeout(Duration::from_secs(5), ended)
             .await
             .expect("ended at logout")
             .unwrap();
-        assert!(a.session_ends(&cookie).is_none());
+        assert_eq!(user(&a, &cookie).await, Err(Denied::NoCredentials));
         let token = headers("authorization", "Bearer s3cret-token");
+        let script = a.authorize(&token, CLIENT).await.unwrap();
         assert!(
-            a.session_ends(&token).is_none(),
+            a.session_ends(&script).is_none(),
             "no session, nothing to end"
         );
+    }
+
+    #[tokio::test]
+    async fn a_user_removed_from_the_users_file_loses_their_sessions_at_reload() {
+        let files = files();
+        let (a, _) = auth_with(&files).await;
+        let cookie = cookie_of(&a.login("ada", "lovelace", CLIENT).await.unwrap());
+        let who = a.authorize(&cookie, CLIENT).await.unwrap();
+        let socket = tokio::spawn(signed_out(a.session_ends(&who)));
+
+        std::fs::write(
+            &files.users,
+            hash_password("alan", "turing").unwrap() + "\n",
+        )
+        .unwrap();
+        let report = a.reload().unwrap();
+        assert_eq!(
+            report.to_string(),
+            "session key unchanged, users reloaded (1), tokens reloaded (1), \
+             1 user(s) removed: their sessions are refused (1 open here ended)"
+        );
+        tokio::time::timeout(Duration::from_secs(5), socket)
+            .await
+            .expect("the open socket ends at the reload")
+            .unwrap();
+        assert_eq!(user(&a, &cookie).await, Err(Denied::NoCredentials));
+        assert!(
+            a.login("alan", "turing", CLIENT).await.is_ok(),
+            "new users work"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reload_with_a_bad_file_changes_nothing_and_names_the_file() {
+        let files = files();
+        let (a, _) = auth_with(&files).await;
+        let cookie = cookie_of(&a.login("ada", "lovelace", CLIENT).await.unwrap());
+        let key_before = std::fs::read(&files.key).unwrap();
+        // A good new key and an empty users file, but a tokens file that
+        // cannot be read: nothing of it is taken.
+        std::fs::write(&files.key, tokens::tests::strong_key()).unwrap();
+        std::fs::write(&files.users, "").unwrap();
+        std::fs::remove_file(&files.tokens).unwrap();
+        let err = a.reload().unwrap_err().to_string();
+        assert!(err.contains("tokens"), "{err}");
+        assert_eq!(user(&a, &cookie).await, Ok("ada".to_owned()));
+        let token = headers("authorization", "Bearer s3cret-token");
+        assert_eq!(user(&a, &token).await, Ok("token".to_owned()));
+        // A weak key is refused the same way.
+        std::fs::write(&files.tokens, "s3cret-token\n").unwrap();
+        std::fs::write(&files.key, "a".repeat(32)).unwrap();
+        assert!(matches!(
+            a.reload(),
+            Err(AuthError::Key(KeyError::Weak(..)))
+        ));
+        assert_eq!(user(&a, &cookie).await, Ok("ada".to_owned()));
+        // Put right, it is taken: the key is new, and the old one still signs
+        // live tokens for a token lifetime.
+        std::fs::write(&files.key, tokens::tests::strong_key()).unwrap();
+        assert_ne!(std::fs::read(&files.key).unwrap(), key_before);
+        std::fs::write(
+            &files.users,
+            hash_password("ada", "lovelace").unwrap() + "\n",
+        )
+        .unwrap();
+        let report = a.reload().unwrap();
+        assert_eq!(report.key, reload::KeyReload::Replaced);
+        assert_eq!(user(&a, &cookie).await, Ok("ada".to_owned()));
     }
 }

@@ -1,6 +1,7 @@
 //! What this instance knows of sessions beyond their tokens: which were
-//! signed out here, and a cancellation token per session that open WebSockets
-//! wait on, so a sign-out here ends this instance's sockets at once.
+//! signed out (here, or elsewhere as the session store said), and a
+//! cancellation token per session that open WebSockets wait on, so a sign-out
+//! seen here ends this instance's sockets at once.
 //!
 //! The table is keyed by the session's id (from its signed token), bounded,
 //! and forgets each entry when its session could not be used anyway.
@@ -16,6 +17,7 @@ use super::lock;
 use super::tokens::{unix_now, Claims};
 
 struct Local {
+    user: String,
     ended: CancellationToken,
     revoked: bool,
     /// When no token of this session can be valid any more (seconds since
@@ -100,6 +102,35 @@ impl Sessions {
         local.ended.cancel();
     }
 
+    /// Signs out the session `id` here, as another instance did: only if it
+    /// has an entry here (sockets, or a sign-out seen), as one it has not is
+    /// refused by the store when its cookie comes.
+    pub fn end_id(&self, id: &[u8; 16]) {
+        if let Some(local) = lock(&self.table).get_mut(id) {
+            local.revoked = true;
+            local.ended.cancel();
+        }
+    }
+
+    /// Closes this instance's sockets of every session of `users` (removed
+    /// from the users file, whose sessions are refused from now on anyway).
+    /// Returns how many sessions that ended.
+    pub fn end_users(&self, users: &[String]) -> usize {
+        if users.is_empty() {
+            return 0;
+        }
+        let mut table = lock(&self.table);
+        let before = table.len();
+        table.retain(|_, local| {
+            let gone = users.contains(&local.user);
+            if gone {
+                local.ended.cancel();
+            }
+            !gone
+        });
+        before - table.len()
+    }
+
     fn entry<'t>(&self, table: &'t mut HashMap<[u8; 16], Local>, claims: &Claims) -> &'t mut Local {
         if !table.contains_key(&claims.session) {
             let now = unix_now();
@@ -117,6 +148,7 @@ impl Sessions {
             }
         }
         table.entry(claims.session).or_insert_with(|| Local {
+            user: claims.user.clone(),
             ended: CancellationToken::new(),
             revoked: false,
             forget_after: self.end_time(claims),
@@ -205,6 +237,31 @@ mod tests {
         assert_eq!(sessions.len(), 2);
         assert!(first_end.signed_out.is_cancelled());
         assert!(!sessions.is_live(&second, unix_now()), "still signed out");
+    }
+
+    #[test]
+    fn a_sign_out_heard_from_elsewhere_ends_the_sockets_here() {
+        let sessions = Sessions::new(10, HOUR);
+        let ada = claims("ada");
+        let end = sessions.end_of(&ada);
+        sessions.end_id(&claims("grace").session);
+        assert_eq!(sessions.len(), 1, "no entry for a session unknown here");
+        sessions.end_id(&ada.session);
+        assert!(end.signed_out.is_cancelled());
+        assert!(!sessions.is_live(&ada, unix_now()));
+    }
+
+    #[test]
+    fn removing_a_user_ends_their_sockets_and_nobody_elses() {
+        let sessions = Sessions::new(10, HOUR);
+        let ada = sessions.end_of(&claims("ada"));
+        let ada_again = sessions.end_of(&claims("ada"));
+        let alan = sessions.end_of(&claims("alan"));
+        assert_eq!(sessions.end_users(&["ada".to_owned()]), 2);
+        assert!(ada.signed_out.is_cancelled() && ada_again.signed_out.is_cancelled());
+        assert!(!alan.signed_out.is_cancelled());
+        assert_eq!(sessions.len(), 1);
+        assert_eq!(sessions.end_users(&[]), 0);
     }
 
     #[test]
