@@ -463,3 +463,30 @@ fn the_default_limits_fit_the_descriptor_limit_so_the_busy_answer_comes_first() 
     assert!(unasked(probe).starts_with("HTTP/1.1 200"));
     drop(held);
 }
+
+#[test]
+fn a_bad_value_is_reported_with_the_source_the_user_wrote_and_exit_status_2() {
+    let dir = TempDir::new();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "max-line = 0\n").unwrap();
+    let run = |env: &[(&str, &str)], args: &[&str]| {
+        let mut cmd = support::timecho();
+        cmd.envs(env.iter().copied()).arg("serve").args(args);
+        support::run_to_exit(cmd, b"", REPLY_TIMEOUT)
+    };
+    let cases = [
+        run(&[], &["--config", file.to_str().unwrap(), "--no-http"]),
+        run(&[("TIMECHO_MAX_LINE", "0")], &["--no-http"]),
+        run(&[], &["--max-line", "0", "--no-http"]),
+    ];
+    let said = [
+        "key \"max-line\"",
+        "environment variable TIMECHO_MAX_LINE=\"0\"",
+        "'--max-line <BYTES>'",
+    ];
+    for (exited, said) in cases.iter().zip(said) {
+        assert_eq!(exited.status.code(), Some(2), "{exited:?}");
+        assert!(exited.stderr.contains(said), "{said}: {exited:?}");
+        assert!(exited.stderr.contains("0 is not in 1.."), "{exited:?}");
+    }
+}

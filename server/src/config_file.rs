@@ -43,6 +43,12 @@ pub enum ConfigFileError {
         key: String,
         reason: String,
     },
+    #[error("environment variable {var}={value:?}: {reason}")]
+    BadEnv {
+        var: String,
+        value: String,
+        reason: String,
+    },
 }
 
 /// The command line with the file's settings in it, and which settings came
@@ -81,6 +87,9 @@ pub fn expand(argv: Vec<OsString>) -> Result<Expanded, ConfigFileError> {
         argv,
         from_file: Vec::new(),
     };
+    if argv.get(1).is_some_and(|a| a == "serve") {
+        check_environment()?;
+    }
     // Anything clap would reject is left for the real parse to report.
     let Ok(matches) = Cli::command().try_get_matches_from(&argv) else {
         return Ok(unchanged(argv));
@@ -120,6 +129,46 @@ pub fn expand(argv: Vec<OsString>) -> Result<Expanded, ConfigFileError> {
         argv: out,
         from_file,
     })
+}
+
+/// Checks each `TIMECHO_*` variable that `serve` reads on its own, so that a
+/// bad value is reported with the variable's name, not a flag nobody typed.
+fn check_environment() -> Result<(), ConfigFileError> {
+    let command = Cli::command();
+    let Some(serve) = command.find_subcommand("serve") else {
+        return Ok(());
+    };
+    for arg in serve.get_arguments() {
+        let (Some(var), Some(long)) = (arg.get_env(), arg.get_long()) else {
+            continue;
+        };
+        let Some(value) = std::env::var_os(var) else {
+            continue;
+        };
+        let bad = |reason: String| ConfigFileError::BadEnv {
+            var: var.to_string_lossy().into_owned(),
+            value: value.to_string_lossy().into_owned(),
+            reason,
+        };
+        if !arg.get_action().takes_values() {
+            // Booleans: clap's boolish words (true/false, yes/no, on/off, 1/0).
+            let text = value.to_string_lossy().to_ascii_lowercase();
+            let words = [
+                "true", "false", "yes", "no", "on", "off", "1", "0", "y", "n", "",
+            ];
+            if !words.contains(&text.as_str()) {
+                return Err(bad("use true or false (yes/no, on/off, 1/0)".to_owned()));
+            }
+            continue;
+        }
+        let mut flag = OsString::from(format!("--{long}="));
+        flag.push(&value);
+        let alone: Vec<OsString> = vec!["timecho".into(), "serve".into(), flag];
+        if let Err(e) = Cli::command().try_get_matches_from(&alone) {
+            return Err(bad(first_line(&e.to_string())));
+        }
+    }
+    Ok(())
 }
 
 /// Clap's message without its `error: ` prefix, usage and tips.

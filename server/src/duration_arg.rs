@@ -20,6 +20,16 @@ pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// A duration of at least one second (sign-in tokens expire in whole seconds).
+pub fn parse_whole_seconds(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d < Duration::from_secs(1) => {
+            Err("must be at least 1s (examples: 30s, 10m)".to_owned())
+        }
+        d => Ok(d),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,14 +37,14 @@ use clap::{CommandFactory, FromArgMatches};
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command, LogFormat, ServeArgs};
-use crate::config::ServeConfig;
 
 fn main() -> ExitCode {
     let expanded = match config_file::expand(std::env::args_os().collect()) {
         Ok(expanded) => expanded,
         Err(e) => {
             eprintln!("timecho: {e}");
-            return ExitCode::FAILURE;
+            // A value the user wrote is wrong: a usage error, as clap's are.
+            return ExitCode::from(2);
         }
     };
     let matches = Cli::command().get_matches_from(&expanded.argv);
@@ -57,9 +57,7 @@ fn main() -> ExitCode {
             if let Some(serve) = matches.subcommand_matches("serve") {
                 print!("{}", config_file::render(serve, &expanded.from_file));
             }
-            ServeConfig::from_args(&args)
-                .map(|_| ExitCode::SUCCESS)
-                .map_err(Into::into)
+            args.config().map(|_| ExitCode::SUCCESS).map_err(Into::into)
         }
         Command::Serve(args) => serve(*args),
         Command::Client(args) => client::run(&args),
@@ -98,7 +96,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Ok(limit) => tracing::debug!("file descriptor limit: {limit}"),
         Err(e) => tracing::warn!("cannot raise the file descriptor limit: {e}"),
     }
-    let config = ServeConfig::from_args(&args)?;
+    let config = args.config()?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(server::run(config))?;
     Ok(ExitCode::SUCCESS)

@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use crate::admission::{self, Door, Shared};
 use crate::bind::{BindError, Bound};
-use crate::config::{ConfigError, ServeConfig, HTTP_HEADROOM, SMALL_LISTENER_CONNECTIONS};
+use crate::config::{ConfigError, ServeConfig, SMALL_LISTENER_CONNECTIONS};
 use crate::gateway::hosts::AllowedHosts;
 use crate::gateway::http_service::HttpService;
 use crate::gateway::{self, Gateway, Ops};
@@ -214,7 +214,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
             sessions: Arc::new(Semaphore::new(gw.max_sessions)),
             shutdown: shutdown.clone(),
             tracker: tracker.clone(),
-            max_frame: limits.max_line,
+            max_frame: gw.max_frame,
             stamp: protocol.stamp.clone(),
             limits: shared_limits.clone(),
             metrics: metrics.clone(),
@@ -227,7 +227,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         for (l, addr) in bound.http {
             let (door, service) = http_door(
                 &format!("{scheme} {addr}"),
-                gw.max_sessions + HTTP_HEADROOM,
+                gw.http_connections(),
                 tls.as_ref().map(|t| t.http.clone()),
                 proxy.clone(),
                 app.clone(),

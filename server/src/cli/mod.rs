@@ -1,4 +1,7 @@
-//! The command line: every flag, its default and its help text, in one place.
+//! The command line: every flag, its default and its help text, in one place,
+//! and (in `serve`) the configuration built from them.
+
+mod serve;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -7,8 +10,9 @@ use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub use crate::config::Framing;
-use crate::duration_arg::{parse_duration, parse_positive_duration};
+use crate::duration_arg::{parse_duration, parse_positive_duration, parse_whole_seconds};
 use crate::host_port::{HostPort, ServerAddr};
+use timecho_shared::{Precision, TimeFormat};
 
 /// `timecho --version`: the release and the commit it was built from.
 const VERSION: &str = concat!(
@@ -17,6 +21,22 @@ const VERSION: &str = concat!(
     env!("TIMECHO_COMMIT"),
     ")"
 );
+
+/// A count that must be at least 1 (a limit of 0 would refuse everything).
+fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+}
+
+/// `scheme://host[:port]` with nothing after it, as browsers send in `Origin`.
+fn parse_origin(s: &str) -> Result<String, String> {
+    let rest = s
+        .strip_prefix("http://")
+        .or_else(|| s.strip_prefix("https://"));
+    match rest {
+        Some(r) if !r.is_empty() && !r.contains('/') => Ok(s.to_owned()),
+        _ => Err("an origin looks like https://example.org or http://host:8080".to_owned()),
+    }
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -107,7 +127,7 @@ pub struct ServeArgs {
     #[arg(long, value_enum, default_value_t = Framing::Line, env = "TIMECHO_FRAMING")]
     pub framing: Framing,
 
-    /// Stamp layout: ctime (`Tue Nov  4 09:05:01 2026`), rfc3339, unix (seconds with a
+    /// Stamp layout: ctime (`Wed Nov  4 09:05:01 2026`), rfc3339, unix (seconds with a
     /// fraction), or a strftime pattern such as "%Y-%m-%d %H:%M:%S".
     #[arg(
         long,
@@ -115,25 +135,25 @@ pub struct ServeArgs {
         default_value = "ctime",
         env = "TIMECHO_TIME_FORMAT"
     )]
-    pub time_format: String,
+    pub time_format: TimeFormat,
 
     /// Fraction digits for rfc3339 and unix stamps: s, ms or us.
     /// Default: s for rfc3339, ms for unix.
     #[arg(long, value_name = "s|ms|us", env = "TIMECHO_PRECISION")]
-    pub precision: Option<String>,
+    pub precision: Option<Precision>,
 
     /// Stamp in UTC instead of the local time zone.
     #[arg(long, env = "TIMECHO_UTC", value_parser = BoolishValueParser::new())]
     pub utc: bool,
 
     /// Longest line accepted, in bytes; a longer one is answered with an error line and skipped.
-    #[arg(long, value_name = "BYTES", default_value_t = timecho_shared::DEFAULT_MAX_LINE, env = "TIMECHO_MAX_LINE")]
+    #[arg(long, value_name = "BYTES", default_value_t = timecho_shared::DEFAULT_MAX_LINE, value_parser = at_least_one(), env = "TIMECHO_MAX_LINE")]
     pub max_line: usize,
 
     /// Most clients served at once per listener; past it a new client is told the server
     /// is busy and closed. Default: 10,000, or less if the descriptor limit (ulimit -n,
     /// LimitNOFILE=) cannot hold that many on every listener at once.
-    #[arg(long, value_name = "N", env = "TIMECHO_MAX_CONNECTIONS")]
+    #[arg(long, value_name = "N", value_parser = at_least_one(), env = "TIMECHO_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
 
     /// Most connections one client (an IPv4 address, or an IPv6 /64; behind a trusted
@@ -161,7 +181,7 @@ pub struct ServeArgs {
     pub idle_timeout: Duration,
 
     /// Drop a client that does not read its replies for this long.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, env = "TIMECHO_STALL_TIMEOUT")]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_positive_duration, env = "TIMECHO_STALL_TIMEOUT")]
     pub stall_timeout: Duration,
 
     /// On SIGINT/SIGTERM, how long to let connections finish their replies before exiting.
@@ -231,7 +251,8 @@ pub struct ServeArgs {
         long = "allow-origin",
         value_name = "ORIGIN",
         env = "TIMECHO_ALLOW_ORIGIN",
-        value_delimiter = ','
+        value_delimiter = ',',
+        value_parser = parse_origin
     )]
     pub allow_origin: Vec<String>,
 
@@ -249,11 +270,11 @@ pub struct ServeArgs {
 
     /// Most WebSocket sessions open at once; past it new ones get 503. Default: 10,000, or
     /// less if the descriptor limit cannot hold that many (each takes two or three).
-    #[arg(long, value_name = "N", env = "TIMECHO_MAX_WEBSOCKETS")]
+    #[arg(long, value_name = "N", value_parser = at_least_one(), env = "TIMECHO_MAX_WEBSOCKETS")]
     pub max_websockets: Option<usize>,
 
     /// Ping each WebSocket this often; a peer silent for two intervals is dropped.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, env = "TIMECHO_WS_PING")]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_positive_duration, env = "TIMECHO_WS_PING")]
     pub ws_ping: Duration,
 
     /// On shutdown, WebSockets close with 1012 (restart) naming this window, and
@@ -372,7 +393,7 @@ pub struct ServeArgs {
     /// before, and a page closed for longer asks again. Without --session-store,
     /// other instances refuse a signed-out session only when its tokens expire,
     /// and keep renewing a copy of the cookie (see the README).
-    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration, env = "TIMECHO_TOKEN_LIFETIME")]
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_whole_seconds, env = "TIMECHO_TOKEN_LIFETIME")]
     pub token_lifetime: Duration,
 
     /// Share sign-outs between instances through this Redis-compatible server
