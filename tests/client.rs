@@ -240,3 +240,47 @@ fn timecho_client_prints_replies_while_input_is_open_and_waits_for_late_lines() 
     std::io::Read::read_to_string(&mut stderr, &mut text).unwrap();
     assert!(status.success(), "{status:?}: {text}");
 }
+
+#[test]
+fn hash_password_refuses_a_name_with_a_colon_and_ends_quietly_into_a_closed_pipe() {
+    let mut cmd = support::timecho();
+    cmd.args(["hash-password", "ada:admin"]);
+    let out = support::run_to_exit(cmd, b"pw\n", std::time::Duration::from_secs(30));
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        out.stderr.contains("cannot be empty or contain ':'"),
+        "{out:?}"
+    );
+
+    // `timecho hash-password ada | head -c0`: the reader is gone before the line.
+    let mut child = support::timecho()
+        .args(["hash-password", "ada"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    use std::io::{Read as _, Write as _};
+    child.stdin.take().unwrap().write_all(b"pw\n").unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(
+        status.success() && stderr.is_empty(),
+        "{status:?}: {stderr}"
+    );
+}
+
+#[test]
+fn a_port_alone_listens_on_loopback() {
+    let server = support::Server::start(&["--tcp", ":0", "--no-http"]);
+    let addrs = server.tcp_addrs();
+    assert_eq!(addrs.len(), 2, "{addrs:?}");
+    assert!(addrs.iter().all(|a| a.ip().is_loopback()), "{addrs:?}");
+}

@@ -42,6 +42,22 @@ impl HostPort {
         }
     }
 
+    /// An address to listen on: `HOST:PORT`, or a port alone (`8899` or
+    /// `:8899`), which listens on loopback only, as the defaults do; every
+    /// address takes `0.0.0.0:PORT` or `[::]:PORT`, said outright.
+    pub fn parse_listen(text: &str) -> Result<HostPort, AddrError> {
+        let port = text.strip_prefix(':').unwrap_or(text);
+        if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) {
+            if let Ok(port) = port.parse::<u16>() {
+                return Ok(HostPort {
+                    host: std::net::Ipv4Addr::LOCALHOST.to_string(),
+                    port,
+                });
+            }
+        }
+        HostPort::parse(text)
+    }
+
     /// As [`HostPort::parse`], and also a HOST alone (an IPv6 address with or
     /// without brackets), which gets `default_port`.
     pub fn parse_or_port(text: &str, default_port: u16) -> Result<HostPort, AddrError> {
@@ -333,5 +349,24 @@ mod tests {
         );
         assert!("unix:".parse::<ServerAddr>().is_err());
         assert!("localhost".parse::<ServerAddr>().is_err());
+    }
+
+    #[test]
+    fn a_port_alone_listens_on_loopback() {
+        for text in ["8899", ":8899"] {
+            assert_eq!(
+                HostPort::parse_listen(text).unwrap().to_string(),
+                "127.0.0.1:8899"
+            );
+        }
+        assert_eq!(
+            HostPort::parse_listen("0.0.0.0:1").unwrap().to_string(),
+            "0.0.0.0:1"
+        );
+        assert!(HostPort::parse_listen("99999").is_err());
+        assert!(
+            HostPort::parse_listen("localhost").is_err(),
+            "a name still needs its port"
+        );
     }
 }

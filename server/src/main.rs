@@ -67,6 +67,9 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // The reader of our output went away (`timecho client ... | head -1`):
+        // done, quietly, as other Unix tools are.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("timecho: {e:#}");
             ExitCode::FAILURE
@@ -102,9 +105,30 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Whether `e` is, or was caused by, writing into a closed pipe.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 fn hash_password(user: &str) -> anyhow::Result<ExitCode> {
+    use std::io::Write as _;
+    // The users file is `user:hash` per line: a colon would end the name early.
+    anyhow::ensure!(
+        !user.is_empty() && !user.contains([':', '\n', '\r']),
+        "a user name cannot be empty or contain ':' or a line break"
+    );
     let password = if std::io::stdin().is_terminal() {
-        rpassword::prompt_password(format!("password for {user}: "))?
+        let first = rpassword::prompt_password(format!("password for {user}: "))?;
+        let again = rpassword::prompt_password("the same password again: ")?;
+        anyhow::ensure!(
+            first == again,
+            "the two passwords differ; nothing was written"
+        );
+        first
     } else {
         let mut line = String::new();
         std::io::stdin().read_line(&mut line)?;
@@ -112,6 +136,6 @@ fn hash_password(user: &str) -> anyhow::Result<ExitCode> {
     };
     anyhow::ensure!(!password.is_empty(), "the password is empty");
     let line = signin::hash_password(user, &password).map_err(|e| anyhow::anyhow!("{e}"))?;
-    println!("{line}");
+    writeln!(std::io::stdout(), "{line}")?;
     Ok(ExitCode::SUCCESS)
 }

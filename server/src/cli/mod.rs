@@ -89,10 +89,12 @@ pub struct ServeArgs {
     pub print_config: bool,
 
     /// TCP address to listen on (e.g. 0.0.0.0:8899, [::1]:8899, localhost:8899); repeatable.
+    /// A port alone (8899 or :8899) listens on 127.0.0.1, as on every listen flag.
     /// A name is resolved once at start-up and every address it has is bound (an address
     /// this machine cannot bind, such as ::1 without IPv6, is skipped with a warning when
     /// another binds); with port 0 each address gets its own port.
     #[arg(
+        value_parser = HostPort::parse_listen,
         long = "tcp",
         value_name = "ADDR",
         default_value = "127.0.0.1:8899",
@@ -116,6 +118,7 @@ pub struct ServeArgs {
     /// source address cannot make timecho an amplifier; repeatable. A name is bound on
     /// every address it has, as for --tcp.
     #[arg(
+        value_parser = HostPort::parse_listen,
         long = "udp",
         value_name = "ADDR",
         env = "TIMECHO_UDP",
@@ -219,6 +222,7 @@ pub struct ServeArgs {
     /// HTTP address for the web page and its WebSocket gateway (`/ws`); a name is
     /// bound on every address it has, as for --tcp.
     #[arg(
+        value_parser = HostPort::parse_listen,
         long,
         value_name = "ADDR",
         default_value = "127.0.0.1:8080",
@@ -284,7 +288,7 @@ pub struct ServeArgs {
 
     /// Also serve /metrics, /healthz and /readyz on this address (they are always on --http);
     /// a name is bound on every address it has, as for --tcp.
-    #[arg(long, value_name = "ADDR", env = "TIMECHO_METRICS")]
+    #[arg(long, value_parser = HostPort::parse_listen, value_name = "ADDR", env = "TIMECHO_METRICS")]
     pub metrics: Option<HostPort>,
 
     /// On SIGTERM, report not ready on /readyz for this long before closing the
@@ -352,6 +356,7 @@ pub struct ServeArgs {
     /// timecho client --tls); repeatable; a name is bound on every address it has, as for
     /// --tcp. Needs a certificate.
     #[arg(
+        value_parser = HostPort::parse_listen,
         long,
         value_name = "ADDR",
         env = "TIMECHO_TCP_TLS",
@@ -361,7 +366,7 @@ pub struct ServeArgs {
 
     /// Plain http address that redirects every request to the https listener; a name is
     /// bound on every address it has, as for --tcp.
-    #[arg(long, value_name = "ADDR", env = "TIMECHO_REDIRECT_HTTP")]
+    #[arg(long, value_parser = HostPort::parse_listen, value_name = "ADDR", env = "TIMECHO_REDIRECT_HTTP")]
     pub redirect_http: Option<HostPort>,
 
     /// Require sign-in for the page's WebSocket and /ws: `basic:FILE` (lines of
