@@ -81,11 +81,16 @@ pub struct ServeArgs {
     /// Read settings from this TOML file; its keys are these flags' names
     /// (`max-line = 1024`, `tcp = ["0.0.0.0:8899"]`). Environment variables
     /// (TIMECHO_MAX_LINE...) override the file, and flags override both.
-    #[arg(long, value_name = "PATH", env = "TIMECHO_CONFIG")]
+    #[arg(
+        help_heading = "Configuration",
+        long,
+        value_name = "PATH",
+        env = "TIMECHO_CONFIG"
+    )]
     pub config: Option<PathBuf>,
 
     /// Print the effective configuration, in the config file's format, and exit.
-    #[arg(long)]
+    #[arg(help_heading = "Configuration", long)]
     pub print_config: bool,
 
     /// TCP address to listen on (e.g. 0.0.0.0:8899, [::1]:8899, localhost:8899); repeatable.
@@ -94,6 +99,7 @@ pub struct ServeArgs {
     /// this machine cannot bind, such as ::1 without IPv6, is skipped with a warning when
     /// another binds); with port 0 each address gets its own port.
     #[arg(
+        help_heading = "Listeners",
         value_parser = HostPort::parse_listen,
         long = "tcp",
         value_name = "ADDR",
@@ -106,6 +112,7 @@ pub struct ServeArgs {
     /// Unix stream socket to listen on; repeatable. A stale socket file left by a crashed
     /// server is replaced; one a running server still listens on is not.
     #[arg(
+        help_heading = "Listeners",
         long = "unix",
         value_name = "PATH",
         env = "TIMECHO_UNIX",
@@ -118,6 +125,7 @@ pub struct ServeArgs {
     /// source address cannot make timecho an amplifier; repeatable. A name is bound on
     /// every address it has, as for --tcp.
     #[arg(
+        help_heading = "Listeners",
         value_parser = HostPort::parse_listen,
         long = "udp",
         value_name = "ADDR",
@@ -127,12 +135,13 @@ pub struct ServeArgs {
     pub udp: Vec<HostPort>,
 
     /// How a TCP or unix stream is cut into messages.
-    #[arg(long, value_enum, default_value_t = Framing::Line, env = "TIMECHO_FRAMING")]
+    #[arg(help_heading = "Framing and stamps", long, value_enum, default_value_t = Framing::Line, env = "TIMECHO_FRAMING")]
     pub framing: Framing,
 
     /// Stamp layout: ctime (`Wed Nov  4 09:05:01 2026`), rfc3339, unix (seconds with a
     /// fraction), or a strftime pattern such as "%Y-%m-%d %H:%M:%S".
     #[arg(
+        help_heading = "Framing and stamps",
         long,
         value_name = "FORMAT",
         default_value = "ctime",
@@ -142,21 +151,26 @@ pub struct ServeArgs {
 
     /// Fraction digits for rfc3339 and unix stamps: s, ms or us.
     /// Default: s for rfc3339, ms for unix.
-    #[arg(long, value_name = "s|ms|us", env = "TIMECHO_PRECISION")]
+    #[arg(
+        help_heading = "Framing and stamps",
+        long,
+        value_name = "s|ms|us",
+        env = "TIMECHO_PRECISION"
+    )]
     pub precision: Option<Precision>,
 
     /// Stamp in UTC instead of the local time zone.
-    #[arg(long, env = "TIMECHO_UTC", value_parser = BoolishValueParser::new())]
+    #[arg(help_heading = "Framing and stamps", long, env = "TIMECHO_UTC", value_parser = BoolishValueParser::new())]
     pub utc: bool,
 
     /// Longest line accepted, in bytes; a longer one is answered with an error line and skipped.
-    #[arg(long, value_name = "BYTES", default_value_t = timecho_shared::DEFAULT_MAX_LINE, value_parser = at_least_one(), env = "TIMECHO_MAX_LINE")]
+    #[arg(help_heading = "Framing and stamps", long, value_name = "BYTES", default_value_t = timecho_shared::DEFAULT_MAX_LINE, value_parser = at_least_one(), env = "TIMECHO_MAX_LINE")]
     pub max_line: usize,
 
     /// Most clients served at once per listener; past it a new client is told the server
     /// is busy and closed. Default: 10,000, or less if the descriptor limit (ulimit -n,
     /// LimitNOFILE=) cannot hold that many on every listener at once.
-    #[arg(long, value_name = "N", value_parser = at_least_one(), env = "TIMECHO_MAX_CONNECTIONS")]
+    #[arg(help_heading = "Limits and timeouts", long, value_name = "N", value_parser = at_least_one(), env = "TIMECHO_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
 
     /// Most connections one client (an IPv4 address, or an IPv6 /64; behind a trusted
@@ -166,6 +180,7 @@ pub struct ServeArgs {
     /// --max-websockets plus 1,024 for HTTP). The gateway's own sessions to this
     /// process's TCP listener are not counted against its address.
     #[arg(
+        help_heading = "Limits and timeouts",
         long,
         value_name = "N",
         value_parser = clap::value_parser!(u32).range(1..),
@@ -176,52 +191,53 @@ pub struct ServeArgs {
     /// A partial line (no newline yet) left idle this long is answered as a message
     /// (the tutorial's client sends no newline), until the client has ended a line
     /// with a newline: then its lines wait for their newline. 0 turns it off.
-    #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = parse_duration, env = "TIMECHO_PARTIAL_TIMEOUT")]
+    #[arg(help_heading = "Limits and timeouts", long, value_name = "DURATION", default_value = "100ms", value_parser = parse_duration, env = "TIMECHO_PARTIAL_TIMEOUT")]
     pub partial_timeout: Duration,
 
     /// Close a connection that sends nothing for this long. 0 turns it off.
-    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration, env = "TIMECHO_IDLE_TIMEOUT")]
+    #[arg(help_heading = "Limits and timeouts", long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration, env = "TIMECHO_IDLE_TIMEOUT")]
     pub idle_timeout: Duration,
 
     /// Drop a client that does not read its replies for this long.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_positive_duration, env = "TIMECHO_STALL_TIMEOUT")]
+    #[arg(help_heading = "Limits and timeouts", long, value_name = "DURATION", default_value = "30s", value_parser = parse_positive_duration, env = "TIMECHO_STALL_TIMEOUT")]
     pub stall_timeout: Duration,
 
     /// On SIGINT/SIGTERM, how long to let connections finish their replies before exiting.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration, env = "TIMECHO_DRAIN_TIMEOUT")]
+    #[arg(help_heading = "Limits and timeouts", long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration, env = "TIMECHO_DRAIN_TIMEOUT")]
     pub drain_timeout: Duration,
 
     /// How long a TLS client may take to complete its handshake (https, --tcp-tls).
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_positive_duration, env = "TIMECHO_HANDSHAKE_TIMEOUT")]
+    #[arg(help_heading = "Limits and timeouts", long, value_name = "DURATION", default_value = "10s", value_parser = parse_positive_duration, env = "TIMECHO_HANDSHAKE_TIMEOUT")]
     pub handshake_timeout: Duration,
 
     /// How long a trusted proxy may take to send its PROXY protocol header.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_positive_duration, env = "TIMECHO_PROXY_TIMEOUT")]
+    #[arg(help_heading = "Limits and timeouts", long, value_name = "DURATION", default_value = "5s", value_parser = parse_positive_duration, env = "TIMECHO_PROXY_TIMEOUT")]
     pub proxy_timeout: Duration,
 
     /// How long an HTTP client may take to send a request's headers, counted from
     /// the connection (or the previous response): silent and trickling clients are cut off.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_positive_duration, env = "TIMECHO_HEADER_TIMEOUT")]
+    #[arg(help_heading = "Limits and timeouts", long, value_name = "DURATION", default_value = "10s", value_parser = parse_positive_duration, env = "TIMECHO_HEADER_TIMEOUT")]
     pub header_timeout: Duration,
 
     /// How long an HTTP client may take to send a request's body.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_positive_duration, env = "TIMECHO_BODY_TIMEOUT")]
+    #[arg(help_heading = "Limits and timeouts", long, value_name = "DURATION", default_value = "10s", value_parser = parse_positive_duration, env = "TIMECHO_BODY_TIMEOUT")]
     pub body_timeout: Duration,
 
     /// After closing a connection, how long to read and discard what the client still
     /// sends, so that our last reply or close frame is not destroyed by a reset; also
     /// how long a closing WebSocket waits for the browser's close frame.
-    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration, env = "TIMECHO_LINGER_TIMEOUT")]
+    #[arg(help_heading = "Limits and timeouts", long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration, env = "TIMECHO_LINGER_TIMEOUT")]
     pub linger_timeout: Duration,
 
     /// How long the gateway waits for the timestamp server (--upstream) to accept a
     /// session's connection; past it the WebSocket closes with 1011.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_positive_duration, env = "TIMECHO_CONNECT_TIMEOUT")]
+    #[arg(help_heading = "Limits and timeouts", long, value_name = "DURATION", default_value = "5s", value_parser = parse_positive_duration, env = "TIMECHO_CONNECT_TIMEOUT")]
     pub connect_timeout: Duration,
 
     /// HTTP address for the web page and its WebSocket gateway (`/ws`); a name is
     /// bound on every address it has, as for --tcp.
     #[arg(
+        help_heading = "Listeners",
         value_parser = HostPort::parse_listen,
         long,
         value_name = "ADDR",
@@ -231,14 +247,19 @@ pub struct ServeArgs {
     pub http: HostPort,
 
     /// Serve no web page and no WebSocket gateway.
-    #[arg(long, conflicts_with_all = ["http", "upstream", "upstream_proxy_protocol", "allow_origin", "allow_host", "auth"], env = "TIMECHO_NO_HTTP", value_parser = BoolishValueParser::new())]
+    #[arg(help_heading = "Listeners", long, conflicts_with_all = ["http", "upstream", "upstream_proxy_protocol", "allow_origin", "allow_host", "auth"], env = "TIMECHO_NO_HTTP", value_parser = BoolishValueParser::new())]
     pub no_http: bool,
 
     /// Timestamp server (HOST:PORT, or unix:PATH for a unix socket) that each WebSocket
     /// is relayed to; the browser can never choose it. A name is resolved each time a
     /// session connects, and each of its addresses is tried. Default: this process's
     /// first TCP listener.
-    #[arg(long, value_name = "HOST:PORT|unix:PATH", env = "TIMECHO_UPSTREAM")]
+    #[arg(
+        help_heading = "Gateway (web page and /ws)",
+        long,
+        value_name = "HOST:PORT|unix:PATH",
+        env = "TIMECHO_UPSTREAM"
+    )]
     pub upstream: Option<ServerAddr>,
 
     /// Introduce each browser to the --upstream server with a PROXY v2 header, for an
@@ -246,12 +267,13 @@ pub struct ServeArgs {
     /// bytes as a header without one). Decided by itself when the gateway relays to this
     /// process's own TCP listener: the header is sent exactly when --proxy-protocol
     /// and --trusted-proxy make that listener read one.
-    #[arg(long, requires = "upstream", env = "TIMECHO_UPSTREAM_PROXY_PROTOCOL", value_parser = BoolishValueParser::new())]
+    #[arg(help_heading = "Gateway (web page and /ws)", long, requires = "upstream", env = "TIMECHO_UPSTREAM_PROXY_PROTOCOL", value_parser = BoolishValueParser::new())]
     pub upstream_proxy_protocol: bool,
 
     /// Also let pages from this origin (e.g. https://example.org) open `/ws`; repeatable.
     /// Pages served by this gateway, and clients that send no Origin, are always allowed.
     #[arg(
+        help_heading = "Gateway (web page and /ws)",
         long = "allow-origin",
         value_name = "ORIGIN",
         env = "TIMECHO_ALLOW_ORIGIN",
@@ -265,6 +287,7 @@ pub struct ServeArgs {
     /// address or name (any address literal when it is a wildcard) and the TLS
     /// certificate's names. Other names get 421, which stops DNS rebinding.
     #[arg(
+        help_heading = "Gateway (web page and /ws)",
         long = "allow-host",
         value_name = "NAME",
         env = "TIMECHO_ALLOW_HOST",
@@ -274,36 +297,37 @@ pub struct ServeArgs {
 
     /// Most WebSocket sessions open at once; past it new ones get 503. Default: 10,000, or
     /// less if the descriptor limit cannot hold that many (each takes two or three).
-    #[arg(long, value_name = "N", value_parser = at_least_one(), env = "TIMECHO_MAX_WEBSOCKETS")]
+    #[arg(help_heading = "Gateway (web page and /ws)", long, value_name = "N", value_parser = at_least_one(), env = "TIMECHO_MAX_WEBSOCKETS")]
     pub max_websockets: Option<usize>,
 
     /// Ping each WebSocket this often; a peer silent for two intervals is dropped.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_positive_duration, env = "TIMECHO_WS_PING")]
+    #[arg(help_heading = "Gateway (web page and /ws)", long, value_name = "DURATION", default_value = "30s", value_parser = parse_positive_duration, env = "TIMECHO_WS_PING")]
     pub ws_ping: Duration,
 
     /// On shutdown, WebSockets close with 1012 (restart) naming this window, and
     /// clients come back at a random moment within it instead of all at once.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration, env = "TIMECHO_RECONNECT_WINDOW")]
+    #[arg(help_heading = "Gateway (web page and /ws)", long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration, env = "TIMECHO_RECONNECT_WINDOW")]
     pub reconnect_window: Duration,
 
     /// Also serve /metrics, /healthz and /readyz on this address (they are always on --http);
     /// a name is bound on every address it has, as for --tcp.
-    #[arg(long, value_parser = HostPort::parse_listen, value_name = "ADDR", env = "TIMECHO_METRICS")]
+    #[arg(help_heading = "Listeners", long, value_parser = HostPort::parse_listen, value_name = "ADDR", env = "TIMECHO_METRICS")]
     pub metrics: Option<HostPort>,
 
     /// On SIGTERM, report not ready on /readyz for this long before closing the
     /// listeners, so a load balancer stops sending new clients first.
-    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = parse_duration, env = "TIMECHO_SHUTDOWN_DELAY")]
+    #[arg(help_heading = "Operations", long, value_name = "DURATION", default_value = "0", value_parser = parse_duration, env = "TIMECHO_SHUTDOWN_DELAY")]
     pub shutdown_delay: Duration,
 
     /// Expect a PROXY protocol (v1 or v2) header on TCP connections from
     /// --trusted-proxy addresses, and log the client it names.
-    #[arg(long, env = "TIMECHO_PROXY_PROTOCOL", value_parser = BoolishValueParser::new())]
+    #[arg(help_heading = "Operations", long, env = "TIMECHO_PROXY_PROTOCOL", value_parser = BoolishValueParser::new())]
     pub proxy_protocol: bool,
 
     /// Address range (CIDR) whose PROXY protocol headers are believed; repeatable.
     /// Peers outside it are served as direct clients.
     #[arg(
+        help_heading = "Operations",
         long,
         value_name = "CIDR",
         default_value = "127.0.0.0/8,::1/128",
@@ -315,6 +339,7 @@ pub struct ServeArgs {
 
     /// Only clients from this address range (CIDR) may connect, on every listener; repeatable.
     #[arg(
+        help_heading = "Operations",
         long,
         value_name = "CIDR",
         env = "TIMECHO_ALLOW",
@@ -325,12 +350,13 @@ pub struct ServeArgs {
 
     /// Clients from this address range (CIDR) get nothing, on every listener; repeatable.
     /// Deny wins over allow.
-    #[arg(long, value_name = "CIDR", env = "TIMECHO_DENY", value_delimiter = ',', value_parser = crate::access::parse_rule)]
+    #[arg(help_heading = "Operations", long, value_name = "CIDR", env = "TIMECHO_DENY", value_delimiter = ',', value_parser = crate::access::parse_rule)]
     pub deny: Vec<ipnet::IpNet>,
 
     /// TLS certificate chain (PEM) for https/wss on --http and for --tcp-tls; needs --tls-key.
     /// Reloaded on SIGHUP.
     #[arg(
+        help_heading = "TLS",
         long,
         value_name = "PATH",
         env = "TIMECHO_TLS_CERT",
@@ -340,6 +366,7 @@ pub struct ServeArgs {
 
     /// TLS private key (PEM) matching --tls-cert.
     #[arg(
+        help_heading = "TLS",
         long,
         value_name = "PATH",
         env = "TIMECHO_TLS_KEY",
@@ -349,13 +376,14 @@ pub struct ServeArgs {
 
     /// Generate a certificate at start-up for the listen names (for local use);
     /// its SHA-256 fingerprint is printed so it can be checked.
-    #[arg(long, env = "TIMECHO_TLS_SELF_SIGNED", conflicts_with = "tls_cert", value_parser = BoolishValueParser::new())]
+    #[arg(help_heading = "TLS", long, env = "TIMECHO_TLS_SELF_SIGNED", conflicts_with = "tls_cert", value_parser = BoolishValueParser::new())]
     pub tls_self_signed: bool,
 
     /// TCP address for the timestamp protocol inside TLS (openssl s_client, ncat --ssl,
     /// timecho client --tls); repeatable; a name is bound on every address it has, as for
     /// --tcp. Needs a certificate.
     #[arg(
+        help_heading = "Listeners",
         value_parser = HostPort::parse_listen,
         long,
         value_name = "ADDR",
@@ -366,7 +394,7 @@ pub struct ServeArgs {
 
     /// Plain http address that redirects every request to the https listener; a name is
     /// bound on every address it has, as for --tcp.
-    #[arg(long, value_parser = HostPort::parse_listen, value_name = "ADDR", env = "TIMECHO_REDIRECT_HTTP")]
+    #[arg(help_heading = "Listeners", long, value_parser = HostPort::parse_listen, value_name = "ADDR", env = "TIMECHO_REDIRECT_HTTP")]
     pub redirect_http: Option<HostPort>,
 
     /// Require sign-in for the page's WebSocket and /ws: `basic:FILE` (lines of
@@ -374,6 +402,7 @@ pub struct ServeArgs {
     /// (one bearer token per line, for scripts); repeatable. The raw TCP, unix and
     /// UDP listeners stay open-protocol: protect them with --allow, TLS or loopback.
     #[arg(
+        help_heading = "Sign-in",
         long,
         value_name = "basic:FILE|token:FILE",
         env = "TIMECHO_AUTH",
@@ -387,6 +416,7 @@ pub struct ServeArgs {
     /// made on any of them. Re-read on SIGHUP; the previous key stays valid for
     /// one token lifetime. Without it each process has a random key of its own.
     #[arg(
+        help_heading = "Sign-in",
         long,
         value_name = "FILE",
         env = "TIMECHO_SESSION_KEY",
@@ -398,7 +428,7 @@ pub struct ServeArgs {
     /// before, and a page closed for longer asks again. Without --session-store,
     /// other instances refuse a signed-out session only when its tokens expire,
     /// and keep renewing a copy of the cookie (see the README).
-    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_whole_seconds, env = "TIMECHO_TOKEN_LIFETIME")]
+    #[arg(help_heading = "Sign-in", long, value_name = "DURATION", default_value = "10m", value_parser = parse_whole_seconds, env = "TIMECHO_TOKEN_LIFETIME")]
     pub token_lifetime: Duration,
 
     /// Share sign-outs between instances through this Redis-compatible server
@@ -407,15 +437,21 @@ pub struct ServeArgs {
     /// is checked there, with a deadline; while it does not answer, cookie
     /// sessions get 503. Reached at start-up, or the server does not start.
     /// Needs --auth.
-    #[arg(long, value_name = "URL", env = "TIMECHO_SESSION_STORE")]
+    #[arg(
+        help_heading = "Sign-in",
+        long,
+        value_name = "URL",
+        env = "TIMECHO_SESSION_STORE"
+    )]
     pub session_store: Option<crate::signin::StoreUrl>,
 
     /// Log format: text for people, json for log collectors.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "TIMECHO_LOG_FORMAT")]
+    #[arg(help_heading = "Operations", long, value_enum, default_value_t = LogFormat::Text, env = "TIMECHO_LOG_FORMAT")]
     pub log_format: LogFormat,
 
     /// Log filter (e.g. info, debug, timecho=trace); the RUST_LOG variable also works.
     #[arg(
+        help_heading = "Operations",
         long,
         value_name = "FILTER",
         default_value = "info",
@@ -435,7 +471,8 @@ pub struct ServerTarget {
     #[arg(long, value_name = "PATH", conflicts_with = "udp")]
     pub unix: Option<PathBuf>,
 
-    /// Use UDP datagrams, one line each (`clock` skips a lost probe).
+    /// Use UDP datagrams, one line each; a reply that does not come within the timeout is
+    /// reported as lost.
     #[arg(long)]
     pub udp: bool,
 

@@ -439,4 +439,30 @@ mod tests {
             Err(ConfigError::NoOwnUpstream)
         ));
     }
+
+    #[test]
+    fn serve_help_groups_its_flags_under_headings() {
+        use clap::CommandFactory;
+        let mut cli = Cli::command();
+        let help = cli
+            .find_subcommand_mut("serve")
+            .expect("serve")
+            .render_help()
+            .to_string();
+        for heading in [
+            "Listeners:",
+            "Framing and stamps:",
+            "Limits and timeouts:",
+            "Gateway (web page and /ws):",
+            "TLS:",
+            "Sign-in:",
+            "Operations:",
+        ] {
+            assert!(help.contains(heading), "no {heading} in:\n{help}");
+        }
+        assert!(
+            !help.contains("Tue Nov  4"),
+            "4 November 2026 is a Wednesday"
+        );
+    }
 }
