@@ -575,3 +575,94 @@ async fn signing_out_ends_the_pages_open_websocket() {
     assert_eq!(u16::from(frame.code), 1008);
     assert_eq!(frame.reason.as_str(), "signed out");
 }
+
+/// Runs a `timecho ...` command line as the banner prints it, with `input`.
+fn run_as_printed(command: &str, input: &[u8]) -> support::Exited {
+    let mut words = command.split_whitespace();
+    assert_eq!(words.next(), Some("timecho"), "{command}");
+    let mut cmd = support::timecho();
+    cmd.args(words);
+    support::run_to_exit(cmd, input, REPLY_TIMEOUT)
+}
+
+#[test]
+fn the_self_signed_banners_try_line_works_as_printed_and_without_the_pin_says_what_to_do() {
+    let server = Server::start(&["--tls-self-signed", "--tcp-tls", "127.0.0.1:0", "--no-http"]);
+    let try_line = server
+        .banner()
+        .iter()
+        .find_map(|l| l.split("try: ").nth(1).filter(|t| t.contains("--tls")))
+        .expect("a try line for the TLS listener")
+        .to_owned();
+    assert!(try_line.contains("--pin sha256:"), "{try_line}");
+    let out = run_as_printed(&try_line, b"hello\n");
+    assert!(
+        out.status.success() && out.stdout.ends_with("] hello\n"),
+        "{try_line}: {out:?}"
+    );
+
+    let addr = server.listener("tls").to_string();
+    let unpinned = run_as_printed(&format!("timecho client --tls {addr}"), b"hello\n");
+    assert!(!unpinned.status.success(), "{unpinned:?}");
+    assert!(
+        unpinned
+            .stderr
+            .contains("not signed by a CA this machine trusts")
+            && unpinned.stderr.contains("--pin sha256:")
+            && !unpinned.stderr.contains("UnknownIssuer"),
+        "{unpinned:?}"
+    );
+    let wrong = format!(
+        "timecho client --tls --pin sha256:{} {addr}",
+        "00".repeat(32)
+    );
+    let wrong = run_as_printed(&wrong, b"hello\n");
+    assert!(wrong.stderr.contains("not the one pinned"), "{wrong:?}");
+}
+
+#[test]
+fn an_openssl_self_signed_certificate_given_as_ca_is_trusted() {
+    let dir = TempDir::new();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
+        .args([
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl runs");
+    assert!(made.success());
+    let server = Server::start(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+        "--tcp-tls",
+        "127.0.0.1:0",
+        "--no-http",
+    ]);
+    let port = server.listener("tls").port();
+    let line = format!(
+        "timecho client --tls --ca {} localhost:{port}",
+        cert.display()
+    );
+    let out = run_as_printed(&line, b"hello\n");
+    assert!(
+        out.status.success() && out.stdout.ends_with("] hello\n"),
+        "{out:?}"
+    );
+}

@@ -183,7 +183,8 @@ impl Bound {
             s += &format!("  tcp   {a:<24} try: nc {} {}\n", a.ip(), a.port());
         }
         for (_, a) in &self.tcp_tls {
-            s += &format!("  tls   {a:<24} try: timecho client --tls {a}\n");
+            let pin = tls_fingerprint.map_or(String::new(), |f| format!(" --pin sha256:{f}"));
+            s += &format!("  tls   {a:<24} try: timecho client --tls{pin} {a}\n");
         }
         for (_, _, p) in &self.unix {
             s += &format!("  unix  {:<24} try: nc -U {}\n", p.display(), p.display());

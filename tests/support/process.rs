@@ -121,6 +121,8 @@ pub struct Server {
     child: Child,
     /// (kind, address) per listener line of the start-up banner.
     listening: Vec<(String, String)>,
+    /// The banner's lines, as printed.
+    banner: Vec<String>,
     stderr: Capture,
     exited: Option<ExitStatus>,
 }
@@ -181,11 +183,13 @@ impl Server {
 
         let deadline = Instant::now() + START_TIMEOUT;
         let mut listening = Vec::new();
+        let mut banner = Vec::new();
         loop {
             let wait = deadline.saturating_duration_since(Instant::now());
             match lines.recv_timeout(wait) {
                 Ok(line) if line == READY_LINE => break,
                 Ok(line) => {
+                    banner.push(line.clone());
                     let mut words = line.split_whitespace();
                     if let (true, Some(kind), Some(addr)) =
                         (line.starts_with("  "), words.next(), words.next())
@@ -213,6 +217,7 @@ impl Server {
         Server {
             child,
             listening,
+            banner,
             stderr,
             exited: None,
         }
@@ -266,6 +271,11 @@ impl Server {
             .next()
             .unwrap_or_else(|| panic!("no unix listener in {:?}", self.listening));
         PathBuf::from(path)
+    }
+
+    /// The start-up banner's lines (where it listens, what to try).
+    pub fn banner(&self) -> &[String] {
+        &self.banner
     }
 
     /// The process id, e.g. to read `/proc/PID/status`.

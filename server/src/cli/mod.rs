@@ -481,9 +481,15 @@ pub struct ServerTarget {
     #[arg(long, conflicts_with_all = ["udp", "unix"])]
     pub tls: bool,
 
-    /// CA certificate(s) (PEM) to verify the server with, instead of the system's.
+    /// CA certificate(s) (PEM) to verify the server with, instead of the system's; a
+    /// self-signed server certificate (`openssl req -x509`) given here is trusted as it is.
     #[arg(long, value_name = "PATH", requires = "tls")]
     pub ca: Option<PathBuf>,
+
+    /// Trust the server whose certificate has this SHA-256 fingerprint, as
+    /// `timecho serve --tls-self-signed` prints it (sha256:AB:CD:...), whatever signed it.
+    #[arg(long, value_name = "sha256:HEX", requires = "tls", value_parser = crate::client::parse_pin)]
+    pub pin: Option<[u8; 32]>,
 }
 
 #[derive(Debug, Args)]

@@ -9,6 +9,8 @@ use anyhow::{anyhow, Context as _};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
+
+use super::trust::{self, Trust};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::time::timeout;
@@ -60,38 +62,63 @@ pub async fn unix(path: &Path) -> anyhow::Result<Conn> {
     Ok(Box::new(s))
 }
 
-/// TLS over TCP, verified against `ca` (PEM) or the system's root certificates.
-/// The handshake is done here, so a certificate problem is reported before the
-/// prompt.
-pub async fn tls(target: &HostPort, ca: Option<&Path>) -> anyhow::Result<Conn> {
+/// TLS over TCP, verified as [`trust`] says: against `ca` (PEM: CAs, or the
+/// server's own certificate), a pinned fingerprint, or the system's roots.
+/// The handshake is done here, so a certificate problem is reported before
+/// the prompt, in words that say what to do.
+///
+/// [`trust`]: super::trust
+pub async fn tls(
+    target: &HostPort,
+    ca: Option<&Path>,
+    pin: Option<[u8; 32]>,
+) -> anyhow::Result<Conn> {
     let mut roots = RootCertStore::empty();
+    let mut known: Vec<[u8; 32]> = pin.into_iter().collect();
     match ca {
         Some(path) => {
             for cert in CertificateDer::pem_file_iter(path)
                 .with_context(|| format!("cannot read --ca {}", path.display()))?
             {
-                roots
-                    .add(cert.with_context(|| format!("bad certificate in {}", path.display()))?)?;
+                let cert =
+                    cert.with_context(|| format!("bad certificate in {}", path.display()))?;
+                // A self-signed server certificate is its own trust anchor.
+                known.push(trust::fingerprint(&cert));
+                roots.add_parsable_certificates([cert]);
             }
         }
-        None => {
+        None if pin.is_none() => {
             let found = rustls_native_certs::load_native_certs();
             roots.add_parsable_certificates(found.certs);
         }
+        None => {}
     }
-    let config =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-    // The name the certificate must carry.
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Trust::new(
+        roots,
+        known,
+        pin.is_some() && ca.is_none(),
+        provider.clone(),
+    )?;
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    // The name the certificate must carry (unless pinned or given in --ca).
     let name = ServerName::try_from(target.host.clone())
         .map_err(|_| anyhow!("{:?} is not a valid TLS server name", target.host))?;
     let tcp = connect(target).await?;
     let stream = TlsConnector::from(Arc::new(config))
         .connect(name, tcp)
         .await
-        .map_err(|e| anyhow!("TLS handshake with {target} failed: {e}"))?;
+        .map_err(|e| {
+            let explained = e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                .map(|tls| trust::explain(tls, &target.to_string(), pin.is_some()));
+            anyhow!(explained.unwrap_or_else(|| format!("TLS handshake with {target} failed: {e}")))
+        })?;
     Ok(Box::new(stream))
 }
 

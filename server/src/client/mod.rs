@@ -11,6 +11,9 @@
 pub(crate) mod conn;
 mod input;
 pub(crate) mod replies;
+mod trust;
+
+pub use trust::parse_pin;
 pub(crate) mod udp;
 
 use std::io::{self, IsTerminal};
@@ -50,7 +53,9 @@ pub fn run(args: &ClientArgs) -> anyhow::Result<ExitCode> {
 pub(crate) async fn connect(server: &ServerTarget) -> anyhow::Result<Conn> {
     match &server.unix {
         Some(path) => conn::unix(path).await,
-        None if server.tls => conn::tls(&host_port(server)?, server.ca.as_deref()).await,
+        None if server.tls => {
+            conn::tls(&host_port(server)?, server.ca.as_deref(), server.pin).await
+        }
         None => conn::tcp(&host_port(server)?).await,
     }
 }
