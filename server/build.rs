@@ -1,7 +1,9 @@
-//! Build facts the binary reports: the git commit for `--version`. Also makes
-//! sure `web/dist` exists: the page is embedded from it, `cargo xtask web` fills
-//! it, and a plain `cargo build` gets an empty one (the server then says how to
-//! build the page instead of serving one).
+//! Build facts the binary reports: the git commit for `--version`. Also checks
+//! that the page is built: the binary embeds `web/dist`, which `cargo xtask web`
+//! (or `cargo xtask run`, or `cargo xtask test`) fills, and a binary without its
+//! page would answer every visitor with an error. So a plain `cargo build` or
+//! `cargo install --path server` on a tree without it fails here, naming the
+//! command to run. This script writes nothing outside cargo's own output.
 
 use std::path::Path;
 use std::process::Command;
@@ -9,10 +11,17 @@ use std::process::Command;
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let dist = root.join("web/dist");
-    if let Err(e) = std::fs::create_dir_all(&dist) {
-        println!("cargo::warning=cannot create {}: {e}", dist.display());
-    }
     println!("cargo::rerun-if-changed=../web/dist");
+    if !dist.join("index.html").is_file() {
+        eprintln!(
+            "\nerror: the web page is not built ({} has no index.html).\n\
+             Run `cargo xtask web` in {} once (it needs only the Rust toolchain and npm),\n\
+             then build again; `cargo xtask run` builds the page and starts the service.\n",
+            dist.display(),
+            root.display()
+        );
+        std::process::exit(1);
+    }
     println!("cargo::rerun-if-changed=build.rs");
 
     let commit = Command::new("git")

@@ -34,8 +34,8 @@ struct Dist;
 
 const NOT_BUILT: &str = "<!doctype html><title>timecho</title>\
 <h1>The web page is not built into this binary</h1>\
-<p>Build and run with <code>cargo xtask run</code>, which compiles the page to wasm first.\
- The TCP service and <code>/ws</code> work without it.</p>";
+<p>Build and run with <code>cargo xtask run</code>, which compiles the page to wasm first. \
+The TCP service and <code>/ws</code> work without it.</p>";
 
 /// For a file whose name changes with its content: a year, the longest
 /// lifetime caches honour, and no revalidation on reload.
