@@ -6,10 +6,13 @@
 //! under TLS) that the browser sends with the upgrade. Secrets never appear in
 //! a URL or a log line.
 //!
-//! A password or token attempt is first counted against its client
-//! (`limiter`), then given one of a few password-check slots (`credentials`),
-//! and only then checked, so that neither a flood from one address nor one
-//! from many can make the server run more argon2 checks than it has cores.
+//! A password attempt is first counted against its client (`limiter`), then
+//! given one of a few password-check slots (`credentials`), and only then
+//! checked, so that neither a flood from one address nor one from many can
+//! make the server run more argon2 checks than it has cores. Wrong bearer
+//! tokens are counted too, but in a limiter of their own: they cost no argon2
+//! check, so a flood of them (cheap to send from many addresses) must not fill
+//! the table that guards the checks and shut out people signing in.
 //! Session cookies are not counted: looking one up is cheap (a signature, two
 //! map lookups and, with `--session-store`, one round trip to the store).
 
@@ -37,7 +40,7 @@ use tokio_util::sync::DropGuard;
 
 use crate::metrics::Metrics;
 use credentials::{Busy, Credentials};
-use limiter::{Limiter, RateLimited};
+use limiter::{Allowance, Limiter, RateLimited};
 use sessions::Sessions;
 use store::{SessionStore, Unavailable, CONNECT_DEADLINE};
 use tokens::{unix_now, Claims, SessionKeys, CLOCK_SKEW};
@@ -66,11 +69,21 @@ pub struct SessionSettings<'a> {
     /// session when its last token expires, if nobody renews it there.
     pub store: Option<&'a StoreUrl>,
 }
-/// Password attempts (right or wrong) and wrong tokens one client may send in a minute.
+/// Password attempts (right or wrong) one client may make in a minute, and,
+/// counted apart, wrong tokens.
 const ATTEMPTS_PER_MINUTE: NonZeroU32 = NonZeroU32::new(5).unwrap();
+/// What all clients share when a limiter's table is full and has no room for
+/// them: enough that someone new still gets in (slowly) while a flood fills
+/// it, few enough that the flood's own newcomers gain little from it.
+const STRANGER_ATTEMPTS_PER_MINUTE: NonZeroU32 = NonZeroU32::new(30).unwrap();
 /// Bounds on the in-memory tables, so a flood cannot grow them without limit.
 const MAX_SESSIONS: usize = 100_000;
 const MAX_TRACKED_CLIENTS: usize = 10_000;
+const ATTEMPTS: Allowance = Allowance {
+    per_client: ATTEMPTS_PER_MINUTE,
+    max_clients: MAX_TRACKED_CLIENTS,
+    strangers: STRANGER_ATTEMPTS_PER_MINUTE,
+};
 
 /// Why a request was not let in; the text is shown to the person.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,7 +149,10 @@ pub struct Authorized {
 
 pub struct Auth {
     credentials: Credentials,
-    limiter: Limiter,
+    /// Password attempts, each of which may cost an argon2 check.
+    passwords: Limiter,
+    /// Wrong bearer tokens, which cost one hash each.
+    wrong_tokens: Limiter,
     sessions: Arc<Sessions>,
     keys: SessionKeys,
     store: Option<SessionStore>,
@@ -188,11 +204,8 @@ impl Auth {
         };
         Ok(Auth {
             credentials,
-            limiter: Limiter::new(
-                ATTEMPTS_PER_MINUTE,
-                MAX_TRACKED_CLIENTS,
-                metrics.signin_rate_limited.clone(),
-            ),
+            passwords: Limiter::new(ATTEMPTS, metrics.signin_rate_limited.clone()),
+            wrong_tokens: Limiter::new(ATTEMPTS, metrics.signin_rate_limited.clone()),
             sessions,
             keys,
             store,
@@ -235,11 +248,11 @@ impl Auth {
             if self.credentials.token_ok(token.trim()) {
                 return Ok(script("token"));
             }
-            self.limiter.attempt(client)?;
+            self.wrong_tokens.attempt(client)?;
             return Err(Denied::BadCredentials);
         }
         // A password costs an argon2 check: the attempt counts before it starts.
-        self.limiter.attempt(client)?;
+        self.passwords.attempt(client)?;
         let decoded = value
             .strip_prefix("Basic ")
             .and_then(|encoded| {
@@ -262,7 +275,7 @@ impl Auth {
         password: &str,
         client: IpAddr,
     ) -> Result<String, Denied> {
-        self.limiter.attempt(client)?;
+        self.passwords.attempt(client)?;
         self.check_password(user, password).await?;
         let claims = Claims::new(user, unix_now(), self.token_lifetime);
         Ok(self.cookie(&self.keys.sign(&claims), self.token_lifetime.as_secs()))
@@ -559,19 +572,28 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn passwords_and_wrong_tokens_count_but_right_tokens_and_cookies_do_not() {
+    async fn passwords_and_wrong_tokens_count_apart_but_right_tokens_and_cookies_do_not() {
         let (a, _) = auth().await;
         let cookie = cookie_of(&a.login("ada", "lovelace", CLIENT).await.unwrap());
         assert!(a.authorize(&basic("ada:lovelace"), CLIENT).await.is_ok());
         let wrong = headers("authorization", "Bearer nope");
-        for _ in 0..3 {
+        for _ in 0..5 {
             assert_eq!(
                 a.authorize(&wrong, CLIENT).await,
                 Err(Denied::BadCredentials)
             );
         }
-        // Five attempts made: guesses and passwords are refused now...
+        // Five wrong tokens: guesses are refused now, passwords are not...
         assert_eq!(a.authorize(&wrong, CLIENT).await, Err(Denied::RateLimited));
+        // (Malformed ones count without an argon2 check, so that the test
+        // is quick enough for no attempt to come back meanwhile.)
+        for _ in 0..3 {
+            assert_eq!(
+                a.authorize(&basic("ada"), CLIENT).await,
+                Err(Denied::BadCredentials)
+            );
+        }
+        // ...until they have made five attempts of their own.
         assert_eq!(
             a.authorize(&basic("ada:lovelace"), CLIENT).await,
             Err(Denied::RateLimited)
@@ -588,6 +610,30 @@ mod tests {
             Err(Denied::NoCredentials),
             "asking without credentials is no attempt"
         );
+    }
+
+    #[tokio::test]
+    async fn wrong_tokens_from_a_whole_table_of_clients_do_not_shut_out_passwords() {
+        let (a, _) = auth().await;
+        let wrong = headers("authorization", "Bearer nope");
+        let client = |n: usize| IpAddr::V4(Ipv4Addr::from_bits(0x0a00_0000 + n as u32));
+        for n in 0..MAX_TRACKED_CLIENTS {
+            for _ in 0..5 {
+                assert_eq!(
+                    a.authorize(&wrong, client(n)).await,
+                    Err(Denied::BadCredentials)
+                );
+            }
+        }
+        let stranger = client(MAX_TRACKED_CLIENTS + 1);
+        assert!(a.login("ada", "lovelace", stranger).await.is_ok());
+        // Token guessers the full table has no room for share a small allowance.
+        let guesses = (0..100).map(|n| client(MAX_TRACKED_CLIENTS + 2 + n));
+        let mut refused = 0;
+        for guesser in guesses {
+            refused += usize::from(a.authorize(&wrong, guesser).await == Err(Denied::RateLimited));
+        }
+        assert_eq!(refused, 100 - STRANGER_ATTEMPTS_PER_MINUTE.get() as usize);
     }
 
     #[tokio::test]
