@@ -710,13 +710,26 @@ mod tests {
         let (a, _) = auth_with(&files).await;
         let cookie = cookie_of(&a.login("ada", "lovelace", CLIENT).await.unwrap());
         let key_before = std::fs::read(&files.key).unwrap();
-        // A good new key and an empty users file, but a tokens file that
-        // cannot be read: nothing of it is taken.
+        // A good new key and a users file without ada, but a tokens file
+        // that cannot be read: nothing of it is taken.
         std::fs::write(&files.key, tokens::tests::strong_key()).unwrap();
-        std::fs::write(&files.users, "").unwrap();
+        std::fs::write(
+            &files.users,
+            hash_password("alan", "turing").unwrap() + "\n",
+        )
+        .unwrap();
         std::fs::remove_file(&files.tokens).unwrap();
         let err = a.reload().unwrap_err().to_string();
         assert!(err.contains("tokens"), "{err}");
+        assert_eq!(user(&a, &cookie).await, Ok("ada".to_owned()));
+        // An empty users file is refused the same way, naming it.
+        std::fs::write(&files.tokens, "s3cret-token\n").unwrap();
+        std::fs::write(&files.users, "").unwrap();
+        let err = a.reload().unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("{}: no users", files.users.display())),
+            "{err}"
+        );
         assert_eq!(user(&a, &cookie).await, Ok("ada".to_owned()));
         let token = headers("authorization", "Bearer s3cret-token");
         assert_eq!(user(&a, &token).await, Ok("token".to_owned()));
