@@ -2,7 +2,8 @@
 //! of wrong passwords from one address must cost at most the rate limit's worth
 //! of password checks (each argon2 check takes ~19 MiB and a core for a while),
 //! and must not lock out people signing in from elsewhere; nor may a flood of
-//! wrong bearer tokens from thousands of addresses (which costs no checks).
+//! wrong bearer tokens from thousands of addresses (which costs no checks),
+//! nor can one sign-in take every WebSocket slot.
 
 // Only the memory probe of the abuse suite's helpers is used here.
 #[allow(dead_code, unused_imports)]
@@ -272,4 +273,77 @@ async fn wrong_tokens_from_a_table_full_of_addresses_do_not_lock_out_passwords()
         0.0,
         "nobody was rate-limited"
     );
+}
+
+/// Opens `/ws` as a script signed in with `authorization`; the session, or
+/// the refusal's status and text.
+async fn ws_as(http: SocketAddr, authorization: &str) -> Result<support::Ws, (u16, String)> {
+    match support::ws_connect_with(http, &[("authorization", authorization)]).await {
+        Ok(ws) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            let body = response.body().clone().unwrap_or_default();
+            Err((
+                response.status().as_u16(),
+                String::from_utf8_lossy(&body).into_owned(),
+            ))
+        }
+        Err(e) => panic!("WebSocket handshake: {e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_sign_in_cannot_take_every_websocket_slot() {
+    let dir = TempDir::new();
+    let users = users_file(&dir);
+    let tokens_path = dir.path().join("tokens.txt");
+    std::fs::write(&tokens_path, "token-of-one-script\ntoken-of-another\n").unwrap();
+    let tokens = format!("token:{}", tokens_path.display());
+    let server = Server::start(&[
+        "--http",
+        "127.0.0.1:0",
+        "--metrics",
+        "127.0.0.1:0",
+        "--auth",
+        &users,
+        "--auth",
+        &tokens,
+        "--max-websockets",
+        "8",
+        "--max-websockets-per-user",
+        "2",
+    ]);
+    let http = server.http_addr();
+    let ops = server.listener("metrics");
+    let one = "Bearer token-of-one-script";
+    let ada = format!(
+        "Basic {}",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "ada:lovelace")
+    );
+
+    let mut first = ws_as(http, one).await.expect("a first session");
+    let _second = ws_as(http, one).await.expect("a second session");
+    let (status, text) = ws_as(http, one).await.expect_err("a third is refused");
+    assert_eq!(status, 429, "{text}");
+    assert!(
+        text.contains("this sign-in already has 2 WebSocket sessions open"),
+        "{text}"
+    );
+    // Another token is another sign-in, and so is a user.
+    let _other = ws_as(http, "Bearer token-of-another")
+        .await
+        .expect("another token's session");
+    let _ada = ws_as(http, &ada).await.expect("ada's session");
+    let _ada_too = ws_as(http, &ada).await.expect("ada's second session");
+    assert_eq!(ws_as(http, &ada).await.err().map(|(s, _)| s), Some(429));
+
+    // A closed session gives its place back.
+    futures_util::SinkExt::close(&mut first).await.unwrap();
+    while futures_util::StreamExt::next(&mut first).await.is_some() {}
+    let open = "timecho_websocket_sessions_open";
+    tokio::task::spawn_blocking(move || {
+        support::wait_for_metric(ops, open, &[], 4.0, ANSWER_TIMEOUT)
+    })
+    .await
+    .unwrap();
+    let _again = ws_as(http, one).await.expect("a place again after a close");
 }

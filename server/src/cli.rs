@@ -252,6 +252,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", env = "TIMECHO_MAX_WEBSOCKETS")]
     pub max_websockets: Option<usize>,
 
+    /// Most WebSocket sessions one sign-in may hold open at once (a user, whichever way they
+    /// signed in, or one bearer token); past it new ones get 429. Default: a quarter of
+    /// --max-websockets, at least 1.
+    #[arg(long, value_name = "N", env = "TIMECHO_MAX_WEBSOCKETS_PER_USER")]
+    pub max_websockets_per_user: Option<usize>,
+
     /// Ping each WebSocket this often; a peer silent for two intervals is dropped.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, env = "TIMECHO_WS_PING")]
     pub ws_ping: Duration,

@@ -44,6 +44,8 @@ pub enum ConfigError {
     SessionStoreNeedsAuth,
     #[error("--max-websockets must be at least 1")]
     MaxWebsockets,
+    #[error("--max-websockets-per-user must be at least 1")]
+    MaxWebsocketsPerUser,
     #[error("--allow-origin {0:?}: an origin looks like https://example.org or http://host:8080")]
     Origin(String),
     #[error(
@@ -168,6 +170,8 @@ pub struct GatewayConfig {
     /// names the HTTP listeners were given.
     pub allowed_hosts: Vec<String>,
     pub max_sessions: usize,
+    /// WebSocket sessions one sign-in may hold open (with `--auth`).
+    pub max_sessions_per_user: usize,
     pub ping_interval: Duration,
     /// Sessions closed by a shutdown are told to come back within this window.
     pub reconnect_window: Duration,
@@ -242,6 +246,10 @@ impl ServeConfig {
         self.protocol.limits.max_connections = fitted.max_connections;
         if let Some(gw) = &mut self.gateway {
             gw.max_sessions = fitted.max_websockets;
+            // One sign-in must leave room for others however many it opens.
+            gw.max_sessions_per_user = args
+                .max_websockets_per_user
+                .unwrap_or((gw.max_sessions / 4).max(1));
         }
         self.descriptors = Some((nofile, fitted));
     }
@@ -470,6 +478,9 @@ impl ServeConfig {
             if args.max_websockets == Some(0) {
                 return Err(ConfigError::MaxWebsockets);
             }
+            if args.max_websockets_per_user == Some(0) {
+                return Err(ConfigError::MaxWebsocketsPerUser);
+            }
             if let Some(bad) = args.allow_origin.iter().find(|o| !is_origin(o)) {
                 return Err(ConfigError::Origin(bad.clone()));
             }
@@ -488,6 +499,7 @@ impl ServeConfig {
                 allowed_origins: args.allow_origin.clone(),
                 allowed_hosts,
                 max_sessions: 0,
+                max_sessions_per_user: 0,
                 ping_interval: args.ws_ping,
                 reconnect_window: args.reconnect_window,
                 auth: args.auth.clone(),

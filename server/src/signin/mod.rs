@@ -144,7 +144,18 @@ pub enum AuthError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Authorized {
     pub user: String,
+    pub holder: Holder,
     session: Option<Claims>,
+}
+
+/// Whose sign-in a request was let in with, for limits per sign-in: a user
+/// (however they signed in), or one bearer token. Tokens have no names, so
+/// each is known by its hash: one script's token must not count against
+/// another's.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Holder {
+    User(String),
+    Token([u8; 32]),
 }
 
 pub struct Auth {
@@ -227,6 +238,7 @@ impl Auth {
             Ok(Some(claims)) => {
                 return Ok(Authorized {
                     user: claims.user.clone(),
+                    holder: Holder::User(claims.user.clone()),
                     session: Some(claims),
                 })
             }
@@ -238,15 +250,17 @@ impl Auth {
         let Some(value) = header else {
             return Err(Denied::NoCredentials);
         };
-        let script = |user: &str| Authorized {
+        let script = |user: &str, holder: Holder| Authorized {
             user: user.to_owned(),
+            holder,
             session: None,
         };
         if let Some(token) = value.strip_prefix("Bearer ") {
             // A token costs one hash to check, so a right one is let in at once
             // (scripts open sockets often); only wrong ones count, against guessing.
-            if self.credentials.token_ok(token.trim()) {
-                return Ok(script("token"));
+            let token = token.trim();
+            if self.credentials.token_ok(token) {
+                return Ok(script("token", Holder::Token(digest(token.as_bytes()))));
             }
             self.wrong_tokens.attempt(client)?;
             return Err(Denied::BadCredentials);
@@ -265,7 +279,7 @@ impl Auth {
             return Err(Denied::BadCredentials);
         };
         self.check_password(user, password).await?;
-        Ok(script(user))
+        Ok(script(user, Holder::User(user.to_owned())))
     }
 
     /// `POST /api/login`: on success, the `Set-Cookie` value of a new session.
