@@ -51,7 +51,15 @@ pub use store::StoreError;
 pub use store_url::StoreUrl;
 pub use tokens::KeyError;
 
+/// The session cookie's name over plain HTTP.
 pub const COOKIE_NAME: &str = "timecho_session";
+/// Its name under TLS: browsers take a `__Host-` cookie only from a secure
+/// page, for this host alone (no `Domain`) and for `Path=/`, so neither a
+/// sibling subdomain nor a plain-HTTP answer can plant one.
+pub const SECURE_COOKIE_NAME: &str = "__Host-timecho_session";
+/// Session cookies of one request looked at, at most: a browser sends one or
+/// two (a stale one beside a fresh one), and each costs a signature check.
+const MAX_SESSION_COOKIES: usize = 4;
 /// How long a sign-in lasts, however often its token is renewed.
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 /// How sessions are signed, how long a token lasts, and where sign-outs are
@@ -319,24 +327,52 @@ impl Auth {
     /// store) anywhere else.
     async fn session(&self, headers: &HeaderMap) -> Result<Option<Claims>, Unavailable> {
         let now = unix_now();
-        let Some(claims) = session_cookie(headers).and_then(|t| self.keys.verify(t, now)) else {
-            return Ok(None);
-        };
-        if !self.sessions.is_live(&claims, now)
-            || !self
-                .credentials
-                .has_session_user(&claims.user, claims.signed_in)
-        {
-            return Ok(None);
-        }
-        if let Some(store) = &self.store {
-            if store.is_revoked(&claims.session).await? {
-                // Remembered here, and this instance's sockets of it close now.
-                self.sessions.end(&claims);
-                return Ok(None);
+        // A request may carry several (one planted beside the real one, or a
+        // stale one beside a fresh one): the freshest that is valid decides,
+        // not whichever comes first.
+        let mut candidates = self.session_claims(headers, now);
+        candidates.sort_by_key(|claims| std::cmp::Reverse(claims.expires));
+        let mut unavailable = None;
+        for claims in candidates {
+            if !self.sessions.is_live(&claims, now)
+                || !self
+                    .credentials
+                    .has_session_user(&claims.user, claims.signed_in)
+            {
+                continue;
             }
+            if let Some(store) = &self.store {
+                match store.is_revoked(&claims.session).await {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        // Remembered here, and this instance's sockets of it close now.
+                        self.sessions.end(&claims);
+                        continue;
+                    }
+                    Err(e) => {
+                        unavailable = Some(e);
+                        continue;
+                    }
+                }
+            }
+            return Ok(Some(claims));
         }
-        Ok(Some(claims))
+        unavailable.map_or(Ok(None), Err)
+    }
+
+    /// The claims of every session cookie of this request with a valid token.
+    fn session_claims(&self, headers: &HeaderMap, now: u64) -> Vec<Claims> {
+        session_cookies(headers, self.cookie_name())
+            .take(MAX_SESSION_COOKIES)
+            .filter_map(|token| self.keys.verify(token, now))
+            .collect()
+    }
+
+    fn cookie_name(&self) -> &'static str {
+        match self.secure_cookies {
+            true => SECURE_COOKIE_NAME,
+            false => COOKIE_NAME,
+        }
     }
 
     /// `POST /api/logout`: ends the session, here and (through the store)
@@ -347,8 +383,9 @@ impl Auth {
     pub async fn logout(&self, headers: &HeaderMap) -> Result<String, Denied> {
         // Signed out here already is no reason to skip the store: this may be
         // the repeat of a sign-out the store missed.
-        let token = session_cookie(headers).and_then(|t| self.keys.verify(t, unix_now()));
-        if let Some(claims) = token {
+        // Every session the request carries is ended: which one the person
+        // meant cannot be told.
+        for claims in self.session_claims(headers, unix_now()) {
             self.sessions.end(&claims);
             if let Some(store) = &self.store {
                 let until = self.sessions.end_time(&claims) + CLOCK_SKEW.as_secs();
@@ -372,10 +409,11 @@ impl Auth {
     }
 
     fn cookie(&self, value: &str, max_age: u64) -> String {
+        let name = self.cookie_name();
         let secure = if self.secure_cookies { "; Secure" } else { "" };
-        format!(
-            "{COOKIE_NAME}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
-        )
+        // No Domain: a `__Host-` cookie must have none, and the plain one is
+        // for this host alone too.
+        format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")
     }
 }
 
@@ -396,13 +434,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+/// The values of every cookie named `name`, in the order sent.
+fn session_cookies<'h>(headers: &'h HeaderMap, name: &'h str) -> impl Iterator<Item = &'h str> {
     headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .find_map(|kv| kv.trim().strip_prefix(COOKIE_NAME)?.strip_prefix('='))
+        .filter_map(move |kv| kv.trim().strip_prefix(name)?.strip_prefix('='))
 }
 
 #[cfg(test)]
@@ -513,6 +552,59 @@ mod tests {
         assert_eq!(user(&a, &h).await, Ok("ada".to_owned()));
         a.logout(&h).await.unwrap();
         assert_eq!(user(&a, &h).await, Err(Denied::NoCredentials));
+    }
+
+    #[tokio::test]
+    async fn under_tls_the_cookie_is_host_prefixed_secure_and_for_the_whole_host() {
+        let (mut a, _) = auth().await;
+        a.secure_cookies = true;
+        let cookie = a.login("ada", "lovelace", CLIENT).await.unwrap();
+        assert!(cookie.starts_with("__Host-timecho_session="), "{cookie}");
+        assert!(
+            cookie.contains("; Secure") && cookie.contains("; Path=/;"),
+            "{cookie}"
+        );
+        assert!(!cookie.to_ascii_lowercase().contains("domain"), "{cookie}");
+        assert_eq!(user(&a, &cookie_of(&cookie)).await, Ok("ada".to_owned()));
+        // The same token under the plain name, as a sibling subdomain or a
+        // plain-HTTP answer could have set it, is not taken under TLS.
+        let token = cookie.split(';').next().unwrap().split_once('=').unwrap().1;
+        let plain = headers("cookie", &format!("{COOKIE_NAME}={token}"));
+        assert_eq!(user(&a, &plain).await, Err(Denied::NoCredentials));
+        let cleared = a.logout(&cookie_of(&cookie)).await.unwrap();
+        assert!(cleared.starts_with("__Host-timecho_session=;"), "{cleared}");
+    }
+
+    #[tokio::test]
+    async fn of_two_session_cookies_the_valid_one_decides_whichever_comes_first() {
+        let (a, _) = auth().await;
+        let fresh = a.login("ada", "lovelace", CLIENT).await.unwrap();
+        let fresh = fresh.split(';').next().unwrap();
+        let signed_out = a.login("ada", "lovelace", CLIENT).await.unwrap();
+        let signed_out = signed_out.split(';').next().unwrap();
+        a.logout(&headers("cookie", signed_out)).await.unwrap();
+        let bogus = format!("{COOKIE_NAME}=planted.by-someone");
+        for pair in [
+            format!("{bogus}; {fresh}"),
+            format!("{fresh}; {bogus}"),
+            format!("{signed_out}; {fresh}"),
+            format!("{fresh}; {signed_out}"),
+        ] {
+            assert_eq!(
+                user(&a, &headers("cookie", &pair)).await,
+                Ok("ada".to_owned()),
+                "{pair}"
+            );
+        }
+        // Two Cookie headers are read alike.
+        let mut two = headers("cookie", &bogus);
+        two.append(COOKIE, HeaderValue::from_str(fresh).unwrap());
+        assert_eq!(user(&a, &two).await, Ok("ada".to_owned()));
+        assert_eq!(
+            user(&a, &headers("cookie", &format!("{bogus}; {signed_out}"))).await,
+            Err(Denied::NoCredentials),
+            "nothing valid, nothing let in"
+        );
     }
 
     #[tokio::test]
