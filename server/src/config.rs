@@ -155,6 +155,8 @@ pub struct GatewayConfig {
     /// Largest text frame accepted: the TCP line limit, so that the gateway
     /// accepts exactly what the line server answers.
     pub max_frame: usize,
+    /// WebSocket sessions one sign-in may hold open (with `--auth`).
+    pub max_sessions_per_user: usize,
     pub ping_interval: Duration,
     /// Sessions closed by a shutdown are told to come back within this window.
     pub reconnect_window: Duration,
@@ -226,6 +228,7 @@ impl ServeConfig {
         &mut self,
         connections: Option<usize>,
         websockets: Option<usize>,
+        websockets_per_user: Option<usize>,
         nofile: u64,
     ) {
         let count = |l: &[ListenAddr]| l.iter().map(|l| l.addrs.len()).sum::<usize>();
@@ -242,6 +245,8 @@ impl ServeConfig {
         self.protocol.limits.max_connections = fitted.max_connections;
         if let Some(gw) = &mut self.gateway {
             gw.max_sessions = fitted.max_websockets;
+            // One sign-in must leave room for others however many it opens.
+            gw.max_sessions_per_user = websockets_per_user.unwrap_or((gw.max_sessions / 4).max(1));
         }
         self.descriptors = Some((nofile, fitted));
     }

@@ -17,6 +17,7 @@ use crate::bind::{BindError, Bound};
 use crate::config::{ConfigError, ServeConfig, SMALL_LISTENER_CONNECTIONS};
 use crate::gateway::hosts::AllowedHosts;
 use crate::gateway::http_service::HttpService;
+use crate::gateway::per_user::PerUser;
 use crate::gateway::{self, Gateway, Ops};
 use crate::line_service::LineService;
 use crate::metrics::Metrics;
@@ -212,6 +213,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
             config: gw.clone(),
             upstream,
             sessions: Arc::new(Semaphore::new(gw.max_sessions)),
+            per_user: PerUser::new(gw.max_sessions_per_user),
             shutdown: shutdown.clone(),
             tracker: tracker.clone(),
             max_frame: gw.max_frame,

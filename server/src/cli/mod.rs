@@ -300,6 +300,12 @@ pub struct ServeArgs {
     #[arg(help_heading = "Gateway (web page and /ws)", long, value_name = "N", value_parser = at_least_one(), env = "TIMECHO_MAX_WEBSOCKETS")]
     pub max_websockets: Option<usize>,
 
+    /// Most WebSocket sessions one sign-in may hold open at once (a user, whichever way they
+    /// signed in, or one bearer token); past it new ones get 429. Default: a quarter of
+    /// --max-websockets, at least 1.
+    #[arg(help_heading = "Sign-in", long, value_name = "N", value_parser = at_least_one(), env = "TIMECHO_MAX_WEBSOCKETS_PER_USER")]
+    pub max_websockets_per_user: Option<usize>,
+
     /// Ping each WebSocket this often; a peer silent for two intervals is dropped.
     #[arg(help_heading = "Gateway (web page and /ws)", long, value_name = "DURATION", default_value = "30s", value_parser = parse_positive_duration, env = "TIMECHO_WS_PING")]
     pub ws_ping: Duration,

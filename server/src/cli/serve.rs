@@ -121,6 +121,7 @@ impl ServeArgs {
                 allowed_hosts,
                 max_sessions: 0,
                 max_frame: args.max_line,
+                max_sessions_per_user: 0,
                 ping_interval: args.ws_ping,
                 reconnect_window: args.reconnect_window,
                 auth: args.auth.clone(),
@@ -183,7 +184,12 @@ impl ServeArgs {
                 },
             },
         };
-        config.fit_descriptors(args.max_connections, args.max_websockets, nofile);
+        config.fit_descriptors(
+            args.max_connections,
+            args.max_websockets,
+            args.max_websockets_per_user,
+            nofile,
+        );
         Ok(config)
     }
 }

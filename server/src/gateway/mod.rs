@@ -10,6 +10,7 @@ pub mod hosts;
 pub mod http_service;
 mod ops;
 mod origin;
+pub mod per_user;
 mod relay;
 mod upstream;
 mod ws_handshake;
@@ -50,6 +51,8 @@ pub struct Gateway {
     /// How the timestamp server writes its stamps, for `/api/config`.
     pub stamp: StampFormat,
     pub sessions: Arc<Semaphore>,
+    /// Sessions open per sign-in (`--max-websockets-per-user`).
+    pub per_user: Arc<per_user::PerUser>,
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
     /// Deadlines: drain, stall (upstream writes), linger (the browser's close

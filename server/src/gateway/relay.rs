@@ -28,6 +28,7 @@ use tungstenite::protocol::CloseFrame;
 use tungstenite::{Message, Utf8Bytes};
 
 use super::close_gate::GateHandle;
+use super::per_user::UserSlot;
 use super::upstream::{self, ConnectError, ReadHalf, WriteHalf};
 use super::ws_handshake::Socket;
 use super::Gateway;
@@ -183,12 +184,21 @@ pub enum Mode {
 }
 
 /// Relays one upgraded WebSocket until either side ends it; `_permit` is its
-/// place under `--max-websockets`.
-pub async fn session(ws: Socket, gateway: Arc<Gateway>, pair: Pair, _permit: OwnedSemaphorePermit) {
+/// place under `--max-websockets`, `user_slot` its sign-in's under
+/// `--max-websockets-per-user`.
+pub async fn session(
+    ws: Socket,
+    gateway: Arc<Gateway>,
+    pair: Pair,
+    _permit: OwnedSemaphorePermit,
+    user_slot: Option<UserSlot>,
+) {
     let metrics = &gateway.metrics;
     metrics.ws_sessions.inc();
     metrics.ws_open.inc();
     relay(ws, &gateway, pair).await;
+    // Given back before the gauge falls: whoever sees it fall may open another.
+    drop(user_slot);
     metrics.ws_open.dec();
 }
 

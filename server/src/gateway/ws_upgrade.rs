@@ -60,10 +60,23 @@ pub async fn upgrade(
         None => Mode::Lines,
     };
     let mut signed_in = None;
+    let mut user_slot = None;
     if let Some(auth) = &gateway.auth {
         match auth.authorize(&headers, browser.ip()).await {
-            // Signed in with the page's cookie: signing out (or expiry) ends the socket.
-            Ok(who) => signed_in = auth.session_ends(&who),
+            Ok(who) => {
+                let Ok(slot) = gateway.per_user.take(&who.holder) else {
+                    gateway.metrics.ws_refused.inc();
+                    let reason = format!(
+                        "this sign-in already has {} WebSocket sessions open, as many as one \
+                         may; close one first\n",
+                        gateway.per_user.max()
+                    );
+                    return (StatusCode::TOO_MANY_REQUESTS, reason).into_response();
+                };
+                user_slot = Some(slot);
+                // Signed in with the page's cookie: signing out (or expiry) ends the socket.
+                signed_in = auth.session_ends(&who);
+            }
             Err(denied) => {
                 gateway.metrics.ws_refused.inc();
                 // A browser cannot read a refused handshake's status, but it can
@@ -114,6 +127,7 @@ pub async fn upgrade(
             mode,
             gate,
         };
-        tracker.track_future(relay::session(socket, gateway, pair, permit).instrument(span))
+        let session = relay::session(socket, gateway, pair, permit, user_slot);
+        tracker.track_future(session.instrument(span))
     })
 }

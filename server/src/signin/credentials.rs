@@ -36,6 +36,12 @@ pub enum AuthFileError {
     Spec(String),
     #[error("cannot read {0}: {1}")]
     Read(PathBuf, std::io::Error),
+    /// A users file without a user would refuse every password, which is
+    /// not what anyone means (a file caught truncated, a wrong path).
+    #[error(
+        "{0}: no users in it; add user:argon2-hash lines (made with `timecho hash-password USER`)"
+    )]
+    NoUsers(PathBuf),
     #[error("{path}:{line}: {reason}")]
     Line {
         path: PathBuf,
@@ -174,15 +180,21 @@ impl Credentials {
     }
 }
 
-/// Reads every source whole.
+/// Reads every source whole. A user listed twice is an error, naming both
+/// places: which of the two hashes was meant is for the person to say.
 fn read(sources: &[AuthSource]) -> Result<CredentialFiles, AuthFileError> {
     let mut users = HashMap::new();
-
+    // user -> where it was first listed.
+    let mut listed: HashMap<String, (&Path, usize)> = HashMap::new();
     let mut tokens = Vec::new();
     for source in sources {
         match source {
             AuthSource::Basic(path) => {
-                for (n, line) in lines(path)? {
+                let lines = lines(path)?;
+                if lines.is_empty() {
+                    return Err(AuthFileError::NoUsers(path.clone()));
+                }
+                for (n, line) in lines {
                     let bad = |reason: &str| AuthFileError::Line {
                         path: path.clone(),
                         line: n,
@@ -194,6 +206,17 @@ fn read(sources: &[AuthSource]) -> Result<CredentialFiles, AuthFileError> {
                     PasswordHash::new(hash).map_err(|_| {
                         bad("not an argon2 hash; make one with `timecho hash-password`")
                     })?;
+                    if let Some((first_path, first_line)) = listed.get(user) {
+                        let place = match *first_path == path.as_path() {
+                            true => format!("line {first_line}"),
+                            false => format!("{}:{first_line}", first_path.display()),
+                        };
+                        return Err(bad(&format!(
+                            "user {} is listed twice (first on {place}); keep one line per user",
+                            crate::log_text::untrusted(user)
+                        )));
+                    }
+                    listed.insert(user.to_owned(), (path, n));
                     users.insert(user.to_owned(), hash.to_owned());
                 }
             }
@@ -372,5 +395,95 @@ mod tests {
         assert_eq!((checks.get(), busy.get()), (0, 1));
         drop(taken);
         assert_eq!(c.password_ok("ada", "lovelace").await, Ok(true));
+    }
+
+    /// A directory of its own for one test's files.
+    fn test_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("timecho-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn load(sources: &[AuthSource]) -> Result<Credentials, AuthFileError> {
+        Credentials::load(sources, 1, HOUR, Counter::default(), Counter::default())
+    }
+
+    #[test]
+    fn a_users_file_without_users_is_refused_naming_it() {
+        let dir = test_dir("no-users");
+        let users = dir.join("users");
+        for text in ["", "\n\n", "# nobody yet\n   \n"] {
+            std::fs::write(&users, text).unwrap();
+            let err = load(&[AuthSource::Basic(users.clone())]).err().unwrap();
+            assert!(
+                matches!(&err, AuthFileError::NoUsers(p) if *p == users),
+                "{err}"
+            );
+            let shown = err.to_string();
+            assert!(
+                shown.starts_with(&format!("{}: no users", users.display())),
+                "{shown}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_user_listed_twice_is_refused_naming_both_lines() {
+        let dir = test_dir("twice");
+        let (users, more) = (dir.join("users"), dir.join("more-users"));
+        let ada = hash_password("ada", "lovelace").unwrap();
+        let alan = hash_password("alan", "turing").unwrap();
+        std::fs::write(&users, format!("{ada}\n# and\n{alan}\n{ada}\n")).unwrap();
+        let err = load(&[AuthSource::Basic(users.clone())]).err().unwrap();
+        assert!(
+            matches!(&err, AuthFileError::Line { path, line: 4, .. } if *path == users),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}:4: user ada is listed twice (first on line 1); keep one line per user",
+                users.display()
+            )
+        );
+
+        // Across two users files, the error names both files.
+        std::fs::write(&users, format!("{ada}\n")).unwrap();
+        std::fs::write(&more, format!("{alan}\n{ada}\n")).unwrap();
+        let err = load(&[
+            AuthSource::Basic(users.clone()),
+            AuthSource::Basic(more.clone()),
+        ])
+        .err()
+        .unwrap()
+        .to_string();
+        assert_eq!(
+            err,
+            format!(
+                "{}:2: user ada is listed twice (first on {}:1); keep one line per user",
+                more.display(),
+                users.display()
+            )
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_reload_finding_no_users_or_a_user_twice_keeps_the_users_it_had() {
+        let dir = test_dir("reload-users");
+        let users = dir.join("users");
+        let ada = hash_password("ada", "lovelace").unwrap();
+        std::fs::write(&users, format!("{ada}\n")).unwrap();
+        let c = load(&[AuthSource::Basic(users.clone())]).unwrap();
+        let signed_in = unix_now() - 10;
+
+        std::fs::write(&users, "").unwrap();
+        assert!(matches!(c.read(), Err(AuthFileError::NoUsers(_))));
+        std::fs::write(&users, format!("{ada}\n{ada}\n")).unwrap();
+        assert!(matches!(c.read(), Err(AuthFileError::Line { line: 2, .. })));
+        // Nothing was installed: ada's sessions go on.
+        assert!(c.has_session_user("ada", signed_in));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

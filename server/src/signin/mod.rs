@@ -6,10 +6,13 @@
 //! under TLS) that the browser sends with the upgrade. Secrets never appear in
 //! a URL or a log line.
 //!
-//! A password or token attempt is first counted against its client
-//! (`limiter`), then given one of a few password-check slots (`credentials`),
-//! and only then checked, so that neither a flood from one address nor one
-//! from many can make the server run more argon2 checks than it has cores.
+//! A password attempt is first counted against its client (`limiter`), then
+//! given one of a few password-check slots (`credentials`), and only then
+//! checked, so that neither a flood from one address nor one from many can
+//! make the server run more argon2 checks than it has cores. Wrong bearer
+//! tokens are counted too, but in a limiter of their own: they cost no argon2
+//! check, so a flood of them (cheap to send from many addresses) must not fill
+//! the table that guards the checks and shut out people signing in.
 //! Session cookies are not counted: looking one up is cheap (a signature, two
 //! map lookups and, with `--session-store`, one round trip to the store).
 
@@ -37,7 +40,7 @@ use tokio_util::sync::DropGuard;
 
 use crate::metrics::Metrics;
 use credentials::{Busy, Credentials};
-use limiter::{Limiter, RateLimited};
+use limiter::{Allowance, Limiter, RateLimited};
 use sessions::Sessions;
 use store::{SessionStore, Unavailable, CONNECT_DEADLINE};
 use tokens::{unix_now, Claims, SessionKeys, CLOCK_SKEW};
@@ -48,7 +51,15 @@ pub use store::StoreError;
 pub use store_url::StoreUrl;
 pub use tokens::KeyError;
 
+/// The session cookie's name over plain HTTP.
 pub const COOKIE_NAME: &str = "timecho_session";
+/// Its name under TLS: browsers take a `__Host-` cookie only from a secure
+/// page, for this host alone (no `Domain`) and for `Path=/`, so neither a
+/// sibling subdomain nor a plain-HTTP answer can plant one.
+pub const SECURE_COOKIE_NAME: &str = "__Host-timecho_session";
+/// Session cookies of one request looked at, at most: a browser sends one or
+/// two (a stale one beside a fresh one), and each costs a signature check.
+const MAX_SESSION_COOKIES: usize = 4;
 /// How long a sign-in lasts, however often its token is renewed.
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 /// How sessions are signed, how long a token lasts, and where sign-outs are
@@ -66,11 +77,21 @@ pub struct SessionSettings<'a> {
     /// session when its last token expires, if nobody renews it there.
     pub store: Option<&'a StoreUrl>,
 }
-/// Password attempts (right or wrong) and wrong tokens one client may send in a minute.
+/// Password attempts (right or wrong) one client may make in a minute, and,
+/// counted apart, wrong tokens.
 const ATTEMPTS_PER_MINUTE: NonZeroU32 = NonZeroU32::new(5).unwrap();
+/// What all clients share when a limiter's table is full and has no room for
+/// them: enough that someone new still gets in (slowly) while a flood fills
+/// it, few enough that the flood's own newcomers gain little from it.
+const STRANGER_ATTEMPTS_PER_MINUTE: NonZeroU32 = NonZeroU32::new(30).unwrap();
 /// Bounds on the in-memory tables, so a flood cannot grow them without limit.
 const MAX_SESSIONS: usize = 100_000;
 const MAX_TRACKED_CLIENTS: usize = 10_000;
+const ATTEMPTS: Allowance = Allowance {
+    per_client: ATTEMPTS_PER_MINUTE,
+    max_clients: MAX_TRACKED_CLIENTS,
+    strangers: STRANGER_ATTEMPTS_PER_MINUTE,
+};
 
 /// Why a request was not let in; the text is shown to the person.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,12 +152,26 @@ pub enum AuthError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Authorized {
     pub user: String,
+    pub holder: Holder,
     session: Option<Claims>,
+}
+
+/// Whose sign-in a request was let in with, for limits per sign-in: a user
+/// (however they signed in), or one bearer token. Tokens have no names, so
+/// each is known by its hash: one script's token must not count against
+/// another's.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Holder {
+    User(String),
+    Token([u8; 32]),
 }
 
 pub struct Auth {
     credentials: Credentials,
-    limiter: Limiter,
+    /// Password attempts, each of which may cost an argon2 check.
+    passwords: Limiter,
+    /// Wrong bearer tokens, which cost one hash each.
+    wrong_tokens: Limiter,
     sessions: Arc<Sessions>,
     keys: SessionKeys,
     store: Option<SessionStore>,
@@ -188,11 +223,8 @@ impl Auth {
         };
         Ok(Auth {
             credentials,
-            limiter: Limiter::new(
-                ATTEMPTS_PER_MINUTE,
-                MAX_TRACKED_CLIENTS,
-                metrics.signin_rate_limited.clone(),
-            ),
+            passwords: Limiter::new(ATTEMPTS, metrics.signin_rate_limited.clone()),
+            wrong_tokens: Limiter::new(ATTEMPTS, metrics.signin_rate_limited.clone()),
             sessions,
             keys,
             store,
@@ -214,6 +246,7 @@ impl Auth {
             Ok(Some(claims)) => {
                 return Ok(Authorized {
                     user: claims.user.clone(),
+                    holder: Holder::User(claims.user.clone()),
                     session: Some(claims),
                 })
             }
@@ -225,21 +258,23 @@ impl Auth {
         let Some(value) = header else {
             return Err(Denied::NoCredentials);
         };
-        let script = |user: &str| Authorized {
+        let script = |user: &str, holder: Holder| Authorized {
             user: user.to_owned(),
+            holder,
             session: None,
         };
         if let Some(token) = value.strip_prefix("Bearer ") {
             // A token costs one hash to check, so a right one is let in at once
             // (scripts open sockets often); only wrong ones count, against guessing.
-            if self.credentials.token_ok(token.trim()) {
-                return Ok(script("token"));
+            let token = token.trim();
+            if self.credentials.token_ok(token) {
+                return Ok(script("token", Holder::Token(digest(token.as_bytes()))));
             }
-            self.limiter.attempt(client)?;
+            self.wrong_tokens.attempt(client)?;
             return Err(Denied::BadCredentials);
         }
         // A password costs an argon2 check: the attempt counts before it starts.
-        self.limiter.attempt(client)?;
+        self.passwords.attempt(client)?;
         let decoded = value
             .strip_prefix("Basic ")
             .and_then(|encoded| {
@@ -252,7 +287,7 @@ impl Auth {
             return Err(Denied::BadCredentials);
         };
         self.check_password(user, password).await?;
-        Ok(script(user))
+        Ok(script(user, Holder::User(user.to_owned())))
     }
 
     /// `POST /api/login`: on success, the `Set-Cookie` value of a new session.
@@ -262,7 +297,7 @@ impl Auth {
         password: &str,
         client: IpAddr,
     ) -> Result<String, Denied> {
-        self.limiter.attempt(client)?;
+        self.passwords.attempt(client)?;
         self.check_password(user, password).await?;
         let claims = Claims::new(user, unix_now(), self.token_lifetime);
         Ok(self.cookie(&self.keys.sign(&claims), self.token_lifetime.as_secs()))
@@ -292,24 +327,52 @@ impl Auth {
     /// store) anywhere else.
     async fn session(&self, headers: &HeaderMap) -> Result<Option<Claims>, Unavailable> {
         let now = unix_now();
-        let Some(claims) = session_cookie(headers).and_then(|t| self.keys.verify(t, now)) else {
-            return Ok(None);
-        };
-        if !self.sessions.is_live(&claims, now)
-            || !self
-                .credentials
-                .has_session_user(&claims.user, claims.signed_in)
-        {
-            return Ok(None);
-        }
-        if let Some(store) = &self.store {
-            if store.is_revoked(&claims.session).await? {
-                // Remembered here, and this instance's sockets of it close now.
-                self.sessions.end(&claims);
-                return Ok(None);
+        // A request may carry several (one planted beside the real one, or a
+        // stale one beside a fresh one): the freshest that is valid decides,
+        // not whichever comes first.
+        let mut candidates = self.session_claims(headers, now);
+        candidates.sort_by_key(|claims| std::cmp::Reverse(claims.expires));
+        let mut unavailable = None;
+        for claims in candidates {
+            if !self.sessions.is_live(&claims, now)
+                || !self
+                    .credentials
+                    .has_session_user(&claims.user, claims.signed_in)
+            {
+                continue;
             }
+            if let Some(store) = &self.store {
+                match store.is_revoked(&claims.session).await {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        // Remembered here, and this instance's sockets of it close now.
+                        self.sessions.end(&claims);
+                        continue;
+                    }
+                    Err(e) => {
+                        unavailable = Some(e);
+                        continue;
+                    }
+                }
+            }
+            return Ok(Some(claims));
         }
-        Ok(Some(claims))
+        unavailable.map_or(Ok(None), Err)
+    }
+
+    /// The claims of every session cookie of this request with a valid token.
+    fn session_claims(&self, headers: &HeaderMap, now: u64) -> Vec<Claims> {
+        session_cookies(headers, self.cookie_name())
+            .take(MAX_SESSION_COOKIES)
+            .filter_map(|token| self.keys.verify(token, now))
+            .collect()
+    }
+
+    fn cookie_name(&self) -> &'static str {
+        match self.secure_cookies {
+            true => SECURE_COOKIE_NAME,
+            false => COOKIE_NAME,
+        }
     }
 
     /// `POST /api/logout`: ends the session, here and (through the store)
@@ -320,8 +383,9 @@ impl Auth {
     pub async fn logout(&self, headers: &HeaderMap) -> Result<String, Denied> {
         // Signed out here already is no reason to skip the store: this may be
         // the repeat of a sign-out the store missed.
-        let token = session_cookie(headers).and_then(|t| self.keys.verify(t, unix_now()));
-        if let Some(claims) = token {
+        // Every session the request carries is ended: which one the person
+        // meant cannot be told.
+        for claims in self.session_claims(headers, unix_now()) {
             self.sessions.end(&claims);
             if let Some(store) = &self.store {
                 let until = self.sessions.end_time(&claims) + CLOCK_SKEW.as_secs();
@@ -345,10 +409,11 @@ impl Auth {
     }
 
     fn cookie(&self, value: &str, max_age: u64) -> String {
+        let name = self.cookie_name();
         let secure = if self.secure_cookies { "; Secure" } else { "" };
-        format!(
-            "{COOKIE_NAME}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
-        )
+        // No Domain: a `__Host-` cookie must have none, and the plain one is
+        // for this host alone too.
+        format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")
     }
 }
 
@@ -369,13 +434,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+/// The values of every cookie named `name`, in the order sent.
+fn session_cookies<'h>(headers: &'h HeaderMap, name: &'h str) -> impl Iterator<Item = &'h str> {
     headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .find_map(|kv| kv.trim().strip_prefix(COOKIE_NAME)?.strip_prefix('='))
+        .filter_map(move |kv| kv.trim().strip_prefix(name)?.strip_prefix('='))
 }
 
 #[cfg(test)]
@@ -489,6 +555,59 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn under_tls_the_cookie_is_host_prefixed_secure_and_for_the_whole_host() {
+        let (mut a, _) = auth().await;
+        a.secure_cookies = true;
+        let cookie = a.login("ada", "lovelace", CLIENT).await.unwrap();
+        assert!(cookie.starts_with("__Host-timecho_session="), "{cookie}");
+        assert!(
+            cookie.contains("; Secure") && cookie.contains("; Path=/;"),
+            "{cookie}"
+        );
+        assert!(!cookie.to_ascii_lowercase().contains("domain"), "{cookie}");
+        assert_eq!(user(&a, &cookie_of(&cookie)).await, Ok("ada".to_owned()));
+        // The same token under the plain name, as a sibling subdomain or a
+        // plain-HTTP answer could have set it, is not taken under TLS.
+        let token = cookie.split(';').next().unwrap().split_once('=').unwrap().1;
+        let plain = headers("cookie", &format!("{COOKIE_NAME}={token}"));
+        assert_eq!(user(&a, &plain).await, Err(Denied::NoCredentials));
+        let cleared = a.logout(&cookie_of(&cookie)).await.unwrap();
+        assert!(cleared.starts_with("__Host-timecho_session=;"), "{cleared}");
+    }
+
+    #[tokio::test]
+    async fn of_two_session_cookies_the_valid_one_decides_whichever_comes_first() {
+        let (a, _) = auth().await;
+        let fresh = a.login("ada", "lovelace", CLIENT).await.unwrap();
+        let fresh = fresh.split(';').next().unwrap();
+        let signed_out = a.login("ada", "lovelace", CLIENT).await.unwrap();
+        let signed_out = signed_out.split(';').next().unwrap();
+        a.logout(&headers("cookie", signed_out)).await.unwrap();
+        let bogus = format!("{COOKIE_NAME}=planted.by-someone");
+        for pair in [
+            format!("{bogus}; {fresh}"),
+            format!("{fresh}; {bogus}"),
+            format!("{signed_out}; {fresh}"),
+            format!("{fresh}; {signed_out}"),
+        ] {
+            assert_eq!(
+                user(&a, &headers("cookie", &pair)).await,
+                Ok("ada".to_owned()),
+                "{pair}"
+            );
+        }
+        // Two Cookie headers are read alike.
+        let mut two = headers("cookie", &bogus);
+        two.append(COOKIE, HeaderValue::from_str(fresh).unwrap());
+        assert_eq!(user(&a, &two).await, Ok("ada".to_owned()));
+        assert_eq!(
+            user(&a, &headers("cookie", &format!("{bogus}; {signed_out}"))).await,
+            Err(Denied::NoCredentials),
+            "nothing valid, nothing let in"
+        );
+    }
+
+    #[tokio::test]
     async fn renewal_gives_a_fresh_token_of_the_same_session_until_sign_out() {
         let (a, _) = auth().await;
         let first = cookie_of(&a.login("ada", "lovelace", CLIENT).await.unwrap());
@@ -559,19 +678,28 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn passwords_and_wrong_tokens_count_but_right_tokens_and_cookies_do_not() {
+    async fn passwords_and_wrong_tokens_count_apart_but_right_tokens_and_cookies_do_not() {
         let (a, _) = auth().await;
         let cookie = cookie_of(&a.login("ada", "lovelace", CLIENT).await.unwrap());
         assert!(a.authorize(&basic("ada:lovelace"), CLIENT).await.is_ok());
         let wrong = headers("authorization", "Bearer nope");
-        for _ in 0..3 {
+        for _ in 0..5 {
             assert_eq!(
                 a.authorize(&wrong, CLIENT).await,
                 Err(Denied::BadCredentials)
             );
         }
-        // Five attempts made: guesses and passwords are refused now...
+        // Five wrong tokens: guesses are refused now, passwords are not...
         assert_eq!(a.authorize(&wrong, CLIENT).await, Err(Denied::RateLimited));
+        // (Malformed ones count without an argon2 check, so that the test
+        // is quick enough for no attempt to come back meanwhile.)
+        for _ in 0..3 {
+            assert_eq!(
+                a.authorize(&basic("ada"), CLIENT).await,
+                Err(Denied::BadCredentials)
+            );
+        }
+        // ...until they have made five attempts of their own.
         assert_eq!(
             a.authorize(&basic("ada:lovelace"), CLIENT).await,
             Err(Denied::RateLimited)
@@ -588,6 +716,30 @@ mod tests {
             Err(Denied::NoCredentials),
             "asking without credentials is no attempt"
         );
+    }
+
+    #[tokio::test]
+    async fn wrong_tokens_from_a_whole_table_of_clients_do_not_shut_out_passwords() {
+        let (a, _) = auth().await;
+        let wrong = headers("authorization", "Bearer nope");
+        let client = |n: usize| IpAddr::V4(Ipv4Addr::from_bits(0x0a00_0000 + n as u32));
+        for n in 0..MAX_TRACKED_CLIENTS {
+            for _ in 0..5 {
+                assert_eq!(
+                    a.authorize(&wrong, client(n)).await,
+                    Err(Denied::BadCredentials)
+                );
+            }
+        }
+        let stranger = client(MAX_TRACKED_CLIENTS + 1);
+        assert!(a.login("ada", "lovelace", stranger).await.is_ok());
+        // Token guessers the full table has no room for share a small allowance.
+        let guesses = (0..100).map(|n| client(MAX_TRACKED_CLIENTS + 2 + n));
+        let mut refused = 0;
+        for guesser in guesses {
+            refused += usize::from(a.authorize(&wrong, guesser).await == Err(Denied::RateLimited));
+        }
+        assert_eq!(refused, 100 - STRANGER_ATTEMPTS_PER_MINUTE.get() as usize);
     }
 
     #[tokio::test]
@@ -664,13 +816,26 @@ mod tests {
         let (a, _) = auth_with(&files).await;
         let cookie = cookie_of(&a.login("ada", "lovelace", CLIENT).await.unwrap());
         let key_before = std::fs::read(&files.key).unwrap();
-        // A good new key and an empty users file, but a tokens file that
-        // cannot be read: nothing of it is taken.
+        // A good new key and a users file without ada, but a tokens file
+        // that cannot be read: nothing of it is taken.
         std::fs::write(&files.key, tokens::tests::strong_key()).unwrap();
-        std::fs::write(&files.users, "").unwrap();
+        std::fs::write(
+            &files.users,
+            hash_password("alan", "turing").unwrap() + "\n",
+        )
+        .unwrap();
         std::fs::remove_file(&files.tokens).unwrap();
         let err = a.reload().unwrap_err().to_string();
         assert!(err.contains("tokens"), "{err}");
+        assert_eq!(user(&a, &cookie).await, Ok("ada".to_owned()));
+        // An empty users file is refused the same way, naming it.
+        std::fs::write(&files.tokens, "s3cret-token\n").unwrap();
+        std::fs::write(&files.users, "").unwrap();
+        let err = a.reload().unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("{}: no users", files.users.display())),
+            "{err}"
+        );
         assert_eq!(user(&a, &cookie).await, Ok("ada".to_owned()));
         let token = headers("authorization", "Bearer s3cret-token");
         assert_eq!(user(&a, &token).await, Ok("token".to_owned()));
