@@ -644,3 +644,23 @@ fn a_malformed_key_or_two_host_headers_get_400_and_a_head_over_32_kib_431() {
     let got = status(head);
     assert!(matches!(got, Some(431) | None), "a 40 KB head got {got:?}");
 }
+
+#[test]
+fn a_close_with_a_forbidden_code_or_reason_is_answered_1002_or_1007() {
+    let server = Server::start(&[]);
+    let http = server.http_addr();
+    for (payload, expected) in [
+        (999u16.to_be_bytes().to_vec(), 1002),
+        (1005u16.to_be_bytes().to_vec(), 1002),
+        (5000u16.to_be_bytes().to_vec(), 1002),
+        (vec![0x03, 0xe8, 0xff, 0xfe], 1007),
+        (1000u16.to_be_bytes().to_vec(), 1000),
+    ] {
+        let close = support::masked_frame(0x8, &payload);
+        assert_eq!(
+            close_code_after(http, &close),
+            Some(expected),
+            "{payload:?}"
+        );
+    }
+}

@@ -29,6 +29,9 @@ pub struct GateHandle(Arc<Shared>);
 #[derive(Default)]
 struct Shared {
     closing: Notify,
+    /// What the held Close deserves in answer when the client broke RFC
+    /// 6455 in it (a code it may not send, a reason that is not UTF-8); 0: none.
+    verdict: std::sync::atomic::AtomicU16,
     open: AtomicBool,
     /// The read that found the gate shut, woken when it opens. Touched once
     /// per session at most, at its end.
@@ -40,6 +43,16 @@ impl GateHandle {
     /// before it has been passed on).
     pub async fn closing(&self) {
         self.0.closing.notified().await;
+    }
+
+    /// The close code to answer the client's Close with when that Close broke
+    /// the protocol: 1002 for a code no endpoint may send, 1007 for a reason
+    /// that is not UTF-8. `None` for a proper Close (or one not read whole).
+    pub fn close_verdict(&self) -> Option<u16> {
+        match self.0.verdict.load(Ordering::Acquire) {
+            0 => None,
+            code => Some(code),
+        }
     }
 
     /// Lets the held Close frame (and anything after it) through.
@@ -133,6 +146,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for CloseGate<S> {
             bytes: buf.filled()[cut..].to_vec(),
             pos: 0,
         });
+        let verdict = close_verdict(&buf.filled()[cut..]).unwrap_or(0);
+        this.handle.0.verdict.store(verdict, Ordering::Release);
         buf.set_filled(cut);
         this.handle.0.closing.notify_one();
         if at > 0 {
@@ -172,6 +187,44 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for CloseGate<S> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// Judges a client's Close frame from its first bytes (RFC 6455, 5.5.1 and
+/// 7.4): `Some(1002)` for a one-byte payload or a code no endpoint may send
+/// (below 1000, 1004-1006, 1015-2999, 5000 and above), `Some(1007)` for a
+/// reason that is not UTF-8, `None` for a proper one or one not read whole.
+fn close_verdict(frame: &[u8]) -> Option<u16> {
+    let [_, second, rest @ ..] = frame else {
+        return None;
+    };
+    let second = *second;
+    let len = usize::from(second & 0x7F);
+    if second & 0x80 == 0 || len > 125 {
+        // Unmasked or too long: the protocol layer refuses it as it reads it.
+        return None;
+    }
+    let mask = rest.get(..4)?;
+    let payload: Vec<u8> = rest
+        .get(4..4 + len)?
+        .iter()
+        .zip(mask.iter().cycle())
+        .map(|(b, m)| b ^ m)
+        .collect();
+    match payload.as_slice() {
+        [] => None,
+        [_] => Some(1002),
+        [hi, lo, reason @ ..] => {
+            let code = u16::from_be_bytes([*hi, *lo]);
+            let allowed = matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999);
+            if !allowed {
+                Some(1002)
+            } else if std::str::from_utf8(reason).is_err() {
+                Some(1007)
+            } else {
+                None
+            }
+        }
     }
 }
 
@@ -239,6 +292,21 @@ mod tests {
     use super::*;
     use futures_util::FutureExt;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn a_close_with_a_forbidden_code_or_a_bad_reason_is_judged() {
+        let close = |payload: &[u8]| close_verdict(&frame(OPCODE_CLOSE, payload));
+        assert_eq!(close(&[]), None);
+        assert_eq!(close(&1000u16.to_be_bytes()), None);
+        assert_eq!(close(&[0x0f, 0xa0, b'o', b'k']), None, "4000 with a reason");
+        for code in [999u16, 1004, 1005, 1006, 1015, 2999, 5000] {
+            assert_eq!(close(&code.to_be_bytes()), Some(1002), "{code}");
+        }
+        assert_eq!(close(&[0x03]), Some(1002), "a one-byte payload");
+        assert_eq!(close(&[0x03, 0xe8, 0xff, 0xfe]), Some(1007));
+        let cut = frame(OPCODE_CLOSE, &1005u16.to_be_bytes());
+        assert_eq!(close_verdict(&cut[..cut.len() - 1]), None, "not read whole");
+    }
 
     /// A masked client frame with the given opcode (FIN set).
     fn frame(opcode: u8, payload: &[u8]) -> Vec<u8> {

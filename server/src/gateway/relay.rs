@@ -71,6 +71,9 @@ enum Ending {
     /// The browser broke RFC 6455 (reserved bits or opcodes, an unmasked
     /// frame, a control frame too long or fragmented, a stray continuation).
     ProtocolViolation(String),
+    /// The browser's Close broke the protocol (answered 1002, or 1007 for a
+    /// reason that is not UTF-8).
+    BadClose(u16),
     Shutdown,
     /// The page's sign-in session ended (signed out, or pushed out).
     SignedOut,
@@ -93,7 +96,8 @@ impl Ending {
             Ending::Binary
             | Ending::InvalidUtf8
             | Ending::TooBig(_)
-            | Ending::ProtocolViolation(_) => WsEnding::Refused,
+            | Ending::ProtocolViolation(_)
+            | Ending::BadClose(_) => WsEnding::Refused,
             Ending::Shutdown => WsEnding::Restart,
             Ending::SignedOut => WsEnding::SignedOut,
             Ending::TokenExpired => WsEnding::TokenExpired,
@@ -136,6 +140,11 @@ impl Ending {
                 format!("frame larger than {max} bytes"),
             ),
             Ending::ProtocolViolation(what) => (close_code::PROTOCOL_ERROR, what.clone()),
+            Ending::BadClose(close_code::INVALID_PAYLOAD) => (
+                close_code::INVALID_PAYLOAD,
+                "the close reason is not valid UTF-8".into(),
+            ),
+            Ending::BadClose(code) => (*code, "a close code no endpoint may send".into()),
             Ending::Shutdown => (close_code::RESTART, restart_reason(reconnect_window)),
             Ending::SignedOut => (close_code::POLICY, "signed out".into()),
             Ending::TokenExpired => (
@@ -272,6 +281,11 @@ async fn relay(mut ws: Socket, gateway: &Gateway, pair: Pair) {
             Ending::Shutdown
         }
         other => other,
+    };
+    // A Close that broke the protocol is answered as such, not with 1000.
+    let ending = match (ending, gate.close_verdict()) {
+        (Ending::BrowserClosed | Ending::BrowserClosing, Some(code)) => Ending::BadClose(code),
+        (ending, _) => ending,
     };
     debug!(?ending, "session closed");
     gateway.metrics.ws_ended(ending.counted_as());
