@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use timecho_shared::{reply, Frame, LineDecoder, StampCache};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::{timeout, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -38,10 +38,15 @@ pub trait WaitReadable {
 
 impl WaitReadable for tokio::net::TcpStream {
     /// `readable()` may report a new socket ready before any byte arrived;
-    /// a peek waits for a byte (or the end of the stream) for real.
-    async fn wait_readable(&self) -> io::Result<()> {
-        let mut first = [0u8; 1];
-        self.peek(&mut first).await.map(drop)
+    /// a peek waits for a byte (or the end of the stream) for real. It is
+    /// polled in place: the `peek` future would add its 250 bytes to every
+    /// idle connection's task.
+    fn wait_readable(&self) -> impl std::future::Future<Output = io::Result<()>> + Send {
+        std::future::poll_fn(move |cx| {
+            let mut first = [0u8; 1];
+            self.poll_peek(cx, &mut ReadBuf::new(&mut first))
+                .map_ok(drop)
+        })
     }
 }
 
@@ -76,18 +81,20 @@ pub enum ConnectionError {
 }
 
 /// Serves one client until it leaves, idles out, stalls, or `shutdown` fires.
-pub async fn serve<S>(
+///
+/// Not an `async fn`, and neither is `run`: an async fn keeps its arguments
+/// twice in its future (as given, and moved into its body), and this future
+/// is most of what an idle connection costs.
+pub fn serve<'a, S>(
     stream: S,
-    protocol: &Protocol,
-    metrics: &ListenerMetrics,
-    shutdown: &CancellationToken,
-) -> Result<End, ConnectionError>
+    protocol: &'a Protocol,
+    metrics: &'a ListenerMetrics,
+    shutdown: &'a CancellationToken,
+) -> impl std::future::Future<Output = Result<End, ConnectionError>> + use<'a, S>
 where
-    S: AsyncRead + AsyncWrite + Unpin + WaitReadable,
+    S: AsyncRead + AsyncWrite + Unpin + WaitReadable + 'a,
 {
-    Connection::new(stream, protocol, metrics)
-        .run(shutdown)
-        .await
+    Connection::new(stream, protocol, metrics).run(shutdown)
 }
 
 struct Connection<'p, S> {
@@ -123,7 +130,18 @@ impl<'p, S: AsyncRead + AsyncWrite + Unpin + WaitReadable> Connection<'p, S> {
         }
     }
 
-    async fn run(mut self, shutdown: &CancellationToken) -> Result<End, ConnectionError> {
+    fn run<'a>(
+        mut self,
+        shutdown: &'a CancellationToken,
+    ) -> impl std::future::Future<Output = Result<End, ConnectionError>> + use<'a, 'p, S>
+    where
+        'p: 'a,
+        S: 'a,
+    {
+        async move { self.serve(shutdown).await }
+    }
+
+    async fn serve(&mut self, shutdown: &CancellationToken) -> Result<End, ConnectionError> {
         let protocol: &'p Protocol = self.protocol;
         let limits = &protocol.limits;
         // Polled at every wake-up. The server-wide token keeps its waiters
@@ -175,7 +193,9 @@ impl<'p, S: AsyncRead + AsyncWrite + Unpin + WaitReadable> Connection<'p, S> {
             };
             match event {
                 Event::Shutdown => {
-                    self.drain_received().await?;
+                    // Once per connection, so boxed: inline it would be the
+                    // biggest state of every connection's task.
+                    Box::pin(self.drain_received()).await?;
                     return Ok(End::Shutdown);
                 }
                 Event::Read(0) => {
