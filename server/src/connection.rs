@@ -17,11 +17,19 @@ use tokio::time::{timeout, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Framing, Protocol};
+use crate::heap_trim;
 use crate::metrics::ListenerMetrics;
 
 /// Read buffer of a connection that only sends short lines; it grows towards the
 /// line limit only while a long line is pending, and shrinks back afterwards.
 const READ_CHUNK: usize = 4 * 1024;
+
+/// A connection that has read nothing for this long has gone quiet: the
+/// buffers its last burst grew are given back, and its next bytes get a new
+/// read buffer. Long enough that a busy connection keeps its buffers (and
+/// allocates nothing per message), short enough that a burst leaves nothing
+/// behind a second later.
+const REST_AFTER: Duration = Duration::from_millis(500);
 
 /// Replies are flushed once this many bytes are pending, so one read full of
 /// tiny lines cannot make the reply buffer grow far beyond the read buffer.
@@ -150,12 +158,16 @@ impl<'p, S: AsyncRead + AsyncWrite + Unpin + WaitReadable> Connection<'p, S> {
         let cancelled = shutdown.child_token().cancelled_owned();
         tokio::pin!(cancelled);
         let mut last_read = Instant::now();
-        // One timer serves both the partial-line and the idle deadline. The idle
-        // deadline is not re-armed on every read: when it fires early it is
-        // moved to where it belongs, which keeps timer work off the hot path.
+        // One timer serves the partial-line, the rest and the idle deadline.
+        // The rest and idle deadlines are not re-armed on every read: when the
+        // timer fires early it is moved to where it belongs, which keeps timer
+        // work off the hot path (a busy connection sees it once per
+        // `REST_AFTER`).
         let timer = tokio::time::sleep(Duration::from_secs(3600));
         tokio::pin!(timer);
         let mut armed = false;
+        // Gone quiet and given back what it could since the last read.
+        let mut rested = false;
 
         loop {
             let partial_due = self
@@ -166,8 +178,10 @@ impl<'p, S: AsyncRead + AsyncWrite + Unpin + WaitReadable> Connection<'p, S> {
                 timer.as_mut().reset(last_read + wait);
                 armed = true;
             } else if !armed {
-                if let Some(idle) = limits.idle_timeout {
-                    timer.as_mut().reset(last_read + idle);
+                let rest = (!rested && self.holds_buffers()).then(|| last_read + REST_AFTER);
+                let idle = limits.idle_timeout.map(|idle| last_read + idle);
+                if let Some(deadline) = earliest(rest, idle) {
+                    timer.as_mut().reset(deadline);
                     armed = true;
                 }
             }
@@ -179,6 +193,8 @@ impl<'p, S: AsyncRead + AsyncWrite + Unpin + WaitReadable> Connection<'p, S> {
                     ready = self.stream.wait_readable() => {
                         ready?;
                         self.inbuf.resize(READ_CHUNK, 0);
+                        // The timer may be set for the idle deadline only.
+                        armed = false;
                         continue;
                     }
                     () = &mut timer, if armed => Event::Timer,
@@ -209,8 +225,9 @@ impl<'p, S: AsyncRead + AsyncWrite + Unpin + WaitReadable> Connection<'p, S> {
                     last_read = Instant::now();
                     self.answer(n).await?;
                     self.metrics.latency.observe(last_read.elapsed());
-                    if partial_due.is_some() {
+                    if partial_due.is_some() || rested {
                         armed = false;
+                        rested = false;
                     }
                 }
                 Event::Timer => {
@@ -218,8 +235,15 @@ impl<'p, S: AsyncRead + AsyncWrite + Unpin + WaitReadable> Connection<'p, S> {
                     if partial_due.is_some() {
                         self.finish_partial();
                         self.flush().await?;
-                    } else if let Some(idle) = limits.idle_timeout {
-                        if last_read.elapsed() >= idle {
+                        continue;
+                    }
+                    let quiet = last_read.elapsed();
+                    if !rested && quiet >= REST_AFTER {
+                        self.rest();
+                        rested = true;
+                    }
+                    if let Some(idle) = limits.idle_timeout {
+                        if quiet >= idle {
                             let msg = format!(
                                 "{}idle for {}s; closing\n",
                                 reply::ERROR_PREFIX,
@@ -235,6 +259,26 @@ impl<'p, S: AsyncRead + AsyncWrite + Unpin + WaitReadable> Connection<'p, S> {
                 }
             }
         }
+    }
+
+    fn holds_buffers(&self) -> bool {
+        self.inbuf.capacity() > 0 || self.out.capacity() > 0
+    }
+
+    /// The client has gone quiet: gives back the buffers (a burst may have
+    /// grown the reply buffer to 128 KiB), so that an idle connection holds
+    /// none. Called with every reply sent; a partial line keeps its buffer.
+    fn rest(&mut self) {
+        let mut freed = 0;
+        if self.out.is_empty() {
+            freed += self.out.capacity();
+            self.out = Vec::new();
+        }
+        if self.filled == 0 {
+            freed += self.inbuf.capacity();
+            self.inbuf = Vec::new();
+        }
+        heap_trim::released(freed);
     }
 
     fn partial_pending(&self) -> bool {
@@ -358,6 +402,13 @@ impl<'p, S: AsyncRead + AsyncWrite + Unpin + WaitReadable> Connection<'p, S> {
     async fn flush(&mut self) -> Result<(), ConnectionError> {
         let stall = self.protocol.limits.stall_timeout;
         write_out(&mut self.stream, &mut self.out, stall, self.metrics).await
+    }
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

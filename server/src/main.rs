@@ -12,6 +12,7 @@ mod config_file;
 mod connection;
 mod duration_arg;
 mod gateway;
+mod heap_trim;
 mod host_port;
 mod line_service;
 mod log_text;

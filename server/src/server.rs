@@ -19,6 +19,7 @@ use crate::config::ServeConfig;
 use crate::gateway::hosts::AllowedHosts;
 use crate::gateway::http_service::HttpService;
 use crate::gateway::{self, Gateway, Ops};
+use crate::heap_trim;
 use crate::host_port::{HostPort, ServerAddr, DEFAULT_PORT};
 use crate::line_service::LineService;
 use crate::metrics::Metrics;
@@ -231,6 +232,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         );
         tracker.spawn(admission::run(l, door, shared.clone(), service, ()));
     }
+    tracker.spawn(heap_trim::run(shutdown.clone()));
     tracker.close();
 
     signals.first().await;
