@@ -29,7 +29,7 @@ const READ_CHUNK: usize = 4 * 1024;
 /// read buffer. Long enough that a busy connection keeps its buffers (and
 /// allocates nothing per message), short enough that a burst leaves nothing
 /// behind a second later.
-const REST_AFTER: Duration = Duration::from_millis(500);
+pub const REST_AFTER: Duration = Duration::from_millis(500);
 
 /// Replies are flushed once this many bytes are pending, so one read full of
 /// tiny lines cannot make the reply buffer grow far beyond the read buffer.

@@ -11,6 +11,7 @@ pub mod http_service;
 mod ops;
 mod origin;
 mod relay;
+mod session_socket;
 mod upstream;
 mod ws_handshake;
 mod ws_upgrade;
