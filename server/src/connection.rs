@@ -449,38 +449,16 @@ async fn write_out<S: AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alloc_count;
     use crate::config::Limits;
     use crate::metrics::Metrics;
-    use std::alloc::{GlobalAlloc, Layout, System};
-    use std::cell::Cell;
     use timecho_shared::StampFormat;
-    use tokio::io::duplex;
+    use tokio::io::{duplex, DuplexStream};
 
-    /// Counts the allocations made on the current thread, so tests running in
-    /// parallel on other threads do not disturb the count.
-    struct CountingAlloc;
-
-    thread_local! {
-        static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-    }
-
-    // SAFETY: every call is forwarded to the system allocator unchanged.
-    unsafe impl GlobalAlloc for CountingAlloc {
-        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-            ALLOCATIONS.with(|a| a.set(a.get() + 1));
-            unsafe { System.alloc(layout) }
-        }
-        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-            unsafe { System.dealloc(ptr, layout) }
-        }
-        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-            ALLOCATIONS.with(|a| a.set(a.get() + 1));
-            unsafe { System.realloc(ptr, layout, new_size) }
-        }
-    }
-
-    #[global_allocator]
-    static GLOBAL: CountingAlloc = CountingAlloc;
+    /// What one quiet connection may keep on the heap besides its task's
+    /// future: the few small things it owns (the stamp text, its shutdown
+    /// token), no buffer.
+    const IDLE_CONNECTION_BYTES: i64 = 512;
 
     impl WaitReadable for tokio::io::DuplexStream {}
 
@@ -521,6 +499,67 @@ mod tests {
         }
     }
 
+    /// Moves `bytes` through both directions of a duplex pipe, whose buffers
+    /// keep their high-water mark, so that they do not grow while a test
+    /// measures what the connection holds.
+    async fn warm(client: &mut DuplexStream, server: &mut DuplexStream, bytes: usize) {
+        let data = vec![b'.'; bytes];
+        let mut sink = vec![0u8; bytes];
+        server.write_all(&data).await.unwrap();
+        client.read_exact(&mut sink).await.unwrap();
+        client.write_all(&data).await.unwrap();
+        server.read_exact(&mut sink).await.unwrap();
+    }
+
+    /// The deterministic form of "a burst leaves nothing behind": heap bytes
+    /// held by one connection besides its task's future, while it is busy
+    /// and once it has gone quiet after 5,000 pipelined 1-byte lines, the
+    /// burst that grows its reply buffer most.
+    #[test]
+    fn an_idle_connection_keeps_almost_nothing_after_a_burst() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        let protocol = protocol();
+        let metrics = Metrics::new().listener("test");
+        let shutdown = CancellationToken::new();
+        let (mut client, mut server) = duplex(256 * 1024);
+        let burst = b"x\n".repeat(5000);
+        let mut buf = vec![0u8; 64 * 1024];
+        let (busy, idle) = rt.block_on(async {
+            warm(&mut client, &mut server, 200 * 1024).await;
+            let before = alloc_count::live_bytes();
+            let mut serving = Box::pin(serve(server, &protocol, &metrics, &shutdown));
+            // The task's own size depends on the build profile; what the
+            // connection allocates besides it does not.
+            let task = std::mem::size_of_val(&*serving) as i64;
+            let driving = async {
+                round(&mut client, &burst, 5000, &mut buf).await;
+                let busy = alloc_count::live_bytes() - before - task;
+                // Paused time: the runtime moves the clock on once all wait.
+                tokio::time::sleep(REST_AFTER * 2).await;
+                (busy, alloc_count::live_bytes() - before - task)
+            };
+            let held = tokio::select! {
+                held = driving => held,
+                end = &mut serving => panic!("the connection ended: {end:?}"),
+            };
+            drop(client);
+            assert!(matches!(serving.await, Ok(End::ClientDone)));
+            held
+        });
+        eprintln!(
+            "besides its task, a connection holds {busy} bytes after a burst, {idle} once quiet"
+        );
+        assert!(busy > 32 * 1024, "the burst grew its buffers: {busy} bytes");
+        assert!(
+            idle <= IDLE_CONNECTION_BYTES,
+            "{idle} bytes held once quiet"
+        );
+    }
+
     #[test]
     fn steady_traffic_allocates_nothing_per_message() {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -542,11 +581,11 @@ mod tests {
                 for _ in 0..50 {
                     round(&mut client, &batch, 32, &mut buf).await;
                 }
-                let before = ALLOCATIONS.with(Cell::get);
+                let before = alloc_count::allocations();
                 for _ in 0..1000 {
                     round(&mut client, &batch, 32, &mut buf).await;
                 }
-                let after = ALLOCATIONS.with(Cell::get);
+                let after = alloc_count::allocations();
                 drop(client);
                 after - before
             };

@@ -2,6 +2,8 @@
 
 mod access;
 mod admission;
+#[cfg(test)]
+mod alloc_count;
 mod bench;
 mod bind;
 mod cli;
