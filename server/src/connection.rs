@@ -453,7 +453,7 @@ mod tests {
     use crate::config::Limits;
     use crate::metrics::Metrics;
     use timecho_shared::StampFormat;
-    use tokio::io::{duplex, DuplexStream};
+    use tokio::io::duplex;
 
     /// What one quiet connection may keep on the heap besides its task's
     /// future: the few small things it owns (the stamp text, its shutdown
@@ -499,18 +499,6 @@ mod tests {
         }
     }
 
-    /// Moves `bytes` through both directions of a duplex pipe, whose buffers
-    /// keep their high-water mark, so that they do not grow while a test
-    /// measures what the connection holds.
-    async fn warm(client: &mut DuplexStream, server: &mut DuplexStream, bytes: usize) {
-        let data = vec![b'.'; bytes];
-        let mut sink = vec![0u8; bytes];
-        server.write_all(&data).await.unwrap();
-        client.read_exact(&mut sink).await.unwrap();
-        client.write_all(&data).await.unwrap();
-        server.read_exact(&mut sink).await.unwrap();
-    }
-
     /// The deterministic form of "a burst leaves nothing behind": heap bytes
     /// held by one connection besides its task's future, while it is busy
     /// and once it has gone quiet after 5,000 pipelined 1-byte lines, the
@@ -525,11 +513,18 @@ mod tests {
         let protocol = protocol();
         let metrics = Metrics::new().listener("test");
         let shutdown = CancellationToken::new();
-        let (mut client, mut server) = duplex(256 * 1024);
         let burst = b"x\n".repeat(5000);
         let mut buf = vec![0u8; 64 * 1024];
         let (busy, idle) = rt.block_on(async {
-            warm(&mut client, &mut server, 200 * 1024).await;
+            // A real socket, whose wait for the first byte holds no buffer
+            // (an in-memory pipe cannot wait so), and whose buffers are the
+            // kernel's. Loopback delivers within the write, so the paused
+            // clock moves only once both ends wait.
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+                .await
+                .unwrap();
+            let (server, _) = listener.accept().await.unwrap();
             let before = alloc_count::live_bytes();
             let mut serving = Box::pin(serve(server, &protocol, &metrics, &shutdown));
             // The task's own size depends on the build profile; what the
