@@ -138,6 +138,8 @@ impl<'p, S: AsyncRead + AsyncWrite + Unpin + WaitReadable> Connection<'p, S> {
         }
     }
 
+    // Deliberately not an async fn (see `serve`).
+    #[allow(clippy::manual_async_fn)]
     fn run<'a>(
         mut self,
         shutdown: &'a CancellationToken,

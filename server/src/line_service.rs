@@ -24,6 +24,7 @@ pub struct LineService {
 impl Handler for LineService {
     /// An async block rather than an async fn, which would keep the stream
     /// twice in every connection's task (see `connection::serve`).
+    #[allow(clippy::manual_async_fn)]
     fn serve<S: Stream>(&self, stream: S, peer: Peer) -> impl Future<Output = ()> + Send {
         async move {
             let span = info_span!("conn", listener = %self.name, %peer);

@@ -206,6 +206,8 @@ where
 
 /// One accepted client's way to its handler. Not an async fn, which would
 /// keep its arguments twice in every connection's task.
+// Deliberately not an async fn (see above).
+#[allow(clippy::manual_async_fn)]
 fn admit<L, H>(
     mut socket: Guarded<L::Socket>,
     peer: Peer,
