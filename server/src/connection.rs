@@ -12,16 +12,24 @@ use std::time::Duration;
 
 use chrono::Utc;
 use timecho_shared::{reply, Frame, LineDecoder, StampCache};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::{timeout, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Framing, Protocol};
+use crate::heap_trim;
 use crate::metrics::ListenerMetrics;
 
 /// Read buffer of a connection that only sends short lines; it grows towards the
 /// line limit only while a long line is pending, and shrinks back afterwards.
 const READ_CHUNK: usize = 4 * 1024;
+
+/// A connection that has read nothing for this long has gone quiet: the
+/// buffers its last burst grew are given back, and its next bytes get a new
+/// read buffer. Long enough that a busy connection keeps its buffers (and
+/// allocates nothing per message), short enough that a burst leaves nothing
+/// behind a second later.
+pub const REST_AFTER: Duration = Duration::from_millis(500);
 
 /// Replies are flushed once this many bytes are pending, so one read full of
 /// tiny lines cannot make the reply buffer grow far beyond the read buffer.
@@ -38,10 +46,15 @@ pub trait WaitReadable {
 
 impl WaitReadable for tokio::net::TcpStream {
     /// `readable()` may report a new socket ready before any byte arrived;
-    /// a peek waits for a byte (or the end of the stream) for real.
-    async fn wait_readable(&self) -> io::Result<()> {
-        let mut first = [0u8; 1];
-        self.peek(&mut first).await.map(drop)
+    /// a peek waits for a byte (or the end of the stream) for real. It is
+    /// polled in place: the `peek` future would add its 250 bytes to every
+    /// idle connection's task.
+    fn wait_readable(&self) -> impl std::future::Future<Output = io::Result<()>> + Send {
+        std::future::poll_fn(move |cx| {
+            let mut first = [0u8; 1];
+            self.poll_peek(cx, &mut ReadBuf::new(&mut first))
+                .map_ok(drop)
+        })
     }
 }
 
@@ -76,18 +89,20 @@ pub enum ConnectionError {
 }
 
 /// Serves one client until it leaves, idles out, stalls, or `shutdown` fires.
-pub async fn serve<S>(
+///
+/// Not an `async fn`, and neither is `run`: an async fn keeps its arguments
+/// twice in its future (as given, and moved into its body), and this future
+/// is most of what an idle connection costs.
+pub fn serve<'a, S>(
     stream: S,
-    protocol: &Protocol,
-    metrics: &ListenerMetrics,
-    shutdown: &CancellationToken,
-) -> Result<End, ConnectionError>
+    protocol: &'a Protocol,
+    metrics: &'a ListenerMetrics,
+    shutdown: &'a CancellationToken,
+) -> impl std::future::Future<Output = Result<End, ConnectionError>> + use<'a, S>
 where
-    S: AsyncRead + AsyncWrite + Unpin + WaitReadable,
+    S: AsyncRead + AsyncWrite + Unpin + WaitReadable + 'a,
 {
-    Connection::new(stream, protocol, metrics)
-        .run(shutdown)
-        .await
+    Connection::new(stream, protocol, metrics).run(shutdown)
 }
 
 struct Connection<'p, S> {
@@ -123,7 +138,20 @@ impl<'p, S: AsyncRead + AsyncWrite + Unpin + WaitReadable> Connection<'p, S> {
         }
     }
 
-    async fn run(mut self, shutdown: &CancellationToken) -> Result<End, ConnectionError> {
+    // Deliberately not an async fn (see `serve`).
+    #[allow(clippy::manual_async_fn)]
+    fn run<'a>(
+        mut self,
+        shutdown: &'a CancellationToken,
+    ) -> impl std::future::Future<Output = Result<End, ConnectionError>> + use<'a, 'p, S>
+    where
+        'p: 'a,
+        S: 'a,
+    {
+        async move { self.serve(shutdown).await }
+    }
+
+    async fn serve(&mut self, shutdown: &CancellationToken) -> Result<End, ConnectionError> {
         let protocol: &'p Protocol = self.protocol;
         let limits = &protocol.limits;
         // Polled at every wake-up. The server-wide token keeps its waiters
@@ -132,12 +160,16 @@ impl<'p, S: AsyncRead + AsyncWrite + Unpin + WaitReadable> Connection<'p, S> {
         let cancelled = shutdown.child_token().cancelled_owned();
         tokio::pin!(cancelled);
         let mut last_read = Instant::now();
-        // One timer serves both the partial-line and the idle deadline. The idle
-        // deadline is not re-armed on every read: when it fires early it is
-        // moved to where it belongs, which keeps timer work off the hot path.
+        // One timer serves the partial-line, the rest and the idle deadline.
+        // The rest and idle deadlines are not re-armed on every read: when the
+        // timer fires early it is moved to where it belongs, which keeps timer
+        // work off the hot path (a busy connection sees it once per
+        // `REST_AFTER`).
         let timer = tokio::time::sleep(Duration::from_secs(3600));
         tokio::pin!(timer);
         let mut armed = false;
+        // Gone quiet and given back what it could since the last read.
+        let mut rested = false;
 
         loop {
             let partial_due = self
@@ -148,8 +180,10 @@ impl<'p, S: AsyncRead + AsyncWrite + Unpin + WaitReadable> Connection<'p, S> {
                 timer.as_mut().reset(last_read + wait);
                 armed = true;
             } else if !armed {
-                if let Some(idle) = limits.idle_timeout {
-                    timer.as_mut().reset(last_read + idle);
+                let rest = (!rested && self.holds_buffers()).then(|| last_read + REST_AFTER);
+                let idle = limits.idle_timeout.map(|idle| last_read + idle);
+                if let Some(deadline) = earliest(rest, idle) {
+                    timer.as_mut().reset(deadline);
                     armed = true;
                 }
             }
@@ -161,6 +195,8 @@ impl<'p, S: AsyncRead + AsyncWrite + Unpin + WaitReadable> Connection<'p, S> {
                     ready = self.stream.wait_readable() => {
                         ready?;
                         self.inbuf.resize(READ_CHUNK, 0);
+                        // The timer may be set for the idle deadline only.
+                        armed = false;
                         continue;
                     }
                     () = &mut timer, if armed => Event::Timer,
@@ -175,7 +211,9 @@ impl<'p, S: AsyncRead + AsyncWrite + Unpin + WaitReadable> Connection<'p, S> {
             };
             match event {
                 Event::Shutdown => {
-                    self.drain_received().await?;
+                    // Once per connection, so boxed: inline it would be the
+                    // biggest state of every connection's task.
+                    Box::pin(self.drain_received()).await?;
                     return Ok(End::Shutdown);
                 }
                 Event::Read(0) => {
@@ -189,8 +227,9 @@ impl<'p, S: AsyncRead + AsyncWrite + Unpin + WaitReadable> Connection<'p, S> {
                     last_read = Instant::now();
                     self.answer(n).await?;
                     self.metrics.latency.observe(last_read.elapsed());
-                    if partial_due.is_some() {
+                    if partial_due.is_some() || rested {
                         armed = false;
+                        rested = false;
                     }
                 }
                 Event::Timer => {
@@ -198,8 +237,15 @@ impl<'p, S: AsyncRead + AsyncWrite + Unpin + WaitReadable> Connection<'p, S> {
                     if partial_due.is_some() {
                         self.finish_partial();
                         self.flush().await?;
-                    } else if let Some(idle) = limits.idle_timeout {
-                        if last_read.elapsed() >= idle {
+                        continue;
+                    }
+                    let quiet = last_read.elapsed();
+                    if !rested && quiet >= REST_AFTER {
+                        self.rest();
+                        rested = true;
+                    }
+                    if let Some(idle) = limits.idle_timeout {
+                        if quiet >= idle {
                             let msg = format!(
                                 "{}idle for {}s; closing\n",
                                 reply::ERROR_PREFIX,
@@ -215,6 +261,26 @@ impl<'p, S: AsyncRead + AsyncWrite + Unpin + WaitReadable> Connection<'p, S> {
                 }
             }
         }
+    }
+
+    fn holds_buffers(&self) -> bool {
+        self.inbuf.capacity() > 0 || self.out.capacity() > 0
+    }
+
+    /// The client has gone quiet: gives back the buffers (a burst may have
+    /// grown the reply buffer to 128 KiB), so that an idle connection holds
+    /// none. Called with every reply sent; a partial line keeps its buffer.
+    fn rest(&mut self) {
+        let mut freed = 0;
+        if self.out.is_empty() {
+            freed += self.out.capacity();
+            self.out = Vec::new();
+        }
+        if self.filled == 0 {
+            freed += self.inbuf.capacity();
+            self.inbuf = Vec::new();
+        }
+        heap_trim::released(freed);
     }
 
     fn partial_pending(&self) -> bool {
@@ -341,6 +407,13 @@ impl<'p, S: AsyncRead + AsyncWrite + Unpin + WaitReadable> Connection<'p, S> {
     }
 }
 
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 fn write_too_long(out: &mut Vec<u8>, max_line: usize) {
     use std::io::Write as _;
     // Writing into a Vec cannot fail.
@@ -378,38 +451,16 @@ async fn write_out<S: AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alloc_count;
     use crate::config::Limits;
     use crate::metrics::Metrics;
-    use std::alloc::{GlobalAlloc, Layout, System};
-    use std::cell::Cell;
     use timecho_shared::StampFormat;
     use tokio::io::duplex;
 
-    /// Counts the allocations made on the current thread, so tests running in
-    /// parallel on other threads do not disturb the count.
-    struct CountingAlloc;
-
-    thread_local! {
-        static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-    }
-
-    // SAFETY: every call is forwarded to the system allocator unchanged.
-    unsafe impl GlobalAlloc for CountingAlloc {
-        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-            ALLOCATIONS.with(|a| a.set(a.get() + 1));
-            unsafe { System.alloc(layout) }
-        }
-        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-            unsafe { System.dealloc(ptr, layout) }
-        }
-        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-            ALLOCATIONS.with(|a| a.set(a.get() + 1));
-            unsafe { System.realloc(ptr, layout, new_size) }
-        }
-    }
-
-    #[global_allocator]
-    static GLOBAL: CountingAlloc = CountingAlloc;
+    /// What one quiet connection may keep on the heap besides its task's
+    /// future: the few small things it owns (the stamp text, its shutdown
+    /// token), no buffer.
+    const IDLE_CONNECTION_BYTES: i64 = 512;
 
     impl WaitReadable for tokio::io::DuplexStream {}
 
@@ -451,6 +502,62 @@ mod tests {
         }
     }
 
+    /// The deterministic form of "a burst leaves nothing behind": heap bytes
+    /// held by one connection besides its task's future, while it is busy
+    /// and once it has gone quiet after 5,000 pipelined 1-byte lines, the
+    /// burst that grows its reply buffer most.
+    #[test]
+    fn an_idle_connection_keeps_almost_nothing_after_a_burst() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        let protocol = protocol();
+        let metrics = Metrics::new().listener("test");
+        let shutdown = CancellationToken::new();
+        let burst = b"x\n".repeat(5000);
+        let mut buf = vec![0u8; 64 * 1024];
+        let (busy, idle) = rt.block_on(async {
+            // A real socket, whose wait for the first byte holds no buffer
+            // (an in-memory pipe cannot wait so), and whose buffers are the
+            // kernel's. Loopback delivers within the write, so the paused
+            // clock moves only once both ends wait.
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+                .await
+                .unwrap();
+            let (server, _) = listener.accept().await.unwrap();
+            let before = alloc_count::live_bytes();
+            let mut serving = Box::pin(serve(server, &protocol, &metrics, &shutdown));
+            // The task's own size depends on the build profile; what the
+            // connection allocates besides it does not.
+            let task = std::mem::size_of_val(&*serving) as i64;
+            let driving = async {
+                round(&mut client, &burst, 5000, &mut buf).await;
+                let busy = alloc_count::live_bytes() - before - task;
+                // Paused time: the runtime moves the clock on once all wait.
+                tokio::time::sleep(REST_AFTER * 2).await;
+                (busy, alloc_count::live_bytes() - before - task)
+            };
+            let held = tokio::select! {
+                held = driving => held,
+                end = &mut serving => panic!("the connection ended: {end:?}"),
+            };
+            drop(client);
+            assert!(matches!(serving.await, Ok(End::ClientDone)));
+            held
+        });
+        eprintln!(
+            "besides its task, a connection holds {busy} bytes after a burst, {idle} once quiet"
+        );
+        assert!(busy > 32 * 1024, "the burst grew its buffers: {busy} bytes");
+        assert!(
+            idle <= IDLE_CONNECTION_BYTES,
+            "{idle} bytes held once quiet"
+        );
+    }
+
     #[test]
     fn steady_traffic_allocates_nothing_per_message() {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -472,11 +579,11 @@ mod tests {
                 for _ in 0..50 {
                     round(&mut client, &batch, 32, &mut buf).await;
                 }
-                let before = ALLOCATIONS.with(Cell::get);
+                let before = alloc_count::allocations();
                 for _ in 0..1000 {
                     round(&mut client, &batch, 32, &mut buf).await;
                 }
-                let after = ALLOCATIONS.with(Cell::get);
+                let after = alloc_count::allocations();
                 drop(client);
                 after - before
             };

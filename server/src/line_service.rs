@@ -1,6 +1,7 @@
 //! The timestamp protocol as an admitted client sees it: one connection's span,
 //! its gauge, and how it ended, around `connection::serve`.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
@@ -21,20 +22,25 @@ pub struct LineService {
 }
 
 impl Handler for LineService {
-    async fn serve<S: Stream>(&self, stream: S, peer: Peer) {
-        let span = info_span!("conn", listener = %self.name, %peer);
-        self.metrics.open.inc();
-        let result = connection::serve(stream, &self.protocol, &self.metrics, &self.shutdown)
-            .instrument(span.clone())
-            .await;
-        self.metrics.open.dec();
-        let _entered = span.enter();
-        match result {
-            Ok(End::ClientDone) => debug!("closed by client"),
-            Ok(End::Idle) => debug!("closed: idle timeout"),
-            Ok(End::Shutdown) => debug!("closed: server shutting down"),
-            Err(e @ ConnectionError::Stalled(_)) => warn!("dropped: {e}"),
-            Err(ConnectionError::Io(e)) => debug!("closed: {e}"),
+    /// An async block rather than an async fn, which would keep the stream
+    /// twice in every connection's task (see `connection::serve`).
+    #[allow(clippy::manual_async_fn)]
+    fn serve<S: Stream>(&self, stream: S, peer: Peer) -> impl Future<Output = ()> + Send {
+        async move {
+            let span = info_span!("conn", listener = %self.name, %peer);
+            self.metrics.open.inc();
+            let result = connection::serve(stream, &self.protocol, &self.metrics, &self.shutdown)
+                .instrument(span.clone())
+                .await;
+            self.metrics.open.dec();
+            let _entered = span.enter();
+            match result {
+                Ok(End::ClientDone) => debug!("closed by client"),
+                Ok(End::Idle) => debug!("closed: idle timeout"),
+                Ok(End::Shutdown) => debug!("closed: server shutting down"),
+                Err(e @ ConnectionError::Stalled(_)) => warn!("dropped: {e}"),
+                Err(ConnectionError::Io(e)) => debug!("closed: {e}"),
+            }
         }
     }
 }

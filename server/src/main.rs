@@ -2,6 +2,8 @@
 
 mod access;
 mod admission;
+#[cfg(test)]
+mod alloc_count;
 mod bench;
 mod bind;
 mod cli;
@@ -14,6 +16,7 @@ mod connection;
 mod descriptors;
 mod duration_arg;
 mod gateway;
+mod heap_trim;
 mod host_port;
 mod line_service;
 mod log_text;

@@ -19,6 +19,7 @@ use crate::gateway::hosts::AllowedHosts;
 use crate::gateway::http_service::HttpService;
 use crate::gateway::per_user::PerUser;
 use crate::gateway::{self, Gateway, Ops};
+use crate::heap_trim;
 use crate::line_service::LineService;
 use crate::metrics::Metrics;
 use crate::proxy_protocol::ProxyPolicy;
@@ -266,6 +267,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         reloadable,
         shutdown.clone(),
     ));
+    tracker.spawn(heap_trim::run(shutdown.clone()));
     tracker.close();
     println!("{banner}");
 

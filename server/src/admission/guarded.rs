@@ -17,6 +17,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
@@ -36,7 +37,6 @@ const LINGER_MAX_BYTES: usize = 1 << 20;
 pub struct Guarded<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> {
     /// `None` only once dropped (taken by the lingering close).
     inner: Option<S>,
-    stall: Duration,
     /// Armed while a write is blocked; allocated the first time one is.
     timer: Option<Pin<Box<Sleep>>>,
     armed: bool,
@@ -45,27 +45,30 @@ pub struct Guarded<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> {
     /// A write hit the deadline: the peer does not read, so lingering for it
     /// to read our last words would only hold the socket longer.
     stalled: bool,
-    linger: Linger,
+    /// Shared by every socket of a listener: each idle connection carries a
+    /// pointer, not the settings.
+    rules: Arc<Rules>,
     _permit: OwnedSemaphorePermit,
 }
 
-/// Where and how long a dropped socket lingers.
-#[derive(Clone)]
-pub struct Linger {
-    pub timeout: Duration,
+/// A listener's deadlines for its sockets, and where a dropped one lingers.
+pub struct Rules {
+    /// A write that makes no progress this long fails.
+    pub stall: Duration,
+    /// How long a dropped socket drains the peer's input; zero: it does not.
+    pub linger: Duration,
     pub tracker: TaskTracker,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Guarded<S> {
-    pub fn new(inner: S, permit: OwnedSemaphorePermit, stall: Duration, linger: Linger) -> Self {
+    pub fn new(inner: S, permit: OwnedSemaphorePermit, rules: Arc<Rules>) -> Self {
         Self {
             inner: Some(inner),
-            stall,
             timer: None,
             armed: false,
             eof: false,
             stalled: false,
-            linger,
+            rules,
             _permit: permit,
         }
     }
@@ -99,7 +102,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Guarded<S> {
             Poll::Pending => {
                 // The clock is read once per blocked episode, not per poll.
                 if !self.armed {
-                    let deadline = Instant::now() + self.stall;
+                    let deadline = Instant::now() + self.rules.stall;
                     match &mut self.timer {
                         Some(timer) => timer.as_mut().reset(deadline),
                         None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
@@ -111,7 +114,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Guarded<S> {
                 self.stalled = true;
                 Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::TimedOut,
-                    format!("the peer read nothing for {:?}", self.stall),
+                    format!("the peer read nothing for {:?}", self.rules.stall),
                 )))
             }
         }
@@ -171,15 +174,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Drop for Guarded<S> {
         let Some(socket) = self.inner.take() else {
             return;
         };
-        if self.eof || self.stalled || self.linger.timeout.is_zero() {
+        if self.eof || self.stalled || self.rules.linger.is_zero() {
             return;
         }
         // Outside a runtime (a test tearing down) the socket just closes.
         if tokio::runtime::Handle::try_current().is_err() {
             return;
         }
-        let timeout = self.linger.timeout;
-        self.linger.tracker.spawn(linger(socket, timeout));
+        self.rules.tracker.spawn(linger(socket, self.rules.linger));
     }
 }
 
@@ -210,7 +212,6 @@ impl WaitReadable for Guarded<UnixStream> {}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
     use tokio::net::TcpListener;
     use tokio::sync::Semaphore;
 
@@ -223,11 +224,12 @@ mod tests {
 
     fn guarded(s: TcpStream, stall: Duration, tracker: &TaskTracker) -> Guarded<TcpStream> {
         let permit = Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap();
-        let linger = Linger {
-            timeout: Duration::from_secs(2),
+        let rules = Rules {
+            stall,
+            linger: Duration::from_secs(2),
             tracker: tracker.clone(),
         };
-        Guarded::new(s, permit, stall, linger)
+        Guarded::new(s, permit, Arc::new(rules))
     }
 
     #[tokio::test]

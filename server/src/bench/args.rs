@@ -13,7 +13,7 @@ Examples:
   timecho bench ws ws://127.0.0.1:8080/ws -c 1000 -s 1024 --json
   timecho bench ws ws://127.0.0.1:8080/ws -c 1000 --rate 30000   # open loop
   timecho bench ws ws://127.0.0.1:6080/ --ws-binary          # websockify
-  timecho bench tcp -c 10000 --idle --server-pid \"$(pidof timecho)\"
+  timecho bench tcp -c 10000 --idle --fresh-server   # memory per idle connection
 
 Every reply must be `[<stamp>] <payload>` for the payload of the request it answers, in
 order; anything else counts as an error, and the exit status is 1 when there was any.")]
@@ -113,6 +113,12 @@ pub struct LoadArgs {
     /// with --server-pid, the server's memory growth per connection.
     #[arg(long)]
     pub idle: bool,
+
+    /// With --idle: start a `timecho serve` of this program on port 0 for the run and
+    /// measure it (ADDR or URL is not used). A server that has served before reuses the
+    /// memory it freed, and so shows less per connection than a new one holds.
+    #[arg(long, requires = "idle", conflicts_with = "server_pid")]
+    pub fresh_server: bool,
 
     /// With --idle: exchange one message on each TCP connection too before idling.
     #[arg(long, requires = "idle")]

@@ -8,6 +8,7 @@ use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
 use super::args::{Target, WsArgs};
+use super::fresh_server::FreshServer;
 use super::net;
 use super::pacer::Pacer;
 use super::session::{Schedule, Session};
@@ -58,6 +59,24 @@ impl Endpoint {
                 binary: *ws_binary,
             },
             Target::Soak(_) => anyhow::bail!("a soak run has no single endpoint"),
+        })
+    }
+
+    /// The same kind of endpoint as `target` asks for, on a server this run started.
+    pub fn on(server: &FreshServer, target: &Target) -> anyhow::Result<Endpoint> {
+        Ok(match (target, &server.http) {
+            (Target::Ws(WsArgs { ws_binary, .. }), Some(http)) => {
+                let url = format!("ws://{http}/ws");
+                Endpoint::Ws {
+                    target: WsTarget::parse(&url)?,
+                    shown: url,
+                    binary: *ws_binary,
+                }
+            }
+            _ => Endpoint::Tcp {
+                addr: server.tcp.parse()?,
+                shown: server.tcp.clone(),
+            },
         })
     }
 

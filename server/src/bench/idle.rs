@@ -20,8 +20,14 @@ use super::stats::Recorder;
 /// Lets the server finish accepting and settle before its memory is read.
 const SETTLE: Duration = Duration::from_millis(500);
 
-pub async fn run(opener: Arc<Opener>, args: &LoadArgs) -> anyhow::Result<IdleReport> {
-    let before = server_rss(&args.server_pid)?;
+/// `server_pids` are the processes whose memory is read (`--server-pid`, or
+/// the fresh server).
+pub async fn run(
+    opener: Arc<Opener>,
+    args: &LoadArgs,
+    server_pids: &[u32],
+) -> anyhow::Result<IdleReport> {
+    let before = server_rss(server_pids)?;
     let recorder = Arc::new(Recorder::new());
     let mut progress = Progress::new(args.quiet);
     let stop = CancellationToken::new();
@@ -63,7 +69,7 @@ pub async fn run(opener: Arc<Opener>, args: &LoadArgs) -> anyhow::Result<IdleRep
         ));
         sleep(Duration::from_secs(1).min(args.hold.saturating_sub(held_from.elapsed()))).await;
     }
-    let after = server_rss(&args.server_pid)?;
+    let after = server_rss(server_pids)?;
     let alive = recorder.live.load(Ordering::Relaxed);
     progress.finish();
     stop.cancel();
@@ -81,7 +87,7 @@ pub async fn run(opener: Arc<Opener>, args: &LoadArgs) -> anyhow::Result<IdleRep
         connections: args.connections,
         connected,
         alive,
-        server_pids: args.server_pid.clone(),
+        server_pids: server_pids.to_vec(),
         server_rss_before_kib: before,
         server_rss_after_kib: after,
         rss_per_connection_kib: per_connection,

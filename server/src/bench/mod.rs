@@ -8,11 +8,12 @@
 //! `ws_frame` WebSocket frames), `pacer` is the send clock of `--rate` runs,
 //! `payload` makes requests and checks replies,
 //! `stats` counts, `procfs` reads the servers' memory and CPU time, and
-//! `report` prints. `soak` is the long mixed run that watches a server for leaks.
+//! `report` prints, `fresh_server` starts the server an idle run measures. `soak` is the long mixed run that watches a server for leaks.
 
 mod args;
 mod endpoint;
 mod fleet;
+mod fresh_server;
 mod idle;
 mod load;
 mod net;
@@ -35,6 +36,7 @@ pub use args::BenchArgs;
 use args::Target;
 use endpoint::Endpoint;
 use fleet::Opener;
+use fresh_server::FreshServer;
 
 /// File descriptors kept free for everything but the connections.
 const FD_HEADROOM: u64 = 64;
@@ -55,7 +57,18 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
             load.connections
         );
     }
-    let endpoint = Endpoint::from_args(&args.target)?;
+    let fresh = load
+        .fresh_server
+        .then(|| FreshServer::start(load.connections, matches!(args.target, Target::Ws(_))))
+        .transpose()?;
+    let endpoint = match &fresh {
+        Some(server) => Endpoint::on(server, &args.target)?,
+        None => Endpoint::from_args(&args.target)?,
+    };
+    let server_pids = match &fresh {
+        Some(server) => vec![server.pid()],
+        None => load.server_pid.clone(),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -63,7 +76,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(async {
         let opener = Opener::new(endpoint, load)?;
         let (text, json, errors) = if load.idle {
-            let r = idle::run(opener, load).await?;
+            let r = idle::run(opener, load, &server_pids).await?;
             (r.text(), serde_json::to_string(&r)?, r.errors_total)
         } else {
             let r = load::run(opener, load).await?;

@@ -85,6 +85,12 @@ struct Held {
 }
 
 impl<S> CloseGate<S> {
+    /// Whatever has been passed on ends with a whole message: no frame, and
+    /// no fragmented message, is half-way through, and no Close is held.
+    pub fn at_rest(&self) -> bool {
+        self.held.is_none() && self.scan.at_message_boundary()
+    }
+
     pub fn new(inner: S) -> (Self, GateHandle) {
         let handle = GateHandle::default();
         let gate = CloseGate {
@@ -236,6 +242,8 @@ struct FrameScan {
     have: usize,
     /// Payload bytes still to skip before the next header.
     payload_left: u64,
+    /// A data frame without FIN began a message whose last frame is to come.
+    fragmented: bool,
 }
 
 impl FrameScan {
@@ -259,9 +267,17 @@ impl FrameScan {
             if let Some(len) = self.payload_len() {
                 self.payload_left = len;
                 self.have = 0;
+                // Control frames may come between a message's fragments.
+                if self.header[0] & 0x08 == 0 {
+                    self.fragmented = self.header[0] & 0x80 == 0;
+                }
             }
         }
         None
+    }
+
+    fn at_message_boundary(&self) -> bool {
+        self.have == 0 && self.payload_left == 0 && !self.fragmented
     }
 
     /// The payload length, once the header is complete.
@@ -354,6 +370,28 @@ mod tests {
             });
             assert_eq!(found, Some(close_at), "reads of {chunk} bytes");
         }
+    }
+
+    #[test]
+    fn a_message_boundary_is_after_a_whole_frame_and_a_whole_message() {
+        let mut scan = FrameScan::default();
+        assert!(scan.at_message_boundary());
+        let text = frame(0x1, b"hello");
+        scan.find_close(&text[..3]);
+        assert!(!scan.at_message_boundary(), "inside a header");
+        scan.find_close(&text[3..8]);
+        assert!(!scan.at_message_boundary(), "inside a payload");
+        scan.find_close(&text[8..]);
+        assert!(scan.at_message_boundary());
+        // A first fragment (no FIN), a ping between fragments, the last one.
+        let mut first = frame(0x1, b"frag");
+        first[0] &= 0x7F;
+        scan.find_close(&first);
+        assert!(!scan.at_message_boundary(), "a message is half-way");
+        scan.find_close(&frame(0x9, b"ping"));
+        assert!(!scan.at_message_boundary(), "a ping does not end it");
+        scan.find_close(&frame(0x0, b"ment"));
+        assert!(scan.at_message_boundary(), "its final fragment does");
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod ops;
 mod origin;
 pub mod per_user;
 mod relay;
+mod session_socket;
 mod upstream;
 mod ws_handshake;
 mod ws_upgrade;

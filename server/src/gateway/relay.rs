@@ -15,8 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{FutureExt, SinkExt, StreamExt};
+use futures_util::FutureExt;
 use timecho_shared::reconnect::restart_reason;
 use timecho_shared::relay::{close_code, frame_lines};
 use timecho_shared::{reply, LineDecoder, Span};
@@ -29,9 +28,12 @@ use tungstenite::{Message, Utf8Bytes};
 
 use super::close_gate::GateHandle;
 use super::per_user::UserSlot;
+use super::session_socket::SessionSocket;
 use super::upstream::{self, ConnectError, ReadHalf, WriteHalf};
 use super::ws_handshake::Socket;
 use super::Gateway;
+use crate::connection::REST_AFTER;
+use crate::heap_trim;
 use crate::metrics::WsEnding;
 use crate::signin::{self, Ended, SessionEnd};
 
@@ -192,26 +194,31 @@ pub enum Mode {
     Binary,
 }
 
-/// Relays one upgraded WebSocket until either side ends it; `_permit` is its
+/// Relays one upgraded WebSocket until either side ends it; `permit` is its
 /// place under `--max-websockets`, `user_slot` its sign-in's under
-/// `--max-websockets-per-user`.
-pub async fn session(
+/// `--max-websockets-per-user`. Not an async fn, which would keep the socket
+/// twice in the session's task.
+pub fn session(
     ws: Socket,
     gateway: Arc<Gateway>,
     pair: Pair,
-    _permit: OwnedSemaphorePermit,
+    permit: OwnedSemaphorePermit,
     user_slot: Option<UserSlot>,
-) {
-    let metrics = &gateway.metrics;
-    metrics.ws_sessions.inc();
-    metrics.ws_open.inc();
-    relay(ws, &gateway, pair).await;
-    // Given back before the gauge falls: whoever sees it fall may open another.
-    drop(user_slot);
-    metrics.ws_open.dec();
+) -> impl std::future::Future<Output = ()> + Send {
+    let ws = SessionSocket::new(ws);
+    async move {
+        let _permit = permit;
+        let metrics = &gateway.metrics;
+        metrics.ws_sessions.inc();
+        metrics.ws_open.inc();
+        relay(&ws, &gateway, pair).await;
+        // Given back before the gauge falls: whoever sees it fall may open another.
+        drop(user_slot);
+        metrics.ws_open.dec();
+    }
 }
 
-async fn relay(mut ws: Socket, gateway: &Gateway, pair: Pair) {
+async fn relay(ws: &SessionSocket, gateway: &Gateway, pair: Pair) {
     let browser = pair.browser;
     let upstream = &gateway.upstream;
     let introduce = upstream.proxy_header.then_some(browser);
@@ -230,20 +237,13 @@ async fn relay(mut ws: Socket, gateway: &Gateway, pair: Pair) {
             }
         };
     debug!(upstream = %upstream.addr, "session open");
-    let (mut ws_tx, mut ws_rx) = ws.split();
 
     let gate = pair.gate;
     let ending = {
         let in_flight = InFlight::default();
-        let up = browser_to_upstream(&mut ws_rx, tcp_write, gateway, &in_flight, &gate, pair.mode);
-        let down = upstream_to_browser(
-            tcp_read,
-            &mut ws_tx,
-            gateway,
-            &in_flight,
-            pair.signed_in,
-            pair.mode,
-        );
+        let up = browser_to_upstream(ws, tcp_write, gateway, &in_flight, &gate, pair.mode);
+        let down =
+            upstream_to_browser(tcp_read, ws, gateway, &in_flight, pair.signed_in, pair.mode);
         tokio::pin!(up, down);
         tokio::select! {
             ending = &mut up => match ending {
@@ -290,13 +290,13 @@ async fn relay(mut ws: Socket, gateway: &Gateway, pair: Pair) {
     debug!(?ending, "session closed");
     gateway.metrics.ws_ended(ending.counted_as());
     if let Some((code, reason)) = ending.close_frame(gateway.config.reconnect_window) {
-        if ws_tx.send(close(code, reason)).await.is_ok() {
+        if ws.send(close(code, reason)).await.is_ok() {
             // Read on until the browser's Close (held at the gate if it came
             // first): closing the socket with its frames unread would reset the
             // connection and lose our close frame.
             gate.open();
             let _ = timeout(gateway.limits.linger_timeout, async {
-                while let Some(Ok(m)) = ws_rx.next().await {
+                while let Some(Ok(m)) = ws.next().await {
                     if matches!(m, Message::Close(_)) {
                         break;
                     }
@@ -305,7 +305,7 @@ async fn relay(mut ws: Socket, gateway: &Gateway, pair: Pair) {
             .await;
         }
     }
-    let _ = ws_tx.close().await;
+    let _ = ws.close().await;
 }
 
 pub fn close(code: u16, mut reason: String) -> Message {
@@ -326,7 +326,7 @@ pub fn close(code: u16, mut reason: String) -> Message {
 /// when one is read go upstream in the same write, so a pipelining client
 /// costs one syscall per batch rather than per frame.
 async fn browser_to_upstream(
-    ws_rx: &mut SplitStream<Socket>,
+    ws: &SessionSocket,
     mut tcp: WriteHalf,
     gateway: &Gateway,
     in_flight: &InFlight,
@@ -336,9 +336,12 @@ async fn browser_to_upstream(
     // Browsers answer pings by themselves; silence across two pings means the peer is gone.
     let dead_after = gateway.config.ping_interval * 2;
     let mut last_heard = Instant::now();
-    // One timer, moved only when it fires early: no timer work per frame.
-    let silence = tokio::time::sleep(dead_after);
-    tokio::pin!(silence);
+    // One timer for going quiet (the buffers a burst grew are given back) and
+    // for going silent (the browser is gone), moved only when it fires
+    // early: no timer work per frame.
+    let timer = tokio::time::sleep(REST_AFTER.min(dead_after));
+    tokio::pin!(timer);
+    let mut rested = false;
     let mut out = Vec::new();
     // Polled at every wake-up: a child token, so that sessions do not all
     // take the server-wide token's lock per message (see `connection`).
@@ -351,22 +354,39 @@ async fn browser_to_upstream(
                 let _ = tcp.shutdown().await;
                 return Ending::Shutdown;
             }
-            next = ws_rx.next() => next,
+            next = ws.next() => next,
             // Only once every frame before the browser's Close has been read
             // (the branch above is polled first, and pends only then).
             () = gate.closing() => {
                 let _ = tcp.shutdown().await;
                 return Ending::BrowserClosing;
             }
-            () = &mut silence => {
-                if last_heard.elapsed() >= dead_after {
+            // Polled after `next` found nothing, as a renewal requires.
+            () = &mut timer => {
+                let quiet = last_heard.elapsed();
+                if quiet >= dead_after {
                     return Ending::BrowserVanished;
                 }
-                silence.as_mut().reset(last_heard + dead_after);
+                let mut due = last_heard + REST_AFTER;
+                if !rested && quiet >= REST_AFTER {
+                    heap_trim::released(out.capacity());
+                    out = Vec::new();
+                    // Not at rest yet (a frame half-way, a write blocked): later.
+                    rested = ws.renew_at_rest().await;
+                    due = Instant::now() + REST_AFTER;
+                }
+                if rested {
+                    due = last_heard + dead_after;
+                }
+                timer.as_mut().reset(due.min(last_heard + dead_after));
                 continue;
             }
         };
         last_heard = Instant::now();
+        if rested {
+            rested = false;
+            timer.as_mut().reset(last_heard + REST_AFTER);
+        }
         out.clear();
         loop {
             match next {
@@ -395,7 +415,7 @@ async fn browser_to_upstream(
             if out.len() >= UPSTREAM_BATCH {
                 break;
             }
-            match ws_rx.next().now_or_never() {
+            match ws.next().now_or_never() {
                 Some(more) => next = more,
                 None => break,
             }
@@ -449,15 +469,15 @@ fn classify(e: tungstenite::Error, max: usize) -> Ending {
 /// Upstream bytes become frames, as the session's mode says.
 async fn upstream_to_browser(
     tcp: ReadHalf,
-    ws_tx: &mut SplitSink<Socket, Message>,
+    ws: &SessionSocket,
     gateway: &Gateway,
     in_flight: &InFlight,
     signed_in: Option<SessionEnd>,
     mode: Mode,
 ) -> Ending {
     match mode {
-        Mode::Lines => upstream_lines(tcp, ws_tx, gateway, in_flight, signed_in).await,
-        Mode::Binary => upstream_bytes(tcp, ws_tx, gateway, in_flight, signed_in).await,
+        Mode::Lines => upstream_lines(tcp, ws, gateway, in_flight, signed_in).await,
+        Mode::Binary => upstream_bytes(tcp, ws, gateway, in_flight, signed_in).await,
     }
 }
 
@@ -465,7 +485,7 @@ async fn upstream_to_browser(
 /// frame, as it came.
 async fn upstream_bytes(
     mut tcp: ReadHalf,
-    ws_tx: &mut SplitSink<Socket, Message>,
+    ws: &SessionSocket,
     gateway: &Gateway,
     in_flight: &InFlight,
     signed_in: Option<SessionEnd>,
@@ -490,7 +510,7 @@ async fn upstream_bytes(
                 Ok(_) => {
                     let chunk = buf.split().freeze();
                     in_flight.answered.fetch_add(newlines(&chunk), Ordering::Relaxed);
-                    if ws_tx.send(Message::Binary(chunk)).await.is_err() {
+                    if ws.send(Message::Binary(chunk)).await.is_err() {
                         return Ending::BrowserVanished;
                     }
                     if in_flight.paid_up() {
@@ -501,7 +521,7 @@ async fn upstream_bytes(
             },
             ended = &mut signed_out => return Ending::from(ended),
             _ = ping.tick() => {
-                if ws_tx.send(Message::Ping(Bytes::new())).await.is_err() {
+                if ws.send(Message::Ping(Bytes::new())).await.is_err() {
                     return Ending::BrowserVanished;
                 }
             }
@@ -511,35 +531,52 @@ async fn upstream_bytes(
 
 /// Upstream reply lines become text frames; all frames from one read are
 /// flushed together. Frames share the read buffer's memory instead of copying.
+/// A quiet session gives its buffers back and waits for the server's next
+/// bytes without one.
 async fn upstream_lines(
     mut tcp: ReadHalf,
-    ws_tx: &mut SplitSink<Socket, Message>,
+    ws: &SessionSocket,
     gateway: &Gateway,
     in_flight: &InFlight,
     signed_in: Option<SessionEnd>,
 ) -> Ending {
     let mut decoder = LineDecoder::new(gateway.max_frame + STAMP_ROOM);
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    // Allocated when the server first sends.
+    let mut buf = BytesMut::new();
     let mut lines: Vec<Span> = Vec::new();
     let mut ping = tokio::time::interval_at(
         Instant::now() + gateway.config.ping_interval,
         gateway.config.ping_interval,
     );
-    let quiet = tokio::time::sleep(PARTIAL_QUIET);
+    // One timer for a reply still waiting for its newline and for going
+    // quiet, moved only when it fires early.
+    let quiet = tokio::time::sleep(REST_AFTER);
     tokio::pin!(quiet);
+    let mut last_read = Instant::now();
+    let mut rested = true;
     let signed_out = signin::signed_out(signed_in);
     tokio::pin!(signed_out);
     loop {
-        if buf.capacity() - buf.len() < READ_CHUNK / 4 && buf.len() < decoder.buffer_limit() {
+        let resting = buf.capacity() == 0;
+        if !resting
+            && buf.capacity() - buf.len() < READ_CHUNK / 4
+            && buf.len() < decoder.buffer_limit()
+        {
             buf.reserve(READ_CHUNK);
         }
         let partial = !buf.is_empty() && !decoder.is_discarding();
         tokio::select! {
-            read = tcp.read_buf(&mut buf) => match read {
-                Ok(0) => {
+            read = read_upstream(&mut tcp, &mut buf) => match read {
+                // The server is sending again.
+                Ok(None) => {
+                    buf.reserve(READ_CHUNK);
+                    rested = false;
+                    quiet.as_mut().reset(Instant::now() + REST_AFTER);
+                }
+                Ok(Some(0)) => {
                     if let Some(range) = decoder.take_partial_span(&buf) {
                         let line = buf.split().freeze().slice(range);
-                        let _ = ws_tx.send(Message::Text(text_frame(line))).await;
+                        let _ = ws.send(Message::Text(text_frame(line))).await;
                         in_flight.answered.fetch_add(1, Ordering::Relaxed);
                     }
                     return match in_flight.unanswered() {
@@ -547,7 +584,8 @@ async fn upstream_lines(
                         n => Ending::UpstreamClosedEarly(n),
                     };
                 }
-                Ok(_) => {
+                Ok(Some(_)) => {
+                    last_read = Instant::now();
                     lines.clear();
                     let mut frames = decoder.frames(&buf);
                     lines.extend(std::iter::from_fn(|| frames.next_span()));
@@ -559,45 +597,65 @@ async fn upstream_lines(
                             Span::Line(range) => text_frame(chunk.slice(range)),
                             Span::TooLong => too_long_frame(decoder.max_len()),
                         };
-                        if ws_tx.feed(Message::Text(text)).await.is_err() {
+                        if ws.feed(Message::Text(text)).await.is_err() {
                             return Ending::BrowserVanished;
                         }
                     }
-                    if ws_tx.flush().await.is_err() {
+                    if ws.flush().await.is_err() {
                         return Ending::BrowserVanished;
                     }
                     if in_flight.paid_up() {
                         return Ending::BrowserClosed;
                     }
                     // Only a reply still waiting for its newline needs the
-                    // quiet timer: whole lines cost no timer work.
+                    // timer now: whole lines cost no timer work.
                     if !buf.is_empty() {
-                        quiet.as_mut().reset(Instant::now() + PARTIAL_QUIET);
+                        quiet.as_mut().reset(last_read + PARTIAL_QUIET);
                     }
                 }
                 Err(e) => return Ending::UpstreamFailed(e),
             },
-            () = &mut quiet, if partial => {
-                let pending = buf.split().freeze();
-                if let Some(range) = decoder.take_partial_span(&pending) {
-                    let frame = text_frame(pending.slice(range));
-                    in_flight.answered.fetch_add(1, Ordering::Relaxed);
-                    if ws_tx.send(Message::Text(frame)).await.is_err() {
-                        return Ending::BrowserVanished;
+            () = &mut quiet, if partial || !rested => {
+                if partial {
+                    let pending = buf.split().freeze();
+                    if let Some(range) = decoder.take_partial_span(&pending) {
+                        let frame = text_frame(pending.slice(range));
+                        in_flight.answered.fetch_add(1, Ordering::Relaxed);
+                        if ws.send(Message::Text(frame)).await.is_err() {
+                            return Ending::BrowserVanished;
+                        }
+                        if in_flight.paid_up() {
+                            return Ending::BrowserClosed;
+                        }
                     }
-                    if in_flight.paid_up() {
-                        return Ending::BrowserClosed;
-                    }
+                    quiet.as_mut().reset(last_read + REST_AFTER);
+                } else if last_read.elapsed() >= REST_AFTER {
+                    heap_trim::released(buf.capacity() + lines.capacity() * size_of::<Span>());
+                    buf = BytesMut::new();
+                    lines = Vec::new();
+                    rested = true;
+                } else {
+                    quiet.as_mut().reset(last_read + REST_AFTER);
                 }
             }
             ended = &mut signed_out => return Ending::from(ended),
             _ = ping.tick() => {
-                if ws_tx.send(Message::Ping(Bytes::new())).await.is_err() {
+                if ws.send(Message::Ping(Bytes::new())).await.is_err() {
                     return Ending::BrowserVanished;
                 }
             }
         }
     }
+}
+
+/// Reads what the server sent into `buf`; with no buffer (a quiet session),
+/// only waits until it sends and returns `None`.
+async fn read_upstream(tcp: &mut ReadHalf, buf: &mut BytesMut) -> std::io::Result<Option<usize>> {
+    if buf.capacity() == 0 {
+        tcp.wait_readable().await?;
+        return Ok(None);
+    }
+    tcp.read_buf(buf).await.map(Some)
 }
 
 impl From<Ended> for Ending {

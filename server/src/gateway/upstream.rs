@@ -90,6 +90,21 @@ pub enum ReadHalf {
     Unix(unix::OwnedReadHalf),
 }
 
+impl ReadHalf {
+    /// Resolves once a read would not block, without a buffer to read into:
+    /// a quiet session holds none.
+    pub async fn wait_readable(&mut self) -> io::Result<()> {
+        match self {
+            ReadHalf::Tcp(r) => {
+                std::future::poll_fn(|cx| r.poll_peek(cx, &mut ReadBuf::new(&mut [0u8; 1])))
+                    .await
+                    .map(drop)
+            }
+            ReadHalf::Unix(r) => r.readable().await,
+        }
+    }
+}
+
 /// Where the browser's lines go.
 pub enum WriteHalf {
     Tcp(tcp::OwnedWriteHalf),
