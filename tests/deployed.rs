@@ -490,3 +490,32 @@ fn a_bad_value_is_reported_with_the_source_the_user_wrote_and_exit_status_2() {
         assert!(exited.stderr.contains("0 is not in 1.."), "{exited:?}");
     }
 }
+
+#[test]
+fn a_full_http_listener_still_answers_a_balancers_health_checks() {
+    // Four clients fill all 1 + 1,024 HTTP slots with idle sockets; a probe
+    // past the limit still gets its answer on a probe slot.
+    let server = Server::start(&[
+        "--max-websockets",
+        "1",
+        "--max-connections-per-client",
+        "300",
+    ]);
+    let http = server.http_addr();
+    let idle: Vec<_> = (0..1025)
+        .map(|n| connect_from(&format!("127.0.0.{}", 2 + n / 300), http))
+        .collect();
+    let mut probe = connect_from("127.0.0.9", http);
+    probe
+        .write_all(b"GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let answer = unasked(probe);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    // The page itself is not served past the limit.
+    let mut page = connect_from("127.0.0.9", http);
+    page.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let answer = unasked(page);
+    assert!(!answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    drop(idle);
+}

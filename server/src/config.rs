@@ -209,6 +209,10 @@ pub struct Upstream {
 
 /// HTTP connections (page loads, handshakes) allowed beyond the WebSocket limit.
 pub const HTTP_HEADROOM: usize = 1024;
+/// Connections the main HTTP listener keeps past its limit for a balancer's
+/// health checks (`/healthz`, `/readyz`), so that clients filling it cannot
+/// make the instance look dead.
+pub const PROBE_SLOTS: usize = 16;
 /// Connections the --metrics and --redirect-http listeners serve at once.
 pub const SMALL_LISTENER_CONNECTIONS: usize = 1024;
 

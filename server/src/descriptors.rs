@@ -6,8 +6,9 @@
 //! limits set by hand that cannot fit are warned about at start-up.
 
 /// Descriptors kept for everything but clients: the listening sockets, the
-/// files read at start-up and reload, the runtime's own.
-pub const RESERVED: u64 = 64;
+/// files read at start-up and reload, the runtime's own, the HTTP
+/// listener's probe slots.
+pub const RESERVED: u64 = 64 + crate::config::PROBE_SLOTS as u64;
 /// The limits when the descriptors allow them.
 pub const PREFERRED: usize = 10_000;
 
@@ -142,7 +143,7 @@ mod tests {
         assert_eq!((f.max_connections, f.max_websockets), (10_000, 10_000));
         let warning = f.warning.expect("a warning");
         assert!(
-            warning.contains("31088") && warning.contains("(20000)"),
+            warning.contains("31104") && warning.contains("(20000)"),
             "{warning}"
         );
         assert!(!f.lowered);

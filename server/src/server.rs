@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use crate::admission::{self, Door, Shared};
 use crate::bind::{BindError, Bound};
-use crate::config::{ConfigError, ServeConfig, SMALL_LISTENER_CONNECTIONS};
+use crate::config::{ConfigError, ServeConfig, PROBE_SLOTS, SMALL_LISTENER_CONNECTIONS};
 use crate::gateway::hosts::AllowedHosts;
 use crate::gateway::http_service::HttpService;
 use crate::gateway::per_user::PerUser;
@@ -108,6 +108,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
             max_per_client: limits.per_client(limits.max_connections),
             uncapped,
             crowded: tls.is_none().then(|| crowded_line.clone()),
+            probe_slots: 0,
             busy: tls.is_none().then(|| busy_line.clone()),
             tls,
             proxy,
@@ -120,10 +121,16 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         });
         (door, service)
     };
-    let http_door = |name: &str, max_connections, tls: Option<TlsAcceptor>, proxy, app| {
+    let http_door = |name: &str,
+                     max_connections,
+                     tls: Option<TlsAcceptor>,
+                     proxy,
+                     app,
+                     probes: Option<axum::Router>| {
         let door = Door {
             name: name.to_owned(),
             max_connections,
+            probe_slots: if probes.is_some() { PROBE_SLOTS } else { 0 },
             max_per_client: limits.per_client(max_connections),
             uncapped: None,
             crowded: tls.is_none().then(|| HTTP_CROWDED.to_vec()),
@@ -131,13 +138,17 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
             tls,
             proxy,
         };
-        let service = Arc::new(HttpService::new(
+        let service = HttpService::new(
             app,
             limits.header_timeout,
             metrics.listener(name),
             shutdown.clone(),
-        ));
-        (door, service)
+        );
+        let service = match probes {
+            Some(probes) => service.with_probes(probes),
+            None => service,
+        };
+        (door, Arc::new(service))
     };
 
     let http_addrs: Vec<_> = bound.http.iter().map(|(_, addr)| *addr).collect();
@@ -234,6 +245,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
                 tls.as_ref().map(|t| t.http.clone()),
                 proxy.clone(),
                 app.clone(),
+                Some(gateway::ops_router(ops.clone())),
             );
             tracker.spawn(admission::run(l, door, shared.clone(), service, ()));
         }
@@ -247,6 +259,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
                 None,
                 None,
                 app,
+                None,
             );
             tracker.spawn(admission::run(r, door, shared.clone(), service, ()));
         }
@@ -259,6 +272,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
             None,
             None,
             app,
+            None,
         );
         tracker.spawn(admission::run(l, door, shared.clone(), service, ()));
     }

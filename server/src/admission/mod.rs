@@ -45,6 +45,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + WaitReadable + 'static> Stream f
 /// Serves one admitted client until it is done.
 pub trait Handler: Send + Sync + 'static {
     fn serve<S: Stream>(&self, stream: S, peer: Peer) -> impl Future<Output = ()> + Send;
+
+    /// Serves a client let in past the connection limit on a probe slot: only
+    /// what a load balancer asks (`/healthz`, `/readyz`). By default nothing.
+    fn serve_probe<S: Stream>(&self, stream: S, _peer: Peer) -> impl Future<Output = ()> + Send {
+        async move { drop(stream) }
+    }
 }
 
 /// Who a client is: its address (after a trusted PROXY header), or a unix peer.
@@ -129,6 +135,10 @@ pub struct Door {
     pub uncapped: Option<std::net::IpAddr>,
     /// What a client refused for holding its share is told, if anything.
     pub crowded: Option<Vec<u8>>,
+    /// Connections past `max_connections` kept for a balancer's health
+    /// checks ([`Handler::serve_probe`]), so that clients filling the
+    /// listener cannot make it look dead; 0 for none.
+    pub probe_slots: usize,
     pub tls: Option<TlsAcceptor>,
     /// PROXY protocol from trusted proxies, where this listener takes it.
     pub proxy: Option<Arc<ProxyPolicy>>,
@@ -157,6 +167,7 @@ where
     Guarded<L::Socket>: WaitReadable,
 {
     let permits = Arc::new(Semaphore::new(door.max_connections));
+    let probe_permits = Arc::new(Semaphore::new(door.probe_slots));
     let per_client = PerClient::new(door.max_per_client);
     let metrics = shared.metrics.listener(&door.name);
     let door = Arc::new(door);
@@ -209,7 +220,11 @@ where
             },
             None => None,
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
+        let (permit, probe_only) = match permits.clone().try_acquire_owned() {
+            Ok(permit) => (Ok(permit), false),
+            Err(_) => (probe_permits.clone().try_acquire_owned(), true),
+        };
+        let Ok(permit) = permit else {
             debug!(listener = %door.name, %peer, "refused: connection limit reached");
             metrics.rejected.inc();
             metrics.busy.inc();
@@ -226,6 +241,7 @@ where
                 slot,
                 after_header: proxied,
                 table: per_client.clone(),
+                probe_only,
             },
             door.clone(),
             shared.clone(),
@@ -260,6 +276,8 @@ struct Share {
     /// Taken once the PROXY header has named the client.
     after_header: bool,
     table: Arc<PerClient>,
+    /// Let in on a probe slot, past the connection limit.
+    probe_only: bool,
 }
 
 /// One accepted client's way to its handler. Not an async fn, which would
@@ -316,9 +334,13 @@ where
         // Held until the handler is done with the client.
         let _slot = share.slot;
         match &door.tls {
+            None if share.probe_only => handler.serve_probe(socket, peer).await,
             None => handler.serve(socket, peer).await,
             Some(acceptor) => {
-                let tls = serve_tls(acceptor, socket, peer, &door, &shared, &metrics, &*handler);
+                let probe_only = share.probe_only;
+                let tls = serve_tls(
+                    acceptor, socket, peer, &door, &shared, &metrics, &*handler, probe_only,
+                );
                 Box::pin(tls).await
             }
         }
@@ -326,6 +348,7 @@ where
 }
 
 /// The TLS handshake (with its deadline), then the handler over TLS.
+#[allow(clippy::too_many_arguments)]
 async fn serve_tls<S, H>(
     acceptor: &TlsAcceptor,
     socket: S,
@@ -334,12 +357,14 @@ async fn serve_tls<S, H>(
     shared: &Shared,
     metrics: &ListenerMetrics,
     handler: &H,
+    probe_only: bool,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Handler,
 {
     let limit = shared.limits.handshake_timeout;
     match tokio::time::timeout(limit, acceptor.accept(socket)).await {
+        Ok(Ok(tls)) if probe_only => handler.serve_probe(tls, peer).await,
         Ok(Ok(tls)) => handler.serve(tls, peer).await,
         Ok(Err(e)) => {
             metrics.tls_failed.inc();

@@ -34,6 +34,8 @@ const MAX_HEADERS: usize = 64;
 /// Serves one router on one listener.
 pub struct HttpService {
     app: Router,
+    /// What a client on a probe slot is served: the operations endpoints.
+    probes: Option<Router>,
     builder: http1::Builder,
     metrics: Arc<ListenerMetrics>,
     shutdown: CancellationToken,
@@ -54,6 +56,7 @@ impl HttpService {
             .max_headers(MAX_HEADERS);
         Self {
             app,
+            probes: None,
             builder,
             metrics,
             shutdown,
@@ -61,12 +64,31 @@ impl HttpService {
     }
 }
 
+impl HttpService {
+    /// Also serve `probes` to clients let in on the listener's probe slots.
+    pub fn with_probes(mut self, probes: Router) -> Self {
+        self.probes = Some(probes);
+        self
+    }
+}
+
 impl Handler for HttpService {
     async fn serve<S: Stream>(&self, stream: S, peer: Peer) {
+        self.serve_app(self.app.clone(), stream, peer).await
+    }
+
+    async fn serve_probe<S: Stream>(&self, stream: S, peer: Peer) {
+        if let Some(probes) = &self.probes {
+            self.serve_app(probes.clone(), stream, peer).await
+        }
+    }
+}
+
+impl HttpService {
+    async fn serve_app<S: Stream>(&self, app: Router, stream: S, peer: Peer) {
         let addr = peer
             .0
             .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)));
-        let app = self.app.clone();
         // Handlers see the client as axum's `ConnectInfo`, as with `axum::serve`.
         let service =
             TowerToHyperService::new(tower::service_fn(move |mut req: Request<Incoming>| {
