@@ -244,6 +244,7 @@ impl ServeConfig {
             small_listeners: self.metrics.as_ref().map_or(0, |m| m.addrs.len())
                 + self.redirect_http.as_ref().map_or(0, |r| r.addrs.len()),
             small: SMALL_LISTENER_CONNECTIONS,
+            probe_slots: PROBE_SLOTS,
         };
         let fitted = demand.fit(nofile, connections, websockets);
         self.protocol.limits.max_connections = fitted.max_connections;

@@ -6,9 +6,8 @@
 //! limits set by hand that cannot fit are warned about at start-up.
 
 /// Descriptors kept for everything but clients: the listening sockets, the
-/// files read at start-up and reload, the runtime's own, the HTTP
-/// listener's probe slots.
-pub const RESERVED: u64 = 64 + crate::config::PROBE_SLOTS as u64;
+/// files read at start-up and reload, the runtime's own.
+pub const RESERVED: u64 = 64;
 /// The limits when the descriptors allow them.
 pub const PREFERRED: usize = 10_000;
 
@@ -25,6 +24,8 @@ pub struct Demand {
     /// `--metrics` and `--redirect-http` listeners: `small` each.
     pub small_listeners: usize,
     pub small: usize,
+    /// Connections each HTTP listener keeps past its limit for health checks.
+    pub probe_slots: usize,
 }
 
 /// The limits in force, and what start-up should say about them.
@@ -41,7 +42,7 @@ pub struct Fitted {
 impl Demand {
     /// Descriptors needed with these limits, at most.
     pub fn need(&self, max_connections: usize, max_websockets: usize) -> u64 {
-        let sessions = self.http_listeners * (max_websockets + self.headroom)
+        let sessions = self.http_listeners * (max_websockets + self.headroom + self.probe_slots)
             + if self.gateway { max_websockets } else { 0 };
         (self.line_listeners * max_connections + sessions + self.small_listeners * self.small)
             as u64
@@ -106,6 +107,7 @@ mod tests {
         gateway: true,
         small_listeners: 0,
         small: 1024,
+        probe_slots: 16,
     };
 
     #[test]

@@ -27,6 +27,30 @@ fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
     clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
 }
 
+/// A `--pin` value: `sha256:` and 64 hex digits, colons allowed between them.
+pub fn parse_pin(text: &str) -> Result<[u8; 32], String> {
+    let bad = || {
+        format!(
+            "{text:?} is not a pin: write sha256: and the 64 hex digits of the certificate's \
+             SHA-256 fingerprint (as `timecho serve --tls-self-signed` prints it)"
+        )
+    };
+    let hex = text
+        .strip_prefix("sha256:")
+        .or_else(|| text.strip_prefix("SHA256:"))
+        .ok_or_else(bad)?;
+    let digits: Vec<u8> = hex.bytes().filter(|&b| b != b':').collect();
+    if digits.len() != 64 {
+        return Err(bad());
+    }
+    let mut pin = [0u8; 32];
+    for (byte, pair) in pin.iter_mut().zip(digits.chunks(2)) {
+        let pair = std::str::from_utf8(pair).map_err(|_| bad())?;
+        *byte = u8::from_str_radix(pair, 16).map_err(|_| bad())?;
+    }
+    Ok(pin)
+}
+
 /// `scheme://host[:port]` with nothing after it, as browsers send in `Origin`.
 fn parse_origin(s: &str) -> Result<String, String> {
     let rest = s
@@ -494,7 +518,7 @@ pub struct ServerTarget {
 
     /// Trust the server whose certificate has this SHA-256 fingerprint, as
     /// `timecho serve --tls-self-signed` prints it (sha256:AB:CD:...), whatever signed it.
-    #[arg(long, value_name = "sha256:HEX", requires = "tls", value_parser = crate::client::parse_pin)]
+    #[arg(long, value_name = "sha256:HEX", requires = "tls", value_parser = parse_pin)]
     pub pin: Option<[u8; 32]>,
 }
 
@@ -545,5 +569,23 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_pin_is_the_fingerprint_as_the_server_prints_it() {
+        let colons = format!("sha256:{}", ["AB"; 32].join(":"));
+        assert_eq!(parse_pin(&colons).unwrap(), [0xab; 32]);
+        assert_eq!(
+            parse_pin(&format!("sha256:{}", "0f".repeat(32))).unwrap(),
+            [0x0f; 32]
+        );
+        for bad in [
+            "AB:CD",
+            "sha256:abcd",
+            "md5:00",
+            &format!("sha256:{}", "zz".repeat(32)),
+        ] {
+            assert!(parse_pin(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -12,8 +12,6 @@ pub(crate) mod conn;
 mod input;
 pub(crate) mod replies;
 mod trust;
-
-pub use trust::parse_pin;
 pub(crate) mod udp;
 
 use std::io::{self, IsTerminal};

@@ -15,30 +15,6 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
 use sha2::{Digest, Sha256};
 
-/// A `--pin` value: `sha256:` and 64 hex digits, colons allowed between them.
-pub fn parse_pin(text: &str) -> Result<[u8; 32], String> {
-    let bad = || {
-        format!(
-            "{text:?} is not a pin: write sha256: and the 64 hex digits of the certificate's \
-             SHA-256 fingerprint (as `timecho serve --tls-self-signed` prints it)"
-        )
-    };
-    let hex = text
-        .strip_prefix("sha256:")
-        .or_else(|| text.strip_prefix("SHA256:"))
-        .ok_or_else(bad)?;
-    let digits: Vec<u8> = hex.bytes().filter(|&b| b != b':').collect();
-    if digits.len() != 64 {
-        return Err(bad());
-    }
-    let mut pin = [0u8; 32];
-    for (byte, pair) in pin.iter_mut().zip(digits.chunks(2)) {
-        let pair = std::str::from_utf8(pair).map_err(|_| bad())?;
-        *byte = u8::from_str_radix(pair, 16).map_err(|_| bad())?;
-    }
-    Ok(pin)
-}
-
 /// Verifies as the module says.
 #[derive(Debug)]
 pub struct Trust {
@@ -155,28 +131,5 @@ pub fn explain(e: &Error, target: &str, pinned: bool) -> String {
             format!("{target}'s certificate is not valid: {advice}")
         }
         other => format!("TLS handshake with {target} failed: {other}"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_pin_is_the_fingerprint_as_the_server_prints_it() {
-        let colons = format!("sha256:{}", ["AB"; 32].join(":"));
-        assert_eq!(parse_pin(&colons).unwrap(), [0xab; 32]);
-        assert_eq!(
-            parse_pin(&format!("sha256:{}", "0f".repeat(32))).unwrap(),
-            [0x0f; 32]
-        );
-        for bad in [
-            "AB:CD",
-            "sha256:abcd",
-            "md5:00",
-            &format!("sha256:{}", "zz".repeat(32)),
-        ] {
-            assert!(parse_pin(bad).is_err(), "{bad}");
-        }
     }
 }
