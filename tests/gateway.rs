@@ -148,16 +148,13 @@ async fn allow_origin_admits_that_origin_and_no_other() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn unreachable_upstream_closes_with_1011_naming_the_address() {
+async fn unreachable_upstream_closes_with_1011_telling_the_visitor_no_internal_address() {
     let upstream = closed_port().to_string();
-    let server = Server::start(&["--upstream", &upstream]);
+    let mut server = Server::start(&["--upstream", &upstream]);
     let mut ws = ws_connect(server.http_addr()).await;
     let (code, reason) = ws_close_frame(&mut ws).await;
     assert_eq!(code, 1011, "{reason}");
-    assert!(
-        reason.contains(&upstream),
-        "reason does not name {upstream}: {reason:?}"
-    );
+    assert_eq!(reason, "the timestamp server is unreachable");
     assert_eq!(
         metric(
             server.http_addr(),
@@ -166,6 +163,39 @@ async fn unreachable_upstream_closes_with_1011_naming_the_address() {
         ),
         1.0
     );
+    // The operator learns where and why.
+    let log = server.wait_for_log(&upstream, 1);
+    assert!(log.contains("refused"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_idle_close_ends_the_websocket_as_routine_with_4002() {
+    let server = Server::start(&["--idle-timeout", "1s"]);
+    let mut ws = ws_connect(server.http_addr()).await;
+    assert_eq!(
+        ws_exchange(&mut ws, "before the quiet").await,
+        "before the quiet"
+    );
+    // No error line is relayed: the close carries the notice.
+    match ws_next(&mut ws).await {
+        Message::Close(Some(frame)) => {
+            assert_eq!(u16::from(frame.code), 4002, "{frame:?}");
+            assert_eq!(frame.reason.as_str(), "idle for 1s; closing");
+        }
+        other => panic!("expected the idle close, got {other:?}"),
+    }
+    let http = server.http_addr();
+    tokio::task::spawn_blocking(move || {
+        wait_for_metric(
+            http,
+            "timecho_websocket_closed_total",
+            &["ending=\"Idle\""],
+            1.0,
+            SETTLE,
+        )
+    })
+    .await
+    .expect("metric wait");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -70,6 +70,14 @@ fn line_trickled_one_byte_per_write_gets_exactly_one_reply() {
 }
 
 #[test]
+fn a_sub_second_idle_timeout_is_reported_in_milliseconds() {
+    let server = Server::start(&["--idle-timeout", "300ms"]);
+    let mut peer = Peer::tcp(server.tcp_addr());
+    assert_eq!(peer.read_line(), b"error: idle for 300ms; closing");
+    assert!(peer.read_to_end().is_empty());
+}
+
+#[test]
 fn many_lines_in_one_write_get_as_many_replies_in_order() {
     let server = Server::start(&[]);
     let mut peer = Peer::tcp(server.tcp_addr());

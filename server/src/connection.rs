@@ -246,12 +246,7 @@ impl<'p, S: AsyncRead + AsyncWrite + Unpin + WaitReadable> Connection<'p, S> {
                     }
                     if let Some(idle) = limits.idle_timeout {
                         if quiet >= idle {
-                            let msg = format!(
-                                "{}idle for {}s; closing\n",
-                                reply::ERROR_PREFIX,
-                                idle.as_secs()
-                            );
-                            self.out.extend_from_slice(msg.as_bytes());
+                            reply::write_idle_notice(&mut self.out, idle);
                             self.metrics.idle.inc();
                             self.flush().await?;
                             self.close_gracefully().await;

@@ -43,6 +43,9 @@ pub enum ErrorKind {
 pub enum WsEnding {
     /// The timestamp server closed after answering everything (1000).
     UpstreamClosed,
+    /// The timestamp server closed a session quiet for its `--idle-timeout`
+    /// (4002): routine, the page reconnects when it next needs to.
+    Idle,
     /// The timestamp server went away mid-session: closed with replies owed,
     /// reset, or stopped reading (1011).
     UpstreamLost,

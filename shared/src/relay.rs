@@ -46,6 +46,11 @@ pub mod close_code {
     /// their cookie while open, so the page reconnects at once, quietly; a
     /// copy of a signed-out cookie gets `1008` on its next try.
     pub const TOKEN_EXPIRED: u16 = 4001;
+    /// The timestamp server closed the session's connection for being quiet
+    /// for its `--idle-timeout` (the reason says how long), after answering
+    /// everything. Routine, not a failure: a page reconnects quietly when it
+    /// next has something to send or is looked at again.
+    pub const IDLE: u16 = 4002;
 }
 
 /// The lines of one text frame, each to be sent upstream followed by `\n`.

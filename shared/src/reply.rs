@@ -26,6 +26,43 @@ pub fn write_raw(out: &mut Vec<u8>, stamp: &str, data: &[u8]) {
     out.extend_from_slice(data);
 }
 
+/// What the server writes before it closes a connection that was quiet for
+/// its idle timeout, `error: idle for 300s; closing`: whole seconds as they
+/// always were, a timeout with a fraction in milliseconds (`idle for 500ms`),
+/// so a sub-second `--idle-timeout` is not reported as `0s`. The gateway reads
+/// it back with [`is_idle_notice`] to close the WebSocket as routine.
+pub fn write_idle_notice(out: &mut Vec<u8>, idle: core::time::Duration) {
+    let amount = if idle.subsec_nanos() == 0 {
+        format!("{}s", idle.as_secs())
+    } else {
+        format!("{}ms", idle.as_millis().max(1))
+    };
+    out.extend_from_slice(ERROR_PREFIX.as_bytes());
+    out.extend_from_slice(IDLE_NOTICE_START.as_bytes());
+    out.extend_from_slice(amount.as_bytes());
+    out.extend_from_slice(IDLE_NOTICE_END.as_bytes());
+    out.push(b'\n');
+}
+
+const IDLE_NOTICE_START: &str = "idle for ";
+const IDLE_NOTICE_END: &str = "; closing";
+
+/// Whether a reply line (without its newline) is the server's idle notice
+/// ([`write_idle_notice`]); returns the reason, `idle for 300s; closing`.
+pub fn is_idle_notice(line: &[u8]) -> Option<&str> {
+    let reason = line.strip_prefix(ERROR_PREFIX.as_bytes())?;
+    let amount = reason
+        .strip_prefix(IDLE_NOTICE_START.as_bytes())?
+        .strip_suffix(IDLE_NOTICE_END.as_bytes())?;
+    let digits = amount
+        .strip_suffix(b"ms")
+        .or_else(|| amount.strip_suffix(b"s"))?;
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    core::str::from_utf8(reason).ok()
+}
+
 /// One reply line (without its newline), as a client that shows text sees it.
 /// A view of [`ReplyBytes`] for a line already known to be UTF-8 (the page's
 /// text frames).
@@ -107,6 +144,43 @@ impl<'a> ReplyBytes<'a> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_idle_notice_says_seconds_or_milliseconds_and_is_read_back() {
+        let mut out = Vec::new();
+        write_idle_notice(&mut out, core::time::Duration::from_secs(300));
+        assert_eq!(out, b"error: idle for 300s; closing\n");
+        out.clear();
+        write_idle_notice(&mut out, core::time::Duration::from_millis(500));
+        assert_eq!(out, b"error: idle for 500ms; closing\n");
+        out.clear();
+        write_idle_notice(&mut out, core::time::Duration::from_micros(10));
+        assert_eq!(out, b"error: idle for 1ms; closing\n");
+        assert_eq!(
+            is_idle_notice(b"error: idle for 300s; closing"),
+            Some("idle for 300s; closing")
+        );
+        assert_eq!(
+            is_idle_notice(b"error: idle for 500ms; closing"),
+            Some("idle for 500ms; closing")
+        );
+        for not in [
+            &b"[Tue Nov 24 21:35:36 2026] error: idle for 300s; closing"[..],
+            b"idle for 300s; closing",
+            b"error: idle for s; closing",
+            b"error: idle for 3x0s; closing",
+            b"error: idle for 300; closing",
+            b"error: idle for 300s",
+            b"error: line longer than 65536 bytes; discarded",
+        ] {
+            assert_eq!(
+                is_idle_notice(not),
+                None,
+                "{}",
+                String::from_utf8_lossy(not)
+            );
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -22,7 +22,7 @@ use timecho_shared::{reply, LineDecoder, Span};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{timeout, Instant};
-use tracing::debug;
+use tracing::{debug, warn};
 use tungstenite::protocol::CloseFrame;
 use tungstenite::{Message, Utf8Bytes};
 
@@ -47,6 +47,9 @@ const STAMP_ROOM: usize = timecho_shared::stamp::MAX_STAMP_LEN + 3;
 const PARTIAL_QUIET: Duration = Duration::from_millis(50);
 /// Most bytes of browser frames gathered into one upstream write.
 const UPSTREAM_BATCH: usize = 64 * 1024;
+/// What a browser is told when the timestamp server cannot be reached.
+const UNREACHABLE: &str = "the timestamp server is unreachable";
+
 /// Longest close reason RFC 6455 allows.
 const MAX_REASON: usize = 123;
 
@@ -54,6 +57,9 @@ const MAX_REASON: usize = 123;
 #[derive(Debug)]
 enum Ending {
     UpstreamClosed,
+    /// The upstream closed the connection for being quiet for its idle
+    /// timeout, after answering everything: routine (`4002` with its notice).
+    UpstreamIdle(String),
     /// The upstream closed while messages were still unanswered.
     UpstreamClosedEarly(u64),
     UpstreamFailed(std::io::Error),
@@ -88,6 +94,7 @@ impl Ending {
     fn counted_as(&self) -> WsEnding {
         match self {
             Ending::UpstreamClosed => WsEnding::UpstreamClosed,
+            Ending::UpstreamIdle(_) => WsEnding::Idle,
             Ending::UpstreamClosedEarly(_)
             | Ending::UpstreamFailed(_)
             | Ending::UpstreamStalled(_) => WsEnding::UpstreamLost,
@@ -121,9 +128,12 @@ impl Ending {
                     plural(*n, "message", "messages")
                 ),
             ),
-            Ending::UpstreamFailed(e) => (
+            Ending::UpstreamIdle(notice) => (close_code::IDLE, notice.clone()),
+            // The error itself is the operator's (logged); a visitor learns
+            // only what happened.
+            Ending::UpstreamFailed(_) => (
                 close_code::UPSTREAM_ERROR,
-                format!("lost the timestamp server: {e}"),
+                "lost the timestamp server".into(),
             ),
             Ending::UpstreamStalled(d) => (
                 close_code::UPSTREAM_ERROR,
@@ -230,8 +240,10 @@ async fn relay(ws: &SessionSocket, gateway: &Gateway, pair: Pair) {
                     gateway.metrics.upstream_failures.inc();
                 }
                 gateway.metrics.ws_ended(WsEnding::UpstreamUnreachable);
-                let reason = e.to_string();
-                debug!("{reason}");
+                // The address and the error are internal: they go to the
+                // log and the metrics, the visitor is told what happened.
+                warn!("{e}");
+                let reason = UNREACHABLE.to_owned();
                 let _ = ws.send(close(close_code::UPSTREAM_ERROR, reason)).await;
                 return;
             }
@@ -275,7 +287,10 @@ async fn relay(ws: &SessionSocket, gateway: &Gateway, pair: Pair) {
     // At shutdown the own listener drains too, and its close can reach the
     // relay before the shutdown does: the browser is told to come back.
     let ending = match ending {
-        Ending::UpstreamClosed | Ending::UpstreamClosedEarly(_) | Ending::UpstreamFailed(_)
+        Ending::UpstreamClosed
+        | Ending::UpstreamIdle(_)
+        | Ending::UpstreamClosedEarly(_)
+        | Ending::UpstreamFailed(_)
             if gateway.shutdown.is_cancelled() =>
         {
             Ending::Shutdown
@@ -288,6 +303,9 @@ async fn relay(ws: &SessionSocket, gateway: &Gateway, pair: Pair) {
         (ending, _) => ending,
     };
     debug!(?ending, "session closed");
+    if let Ending::UpstreamFailed(e) = &ending {
+        warn!(upstream = %gateway.upstream.addr, "lost the timestamp server: {e}");
+    }
     gateway.metrics.ws_ended(ending.counted_as());
     if let Some((code, reason)) = ending.close_frame(gateway.config.reconnect_window) {
         if ws.send(close(code, reason)).await.is_ok() {
@@ -556,6 +574,9 @@ async fn upstream_lines(
     let mut rested = true;
     let signed_out = signin::signed_out(signed_in);
     tokio::pin!(signed_out);
+    // The server's idle notice, held back: if the connection then ends, the
+    // session closes as routine with it; if more comes, it is sent as it was.
+    let mut idle_notice: Option<Bytes> = None;
     loop {
         let resting = buf.capacity() == 0;
         if !resting
@@ -575,13 +596,24 @@ async fn upstream_lines(
                 }
                 Ok(Some(0)) => {
                     if let Some(range) = decoder.take_partial_span(&buf) {
+                        if let Some(held) = idle_notice.take() {
+                            let _ = ws.feed(Message::Text(text_frame(held))).await;
+                        }
                         let line = buf.split().freeze().slice(range);
                         let _ = ws.send(Message::Text(text_frame(line))).await;
                         in_flight.answered.fetch_add(1, Ordering::Relaxed);
                     }
-                    return match in_flight.unanswered() {
-                        0 => Ending::UpstreamClosed,
-                        n => Ending::UpstreamClosedEarly(n),
+                    return match (in_flight.unanswered(), idle_notice) {
+                        (0, Some(notice)) => Ending::UpstreamIdle(
+                            reply::is_idle_notice(&notice).unwrap_or_default().to_owned(),
+                        ),
+                        (0, None) => Ending::UpstreamClosed,
+                        (n, held) => {
+                            if let Some(held) = held {
+                                let _ = ws.send(Message::Text(text_frame(held))).await;
+                            }
+                            Ending::UpstreamClosedEarly(n)
+                        }
                     };
                 }
                 Ok(Some(_)) => {
@@ -593,8 +625,20 @@ async fn upstream_lines(
                     let chunk = buf.split_to(used).freeze();
                     in_flight.answered.fetch_add(lines.len() as u64, Ordering::Relaxed);
                     for span in lines.drain(..) {
+                        if let Some(held) = idle_notice.take() {
+                            if ws.feed(Message::Text(text_frame(held))).await.is_err() {
+                                return Ending::BrowserVanished;
+                            }
+                        }
                         let text = match span {
-                            Span::Line(range) => text_frame(chunk.slice(range)),
+                            Span::Line(range) => {
+                                let line = chunk.slice(range);
+                                if reply::is_idle_notice(&line).is_some() {
+                                    idle_notice = Some(line);
+                                    continue;
+                                }
+                                text_frame(line)
+                            }
                             Span::TooLong => too_long_frame(decoder.max_len()),
                         };
                         if ws.feed(Message::Text(text)).await.is_err() {
