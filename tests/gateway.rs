@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use support::{
-    assert_texts, metric, reply_texts, server_frames, wait_for_metric, ws_close_frame, ws_connect,
-    ws_connect_with, ws_exchange, ws_next, ws_reply, RawWs, Server, Ws,
+    assert_texts, metric, reply_texts, serve_expecting_exit, server_frames, wait_for_metric,
+    ws_close_frame, ws_connect, ws_connect_with, ws_exchange, ws_next, ws_reply, RawWs, Server, Ws,
 };
 use timecho_shared::{reply, StampCache, StampFormat};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
@@ -145,6 +145,43 @@ async fn allow_origin_admits_that_origin_and_no_other() {
     assert_eq!(ws_exchange(&mut ws, "allowed").await, "allowed");
     let (status, body) = refused(http, &[("origin", "http://other.test")]).await;
     assert_eq!(status, 403, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_developers_page_is_allowed_as_written_from_a_dev_server_a_file_or_anywhere() {
+    // As copied from the address bar, with its trailing slash; and a file:// page.
+    let server = Server::start(&[
+        "--allow-origin",
+        "http://localhost:3000/",
+        "--allow-origin",
+        "null",
+    ]);
+    let http = server.http_addr();
+    for origin in ["http://localhost:3000", "null"] {
+        let mut ws = ws_connect_with(http, &[("origin", origin)])
+            .await
+            .unwrap_or_else(|e| panic!("{origin} may connect: {e}"));
+        assert_eq!(ws_exchange(&mut ws, origin).await, origin);
+    }
+    let (status, body) = refused(http, &[("origin", "http://localhost:3001")]).await;
+    assert_eq!(status, 403, "{body}");
+
+    let mut any = Server::start(&["--allow-origin", "*"]);
+    let mut ws = ws_connect_with(any.http_addr(), &[("origin", "https://anywhere.example")])
+        .await
+        .expect("any origin may connect");
+    assert_eq!(ws_exchange(&mut ws, "anywhere").await, "anywhere");
+    any.wait_for_log("--allow-origin *: any web page may open /ws", 1);
+
+    let refused = serve_expecting_exit(&["--allow-origin", "*", "--auth", "token:/dev/null"]);
+    assert!(!refused.status.success(), "{}", refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("--allow-origin * cannot go with --auth"),
+        "{}",
+        refused.stderr
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -535,13 +572,14 @@ async fn a_unix_socket_upstream_is_relayed_like_a_tcp_one() {
         &[&b"bytes over unix"[..]],
     );
 
-    // A socket nobody listens on is named in the close reason.
+    // A socket nobody listens on is named in the log, not to the visitor.
     let missing = format!("unix:{}", dir.path().join("nobody.sock").display());
-    let lonely = Server::start(&["--upstream", &missing]);
+    let mut lonely = Server::start(&["--upstream", &missing]);
     let mut ws = ws_connect(lonely.http_addr()).await;
     let (code, reason) = ws_close_frame(&mut ws).await;
     assert_eq!(code, 1011, "{reason}");
-    assert!(reason.contains("nobody.sock"), "{reason:?}");
+    assert_eq!(reason, "the timestamp server is unreachable");
+    lonely.wait_for_log("nobody.sock", 1);
 }
 
 /// An upstream that answers like the tutorial's server in raw framing: the

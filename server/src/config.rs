@@ -28,6 +28,11 @@ pub enum ConfigError {
     )]
     SessionStoreNeedsAuth,
     #[error(
+        "--allow-origin * cannot go with --auth: the session cookie would then ride \
+         requests from any page; list the origins that may use the gateway"
+    )]
+    AnyOriginWithAuth,
+    #[error(
         "the gateway reaches its own TCP listener from {0}, which --allow/--deny refuse; \
          allow {0}, or relay elsewhere with --upstream"
     )]
@@ -138,6 +143,9 @@ pub struct Protocol {
     pub limits: Limits,
 }
 
+/// `--allow-origin *`: any page may open `/ws` and use the API.
+pub const ANY_ORIGIN: &str = "*";
+
 /// The web page and WebSocket gateway.
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
@@ -147,6 +155,8 @@ pub struct GatewayConfig {
     /// `--upstream-proxy-protocol`: the --upstream server trusts this host
     /// as a proxy and expects a PROXY header before the browser's bytes.
     pub upstream_proxy_protocol: bool,
+    /// Origins allowed besides the gateway's own: `--allow-origin`, each
+    /// `scheme://host[:port]`, `null` or [`ANY_ORIGIN`].
     pub allowed_origins: Vec<String>,
     /// Host names answered besides the built-in ones: `--allow-host`, and the
     /// names the HTTP listeners were given.
@@ -217,6 +227,12 @@ pub const PROBE_SLOTS: usize = 16;
 pub const SMALL_LISTENER_CONNECTIONS: usize = 1024;
 
 impl GatewayConfig {
+    /// `--allow-origin *`: start-up warns, since any page may then use the
+    /// gateway (never with sign-in: [`ConfigError::AnyOriginWithAuth`]).
+    pub fn allows_any_origin(&self) -> bool {
+        self.allowed_origins.iter().any(|o| o == ANY_ORIGIN)
+    }
+
     /// Connections each HTTP listener serves at once: every WebSocket, and
     /// room for page loads and handshakes beside them.
     pub fn http_connections(&self) -> usize {

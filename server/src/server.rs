@@ -54,6 +54,12 @@ pub enum ServeError {
 
 pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     secret_files::warn_if_exposed(&config);
+    if let Some(gw) = config.gateway.as_ref().filter(|g| g.allows_any_origin()) {
+        warn!(
+            "--allow-origin *: any web page may open /ws on {}; for a test server only",
+            gw.http.given
+        );
+    }
     if let Some((nofile, fitted)) = &config.descriptors {
         if let Some(warning) = &fitted.warning {
             warn!("{warning}");

@@ -10,6 +10,7 @@ use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub use crate::config::Framing;
+use crate::config::ANY_ORIGIN;
 use crate::duration_arg::{parse_duration, parse_positive_duration, parse_whole_seconds};
 use crate::host_port::{HostPort, ServerAddr};
 use timecho_shared::{Precision, TimeFormat};
@@ -51,14 +52,25 @@ pub fn parse_pin(text: &str) -> Result<[u8; 32], String> {
     Ok(pin)
 }
 
-/// `scheme://host[:port]` with nothing after it, as browsers send in `Origin`.
+/// `scheme://host[:port]` with nothing after it, as browsers send in `Origin`
+/// (a trailing `/`, as copied from an address bar, is dropped); `null`, the
+/// origin of a page opened from `file://` or a sandboxed frame; or `*`, any
+/// origin (a test server's setting: refused together with `--auth`).
 fn parse_origin(s: &str) -> Result<String, String> {
+    if s == ANY_ORIGIN || s.eq_ignore_ascii_case("null") {
+        return Ok(s.to_ascii_lowercase());
+    }
+    let s = s.strip_suffix('/').unwrap_or(s);
     let rest = s
         .strip_prefix("http://")
         .or_else(|| s.strip_prefix("https://"));
     match rest {
         Some(r) if !r.is_empty() && !r.contains('/') => Ok(s.to_owned()),
-        _ => Err("an origin looks like https://example.org or http://host:8080".to_owned()),
+        _ => Err(
+            "an origin looks like https://example.org or http://localhost:3000; \
+             `null` is a page opened from a file, `*` any page"
+                .to_owned(),
+        ),
     }
 }
 
@@ -294,8 +306,10 @@ pub struct ServeArgs {
     #[arg(help_heading = "Gateway (web page and /ws)", long, requires = "upstream", env = "TIMECHO_UPSTREAM_PROXY_PROTOCOL", value_parser = BoolishValueParser::new())]
     pub upstream_proxy_protocol: bool,
 
-    /// Also let pages from this origin (e.g. https://example.org) open `/ws`; repeatable.
-    /// Pages served by this gateway, and clients that send no Origin, are always allowed.
+    /// Also let pages from this origin (e.g. https://example.org, http://localhost:3000) open
+    /// `/ws` and the API; repeatable. `null` allows pages opened from a file, `*` any page (for
+    /// a test server; not with --auth). Pages served by this gateway, and clients that send no
+    /// Origin, are always allowed.
     #[arg(
         help_heading = "Gateway (web page and /ws)",
         long = "allow-origin",

@@ -11,7 +11,9 @@ use timecho_shared::{Precision, StampFormat, TimeFormat};
 
 use super::ServeArgs;
 use crate::access::AccessList;
-use crate::config::{ConfigError, GatewayConfig, Limits, ListenAddr, Protocol, ServeConfig};
+use crate::config::{
+    ConfigError, GatewayConfig, Limits, ListenAddr, Protocol, ServeConfig, ANY_ORIGIN,
+};
 use crate::descriptors;
 use crate::host_port::{HostPort, DEFAULT_PORT};
 use crate::proxy_protocol::ProxyPolicy;
@@ -101,6 +103,9 @@ impl ServeArgs {
             .transpose()?;
         if args.session_store.is_some() && args.auth.is_empty() {
             return Err(ConfigError::SessionStoreNeedsAuth);
+        }
+        if !args.auth.is_empty() && args.allow_origin.iter().any(|o| o == ANY_ORIGIN) {
+            return Err(ConfigError::AnyOriginWithAuth);
         }
         let gateway = if args.no_http {
             None
@@ -219,6 +224,25 @@ mod tests {
         assert_eq!(c.tcp[0].addrs, vec!["127.0.0.1:8899".parse().unwrap()]);
         assert_eq!(c.protocol.stamp.format, TimeFormat::Ctime);
         assert_eq!(c.protocol.limits.max_line, 64 * 1024);
+    }
+
+    #[test]
+    fn origins_are_taken_as_web_developers_write_them() {
+        let c = config(&[
+            "--allow-origin",
+            "http://localhost:3000/",
+            "--allow-origin",
+            "null",
+            "--allow-origin",
+            "*",
+        ])
+        .expect("valid origins");
+        let origins = &c.gateway.expect("a gateway").allowed_origins;
+        assert_eq!(origins, &["http://localhost:3000", "null", "*"]);
+        assert!(matches!(
+            config(&["--allow-origin", "*", "--auth", "token:/nonexistent"]),
+            Err(ConfigError::AnyOriginWithAuth)
+        ));
     }
 
     #[test]

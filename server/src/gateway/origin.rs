@@ -5,6 +5,8 @@
 use axum::http::header::{HOST, ORIGIN};
 use axum::http::HeaderMap;
 
+use crate::config::ANY_ORIGIN;
+
 /// `Ok` when the handshake may proceed, else the reason for the 403. The same
 /// origin means the same scheme (`https` when `secure`), host and port.
 pub fn check(headers: &HeaderMap, allowed: &[String], secure: bool) -> Result<(), String> {
@@ -19,7 +21,8 @@ pub fn check(headers: &HeaderMap, allowed: &[String], secure: bool) -> Result<()
     let origin_host = origin.strip_prefix(scheme);
     let same_origin =
         matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h));
-    if same_origin || allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) {
+    let listed = |a: &String| a == ANY_ORIGIN || a.eq_ignore_ascii_case(origin);
+    if same_origin || allowed.iter().any(listed) {
         return Ok(());
     }
     Err(format!(
@@ -58,6 +61,17 @@ mod tests {
         let err = check(&h, &[], false).unwrap_err();
         assert!(err.contains("--allow-origin http://evil.example"), "{err}");
         assert!(check(&h, &["http://evil.example".to_owned()], false).is_ok());
+    }
+
+    #[test]
+    fn a_file_page_is_allowed_as_null_and_any_origin_by_star() {
+        let h = headers(Some("null"), "127.0.0.1:8080");
+        let err = check(&h, &[], false).unwrap_err();
+        assert!(err.contains("--allow-origin null"), "{err}");
+        assert!(check(&h, &["null".to_owned()], false).is_ok());
+        let h = headers(Some("http://localhost:3000"), "127.0.0.1:8080");
+        assert!(check(&h, &["*".to_owned()], false).is_ok());
+        assert!(check(&h, &["null".to_owned()], false).is_err());
     }
 
     #[test]
