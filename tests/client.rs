@@ -284,3 +284,36 @@ fn a_port_alone_listens_on_loopback() {
     assert_eq!(addrs.len(), 2, "{addrs:?}");
     assert!(addrs.iter().all(|a| a.ip().is_loopback()), "{addrs:?}");
 }
+
+#[test]
+fn a_negative_duration_is_refused_in_words_with_status_2() {
+    for args in [
+        &["client", "--timeout", "-1s"][..],
+        &["clock", "--timeout", "-1s"],
+        &["serve", "--idle-timeout", "-1s"],
+    ] {
+        let mut cmd = timecho();
+        cmd.args(args);
+        let exited = run_to_exit(cmd, b"", CLIENT_LIMIT);
+        assert_eq!(exited.status.code(), Some(2), "{args:?}: {exited:?}");
+        assert!(
+            exited.stderr.contains("durations cannot be negative"),
+            "{args:?}: {exited:?}"
+        );
+        assert!(!exited.stderr.contains("-- -1"), "{args:?}: {exited:?}");
+    }
+}
+
+#[test]
+fn a_mistyped_subcommand_gets_a_suggestion() {
+    let mut cmd = timecho();
+    cmd.arg("clinet");
+    let exited = run_to_exit(cmd, b"", CLIENT_LIMIT);
+    assert_eq!(exited.status.code(), Some(2), "{exited:?}");
+    assert!(
+        exited
+            .stderr
+            .contains("similar subcommand exists: 'client'"),
+        "{exited:?}"
+    );
+}

@@ -5,7 +5,12 @@
 use std::time::Duration;
 
 /// Any duration; a bare `0` means none (a timeout that is off, no warm-up).
+/// Duration flags take values that start with `-`, so that `-1s` reaches this
+/// parser and is refused in words, not with clap's tip to write `-- -1`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    if s.starts_with('-') {
+        return Err("durations cannot be negative (examples: 100ms, 30s, 5m, 0)".to_owned());
+    }
     if s == "0" {
         return Ok(Duration::ZERO);
     }
@@ -39,6 +44,8 @@ mod tests {
         assert_eq!(parse_duration("100ms"), Ok(Duration::from_millis(100)));
         assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        let err = parse_duration("-1s").unwrap_err();
+        assert!(err.contains("cannot be negative"), "{err}");
         let err = parse_duration("soon").unwrap_err();
         assert!(err.contains("examples: 100ms"), "{err}");
     }

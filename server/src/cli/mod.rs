@@ -227,47 +227,47 @@ pub struct ServeArgs {
     /// A partial line (no newline yet) left idle this long is answered as a message
     /// (the tutorial's client sends no newline), until the client has ended a line
     /// with a newline: then its lines wait for their newline. 0 turns it off.
-    #[arg(help_heading = "Limits and timeouts", long, value_name = "DURATION", default_value = "100ms", value_parser = parse_duration, env = "TIMECHO_PARTIAL_TIMEOUT")]
+    #[arg(allow_hyphen_values = true, help_heading = "Limits and timeouts", long, value_name = "DURATION", default_value = "100ms", value_parser = parse_duration, env = "TIMECHO_PARTIAL_TIMEOUT")]
     pub partial_timeout: Duration,
 
     /// Close a connection that sends nothing for this long. 0 turns it off.
-    #[arg(help_heading = "Limits and timeouts", long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration, env = "TIMECHO_IDLE_TIMEOUT")]
+    #[arg(allow_hyphen_values = true, help_heading = "Limits and timeouts", long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration, env = "TIMECHO_IDLE_TIMEOUT")]
     pub idle_timeout: Duration,
 
     /// Drop a client that does not read its replies for this long.
-    #[arg(help_heading = "Limits and timeouts", long, value_name = "DURATION", default_value = "30s", value_parser = parse_positive_duration, env = "TIMECHO_STALL_TIMEOUT")]
+    #[arg(allow_hyphen_values = true, help_heading = "Limits and timeouts", long, value_name = "DURATION", default_value = "30s", value_parser = parse_positive_duration, env = "TIMECHO_STALL_TIMEOUT")]
     pub stall_timeout: Duration,
 
     /// On SIGINT/SIGTERM, how long to let connections finish their replies before exiting.
-    #[arg(help_heading = "Limits and timeouts", long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration, env = "TIMECHO_DRAIN_TIMEOUT")]
+    #[arg(allow_hyphen_values = true, help_heading = "Limits and timeouts", long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration, env = "TIMECHO_DRAIN_TIMEOUT")]
     pub drain_timeout: Duration,
 
     /// How long a TLS client may take to complete its handshake (https, --tcp-tls).
-    #[arg(help_heading = "Limits and timeouts", long, value_name = "DURATION", default_value = "10s", value_parser = parse_positive_duration, env = "TIMECHO_HANDSHAKE_TIMEOUT")]
+    #[arg(allow_hyphen_values = true, help_heading = "Limits and timeouts", long, value_name = "DURATION", default_value = "10s", value_parser = parse_positive_duration, env = "TIMECHO_HANDSHAKE_TIMEOUT")]
     pub handshake_timeout: Duration,
 
     /// How long a trusted proxy may take to send its PROXY protocol header.
-    #[arg(help_heading = "Limits and timeouts", long, value_name = "DURATION", default_value = "5s", value_parser = parse_positive_duration, env = "TIMECHO_PROXY_TIMEOUT")]
+    #[arg(allow_hyphen_values = true, help_heading = "Limits and timeouts", long, value_name = "DURATION", default_value = "5s", value_parser = parse_positive_duration, env = "TIMECHO_PROXY_TIMEOUT")]
     pub proxy_timeout: Duration,
 
     /// How long an HTTP client may take to send a request's headers, counted from
     /// the connection (or the previous response): silent and trickling clients are cut off.
-    #[arg(help_heading = "Limits and timeouts", long, value_name = "DURATION", default_value = "10s", value_parser = parse_positive_duration, env = "TIMECHO_HEADER_TIMEOUT")]
+    #[arg(allow_hyphen_values = true, help_heading = "Limits and timeouts", long, value_name = "DURATION", default_value = "10s", value_parser = parse_positive_duration, env = "TIMECHO_HEADER_TIMEOUT")]
     pub header_timeout: Duration,
 
     /// How long an HTTP client may take to send a request's body.
-    #[arg(help_heading = "Limits and timeouts", long, value_name = "DURATION", default_value = "10s", value_parser = parse_positive_duration, env = "TIMECHO_BODY_TIMEOUT")]
+    #[arg(allow_hyphen_values = true, help_heading = "Limits and timeouts", long, value_name = "DURATION", default_value = "10s", value_parser = parse_positive_duration, env = "TIMECHO_BODY_TIMEOUT")]
     pub body_timeout: Duration,
 
     /// After closing a connection, how long to read and discard what the client still
     /// sends, so that our last reply or close frame is not destroyed by a reset; also
     /// how long a closing WebSocket waits for the browser's close frame.
-    #[arg(help_heading = "Limits and timeouts", long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration, env = "TIMECHO_LINGER_TIMEOUT")]
+    #[arg(allow_hyphen_values = true, help_heading = "Limits and timeouts", long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration, env = "TIMECHO_LINGER_TIMEOUT")]
     pub linger_timeout: Duration,
 
     /// How long the gateway waits for the timestamp server (--upstream) to accept a
     /// session's connection; past it the WebSocket closes with 1011.
-    #[arg(help_heading = "Limits and timeouts", long, value_name = "DURATION", default_value = "5s", value_parser = parse_positive_duration, env = "TIMECHO_CONNECT_TIMEOUT")]
+    #[arg(allow_hyphen_values = true, help_heading = "Limits and timeouts", long, value_name = "DURATION", default_value = "5s", value_parser = parse_positive_duration, env = "TIMECHO_CONNECT_TIMEOUT")]
     pub connect_timeout: Duration,
 
     /// HTTP address for the web page and its WebSocket gateway (`/ws`); a name is
@@ -345,12 +345,12 @@ pub struct ServeArgs {
     pub max_websockets_per_user: Option<usize>,
 
     /// Ping each WebSocket this often; a peer silent for two intervals is dropped.
-    #[arg(help_heading = "Gateway (web page and /ws)", long, value_name = "DURATION", default_value = "30s", value_parser = parse_positive_duration, env = "TIMECHO_WS_PING")]
+    #[arg(allow_hyphen_values = true, help_heading = "Gateway (web page and /ws)", long, value_name = "DURATION", default_value = "30s", value_parser = parse_positive_duration, env = "TIMECHO_WS_PING")]
     pub ws_ping: Duration,
 
     /// On shutdown, WebSockets close with 1012 (restart) naming this window, and
     /// clients come back at a random moment within it instead of all at once.
-    #[arg(help_heading = "Gateway (web page and /ws)", long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration, env = "TIMECHO_RECONNECT_WINDOW")]
+    #[arg(allow_hyphen_values = true, help_heading = "Gateway (web page and /ws)", long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration, env = "TIMECHO_RECONNECT_WINDOW")]
     pub reconnect_window: Duration,
 
     /// Also serve /metrics, /healthz and /readyz on this address (they are always on --http);
@@ -360,7 +360,7 @@ pub struct ServeArgs {
 
     /// On SIGTERM, report not ready on /readyz for this long before closing the
     /// listeners, so a load balancer stops sending new clients first.
-    #[arg(help_heading = "Operations", long, value_name = "DURATION", default_value = "0", value_parser = parse_duration, env = "TIMECHO_SHUTDOWN_DELAY")]
+    #[arg(allow_hyphen_values = true, help_heading = "Operations", long, value_name = "DURATION", default_value = "0", value_parser = parse_duration, env = "TIMECHO_SHUTDOWN_DELAY")]
     pub shutdown_delay: Duration,
 
     /// Expect a PROXY protocol (v1 or v2) header on TCP connections from
@@ -472,7 +472,7 @@ pub struct ServeArgs {
     /// before, and a page closed for longer asks again. Without --session-store,
     /// other instances refuse a signed-out session only when its tokens expire,
     /// and keep renewing a copy of the cookie (see the README).
-    #[arg(help_heading = "Sign-in", long, value_name = "DURATION", default_value = "10m", value_parser = parse_whole_seconds, env = "TIMECHO_TOKEN_LIFETIME")]
+    #[arg(allow_hyphen_values = true, help_heading = "Sign-in", long, value_name = "DURATION", default_value = "10m", value_parser = parse_whole_seconds, env = "TIMECHO_TOKEN_LIFETIME")]
     pub token_lifetime: Duration,
 
     /// Share sign-outs between instances through this Redis-compatible server
@@ -542,7 +542,7 @@ pub struct ClientArgs {
     pub server: ServerTarget,
 
     /// Give up on a reply after this long.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    #[arg(allow_hyphen_values = true, long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
 }
 
@@ -558,7 +558,7 @@ pub struct ClockArgs {
     pub samples: u32,
 
     /// Exit with status 1 when the clocks are further apart than this (e.g. 500ms).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(allow_hyphen_values = true, long, value_name = "DURATION", value_parser = parse_duration)]
     pub max_offset: Option<Duration>,
 
     /// The server writes ctime stamps in UTC (`serve --utc`). A ctime stamp does
@@ -571,7 +571,7 @@ pub struct ClockArgs {
     pub json: bool,
 
     /// Give up on a reply after this long (over UDP: skip that probe).
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_positive_duration)]
+    #[arg(allow_hyphen_values = true, long, value_name = "DURATION", default_value = "5s", value_parser = parse_positive_duration)]
     pub timeout: Duration,
 }
 
