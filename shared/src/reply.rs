@@ -32,16 +32,21 @@ pub fn write_raw(out: &mut Vec<u8>, stamp: &str, data: &[u8]) {
 /// so a sub-second `--idle-timeout` is not reported as `0s`. The gateway reads
 /// it back with [`is_idle_notice`] to close the WebSocket as routine.
 pub fn write_idle_notice(out: &mut Vec<u8>, idle: core::time::Duration) {
-    let amount = if idle.subsec_nanos() == 0 {
-        format!("{}s", idle.as_secs())
+    use std::io::Write;
+    // Writing into a Vec cannot fail.
+    let _ = if idle.subsec_nanos() == 0 {
+        writeln!(
+            out,
+            "{ERROR_PREFIX}{IDLE_NOTICE_START}{}s{IDLE_NOTICE_END}",
+            idle.as_secs()
+        )
     } else {
-        format!("{}ms", idle.as_millis().max(1))
+        let ms = idle.as_millis().max(1);
+        writeln!(
+            out,
+            "{ERROR_PREFIX}{IDLE_NOTICE_START}{ms}ms{IDLE_NOTICE_END}"
+        )
     };
-    out.extend_from_slice(ERROR_PREFIX.as_bytes());
-    out.extend_from_slice(IDLE_NOTICE_START.as_bytes());
-    out.extend_from_slice(amount.as_bytes());
-    out.extend_from_slice(IDLE_NOTICE_END.as_bytes());
-    out.push(b'\n');
 }
 
 const IDLE_NOTICE_START: &str = "idle for ";
