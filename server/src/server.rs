@@ -75,6 +75,9 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     let bound = Bound::bind(&config).await?;
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
+    // The accept loops, stopped and awaited before anything drains.
+    let closing = CancellationToken::new();
+    let listeners = TaskTracker::new();
     let protocol = Arc::new(config.protocol.clone());
     let limits = &protocol.limits;
     let shared_limits = Arc::new(limits.clone());
@@ -89,7 +92,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         access: access.clone(),
         metrics: metrics.clone(),
         limits: shared_limits.clone(),
-        shutdown: shutdown.clone(),
+        closing: closing.clone(),
         tracker: tracker.clone(),
     };
     let busy_line = format!(
@@ -190,7 +193,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         // The gateway's sessions arrive on its own listener from one address.
         let uncapped = upstream.as_ref().and_then(|u| u.uncapped);
         let (door, service) = line_door(&format!("tcp {addr}"), None, proxy.clone(), uncapped);
-        tracker.spawn(admission::run(l, door, shared.clone(), service, ()));
+        listeners.spawn(admission::run(l, door, shared.clone(), service, ()));
     }
     for (l, addr) in bound.tcp_tls {
         let Some(tls) = &tls else { break };
@@ -200,11 +203,11 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
             proxy.clone(),
             None,
         );
-        tracker.spawn(admission::run(l, door, shared.clone(), service, ()));
+        listeners.spawn(admission::run(l, door, shared.clone(), service, ()));
     }
     for (l, file, path) in bound.unix {
         let (door, service) = line_door(&format!("unix {}", path.display()), None, None, None);
-        tracker.spawn(admission::run(l, door, shared.clone(), service, file));
+        listeners.spawn(admission::run(l, door, shared.clone(), service, file));
     }
     let udp_budget = Arc::new(udp::SharedBudget::default());
     for (s, addr) in bound.udp {
@@ -253,7 +256,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
                 app.clone(),
                 Some(gateway::ops_router(ops.clone())),
             );
-            tracker.spawn(admission::run(l, door, shared.clone(), service, ()));
+            listeners.spawn(admission::run(l, door, shared.clone(), service, ()));
         }
         // With port 0 each address of an --http name has its own port; redirects go to the first.
         let https_port = http_addrs.first().map_or(0, |addr| addr.port());
@@ -267,7 +270,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
                 app,
                 None,
             );
-            tracker.spawn(admission::run(r, door, shared.clone(), service, ()));
+            listeners.spawn(admission::run(r, door, shared.clone(), service, ()));
         }
     }
     for (l, addr) in bound.metrics {
@@ -280,7 +283,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
             app,
             None,
         );
-        tracker.spawn(admission::run(l, door, shared.clone(), service, ()));
+        listeners.spawn(admission::run(l, door, shared.clone(), service, ()));
     }
     tracker.spawn(reload::on_hangup(
         signals.hangup,
@@ -289,6 +292,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     ));
     tracker.spawn(heap_trim::run(shutdown.clone()));
     tracker.close();
+    listeners.close();
     println!("{banner}");
 
     signals.stop.first().await;
@@ -303,6 +307,10 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     let drain = limits.drain_timeout;
     let deadline = Instant::now() + drain;
     info!("shutting down: answering what was received, waiting up to {drain:?}");
+    closing.cancel();
+    // Every listening socket is closed before any connection hears of the
+    // drain, so a client that saw its connection end is refused if it comes back.
+    let _ = tokio::time::timeout_at(deadline, listeners.wait()).await;
     shutdown.cancel();
     if tokio::time::timeout_at(deadline, tracker.wait())
         .await

@@ -151,11 +151,16 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// The deadlines: stall (every write), TLS handshake, PROXY header, linger.
     pub limits: Arc<Limits>,
-    pub shutdown: CancellationToken,
+    /// Stops the accept loops. It fires before connections are told to
+    /// drain, and the server waits for every listener to close in between, so
+    /// a client that sees its connection drain can no longer be accepted: the
+    /// next one is refused by the kernel instead of accepted and dropped.
+    pub closing: CancellationToken,
+    /// Where admitted connections run (the accept loops run elsewhere).
     pub tracker: TaskTracker,
 }
 
-/// Accepts clients until shutdown and hands each admitted one to `handler` in a
+/// Accepts clients until `shared.closing` and hands each admitted one to `handler` in a
 /// tracked task. `keep` lives as long as the listener (a unix socket file's
 /// remover); the listening socket closes as soon as the loop ends, while
 /// connections drain.
@@ -179,7 +184,8 @@ where
     let mut backoff = Duration::from_millis(10);
     loop {
         let accepted = tokio::select! {
-            _ = shared.shutdown.cancelled() => break,
+            biased;
+            _ = shared.closing.cancelled() => break,
             accepted = listener.accept_client() => accepted,
         };
         let (socket, peer) = match accepted {
@@ -189,7 +195,7 @@ where
                 // descriptors to be freed instead of spinning or exiting.
                 warn!(listener = %door.name, error = %e, "accept failed; retrying in {backoff:?}");
                 tokio::select! {
-                    _ = shared.shutdown.cancelled() => break,
+                    _ = shared.closing.cancelled() => break,
                     _ = tokio::time::sleep(backoff) => {}
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(1));
