@@ -103,6 +103,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Err(e) => tracing::warn!("cannot raise the file descriptor limit: {e}"),
     }
     let config = args.config()?;
+    heap_trim::configure();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(server::run(config))?;
     Ok(ExitCode::SUCCESS)
