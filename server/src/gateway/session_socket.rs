@@ -8,6 +8,13 @@
 //! in the same state as a new one, so at rest the relay builds a new one over
 //! the same byte stream, and the old buffers go with the old one.
 //!
+//! Even a new layer allocates its whole read buffer at once (4 KiB, a third
+//! of what an idle bridged session holds), and reads at most that much per
+//! call. So the layer built at rest gets a read buffer of [`RESTING_READ`]
+//! bytes, and the first time a read finds nothing more after the session woke
+//! up (again a moment with nothing half-read), it is swapped for one with the
+//! full buffer: one small read per wake-up, full-size reads while busy.
+//!
 //! The two pumps run in one task and are never polled at once; each poll
 //! takes the lock for as long as the protocol layer's own poll lasts, so it
 //! is never contended (futures' `split` takes a lock per poll as well).
@@ -24,36 +31,69 @@ use tungstenite::{Error, Message};
 
 use super::ws_handshake::Socket;
 
+/// The read buffer of a protocol layer built at rest: enough for a frame
+/// header and a short line, read before the full buffer is back.
+const RESTING_READ: usize = 256;
+
 pub struct SessionSocket {
-    /// `None` only for the moment of a renewal, under the lock.
-    ws: Mutex<Option<Socket>>,
+    ws: Mutex<Layer>,
     config: WebSocketConfig,
+    resting: WebSocketConfig,
+}
+
+struct Layer {
+    /// `None` only for the moment of a renewal, under the lock.
+    socket: Option<Socket>,
+    /// Built at rest, with the small read buffer.
+    resting: bool,
+    /// A message has come since that layer was built.
+    woke: bool,
 }
 
 impl SessionSocket {
     pub fn new(ws: Socket) -> Self {
         let config = *ws.get_config();
         Self {
-            ws: Mutex::new(Some(ws)),
+            ws: Mutex::new(Layer {
+                socket: Some(ws),
+                resting: false,
+                woke: false,
+            }),
             config,
+            resting: config.read_buffer_size(RESTING_READ),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Option<Socket>> {
+    fn lock(&self) -> MutexGuard<'_, Layer> {
         self.ws.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn with<R>(&self, f: impl FnOnce(Pin<&mut Socket>) -> R) -> R {
-        let mut ws = self.lock();
+        let mut layer = self.lock();
         f(Pin::new(
-            ws.as_mut()
+            layer
+                .socket
+                .as_mut()
                 .expect("the socket is back before the lock is released"),
         ))
     }
 
     /// The next message from the browser; `None` once the stream has ended.
     pub async fn next(&self) -> Option<Result<Message, Error>> {
-        poll_fn(|cx| self.with(|ws| ws.poll_next(cx))).await
+        poll_fn(|cx| {
+            let mut layer = self.lock();
+            let polled = poll_next(&mut layer, cx);
+            if layer.resting {
+                // Something came, then nothing more: the layer built at rest
+                // is done with its small reads, and nothing is half-read.
+                if polled.is_pending() && layer.woke && self.swap(&mut layer, cx, false) {
+                    return poll_next(&mut layer, cx);
+                }
+                layer.woke |= polled.is_ready();
+            }
+            polled
+        })
+        .await
     }
 
     /// Queues `message`, writing only once the protocol layer's buffer fills.
@@ -89,8 +129,15 @@ impl SessionSocket {
     }
 
     fn renew(&self, cx: &mut Context<'_>) -> bool {
-        let mut guard = self.lock();
-        let Some(ws) = guard.as_mut() else {
+        let mut layer = self.lock();
+        self.swap(&mut layer, cx, true)
+    }
+
+    /// Builds a new protocol layer over the same stream (with the resting or
+    /// the full read buffer), if nothing is half-read or unsent. Only where a
+    /// read has just found nothing: what the old layer read ahead would be lost.
+    fn swap(&self, layer: &mut Layer, cx: &mut Context<'_>, resting: bool) -> bool {
+        let Some(ws) = layer.socket.as_mut() else {
             return false;
         };
         if !ws.get_ref().at_rest() {
@@ -99,14 +146,27 @@ impl SessionSocket {
         if !matches!(Pin::new(&mut *ws).poll_flush(cx), Poll::Ready(Ok(()))) {
             return false;
         }
-        let Some(old) = guard.take() else {
+        let Some(old) = layer.socket.take() else {
             return false;
         };
-        let fresh =
-            WebSocketStream::from_raw_socket(old.into_inner(), Role::Server, Some(self.config))
-                .now_or_never()
-                .expect("a socket without a handshake is ready at once");
-        *guard = Some(fresh);
+        let config = if resting { self.resting } else { self.config };
+        let fresh = WebSocketStream::from_raw_socket(old.into_inner(), Role::Server, Some(config))
+            .now_or_never()
+            .expect("a socket without a handshake is ready at once");
+        layer.socket = Some(fresh);
+        layer.resting = resting;
+        layer.woke = false;
+        tracing::trace!(resting, "protocol layer renewed");
         true
     }
+}
+
+fn poll_next(layer: &mut Layer, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
+    Pin::new(
+        layer
+            .socket
+            .as_mut()
+            .expect("the socket is back before the lock is released"),
+    )
+    .poll_next(cx)
 }
