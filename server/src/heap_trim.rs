@@ -56,13 +56,8 @@ pub fn released(bytes: usize) {
 
 /// Blocks of this size and larger get their own mapping: one page, the
 /// size of a connection's read buffer.
-const OWN_MAPPING_FROM: usize = 4096;
-
-/// Makes large blocks independent of the heap (see the module's comment).
-/// Called once at start-up, before the runtime's threads exist.
-pub fn configure() {
-    own_mapping_from(OWN_MAPPING_FROM);
-}
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const OWN_MAPPING_FROM: libc::c_int = 4096;
 
 /// Trims the heap whenever enough has been released, until shutdown.
 pub async fn run(shutdown: CancellationToken) {
@@ -95,15 +90,16 @@ fn trim() {
     }
 }
 
+/// Makes large blocks independent of the heap (see the module's comment).
+/// Called once at start-up, before the runtime's threads exist.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn own_mapping_from(bytes: usize) {
-    let bytes = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+pub fn configure() {
     // SAFETY: mallopt only changes a tuning value of glibc's allocator
     // (when it maps a block instead of carving it from a heap); it takes the
     // main arena's lock and touches no memory of ours. If the kernel refuses
     // a mapping (vm.max_map_count), glibc falls back to the heap.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, bytes);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, OWN_MAPPING_FROM);
     }
 }
 
@@ -112,4 +108,4 @@ fn own_mapping_from(bytes: usize) {
 fn trim() {}
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn own_mapping_from(_bytes: usize) {}
+pub fn configure() {}

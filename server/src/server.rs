@@ -385,6 +385,7 @@ mod tests {
     use std::time::Duration;
 
     use clap::Parser;
+    use tokio::sync::oneshot;
     use tungstenite::Message;
 
     use super::*;
@@ -406,12 +407,12 @@ mod tests {
 
     /// A browser on its own thread (so that what it allocates is not counted):
     /// opens `/ws`, sends `message`, reads the reply, says so, and stays
-    /// connected and quiet until told to go.
+    /// connected and quiet until `leave` is dropped.
     fn browser(
         addr: std::net::SocketAddr,
         message: String,
-    ) -> (mpsc::Receiver<String>, mpsc::Sender<()>) {
-        let (replied, reply) = mpsc::channel();
+    ) -> (oneshot::Receiver<String>, mpsc::Sender<()>) {
+        let (replied, reply) = oneshot::channel();
         let (go, leave) = mpsc::channel::<()>();
         std::thread::spawn(move || {
             let tcp = TcpStream::connect(addr).unwrap();
@@ -423,7 +424,7 @@ mod tests {
                     _ => continue,
                 }
             };
-            replied.send(got).unwrap();
+            let _ = replied.send(got);
             let _ = leave.recv();
             let _ = ws.close(None);
             let mut rest = Vec::new();
@@ -431,20 +432,6 @@ mod tests {
             let _ = ws.get_mut().flush();
         });
         (reply, go)
-    }
-
-    /// Waits (without blocking the runtime) for a message from a browser thread.
-    async fn wait_for<T>(from: &mpsc::Receiver<T>) -> T {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match from.try_recv() {
-                Ok(v) => return v,
-                Err(mpsc::TryRecvError::Empty) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(5)).await
-                }
-                Err(e) => panic!("the browser thread: {e}"),
-            }
-        }
     }
 
     /// Bytes held by one session once it has rested, after `message`.
@@ -456,24 +443,27 @@ mod tests {
     ) -> (i64, i64, mpsc::Sender<()>) {
         let before = alloc_count::live_bytes();
         let (reply, go) = browser(addr, message);
-        let got = wait_for(&reply).await;
+        let got = tokio::time::timeout(Duration::from_secs(10), reply)
+            .await
+            .expect("a reply within 10 s")
+            .expect("the browser thread replied");
         assert!(got.starts_with('['), "a stamped reply: {:.80}", got);
         let busy = alloc_count::live_bytes() - before;
-        // At rest after REST_AFTER (500 ms): the buffers are given back; wait
-        // for that, up to a deadline, rather than for a fixed time.
-        let deadline = Instant::now() + Duration::from_secs(5);
+        // Both sides rest REST_AFTER after their last byte and give their
+        // buffers back: done once that has passed twice over and the count
+        // holds still.
+        let replied = Instant::now();
+        let deadline = replied + Duration::from_secs(5);
         let mut idle = busy;
-        while Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            idle = alloc_count::live_bytes() - before;
-            if idle <= IDLE_SESSION_BYTES / 2 {
-                break;
+        loop {
+            tokio::time::sleep(crate::connection::REST_AFTER / 4).await;
+            let now = alloc_count::live_bytes() - before;
+            let rested = replied.elapsed() >= crate::connection::REST_AFTER * 2;
+            if (rested && now == idle) || Instant::now() > deadline {
+                break (busy, now, go);
             }
+            idle = now;
         }
-        // Quiet longer than the rest, so that every part has had its chance.
-        tokio::time::sleep(crate::connection::REST_AFTER * 2).await;
-        idle = idle.min(alloc_count::live_bytes() - before);
-        (busy, idle, go)
     }
 
     #[test]

@@ -33,20 +33,16 @@ pub fn write_raw(out: &mut Vec<u8>, stamp: &str, data: &[u8]) {
 /// it back with [`is_idle_notice`] to close the WebSocket as routine.
 pub fn write_idle_notice(out: &mut Vec<u8>, idle: core::time::Duration) {
     use std::io::Write;
-    // Writing into a Vec cannot fail.
-    let _ = if idle.subsec_nanos() == 0 {
-        writeln!(
-            out,
-            "{ERROR_PREFIX}{IDLE_NOTICE_START}{}s{IDLE_NOTICE_END}",
-            idle.as_secs()
-        )
+    let (amount, unit) = if idle.subsec_nanos() == 0 {
+        (u128::from(idle.as_secs()), "s")
     } else {
-        let ms = idle.as_millis().max(1);
-        writeln!(
-            out,
-            "{ERROR_PREFIX}{IDLE_NOTICE_START}{ms}ms{IDLE_NOTICE_END}"
-        )
+        (idle.as_millis().max(1), "ms")
     };
+    // Writing into a Vec cannot fail.
+    let _ = writeln!(
+        out,
+        "{ERROR_PREFIX}{IDLE_NOTICE_START}{amount}{unit}{IDLE_NOTICE_END}"
+    );
 }
 
 const IDLE_NOTICE_START: &str = "idle for ";

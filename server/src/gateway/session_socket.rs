@@ -69,25 +69,19 @@ impl SessionSocket {
     }
 
     fn with<R>(&self, f: impl FnOnce(Pin<&mut Socket>) -> R) -> R {
-        let mut layer = self.lock();
-        f(Pin::new(
-            layer
-                .socket
-                .as_mut()
-                .expect("the socket is back before the lock is released"),
-        ))
+        f(self.lock().socket())
     }
 
     /// The next message from the browser; `None` once the stream has ended.
     pub async fn next(&self) -> Option<Result<Message, Error>> {
         poll_fn(|cx| {
             let mut layer = self.lock();
-            let polled = poll_next(&mut layer, cx);
+            let polled = layer.socket().poll_next(cx);
             if layer.resting {
                 // Something came, then nothing more: the layer built at rest
                 // is done with its small reads, and nothing is half-read.
                 if polled.is_pending() && layer.woke && self.swap(&mut layer, cx, false) {
-                    return poll_next(&mut layer, cx);
+                    return layer.socket().poll_next(cx);
                 }
                 layer.woke |= polled.is_ready();
             }
@@ -161,12 +155,12 @@ impl SessionSocket {
     }
 }
 
-fn poll_next(layer: &mut Layer, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
-    Pin::new(
-        layer
-            .socket
-            .as_mut()
-            .expect("the socket is back before the lock is released"),
-    )
-    .poll_next(cx)
+impl Layer {
+    fn socket(&mut self) -> Pin<&mut Socket> {
+        Pin::new(
+            self.socket
+                .as_mut()
+                .expect("the socket is back before the lock is released"),
+        )
+    }
 }
