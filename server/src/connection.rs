@@ -195,6 +195,11 @@ impl<'p, S: AsyncRead + AsyncWrite + Unpin + WaitReadable> Connection<'p, S> {
                     ready = self.stream.wait_readable() => {
                         ready?;
                         self.inbuf.resize(READ_CHUNK, 0);
+                        // The replies get a page-sized buffer at once rather than
+                        // doubling up from a few bytes: blocks that size are mapped
+                        // on their own (heap_trim::configure), so the small steps
+                        // would be the only heap blocks a burst leaves holes with.
+                        self.out.reserve(READ_CHUNK);
                         // The timer may be set for the idle deadline only.
                         armed = false;
                         continue;
