@@ -21,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::WebSocketStream;
+use tokio_util::task::TaskTracker;
 use tracing::debug;
 use tungstenite::handshake::derive_accept_key;
 use tungstenite::protocol::{Role, WebSocketConfig};
@@ -144,9 +145,11 @@ impl WsRequest {
     }
 
     /// Answers 101 and runs `session` on the upgraded socket once hyper hands
-    /// it over.
+    /// it over, as a task of `tracker`: a drain waits for the upgrade too, and
+    /// for a refusal's close frame.
     pub fn accept<F, Fut>(
         self,
+        tracker: &TaskTracker,
         protocol: Option<&'static str>,
         config: WebSocketConfig,
         session: F,
@@ -157,7 +160,7 @@ impl WsRequest {
     {
         let accept = derive_accept_key(self.key.as_bytes());
         let on_upgrade = self.on_upgrade;
-        tokio::spawn(async move {
+        tracker.spawn(async move {
             let upgraded = match on_upgrade.await {
                 Ok(upgraded) => upgraded,
                 Err(e) => {

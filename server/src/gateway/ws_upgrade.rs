@@ -91,9 +91,14 @@ pub async fn upgrade(
                     let config = WebSocketConfig::default()
                         .read_buffer_size(WS_READ_BUFFER)
                         .write_buffer_size(WS_WRITE_BUFFER);
-                    return ws.accept(protocol, config, move |mut socket, _| async move {
-                        let _ = socket.send(close(code, denied.reason().to_owned())).await;
-                    });
+                    return ws.accept(
+                        &gateway.tracker,
+                        protocol,
+                        config,
+                        move |mut socket, _| async move {
+                            let _ = socket.send(close(code, denied.reason().to_owned())).await;
+                        },
+                    );
                 }
                 return api::denied_to_script(denied);
             }
@@ -111,7 +116,6 @@ pub async fn upgrade(
     // session can refuse it with 1009 and a clean close; only far bigger frames
     // are cut off mid-read by the protocol layer itself.
     let hard_limit = gateway.max_frame.saturating_mul(2).max(16 * 1024);
-    let tracker = gateway.tracker.clone();
     // The protocol layer's default buffers are 128 KiB each, allocated and
     // touched per session; ours are sized for lines.
     let config = WebSocketConfig::default()
@@ -119,7 +123,8 @@ pub async fn upgrade(
         .max_frame_size(Some(hard_limit))
         .read_buffer_size(WS_READ_BUFFER)
         .write_buffer_size(WS_WRITE_BUFFER);
-    ws.accept(protocol, config, move |socket, gate| {
+    let tracker = gateway.tracker.clone();
+    ws.accept(&tracker, protocol, config, move |socket, gate| {
         let span = info_span!("ws", %browser);
         let pair = Pair {
             browser,
@@ -128,6 +133,6 @@ pub async fn upgrade(
             gate,
         };
         let session = relay::session(socket, gateway, pair, permit, user_slot);
-        tracker.track_future(session.instrument(span))
+        session.instrument(span)
     })
 }
