@@ -121,9 +121,11 @@ pub fn App() -> Html {
                 <StatusBar connection={chat.connection.clone()} queued={chat.queued_count()}
                     on_retry={retry_now} />
             </header>
-            <ClockPanel panel={chat.clock.clone()} stamp={chat.settings.stamp.clone()} />
+            <ClockPanel panel={chat.clock.clone()} stamp={chat.settings.stamp.clone()}
+                connected={chat.connection.is_connected()} />
             <Transcript entries={chat.entries.clone()} />
-            <Composer {on_send} connected={chat.connection.is_connected()} />
+            <Composer {on_send} connected={chat.connection.is_connected()}
+                max_bytes={chat.settings.max_message_bytes} />
         </div>
     }
 }

@@ -13,8 +13,8 @@ use timecho_shared::api::ServerConfig;
 use yew::Reducible;
 
 pub use access::{session_checked, signed_in, signed_out, Access, ApiReply, SessionAnswer};
-pub use clock::{measurable, sparkline_points, wall_clock_text, ClockPanel};
-pub use close::{describe_close, needs_sign_in, ABNORMAL_CLOSURE};
+pub use clock::{measurable, sparkline_points, sparkline_scale, wall_clock_text, ClockPanel};
+pub use close::{describe_close, needs_sign_in, waits_for_use, ABNORMAL_CLOSURE};
 pub use entry::{ClockTime, Delivery, Entry, EntryKind, Outgoing};
 pub use settings::{Settings, StampSettings};
 
@@ -36,6 +36,10 @@ pub enum Connection {
         last_error: Option<String>,
     },
     Connected,
+    /// The server closed a quiet session (its idle timeout): nothing is
+    /// wrong, and the page connects again when it has something to send or
+    /// is looked at again.
+    Idle,
     /// The socket closed; the next attempt is `retry_in_ms` away, or none
     /// comes (the gateway wants a sign-in first).
     Disconnected {
@@ -51,6 +55,7 @@ impl Connection {
         match self {
             Connection::Connecting { .. } => "connecting",
             Connection::Connected => "connected",
+            Connection::Idle => "idle",
             Connection::Disconnected { .. } => "disconnected",
         }
     }
@@ -162,7 +167,7 @@ impl Chat {
                 let last_error = match &self.connection {
                     Connection::Disconnected { reason, .. } => Some(reason.clone()),
                     Connection::Connecting { last_error, .. } => last_error.clone(),
-                    Connection::Connected => None,
+                    Connection::Connected | Connection::Idle => None,
                 };
                 self.connection = Connection::Connecting {
                     attempt,
@@ -350,10 +355,14 @@ impl Chat {
                 });
             }
         }
-        self.connection = Connection::Disconnected {
-            reason,
-            code,
-            retry_in_ms,
+        self.connection = if close::waits_for_use(code) {
+            Connection::Idle
+        } else {
+            Connection::Disconnected {
+                reason,
+                code,
+                retry_in_ms,
+            }
         };
     }
 
@@ -893,6 +902,62 @@ mod tests {
             closed(close_code::TOKEN_EXPIRED, "sign-in token expired"),
         ]);
         assert_eq!(kinds(&chat), []);
+    }
+
+    #[test]
+    fn an_idle_close_is_quiet_and_the_next_message_waits_for_the_socket() {
+        let chat = after([
+            Action::Opened,
+            submit("a"),
+            Action::Delivered { through: 1, at: 0 },
+            echo("a"),
+            Action::Closed {
+                code: close_code::IDLE,
+                reason: "idle for 5m; closing".into(),
+                retry_in_ms: None,
+            },
+        ]);
+        assert_eq!(chat.connection, Connection::Idle);
+        assert_eq!(chat.connection.state_name(), "idle");
+        let mut chat = chat;
+        for a in [
+            submit("b"),
+            Action::Connecting { attempt: 0 },
+            Action::Opened,
+            Action::Delivered { through: 3, at: 0 },
+            echo("b"),
+        ] {
+            chat.apply(a);
+        }
+        // No "Disconnected", no "Reconnected.": the sent messages and their replies only.
+        let kinds = kinds(&chat);
+        assert_eq!(kinds.len(), 4, "{kinds:?}");
+        assert!(kinds
+            .iter()
+            .all(|k| matches!(k, EntryKind::Sent(_) | EntryKind::Reply { .. })));
+        assert_eq!(
+            deliveries(&chat),
+            [
+                ("a".into(), Delivery::Echoed),
+                ("b".into(), Delivery::Echoed)
+            ]
+        );
+    }
+
+    #[test]
+    fn reconnecting_after_an_idle_close_shows_no_old_error() {
+        let chat = after([
+            Action::Opened,
+            closed(close_code::IDLE, "idle for 300s; closing"),
+            Action::Connecting { attempt: 0 },
+        ]);
+        assert_eq!(
+            chat.connection,
+            Connection::Connecting {
+                attempt: 0,
+                last_error: None
+            }
+        );
     }
 
     #[test]

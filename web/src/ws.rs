@@ -1,7 +1,8 @@
 //! The socket to the gateway's `/ws` relay, as a hook: it connects, reconnects
 //! with backoff, turns socket events into `Action`s, delivers the outbox, and
 //! sends the clock probes when the panel's model says one is due (and the page
-//! is visible).
+//! is visible). After an idle close it waits for a reason to connect: a
+//! message to send, or the page being looked at again.
 //!
 //! Yew may render (and run effects) inside a `dispatch`, so no `RefCell` borrow
 //! is ever held across one.
@@ -16,7 +17,7 @@ use wasm_bindgen::prelude::*;
 use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 use yew::prelude::*;
 
-use crate::state::{needs_sign_in, Action, Chat, ABNORMAL_CLOSURE};
+use crate::state::{needs_sign_in, waits_for_use, Action, Chat, ABNORMAL_CLOSURE};
 use crate::{js_reason, now_nanos};
 
 /// The relay's address for a page loaded with this protocol from this host:
@@ -45,6 +46,33 @@ pub fn use_relay(chat: &UseReducerHandle<Chat>) -> Callback<()> {
         use_memo((), move |_| Relay::new(page_relay_url(), dispatch))
     };
     {
+        // The clock probes need the socket: a page looked at again after an
+        // idle close connects.
+        let relay = relay.clone();
+        use_effect_with((), move |_| {
+            let listener = Closure::<dyn FnMut()>::new(move || {
+                if page_visible() {
+                    relay.wake();
+                }
+            });
+            let document = web_sys::window().and_then(|w| w.document());
+            if let Some(d) = &document {
+                let _ = d.add_event_listener_with_callback(
+                    "visibilitychange",
+                    listener.as_ref().unchecked_ref(),
+                );
+            }
+            move || {
+                if let Some(d) = &document {
+                    let _ = d.remove_event_listener_with_callback(
+                        "visibilitychange",
+                        listener.as_ref().unchecked_ref(),
+                    );
+                }
+            }
+        });
+    }
+    {
         let relay = relay.clone();
         use_effect_with(chat.access.may_connect(), move |may_connect| {
             if *may_connect {
@@ -65,6 +93,8 @@ pub fn use_relay(chat: &UseReducerHandle<Chat>) -> Callback<()> {
         use_effect_with((connected, outbox), move |(connected, outbox)| {
             if *connected {
                 relay.deliver(outbox);
+            } else if !outbox.is_empty() {
+                relay.wake();
             }
         });
     }
@@ -111,6 +141,9 @@ struct Inner {
     backoff: Backoff,
     next_session_id: u64,
     stopped: bool,
+    /// The last session ended for being idle: no retry is scheduled, the
+    /// next connect waits for `wake`.
+    idle: bool,
 }
 
 /// One socket, and the handlers that must live exactly as long as it does.
@@ -151,6 +184,7 @@ impl Relay {
             }
             inner.retry = None;
             inner.retired = None;
+            inner.idle = false;
             if let Some(old) = inner.session.take() {
                 old.detach();
                 let _ = old.socket.close();
@@ -230,6 +264,15 @@ impl Relay {
         self.dispatch.dispatch(Action::ProbeSent { at });
     }
 
+    /// Connects if the last session ended idle: there is something to send,
+    /// or someone to show the clock to.
+    fn wake(self: &Rc<Self>) {
+        let idle = self.inner.borrow().idle;
+        if idle {
+            self.connect();
+        }
+    }
+
     fn retry_now(self: &Rc<Self>) {
         let waiting = self.inner.borrow().retry.is_some();
         if waiting {
@@ -261,8 +304,10 @@ impl Relay {
     }
 
     fn received(&self, id: u64, event: MessageEvent) {
-        // Read first: a time too late only widens the clock's bound.
-        let at = now_nanos();
+        // When the frame arrived, not when this handler got to run: in a
+        // burst, handlers wait behind the rendering of the replies before
+        // them. A time too late only widens the clock's bound.
+        let at = arrival_nanos(&event);
         {
             let mut inner = self.inner.borrow_mut();
             match inner.session.as_mut() {
@@ -310,6 +355,10 @@ impl Relay {
             };
             if needs_sign_in(code) {
                 None
+            } else if waits_for_use(code) {
+                inner.backoff.reset();
+                inner.idle = true;
+                None
             } else {
                 // Full jitter: thousands of pages that lost the same gateway
                 // come back spread out, not in the same millisecond.
@@ -332,6 +381,19 @@ impl Relay {
             reason,
             retry_in_ms,
         });
+    }
+}
+
+/// The event's `timeStamp` (ms since the page's time origin) as
+/// [`now_nanos`] counts, or now when the browser gives none.
+fn arrival_nanos(event: &MessageEvent) -> i64 {
+    let stamp = event.time_stamp();
+    let origin = web_sys::window()
+        .and_then(|w| w.performance())
+        .map(|p| p.time_origin());
+    match origin {
+        Some(origin) if stamp > 0.0 => ((origin + stamp) * 1e6) as i64,
+        _ => now_nanos(),
     }
 }
 
