@@ -104,32 +104,31 @@ async fn the_page_keeps_back_a_message_over_the_servers_max_line() {
             page.round_trip(&fits).await;
             let long = "y".repeat(21);
             page.send(&long).await;
-            let transcript = wait_until(
-                "the page to refuse the long message",
-                SHOW_TIMEOUT,
-                || async {
-                    let t = page.transcript().await;
-                    match t.errors.as_slice() {
-                        [] => Err(format!("{t:?}")),
-                        _ => Ok(t),
-                    }
-                },
-            )
+            // It stays in the input, with the reason under it: nothing typed is lost,
+            // and no 21-byte (or 70 kB) bubble fills the transcript.
+            let hint = wait_until("the composer to say why", SHOW_TIMEOUT, || async {
+                let (hint, kept): (String, String) = page
+                    .eval(
+                        "return [document.getElementById('composer-hint').innerText,
+                            document.getElementById('message-input').value];",
+                    )
+                    .await;
+                match hint.contains("Too long") {
+                    true => Ok((hint, kept)),
+                    false => Err(format!("{hint:?}")),
+                }
+            })
             .await;
-            assert_eq!(transcript.errors.len(), 1, "{transcript:?}");
-            assert!(
-                transcript.errors[0].contains(
-                    "Not sent: the message is 21 bytes, and the server takes at most 20 in one line."
-                ),
-                "{transcript:?}"
+            assert_eq!(
+                hint.0,
+                "Too long to send: 21 bytes, and the server takes at most 20 in one line."
             );
-            let undelivered: Vec<String> = page
-                .eval(
-                    "return [...document.querySelectorAll('#transcript .sent.undelivered .text')]\
-                     .map((t) => t.textContent);",
-                )
+            assert_eq!(hint.1, long, "the message stays in the input");
+            let transcript = page.transcript().await;
+            assert_eq!(transcript.sent, [fits.clone()], "{transcript:?}");
+            assert!(transcript.errors.is_empty(), "{transcript:?}");
+            page.eval::<()>("document.getElementById('message-input').value = '';")
                 .await;
-            assert_eq!(undelivered, [long]);
 
             // It never reached the gateway, which would have closed with 1009.
             let status = page.status().await.expect("#status");
@@ -204,6 +203,25 @@ async fn stopping_the_upstream_shows_disconnected_with_the_reason_and_its_return
                     && !status.text.contains(&upstream_addr.to_string()),
                 "the reason is unreachable, without the address: {status:?}"
             );
+            // The wait counts down (tenths of a second, at most 0.5 s apart at
+            // the first failure... so read it twice, a few ticks apart).
+            let first = retry_text(&page).await;
+            let counted = wait_until("the retry countdown to move", SHOW_TIMEOUT, || async {
+                match retry_text(&page).await {
+                    t if t != first && !t.is_empty() => Ok(t),
+                    t => Err(format!("{first:?} then {t:?}")),
+                }
+            })
+            .await;
+            assert!(counted.starts_with("retrying in "), "{counted:?}");
+            // The clock panel does not present a stale estimate as live.
+            let clock: String = page
+                .eval("return document.querySelector('.clock').dataset.state;")
+                .await;
+            assert!(
+                ["stale", "offline"].contains(&clock.as_str()),
+                "clock panel while disconnected: {clock:?}"
+            );
 
             // Back on the very same port: the page finds it by itself.
             let same_port = format!("127.0.0.1:{}", upstream_addr.port());
@@ -211,6 +229,64 @@ async fn stopping_the_upstream_shows_disconnected_with_the_reason_and_its_return
             page.wait_for_state("connected", RECONNECT_TIMEOUT).await;
             let reply = page.round_trip("after").await;
             assert_stamp(&reply.stamp);
+        },
+    )
+    .await;
+}
+
+/// The retry countdown in the status, or "" when none shows.
+async fn retry_text(page: &Page) -> String {
+    page.eval(
+        "const r = document.querySelector('#status .status-retry'); return r ? r.innerText : '';",
+    )
+    .await
+}
+
+/// The status box's height and the header's, in CSS pixels.
+async fn status_and_header_heights(page: &Page) -> (f64, f64) {
+    page.eval(
+        "return [document.getElementById('status').getBoundingClientRect().height,
+            document.querySelector('header.top').getBoundingClientRect().height];",
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_close_is_quiet_and_typing_reconnects() {
+    let server = start_gateway(&["--idle-timeout", "2s"]);
+    let url = page_url(&server);
+    browser_test(
+        "an_idle_close_is_quiet_and_typing_reconnects",
+        |browser| async move {
+            let page = browser.page_with("phone", Window::phone(360, 740)).await;
+            connected_chat(&page, &url).await;
+            let connected_heights = status_and_header_heights(&page).await;
+            page.round_trip("before the pause").await;
+            // The probes slow to one per 10 s, so the 2 s timeout ends the session.
+            let status = page.wait_for_state("idle", RECONNECT_TIMEOUT).await;
+            assert!(
+                status.text.contains("reconnects when you type"),
+                "{status:?}"
+            );
+            assert_eq!(status.code, None, "{status:?}");
+            assert_eq!(
+                status_and_header_heights(&page).await,
+                connected_heights,
+                "one line, and the header does not move"
+            );
+            let transcript = page.transcript().await;
+            assert!(transcript.errors.is_empty(), "{transcript:?}");
+            let said = notices(&page).await;
+            assert!(said.is_empty(), "no Disconnected/Reconnected: {said:?}");
+            let png = page.screenshot().await.expect("screenshot");
+            std::fs::create_dir_all("tests/artifacts").ok();
+            std::fs::write("tests/artifacts/idle-phone.png", &png).ok();
+
+            let reply = page.round_trip("after the pause").await;
+            assert_stamp(&reply.stamp);
+            let transcript = page.transcript().await;
+            assert!(transcript.errors.is_empty(), "{transcript:?}");
+            assert!(notices(&page).await.is_empty());
         },
     )
     .await;
