@@ -51,6 +51,14 @@ async fn the_page_loads_and_shows_connected() {
         assert_eq!(status.code, None, "no close code while connected");
         let title: String = page.eval("return document.title;").await;
         assert_eq!(title, "timecho");
+        // A favicon the server serves: the tab shows the mark, not a blank.
+        let icon: (u16, String) = page
+            .eval(
+                "const link = document.querySelector('link[rel=icon]');
+                return fetch(link.href).then((r) => [r.status, r.headers.get('content-type')]);",
+            )
+            .await;
+        assert_eq!(icon, (200, "image/svg+xml".to_owned()), "the favicon");
     })
     .await;
 }
@@ -125,7 +133,7 @@ async fn the_page_keeps_back_a_message_over_the_servers_max_line() {
             );
             assert_eq!(hint.1, long, "the message stays in the input");
             let transcript = page.transcript().await;
-            assert_eq!(transcript.sent, [fits.clone()], "{transcript:?}");
+            assert_eq!(transcript.sent, [fits.as_str()], "{transcript:?}");
             assert!(transcript.errors.is_empty(), "{transcript:?}");
             page.eval::<()>("document.getElementById('message-input').value = '';")
                 .await;
@@ -177,9 +185,14 @@ async fn stopping_the_upstream_shows_disconnected_with_the_reason_and_its_return
     browser_test(
         "stopping_the_upstream_shows_disconnected_with_the_reason_and_its_return_reconnects",
         |browser| async move {
-            let page = browser.page("chat").await;
+            // A narrow phone: the long reason must not grow the status box.
+            let page = browser.page_with("phone", Window::phone(320, 640)).await;
             connected_chat(&page, &url).await;
             page.round_trip("before").await;
+            let connected_heights = status_and_header_heights(&page).await;
+            // The clock is measured, so that there is an estimate to go stale.
+            page.wait_for_element(r#".clock[data-state="measured"]"#)
+                .await;
 
             let mut stopped = upstream.take().expect("upstream running");
             stopped.terminate();
@@ -213,14 +226,37 @@ async fn stopping_the_upstream_shows_disconnected_with_the_reason_and_its_return
                 }
             })
             .await;
-            assert!(counted.starts_with("retrying in "), "{counted:?}");
-            // The clock panel does not present a stale estimate as live.
-            let clock: String = page
-                .eval("return document.querySelector('.clock').dataset.state;")
+            assert!(counted.ends_with(" s"), "{counted:?}");
+            // At 320 px the countdown is in view, not cut off by the box's edge.
+            let (words, clipped): (String, bool) = page
+                .eval(
+                    "const r = document.querySelector('#status .status-retry');
+                    const box = document.getElementById('status').getBoundingClientRect();
+                    return [r.textContent, r.getBoundingClientRect().right > box.right];",
+                )
                 .await;
-            assert!(
-                ["stale", "offline"].contains(&clock.as_str()),
-                "clock panel while disconnected: {clock:?}"
+            assert!(words.starts_with("retrying in "), "{words:?}");
+            assert!(!clipped, "the countdown is cut off: {counted:?}");
+            // The clock panel does not present a stale estimate as live.
+            let (clock, time): (String, String) = page
+                .eval(
+                    "const c = document.querySelector('.clock');
+                    return [c.dataset.state, c.querySelector('.server-time').innerText];",
+                )
+                .await;
+            assert_eq!(
+                (clock.as_str(), time.as_str()),
+                ("stale", "--:--:--"),
+                "clock panel while disconnected"
+            );
+            assert_eq!(
+                status_and_header_heights(&page).await,
+                connected_heights,
+                "one line, and the header does not move"
+            );
+            save_artifact(
+                "outage-phone.png",
+                &page.screenshot().await.expect("screenshot"),
             );
 
             // Back on the very same port: the page finds it by itself.
@@ -278,15 +314,98 @@ async fn an_idle_close_is_quiet_and_typing_reconnects() {
             assert!(transcript.errors.is_empty(), "{transcript:?}");
             let said = notices(&page).await;
             assert!(said.is_empty(), "no Disconnected/Reconnected: {said:?}");
-            let png = page.screenshot().await.expect("screenshot");
-            std::fs::create_dir_all("tests/artifacts").ok();
-            std::fs::write("tests/artifacts/idle-phone.png", &png).ok();
+            save_artifact(
+                "idle-phone.png",
+                &page.screenshot().await.expect("screenshot"),
+            );
 
+            // Looked at again (the tab comes to the front): it connects by itself.
+            page.eval::<()>("document.dispatchEvent(new Event('visibilitychange'));")
+                .await;
+            page.wait_for_state("connected", SHOW_TIMEOUT).await;
+            page.wait_for_state("idle", RECONNECT_TIMEOUT).await;
+
+            // Typing connects too, and the message goes through.
             let reply = page.round_trip("after the pause").await;
             assert_stamp(&reply.stamp);
             let transcript = page.transcript().await;
             assert!(transcript.errors.is_empty(), "{transcript:?}");
             assert!(notices(&page).await.is_empty());
+        },
+    )
+    .await;
+}
+
+/// Keeps a screenshot to look at in `tests/artifacts/`, failing or not.
+fn save_artifact(name: &str, png: &[u8]) {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/artifacts");
+    std::fs::create_dir_all(dir).expect("create tests/artifacts");
+    std::fs::write(format!("{dir}/{name}"), png).expect("write the screenshot");
+}
+
+/// The focused reply's whole stamp as shown, its width in CSS pixels, and
+/// the stamp as the server wrote it; `None` when no stamp has the focus.
+async fn focused_stamp(page: &Page) -> Option<(String, f64, String)> {
+    page.eval(
+        "const s = document.activeElement;
+        if (!s || !s.classList.contains('stamp')) return null;
+        const full = s.querySelector('.stamp-full');
+        return [full.innerText, full.getBoundingClientRect().width, s.dataset.stamp];",
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_stamp_with_its_date_shows_on_focus_or_tap_without_hovering() {
+    let server = start_gateway(&[]);
+    let url = page_url(&server);
+    browser_test(
+        "the_whole_stamp_with_its_date_shows_on_focus_or_tap_without_hovering",
+        |browser| async move {
+            let page = browser.page_with("phone", Window::phone(360, 740)).await;
+            connected_chat(&page, &url).await;
+            page.round_trip("first").await;
+            page.round_trip("second").await;
+            let hidden: f64 = page
+                .eval("return document.querySelector('.stamp-full').getBoundingClientRect().width;")
+                .await;
+            assert!(hidden <= 1.0, "the short time alone until asked: {hidden}");
+
+            // The keyboard: from the input, Shift+Tab reaches the last reply's stamp.
+            assert_eq!(page.focused_id().await, "message-input");
+            let input = page.client().active_element().await.expect("the input");
+            input
+                .send_keys(&format!(
+                    "{}{}",
+                    char::from(Key::Shift),
+                    char::from(Key::Tab)
+                ))
+                .await
+                .expect("Shift+Tab");
+            let (shown, width, stamp) = focused_stamp(&page).await.expect("a stamp has the focus");
+            assert_eq!(shown, stamp, "the whole stamp, as the server wrote it");
+            assert!(width > 100.0, "shown, not just read out: {width} px");
+            let parsed = Stamp::parse_any(&shown).expect("a stamp");
+            assert!(
+                shown.contains(&parsed.wall_clock().format("%Y").to_string()),
+                "{shown:?}"
+            );
+            save_artifact(
+                "stamp-focused-phone.png",
+                &page.screenshot().await.expect("screenshot"),
+            );
+
+            // A tap: the first reply's stamp takes the focus and shows itself.
+            page.find("#transcript .reply .stamp")
+                .await
+                .click()
+                .await
+                .expect("tap the first stamp");
+            let (shown, width, stamp) = focused_stamp(&page).await.expect("the tapped stamp");
+            assert_eq!(shown, stamp);
+            assert!(width > 100.0, "{width} px");
+            let replies = page.transcript().await.replies;
+            assert_eq!(replies[0].stamp, stamp, "the first reply's");
         },
     )
     .await;
@@ -417,6 +536,14 @@ async fn sign_in_is_asked_for_refuses_a_wrong_password_and_sign_out_returns_to_i
             )
             .await;
             assert_eq!(login_error(&page).await, "", "signing out is no error");
+            let note: String = page
+                .eval("return document.getElementById('signed-out').innerText;")
+                .await;
+            assert_eq!(note, "You have signed out.", "signing out is confirmed");
+            save_artifact(
+                "signed-out.png",
+                &page.screenshot().await.expect("screenshot"),
+            );
             // The cookie is gone: a reload asks again.
             assert_eq!(page.open(&url).await, View::SignIn);
         },

@@ -191,6 +191,7 @@ impl Chat {
                     SessionAnswer::SignInNeeded { reason } => Access::SignedOut {
                         error: reason,
                         busy: false,
+                        just_signed_out: false,
                     },
                 }
             }
@@ -200,6 +201,7 @@ impl Chat {
                     self.access = Access::SignedOut {
                         error: None,
                         busy: true,
+                        just_signed_out: false,
                     };
                 }
             }
@@ -207,6 +209,7 @@ impl Chat {
                 self.access = Access::SignedOut {
                     error: Some(reason),
                     busy: false,
+                    just_signed_out: false,
                 }
             }
             Action::SignedOut => {
@@ -214,6 +217,7 @@ impl Chat {
                     access: Access::SignedOut {
                         error: None,
                         busy: false,
+                        just_signed_out: true,
                     },
                     next_id: self.next_id,
                     settings: self.settings.clone(),
@@ -338,6 +342,7 @@ impl Chat {
             self.access = Access::SignedOut {
                 error: Some(access::policy_close_message(was_signed_in, &reason)),
                 busy: false,
+                just_signed_out: false,
             };
         }
         if self.connection.is_connected() {
@@ -1004,6 +1009,7 @@ mod tests {
         Access::SignedOut {
             error: error.map(str::to_owned),
             busy,
+            just_signed_out: false,
         }
     }
 
@@ -1091,7 +1097,15 @@ mod tests {
             Action::SignedOut,
         ]);
         assert!(chat.entries.is_empty());
-        assert_eq!(chat.access, sign_in_form(None, false));
+        // The form confirms it: the user sees they are out, not just a form.
+        assert_eq!(
+            chat.access,
+            Access::SignedOut {
+                error: None,
+                busy: false,
+                just_signed_out: true
+            }
+        );
         assert_eq!(chat.connection.state_name(), "connecting");
         // Ids go on, so list keys never repeat.
         let chat = {
@@ -1100,6 +1114,23 @@ mod tests {
             c
         };
         assert_eq!(chat.entries[0].id, 3);
+    }
+
+    #[test]
+    fn the_signed_out_note_goes_once_the_user_signs_in_again() {
+        let signed_out = [
+            Action::Session(SessionAnswer::SignedIn("ada".into())),
+            Action::SignedOut,
+        ];
+        let mut chat = after(signed_out.clone());
+        chat.apply(Action::SigningIn);
+        assert_eq!(chat.access, sign_in_form(None, true));
+        let mut chat = after(signed_out);
+        chat.apply(Action::SignInRefused("wrong user name or password".into()));
+        assert_eq!(
+            chat.access,
+            sign_in_form(Some("wrong user name or password"), false)
+        );
     }
 
     #[test]

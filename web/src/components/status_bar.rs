@@ -41,10 +41,11 @@ pub fn StatusBar(props: &StatusBarProps) -> Html {
     };
     let left_ms = use_countdown(&props.connection, retry_in_ms);
     let on_retry = props.on_retry.reform(|_: MouseEvent| ());
-    let retry_text = left_ms.map(|ms| format!("retrying in {}", seconds(ms)));
+    let left = left_ms.map(seconds);
+    let retry_text = left.as_ref().map(|left| format!("retrying in {left}"));
     let title = [
         Some(label.to_owned()),
-        retry_text.clone(),
+        retry_text,
         reason.map(str::to_owned),
     ]
     .into_iter()
@@ -60,8 +61,11 @@ pub fn StatusBar(props: &StatusBarProps) -> Html {
                 <span class="status-label">{ label }</span>
                 // Counters change often; screen readers hear the state and
                 // the reason, not every tick of them.
-                if let Some(text) = retry_text {
-                    <span class="status-retry" aria-live="off">{ text }</span>
+                if let Some(left) = left {
+                    // Narrow screens show the seconds alone.
+                    <span class="status-retry" aria-live="off">
+                        <span class="words">{ "retrying in " }</span>{ left }
+                    </span>
                 }
                 if props.queued > 0 {
                     <span class="status-queued" aria-live="off">{ queued_text(props.queued) }</span>
@@ -74,7 +78,7 @@ pub fn StatusBar(props: &StatusBarProps) -> Html {
             // not move when it comes and goes.
             <button type="button" class={classes!("retry", retry_in_ms.is_none().then_some("hidden"))}
                 onclick={on_retry} aria-hidden={retry_in_ms.is_none().then_some("true")}>
-                { "Retry now" }
+                { "Retry" }<span class="words">{ " now" }</span>
             </button>
         </div>
     }
