@@ -83,11 +83,12 @@ async fn enter_sends_the_message_and_shows_the_stamped_reply() {
                 .await;
             assert_eq!(left, "", "the input is cleared for the next message");
 
-            // A short conversation for the README's picture.
+            // A short conversation for the README's picture, with the clock measured.
             for text in ["what time is it?", "Grüße aus dem Browser ✓"] {
                 let reply = page.round_trip(text).await;
                 assert_stamp(&reply.stamp);
             }
+            clock_measured(&page).await;
             let png = page.screenshot().await.expect("screenshot");
             save_docs_screenshot(&png);
         },
@@ -191,8 +192,7 @@ async fn stopping_the_upstream_shows_disconnected_with_the_reason_and_its_return
             page.round_trip("before").await;
             let connected_heights = status_and_header_heights(&page).await;
             // The clock is measured, so that there is an estimate to go stale.
-            page.wait_for_element(r#".clock[data-state="measured"]"#)
-                .await;
+            clock_measured(&page).await;
 
             let mut stopped = upstream.take().expect("upstream running");
             stopped.terminate();
@@ -333,6 +333,21 @@ async fn an_idle_close_is_quiet_and_typing_reconnects() {
             assert!(notices(&page).await.is_empty());
         },
     )
+    .await;
+}
+
+/// Waits until the clock panel shows a measured offset (the boundary search
+/// with whole-second stamps takes some seconds).
+async fn clock_measured(page: &Page) {
+    wait_until("the clock panel to be measured", CLOCK_TIMEOUT, || async {
+        let state: String = page
+            .eval("return document.querySelector('.clock').dataset.state;")
+            .await;
+        match state.as_str() {
+            "measured" => Ok(()),
+            other => Err(other.to_owned()),
+        }
+    })
     .await;
 }
 
@@ -959,6 +974,71 @@ async fn at_phone_width_the_measured_clock_panel_fits() {
                 "nothing scrolls sideways: {scroll_width}"
             );
             assert!(panel_right <= width, "the panel ends at {panel_right}");
+        },
+    )
+    .await;
+}
+
+/// Prints the round trips the page shows for single messages and for a burst
+/// of 25 sent at once, beside the clock probes' (the figures, not a speed
+/// assertion). A reply is timed when its frame is read, before any rendering;
+/// before that, the 25th of a burst on loopback showed 50 ms, the rendering of
+/// the 24 before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_messages_shows_each_round_trip() {
+    let server = start_gateway(&["--time-format", "rfc3339", "--precision", "us"]);
+    let url = page_url(&server);
+    browser_test(
+        "a_burst_of_messages_shows_each_round_trip",
+        |browser| async move {
+            let page = browser.page("chat").await;
+            connected_chat(&page, &url).await;
+            clock_measured(&page).await;
+            for i in 0..5 {
+                page.round_trip(&format!("single {i}")).await;
+            }
+            page.eval::<()>(
+                "const input = document.getElementById('message-input');
+                for (let i = 0; i < 25; i++) {
+                    input.value = 'burst ' + i;
+                    input.form.requestSubmit();
+                }",
+            )
+            .await;
+            page.wait_for_reply("burst 24").await;
+            let rtts: Vec<(String, Option<f64>)> = page
+                .eval(
+                    "return [...document.querySelectorAll('#transcript .reply')].map((r) => {
+                        const rtt = r.querySelector('.rtt');
+                        return [r.querySelector('.text').textContent,
+                            rtt ? parseFloat(rtt.dataset.rttMs) : null];
+                    });",
+                )
+                .await;
+            let probes: String = page
+                .eval("return document.querySelector('.best-rtt').innerText;")
+                .await;
+            let (texts, ms): (Vec<String>, Vec<Option<f64>>) = rtts.into_iter().unzip();
+            let expected: Vec<String> = (0..5)
+                .map(|i| format!("single {i}"))
+                .chain((0..25).map(|i| format!("burst {i}")))
+                .collect();
+            assert_eq!(texts, expected, "every reply, in order");
+            let ms: Vec<f64> = ms
+                .into_iter()
+                .map(|m| m.expect("every reply shows its round trip"))
+                .collect();
+            let fmt = |v: &[f64]| {
+                v.iter()
+                    .map(|m| format!("{m:.1}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            eprintln!(
+                "round trips (ms): single {}; burst of 25 {}; probes: {probes}",
+                fmt(&ms[..5]),
+                fmt(&ms[5..])
+            );
         },
     )
     .await;

@@ -28,8 +28,9 @@ const KEEP: usize = 12;
 /// (a slow network cannot narrow it further).
 pub const SETTLED_SAMPLES: usize = 5;
 /// The sparkline spans at least this much, and at most the last minute: in
-/// the first minute its points spread over what there is.
-pub const MIN_SPARK_SPAN: i64 = 10 * SECOND;
+/// the first minute its points spread over what there is (the first probes
+/// come a second apart).
+pub const MIN_SPARK_SPAN: i64 = 2 * SECOND;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClockPanel {
@@ -397,7 +398,7 @@ mod tests {
             sparkline_points(&rtts, T0 + 20 * SECOND, 120.0, 20.0),
             vec![(0.0, 10.0), (60.0, 0.0)]
         );
-        // A lone point is no narrower than ten seconds; an old one no wider than a minute.
+        // A lone point spans no less than two seconds; an old one no more than a minute.
         assert_eq!(sparkline_span(&rtts[..1], T0), MIN_SPARK_SPAN);
         assert_eq!(sparkline_span(&rtts, T0 + 90 * SECOND), RTT_WINDOW);
         assert_eq!(sparkline_scale(&rtts), 4 * MS);
