@@ -337,7 +337,16 @@ impl Chat {
 
     fn closed(&mut self, code: u16, reason: String, retry_in_ms: Option<u32>) {
         self.clock.disconnected();
-        if needs_sign_in(code) {
+        // After signing out here, the gateway's "signed out" close is no news:
+        // the form keeps its confirmation.
+        let signed_out_here = matches!(
+            self.access,
+            Access::SignedOut {
+                just_signed_out: true,
+                ..
+            }
+        );
+        if needs_sign_in(code) && !signed_out_here {
             let was_signed_in = self.access.user().is_some();
             self.access = Access::SignedOut {
                 error: Some(access::policy_close_message(was_signed_in, &reason)),
@@ -1114,6 +1123,24 @@ mod tests {
             c
         };
         assert_eq!(chat.entries[0].id, 3);
+    }
+
+    #[test]
+    fn the_gateways_close_after_signing_out_keeps_the_confirmation() {
+        let chat = after([
+            Action::Session(SessionAnswer::SignedIn("ada".into())),
+            Action::Opened,
+            Action::SignedOut,
+            closed(close_code::POLICY, "signed out"),
+        ]);
+        assert_eq!(
+            chat.access,
+            Access::SignedOut {
+                error: None,
+                busy: false,
+                just_signed_out: true
+            }
+        );
     }
 
     #[test]
