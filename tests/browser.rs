@@ -51,6 +51,14 @@ async fn the_page_loads_and_shows_connected() {
         assert_eq!(status.code, None, "no close code while connected");
         let title: String = page.eval("return document.title;").await;
         assert_eq!(title, "timecho");
+        // A favicon the server serves: the tab shows the mark, not a blank.
+        let icon: (u16, String) = page
+            .eval(
+                "const link = document.querySelector('link[rel=icon]');
+                return fetch(link.href).then((r) => [r.status, r.headers.get('content-type')]);",
+            )
+            .await;
+        assert_eq!(icon, (200, "image/svg+xml".to_owned()), "the favicon");
     })
     .await;
 }
@@ -75,11 +83,12 @@ async fn enter_sends_the_message_and_shows_the_stamped_reply() {
                 .await;
             assert_eq!(left, "", "the input is cleared for the next message");
 
-            // A short conversation for the README's picture.
+            // A short conversation for the README's picture, with the clock measured.
             for text in ["what time is it?", "Grüße aus dem Browser ✓"] {
                 let reply = page.round_trip(text).await;
                 assert_stamp(&reply.stamp);
             }
+            clock_measured(&page).await;
             let png = page.screenshot().await.expect("screenshot");
             save_docs_screenshot(&png);
         },
@@ -104,32 +113,31 @@ async fn the_page_keeps_back_a_message_over_the_servers_max_line() {
             page.round_trip(&fits).await;
             let long = "y".repeat(21);
             page.send(&long).await;
-            let transcript = wait_until(
-                "the page to refuse the long message",
-                SHOW_TIMEOUT,
-                || async {
-                    let t = page.transcript().await;
-                    match t.errors.as_slice() {
-                        [] => Err(format!("{t:?}")),
-                        _ => Ok(t),
-                    }
-                },
-            )
+            // It stays in the input, with the reason under it: nothing typed is lost,
+            // and no 21-byte (or 70 kB) bubble fills the transcript.
+            let hint = wait_until("the composer to say why", SHOW_TIMEOUT, || async {
+                let (hint, kept): (String, String) = page
+                    .eval(
+                        "return [document.getElementById('composer-hint').innerText,
+                            document.getElementById('message-input').value];",
+                    )
+                    .await;
+                match hint.contains("Too long") {
+                    true => Ok((hint, kept)),
+                    false => Err(format!("{hint:?}")),
+                }
+            })
             .await;
-            assert_eq!(transcript.errors.len(), 1, "{transcript:?}");
-            assert!(
-                transcript.errors[0].contains(
-                    "Not sent: the message is 21 bytes, and the server takes at most 20 in one line."
-                ),
-                "{transcript:?}"
+            assert_eq!(
+                hint.0,
+                "Too long to send: 21 bytes, and the server takes at most 20 in one line."
             );
-            let undelivered: Vec<String> = page
-                .eval(
-                    "return [...document.querySelectorAll('#transcript .sent.undelivered .text')]\
-                     .map((t) => t.textContent);",
-                )
+            assert_eq!(hint.1, long, "the message stays in the input");
+            let transcript = page.transcript().await;
+            assert_eq!(transcript.sent, [fits.as_str()], "{transcript:?}");
+            assert!(transcript.errors.is_empty(), "{transcript:?}");
+            page.eval::<()>("document.getElementById('message-input').value = '';")
                 .await;
-            assert_eq!(undelivered, [long]);
 
             // It never reached the gateway, which would have closed with 1009.
             let status = page.status().await.expect("#status");
@@ -178,9 +186,13 @@ async fn stopping_the_upstream_shows_disconnected_with_the_reason_and_its_return
     browser_test(
         "stopping_the_upstream_shows_disconnected_with_the_reason_and_its_return_reconnects",
         |browser| async move {
-            let page = browser.page("chat").await;
+            // A narrow phone: the long reason must not grow the status box.
+            let page = browser.page_with("phone", Window::phone(320, 640)).await;
             connected_chat(&page, &url).await;
             page.round_trip("before").await;
+            let connected_heights = status_and_header_heights(&page).await;
+            // The clock is measured, so that there is an estimate to go stale.
+            clock_measured(&page).await;
 
             let mut stopped = upstream.take().expect("upstream running");
             stopped.terminate();
@@ -204,6 +216,48 @@ async fn stopping_the_upstream_shows_disconnected_with_the_reason_and_its_return
                     && !status.text.contains(&upstream_addr.to_string()),
                 "the reason is unreachable, without the address: {status:?}"
             );
+            // The wait counts down (tenths of a second, at most 0.5 s apart at
+            // the first failure... so read it twice, a few ticks apart).
+            let first = retry_text(&page).await;
+            let counted = wait_until("the retry countdown to move", SHOW_TIMEOUT, || async {
+                match retry_text(&page).await {
+                    t if t != first && !t.is_empty() => Ok(t),
+                    t => Err(format!("{first:?} then {t:?}")),
+                }
+            })
+            .await;
+            assert!(counted.ends_with(" s"), "{counted:?}");
+            // At 320 px the countdown is in view, not cut off by the box's edge.
+            let (words, clipped): (String, bool) = page
+                .eval(
+                    "const r = document.querySelector('#status .status-retry');
+                    const box = document.getElementById('status').getBoundingClientRect();
+                    return [r.textContent, r.getBoundingClientRect().right > box.right];",
+                )
+                .await;
+            assert!(words.starts_with("retrying in "), "{words:?}");
+            assert!(!clipped, "the countdown is cut off: {counted:?}");
+            // The clock panel does not present a stale estimate as live.
+            let (clock, time): (String, String) = page
+                .eval(
+                    "const c = document.querySelector('.clock');
+                    return [c.dataset.state, c.querySelector('.server-time').innerText];",
+                )
+                .await;
+            assert_eq!(
+                (clock.as_str(), time.as_str()),
+                ("stale", "--:--:--"),
+                "clock panel while disconnected"
+            );
+            assert_eq!(
+                status_and_header_heights(&page).await,
+                connected_heights,
+                "one line, and the header does not move"
+            );
+            save_artifact(
+                "outage-phone.png",
+                &page.screenshot().await.expect("screenshot"),
+            );
 
             // Back on the very same port: the page finds it by itself.
             let same_port = format!("127.0.0.1:{}", upstream_addr.port());
@@ -211,6 +265,162 @@ async fn stopping_the_upstream_shows_disconnected_with_the_reason_and_its_return
             page.wait_for_state("connected", RECONNECT_TIMEOUT).await;
             let reply = page.round_trip("after").await;
             assert_stamp(&reply.stamp);
+        },
+    )
+    .await;
+}
+
+/// The retry countdown in the status, or "" when none shows.
+async fn retry_text(page: &Page) -> String {
+    page.eval(
+        "const r = document.querySelector('#status .status-retry'); return r ? r.innerText : '';",
+    )
+    .await
+}
+
+/// The status box's height and the header's, in CSS pixels.
+async fn status_and_header_heights(page: &Page) -> (f64, f64) {
+    page.eval(
+        "return [document.getElementById('status').getBoundingClientRect().height,
+            document.querySelector('header.top').getBoundingClientRect().height];",
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_close_is_quiet_and_typing_reconnects() {
+    let server = start_gateway(&["--idle-timeout", "2s"]);
+    let url = page_url(&server);
+    browser_test(
+        "an_idle_close_is_quiet_and_typing_reconnects",
+        |browser| async move {
+            let page = browser.page_with("phone", Window::phone(360, 740)).await;
+            connected_chat(&page, &url).await;
+            let connected_heights = status_and_header_heights(&page).await;
+            page.round_trip("before the pause").await;
+            // The probes slow to one per 10 s, so the 2 s timeout ends the session.
+            let status = page.wait_for_state("idle", RECONNECT_TIMEOUT).await;
+            assert!(
+                status.text.contains("reconnects when you type"),
+                "{status:?}"
+            );
+            assert_eq!(status.code, None, "{status:?}");
+            assert_eq!(
+                status_and_header_heights(&page).await,
+                connected_heights,
+                "one line, and the header does not move"
+            );
+            let transcript = page.transcript().await;
+            assert!(transcript.errors.is_empty(), "{transcript:?}");
+            let said = notices(&page).await;
+            assert!(said.is_empty(), "no Disconnected/Reconnected: {said:?}");
+            save_artifact(
+                "idle-phone.png",
+                &page.screenshot().await.expect("screenshot"),
+            );
+
+            // Looked at again (the tab comes to the front): it connects by itself.
+            page.eval::<()>("document.dispatchEvent(new Event('visibilitychange'));")
+                .await;
+            page.wait_for_state("connected", SHOW_TIMEOUT).await;
+            page.wait_for_state("idle", RECONNECT_TIMEOUT).await;
+
+            // Typing connects too, and the message goes through.
+            let reply = page.round_trip("after the pause").await;
+            assert_stamp(&reply.stamp);
+            let transcript = page.transcript().await;
+            assert!(transcript.errors.is_empty(), "{transcript:?}");
+            assert!(notices(&page).await.is_empty());
+        },
+    )
+    .await;
+}
+
+/// Waits until the clock panel shows a measured offset (the boundary search
+/// with whole-second stamps takes some seconds).
+async fn clock_measured(page: &Page) {
+    wait_until("the clock panel to be measured", CLOCK_TIMEOUT, || async {
+        let state: String = page
+            .eval("return document.querySelector('.clock').dataset.state;")
+            .await;
+        match state.as_str() {
+            "measured" => Ok(()),
+            other => Err(other.to_owned()),
+        }
+    })
+    .await;
+}
+
+/// Keeps a screenshot to look at in `tests/artifacts/`, failing or not.
+fn save_artifact(name: &str, png: &[u8]) {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/artifacts");
+    std::fs::create_dir_all(dir).expect("create tests/artifacts");
+    std::fs::write(format!("{dir}/{name}"), png).expect("write the screenshot");
+}
+
+/// The focused reply's whole stamp as shown, its width in CSS pixels, and
+/// the stamp as the server wrote it; `None` when no stamp has the focus.
+async fn focused_stamp(page: &Page) -> Option<(String, f64, String)> {
+    page.eval(
+        "const s = document.activeElement;
+        if (!s || !s.classList.contains('stamp')) return null;
+        const full = s.querySelector('.stamp-full');
+        return [full.innerText, full.getBoundingClientRect().width, s.dataset.stamp];",
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_stamp_with_its_date_shows_on_focus_or_tap_without_hovering() {
+    let server = start_gateway(&[]);
+    let url = page_url(&server);
+    browser_test(
+        "the_whole_stamp_with_its_date_shows_on_focus_or_tap_without_hovering",
+        |browser| async move {
+            let page = browser.page_with("phone", Window::phone(360, 740)).await;
+            connected_chat(&page, &url).await;
+            page.round_trip("first").await;
+            page.round_trip("second").await;
+            let hidden: f64 = page
+                .eval("return document.querySelector('.stamp-full').getBoundingClientRect().width;")
+                .await;
+            assert!(hidden <= 1.0, "the short time alone until asked: {hidden}");
+
+            // The keyboard: from the input, Shift+Tab reaches the last reply's stamp.
+            assert_eq!(page.focused_id().await, "message-input");
+            let input = page.client().active_element().await.expect("the input");
+            input
+                .send_keys(&format!(
+                    "{}{}",
+                    char::from(Key::Shift),
+                    char::from(Key::Tab)
+                ))
+                .await
+                .expect("Shift+Tab");
+            let (shown, width, stamp) = focused_stamp(&page).await.expect("a stamp has the focus");
+            assert_eq!(shown, stamp, "the whole stamp, as the server wrote it");
+            assert!(width > 100.0, "shown, not just read out: {width} px");
+            let parsed = Stamp::parse_any(&shown).expect("a stamp");
+            assert!(
+                shown.contains(&parsed.wall_clock().format("%Y").to_string()),
+                "{shown:?}"
+            );
+            save_artifact(
+                "stamp-focused-phone.png",
+                &page.screenshot().await.expect("screenshot"),
+            );
+
+            // A tap: the first reply's stamp takes the focus and shows itself.
+            page.find("#transcript .reply .stamp")
+                .await
+                .click()
+                .await
+                .expect("tap the first stamp");
+            let (shown, width, stamp) = focused_stamp(&page).await.expect("the tapped stamp");
+            assert_eq!(shown, stamp);
+            assert!(width > 100.0, "{width} px");
+            let replies = page.transcript().await.replies;
+            assert_eq!(replies[0].stamp, stamp, "the first reply's");
         },
     )
     .await;
@@ -341,6 +551,14 @@ async fn sign_in_is_asked_for_refuses_a_wrong_password_and_sign_out_returns_to_i
             )
             .await;
             assert_eq!(login_error(&page).await, "", "signing out is no error");
+            let note: String = page
+                .eval("return document.getElementById('signed-out').innerText;")
+                .await;
+            assert_eq!(note, "You have signed out.", "signing out is confirmed");
+            save_artifact(
+                "signed-out.png",
+                &page.screenshot().await.expect("screenshot"),
+            );
             // The cookie is gone: a reload asks again.
             assert_eq!(page.open(&url).await, View::SignIn);
         },
@@ -756,6 +974,71 @@ async fn at_phone_width_the_measured_clock_panel_fits() {
                 "nothing scrolls sideways: {scroll_width}"
             );
             assert!(panel_right <= width, "the panel ends at {panel_right}");
+        },
+    )
+    .await;
+}
+
+/// Prints the round trips the page shows for single messages and for a burst
+/// of 25 sent at once, beside the clock probes' (the figures, not a speed
+/// assertion). A reply is timed when its frame is read, before any rendering;
+/// before that, the 25th of a burst on loopback showed 50 ms, the rendering of
+/// the 24 before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_messages_shows_each_round_trip() {
+    let server = start_gateway(&["--time-format", "rfc3339", "--precision", "us"]);
+    let url = page_url(&server);
+    browser_test(
+        "a_burst_of_messages_shows_each_round_trip",
+        |browser| async move {
+            let page = browser.page("chat").await;
+            connected_chat(&page, &url).await;
+            clock_measured(&page).await;
+            for i in 0..5 {
+                page.round_trip(&format!("single {i}")).await;
+            }
+            page.eval::<()>(
+                "const input = document.getElementById('message-input');
+                for (let i = 0; i < 25; i++) {
+                    input.value = 'burst ' + i;
+                    input.form.requestSubmit();
+                }",
+            )
+            .await;
+            page.wait_for_reply("burst 24").await;
+            let rtts: Vec<(String, Option<f64>)> = page
+                .eval(
+                    "return [...document.querySelectorAll('#transcript .reply')].map((r) => {
+                        const rtt = r.querySelector('.rtt');
+                        return [r.querySelector('.text').textContent,
+                            rtt ? parseFloat(rtt.dataset.rttMs) : null];
+                    });",
+                )
+                .await;
+            let probes: String = page
+                .eval("return document.querySelector('.best-rtt').innerText;")
+                .await;
+            let (texts, ms): (Vec<String>, Vec<Option<f64>>) = rtts.into_iter().unzip();
+            let expected: Vec<String> = (0..5)
+                .map(|i| format!("single {i}"))
+                .chain((0..25).map(|i| format!("burst {i}")))
+                .collect();
+            assert_eq!(texts, expected, "every reply, in order");
+            let ms: Vec<f64> = ms
+                .into_iter()
+                .map(|m| m.expect("every reply shows its round trip"))
+                .collect();
+            let fmt = |v: &[f64]| {
+                v.iter()
+                    .map(|m| format!("{m:.1}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            eprintln!(
+                "round trips (ms): single {}; burst of 25 {}; probes: {probes}",
+                fmt(&ms[..5]),
+                fmt(&ms[5..])
+            );
         },
     )
     .await;

@@ -4,7 +4,8 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -22,6 +23,10 @@ pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// usually answers in well under a second, but on a 2-core machine busy with
 /// builds it once took over 15 s.
 const DRIVER_START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Lines of chromedriver's output kept for the failure message when it does
+/// not start.
+const KEEP_OUTPUT_LINES: usize = 20;
 
 /// How a page's browser is set up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,33 +81,52 @@ impl Driver {
             .arg("--port=0")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {CHROMEDRIVER}: {e}"));
         let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let stderr = BufReader::new(child.stderr.take().expect("piped stderr"));
+        let output = Arc::new(Mutex::new(Vec::new()));
         let (port_tx, port_rx) = mpsc::channel();
-        // Keeps reading after the port line, so the driver never blocks on a full pipe.
+        // Both keep reading after the port line, so the driver never blocks on
+        // a full pipe; what they read before it explains a failed start.
+        let kept = output.clone();
         thread::spawn(move || {
             for line in stdout.lines().map_while(Result::ok) {
-                if let Some(port) = line
+                match line
                     .split_once("started successfully on port ")
                     .and_then(|(_, rest)| rest.trim_end_matches('.').trim().parse::<u16>().ok())
                 {
-                    let _ = port_tx.send(port);
+                    Some(port) => drop(port_tx.send(port)),
+                    None => keep(&kept, line),
                 }
             }
         });
-        match port_rx.recv_timeout(DRIVER_START_TIMEOUT) {
-            Ok(port) => Driver {
-                child,
-                url: format!("http://127.0.0.1:{port}"),
-            },
-            Err(_) => {
+        let kept = output.clone();
+        thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                keep(&kept, line);
+            }
+        });
+        let failure = match port_rx.recv_timeout(DRIVER_START_TIMEOUT) {
+            Ok(port) => {
+                return Driver {
+                    child,
+                    url: format!("http://127.0.0.1:{port}"),
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("{CHROMEDRIVER} did not say which port it listens on within {DRIVER_START_TIMEOUT:?}");
+                format!("did not say which port it listens on within {DRIVER_START_TIMEOUT:?}")
             }
-        }
+            Err(RecvTimeoutError::Disconnected) => match child.wait() {
+                Ok(status) => format!("ended ({status}) without saying which port it listens on"),
+                Err(e) => format!("closed its output, and cannot be waited for: {e}"),
+            },
+        };
+        let output = output.lock().unwrap().join("\n  ");
+        panic!("{CHROMEDRIVER} {failure}; its output:\n  {output}");
     }
 
     /// A new browser session: its own Chromium with a fresh profile in `profile`.
@@ -159,4 +183,13 @@ impl Drop for Driver {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Keeps `line` among the last [`KEEP_OUTPUT_LINES`] of chromedriver's output.
+fn keep(output: &Mutex<Vec<String>>, line: String) {
+    let mut output = output.lock().unwrap();
+    if output.len() == KEEP_OUTPUT_LINES {
+        output.remove(0);
+    }
+    output.push(line);
 }

@@ -9,7 +9,7 @@ use crate::api;
 use crate::components::{
     Account, ClockPanel, Composer, Credentials, SignIn, StatusBar, Transcript,
 };
-use crate::state::{self, Access, Action, Chat};
+use crate::state::{self, Access, Action, Chat, Connection};
 use crate::ws::use_relay;
 
 #[component]
@@ -99,16 +99,23 @@ pub fn App() -> Html {
                 </div>
             };
         }
-        Access::SignedOut { error, busy } => {
+        Access::SignedOut {
+            error,
+            busy,
+            just_signed_out,
+        } => {
             return html! {
                 <div class="app">
                     <header class="top">{ brand }</header>
-                    <SignIn error={error.clone()} busy={*busy} {on_sign_in} />
+                    <SignIn error={error.clone()} busy={*busy} signed_out={*just_signed_out}
+                        {on_sign_in} />
                 </div>
             };
         }
         Access::Open | Access::SignedIn { .. } => {}
     }
+    // After an idle close a message reconnects at once: no "not connected" hint.
+    let sends_now = matches!(chat.connection, Connection::Connected | Connection::Idle);
     // The limit in force, for the browser tests to wait on.
     let max_message = chat.settings.max_message_bytes.to_string();
     html! {
@@ -121,9 +128,11 @@ pub fn App() -> Html {
                 <StatusBar connection={chat.connection.clone()} queued={chat.queued_count()}
                     on_retry={retry_now} />
             </header>
-            <ClockPanel panel={chat.clock.clone()} stamp={chat.settings.stamp.clone()} />
+            <ClockPanel panel={chat.clock.clone()} stamp={chat.settings.stamp.clone()}
+                connected={chat.connection.is_connected()} />
             <Transcript entries={chat.entries.clone()} />
-            <Composer {on_send} connected={chat.connection.is_connected()} />
+            <Composer {on_send} connected={sends_now}
+                max_bytes={chat.settings.max_message_bytes} />
         </div>
     }
 }

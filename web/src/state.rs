@@ -13,8 +13,8 @@ use timecho_shared::api::ServerConfig;
 use yew::Reducible;
 
 pub use access::{session_checked, signed_in, signed_out, Access, ApiReply, SessionAnswer};
-pub use clock::{measurable, sparkline_points, wall_clock_text, ClockPanel};
-pub use close::{describe_close, needs_sign_in, ABNORMAL_CLOSURE};
+pub use clock::{measurable, sparkline_points, sparkline_scale, wall_clock_text, ClockPanel};
+pub use close::{describe_close, needs_sign_in, waits_for_use, ABNORMAL_CLOSURE};
 pub use entry::{ClockTime, Delivery, Entry, EntryKind, Outgoing};
 pub use settings::{Settings, StampSettings};
 
@@ -36,6 +36,10 @@ pub enum Connection {
         last_error: Option<String>,
     },
     Connected,
+    /// The server closed a quiet session (its idle timeout): nothing is
+    /// wrong, and the page connects again when it has something to send or
+    /// is looked at again.
+    Idle,
     /// The socket closed; the next attempt is `retry_in_ms` away, or none
     /// comes (the gateway wants a sign-in first).
     Disconnected {
@@ -51,6 +55,7 @@ impl Connection {
         match self {
             Connection::Connecting { .. } => "connecting",
             Connection::Connected => "connected",
+            Connection::Idle => "idle",
             Connection::Disconnected { .. } => "disconnected",
         }
     }
@@ -162,7 +167,7 @@ impl Chat {
                 let last_error = match &self.connection {
                     Connection::Disconnected { reason, .. } => Some(reason.clone()),
                     Connection::Connecting { last_error, .. } => last_error.clone(),
-                    Connection::Connected => None,
+                    Connection::Connected | Connection::Idle => None,
                 };
                 self.connection = Connection::Connecting {
                     attempt,
@@ -186,6 +191,7 @@ impl Chat {
                     SessionAnswer::SignInNeeded { reason } => Access::SignedOut {
                         error: reason,
                         busy: false,
+                        just_signed_out: false,
                     },
                 }
             }
@@ -195,6 +201,7 @@ impl Chat {
                     self.access = Access::SignedOut {
                         error: None,
                         busy: true,
+                        just_signed_out: false,
                     };
                 }
             }
@@ -202,6 +209,7 @@ impl Chat {
                 self.access = Access::SignedOut {
                     error: Some(reason),
                     busy: false,
+                    just_signed_out: false,
                 }
             }
             Action::SignedOut => {
@@ -209,6 +217,7 @@ impl Chat {
                     access: Access::SignedOut {
                         error: None,
                         busy: false,
+                        just_signed_out: true,
                     },
                     next_id: self.next_id,
                     settings: self.settings.clone(),
@@ -328,11 +337,21 @@ impl Chat {
 
     fn closed(&mut self, code: u16, reason: String, retry_in_ms: Option<u32>) {
         self.clock.disconnected();
-        if needs_sign_in(code) {
+        // After signing out here, the gateway's "signed out" close is no news:
+        // the form keeps its confirmation.
+        let signed_out_here = matches!(
+            self.access,
+            Access::SignedOut {
+                just_signed_out: true,
+                ..
+            }
+        );
+        if needs_sign_in(code) && !signed_out_here {
             let was_signed_in = self.access.user().is_some();
             self.access = Access::SignedOut {
                 error: Some(access::policy_close_message(was_signed_in, &reason)),
                 busy: false,
+                just_signed_out: false,
             };
         }
         if self.connection.is_connected() {
@@ -350,10 +369,14 @@ impl Chat {
                 });
             }
         }
-        self.connection = Connection::Disconnected {
-            reason,
-            code,
-            retry_in_ms,
+        self.connection = if close::waits_for_use(code) {
+            Connection::Idle
+        } else {
+            Connection::Disconnected {
+                reason,
+                code,
+                retry_in_ms,
+            }
         };
     }
 
@@ -896,6 +919,62 @@ mod tests {
     }
 
     #[test]
+    fn an_idle_close_is_quiet_and_the_next_message_waits_for_the_socket() {
+        let chat = after([
+            Action::Opened,
+            submit("a"),
+            Action::Delivered { through: 1, at: 0 },
+            echo("a"),
+            Action::Closed {
+                code: close_code::IDLE,
+                reason: "idle for 5m; closing".into(),
+                retry_in_ms: None,
+            },
+        ]);
+        assert_eq!(chat.connection, Connection::Idle);
+        assert_eq!(chat.connection.state_name(), "idle");
+        let mut chat = chat;
+        for a in [
+            submit("b"),
+            Action::Connecting { attempt: 0 },
+            Action::Opened,
+            Action::Delivered { through: 3, at: 0 },
+            echo("b"),
+        ] {
+            chat.apply(a);
+        }
+        // No "Disconnected", no "Reconnected.": the sent messages and their replies only.
+        let kinds = kinds(&chat);
+        assert_eq!(kinds.len(), 4, "{kinds:?}");
+        assert!(kinds
+            .iter()
+            .all(|k| matches!(k, EntryKind::Sent(_) | EntryKind::Reply { .. })));
+        assert_eq!(
+            deliveries(&chat),
+            [
+                ("a".into(), Delivery::Echoed),
+                ("b".into(), Delivery::Echoed)
+            ]
+        );
+    }
+
+    #[test]
+    fn reconnecting_after_an_idle_close_shows_no_old_error() {
+        let chat = after([
+            Action::Opened,
+            closed(close_code::IDLE, "idle for 300s; closing"),
+            Action::Connecting { attempt: 0 },
+        ]);
+        assert_eq!(
+            chat.connection,
+            Connection::Connecting {
+                attempt: 0,
+                last_error: None
+            }
+        );
+    }
+
+    #[test]
     fn reconnecting_keeps_the_last_error_visible() {
         let chat = after([
             closed(ABNORMAL_CLOSURE, ""),
@@ -939,6 +1018,7 @@ mod tests {
         Access::SignedOut {
             error: error.map(str::to_owned),
             busy,
+            just_signed_out: false,
         }
     }
 
@@ -1026,7 +1106,15 @@ mod tests {
             Action::SignedOut,
         ]);
         assert!(chat.entries.is_empty());
-        assert_eq!(chat.access, sign_in_form(None, false));
+        // The form confirms it: the user sees they are out, not just a form.
+        assert_eq!(
+            chat.access,
+            Access::SignedOut {
+                error: None,
+                busy: false,
+                just_signed_out: true
+            }
+        );
         assert_eq!(chat.connection.state_name(), "connecting");
         // Ids go on, so list keys never repeat.
         let chat = {
@@ -1035,6 +1123,41 @@ mod tests {
             c
         };
         assert_eq!(chat.entries[0].id, 3);
+    }
+
+    #[test]
+    fn the_gateways_close_after_signing_out_keeps_the_confirmation() {
+        let chat = after([
+            Action::Session(SessionAnswer::SignedIn("ada".into())),
+            Action::Opened,
+            Action::SignedOut,
+            closed(close_code::POLICY, "signed out"),
+        ]);
+        assert_eq!(
+            chat.access,
+            Access::SignedOut {
+                error: None,
+                busy: false,
+                just_signed_out: true
+            }
+        );
+    }
+
+    #[test]
+    fn the_signed_out_note_goes_once_the_user_signs_in_again() {
+        let signed_out = [
+            Action::Session(SessionAnswer::SignedIn("ada".into())),
+            Action::SignedOut,
+        ];
+        let mut chat = after(signed_out.clone());
+        chat.apply(Action::SigningIn);
+        assert_eq!(chat.access, sign_in_form(None, true));
+        let mut chat = after(signed_out);
+        chat.apply(Action::SignInRefused("wrong user name or password".into()));
+        assert_eq!(
+            chat.access,
+            sign_in_form(Some("wrong user name or password"), false)
+        );
     }
 
     #[test]

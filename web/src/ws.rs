@@ -1,7 +1,8 @@
 //! The socket to the gateway's `/ws` relay, as a hook: it connects, reconnects
 //! with backoff, turns socket events into `Action`s, delivers the outbox, and
 //! sends the clock probes when the panel's model says one is due (and the page
-//! is visible).
+//! is visible). After an idle close it waits for a reason to connect: a
+//! message to send, or the page being looked at again.
 //!
 //! Yew may render (and run effects) inside a `dispatch`, so no `RefCell` borrow
 //! is ever held across one.
@@ -16,7 +17,7 @@ use wasm_bindgen::prelude::*;
 use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 use yew::prelude::*;
 
-use crate::state::{needs_sign_in, Action, Chat, ABNORMAL_CLOSURE};
+use crate::state::{needs_sign_in, waits_for_use, Action, Chat, ABNORMAL_CLOSURE};
 use crate::{js_reason, now_nanos};
 
 /// The relay's address for a page loaded with this protocol from this host:
@@ -45,6 +46,33 @@ pub fn use_relay(chat: &UseReducerHandle<Chat>) -> Callback<()> {
         use_memo((), move |_| Relay::new(page_relay_url(), dispatch))
     };
     {
+        // The clock probes need the socket: a page looked at again after an
+        // idle close connects.
+        let relay = relay.clone();
+        use_effect_with((), move |_| {
+            let listener = Closure::<dyn FnMut()>::new(move || {
+                if page_visible() {
+                    relay.wake();
+                }
+            });
+            let document = web_sys::window().and_then(|w| w.document());
+            if let Some(d) = &document {
+                let _ = d.add_event_listener_with_callback(
+                    "visibilitychange",
+                    listener.as_ref().unchecked_ref(),
+                );
+            }
+            move || {
+                if let Some(d) = &document {
+                    let _ = d.remove_event_listener_with_callback(
+                        "visibilitychange",
+                        listener.as_ref().unchecked_ref(),
+                    );
+                }
+            }
+        });
+    }
+    {
         let relay = relay.clone();
         use_effect_with(chat.access.may_connect(), move |may_connect| {
             if *may_connect {
@@ -65,6 +93,8 @@ pub fn use_relay(chat: &UseReducerHandle<Chat>) -> Callback<()> {
         use_effect_with((connected, outbox), move |(connected, outbox)| {
             if *connected {
                 relay.deliver(outbox);
+            } else if !outbox.is_empty() {
+                relay.wake();
             }
         });
     }
@@ -111,6 +141,13 @@ struct Inner {
     backoff: Backoff,
     next_session_id: u64,
     stopped: bool,
+    /// The last session ended for being idle: no retry is scheduled, the
+    /// next connect waits for `wake`.
+    idle: bool,
+    /// Lines read, with their arrival times, not yet handed to the page (see
+    /// `received`), and the task that will.
+    arrived: Vec<(String, i64)>,
+    flush: Option<Timeout>,
 }
 
 /// One socket, and the handlers that must live exactly as long as it does.
@@ -144,6 +181,8 @@ impl Relay {
     }
 
     fn connect(self: &Rc<Self>) {
+        // The old session's last replies come before the new one's news.
+        self.flush_arrived();
         let (id, attempt) = {
             let mut inner = self.inner.borrow_mut();
             if inner.stopped {
@@ -151,6 +190,7 @@ impl Relay {
             }
             inner.retry = None;
             inner.retired = None;
+            inner.idle = false;
             if let Some(old) = inner.session.take() {
                 old.detach();
                 let _ = old.socket.close();
@@ -230,6 +270,15 @@ impl Relay {
         self.dispatch.dispatch(Action::ProbeSent { at });
     }
 
+    /// Connects if the last session ended idle: there is something to send,
+    /// or someone to show the clock to.
+    fn wake(self: &Rc<Self>) {
+        let idle = self.inner.borrow().idle;
+        if idle {
+            self.connect();
+        }
+    }
+
     fn retry_now(self: &Rc<Self>) {
         let waiting = self.inner.borrow().retry.is_some();
         if waiting {
@@ -241,6 +290,8 @@ impl Relay {
         let mut inner = self.inner.borrow_mut();
         inner.stopped = true;
         inner.retry = None;
+        inner.arrived.clear();
+        inner.flush = None;
         if let Some(session) = inner.session.take() {
             session.detach();
             let _ = session
@@ -260,18 +311,37 @@ impl Relay {
         self.dispatch.dispatch(Action::Opened);
     }
 
-    fn received(&self, id: u64, event: MessageEvent) {
-        // Read first: a time too late only widens the clock's bound.
-        let at = now_nanos();
-        {
-            let mut inner = self.inner.borrow_mut();
-            match inner.session.as_mut() {
-                Some(s) if s.id == id => s.heard_anything = true,
-                _ => return,
-            }
+    /// Notes the line and the time it arrived, and hands it to the page in a
+    /// task of its own: rendering a reply takes a millisecond or more, and a
+    /// burst's later frames would otherwise be timed after the rendering of
+    /// the earlier ones (up to 50 ms for the 25th on loopback) instead of
+    /// when they came. A time too late only widens the clock's bound.
+    fn received(self: &Rc<Self>, id: u64, event: MessageEvent) {
+        let at = arrival_nanos(&event);
+        let mut inner = self.inner.borrow_mut();
+        match inner.session.as_mut() {
+            Some(s) if s.id == id => s.heard_anything = true,
+            _ => return,
         }
         // The relay speaks text; a binary frame has no line to show.
-        if let Some(line) = event.data().as_string() {
+        let Some(line) = event.data().as_string() else {
+            return;
+        };
+        inner.arrived.push((line, at));
+        if inner.flush.is_none() {
+            let relay = Rc::downgrade(self);
+            inner.flush = Some(Timeout::new(0, move || flush_fired(&relay)));
+        }
+    }
+
+    /// Hands the lines read so far to the page, in order.
+    fn flush_arrived(&self) {
+        let arrived = {
+            let mut inner = self.inner.borrow_mut();
+            inner.flush = None;
+            std::mem::take(&mut inner.arrived)
+        };
+        for (line, at) in arrived {
             self.dispatch.dispatch(Action::Received { line, at });
         }
     }
@@ -280,6 +350,8 @@ impl Relay {
     /// schedule the next attempt, unless only a sign-in can help, and tell the
     /// page why.
     fn closed(self: &Rc<Self>, id: Option<u64>, code: u16, reason: String) {
+        // Every reply that came before the close is the page's before the close.
+        self.flush_arrived();
         let retry_in_ms = {
             let mut inner = self.inner.borrow_mut();
             if inner.stopped {
@@ -310,6 +382,10 @@ impl Relay {
             };
             if needs_sign_in(code) {
                 None
+            } else if waits_for_use(code) {
+                inner.backoff.reset();
+                inner.idle = true;
+                None
             } else {
                 // Full jitter: thousands of pages that lost the same gateway
                 // come back spread out, not in the same millisecond.
@@ -335,6 +411,19 @@ impl Relay {
     }
 }
 
+/// The event's `timeStamp` (ms since the page's time origin) as
+/// [`now_nanos`] counts, or now when the browser gives none.
+fn arrival_nanos(event: &MessageEvent) -> i64 {
+    let stamp = event.time_stamp();
+    let origin = web_sys::window()
+        .and_then(|w| w.performance())
+        .map(|p| p.time_origin());
+    match origin {
+        Some(origin) if stamp > 0.0 => ((origin + stamp) * 1e6) as i64,
+        _ => now_nanos(),
+    }
+}
+
 fn retry_fired(relay: &Weak<Relay>) {
     let Some(relay) = relay.upgrade() else {
         return;
@@ -346,6 +435,18 @@ fn retry_fired(relay: &Weak<Relay>) {
         timer.forget();
     }
     relay.connect();
+}
+
+fn flush_fired(relay: &Weak<Relay>) {
+    let Some(relay) = relay.upgrade() else {
+        return;
+    };
+    // As in `retry_fired`: this timer is running, so it is forgotten, not dropped.
+    let fired = relay.inner.borrow_mut().flush.take();
+    if let Some(timer) = fired {
+        timer.forget();
+    }
+    relay.flush_arrived();
 }
 
 fn probe_fired(relay: &Weak<Relay>, line: String) {

@@ -20,7 +20,7 @@ use crate::{exec, tools, workspace_root};
 const OUT_NAME: &str = "timecho_web";
 /// Copied next to the generated files; [`caching`] rewrites the references in
 /// `index.html` and `boot.js` to the hashed names.
-const STATIC_FILES: [&str; 3] = ["index.html", "boot.js", "style.css"];
+const STATIC_FILES: [&str; 4] = ["index.html", "boot.js", "style.css", "favicon.svg"];
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Options {

@@ -1,7 +1,9 @@
 //! The clock panel: the server's time, ticking; how far this device's clock is
 //! from it, in words and with its error bound; the round trips of the last
-//! minute as a sparkline. The browser tests read `data-offset-ms` and
-//! `data-error-ms`.
+//! minute as a sparkline, with its scale and its latest and best values.
+//! It says "measuring" until the bound means something (`ClockPanel::settled`)
+//! and marks the estimate stale, not ticking, while disconnected. The browser
+//! tests read `data-state`, `data-offset-ms` and `data-error-ms`.
 
 use gloo_timers::callback::Interval;
 use timecho_shared::clock::{describe, duration_words};
@@ -9,7 +11,9 @@ use yew::prelude::*;
 
 use crate::now_nanos;
 use crate::state::StampSettings;
-use crate::state::{measurable, sparkline_points, wall_clock_text, ClockPanel as Panel};
+use crate::state::{
+    measurable, sparkline_points, sparkline_scale, wall_clock_text, ClockPanel as Panel,
+};
 
 /// The sparkline's box, in SVG units.
 const WIDTH: f64 = 120.0;
@@ -21,6 +25,8 @@ const REDRAW_MS: u32 = 200;
 pub struct ClockPanelProps {
     pub panel: Panel,
     pub stamp: Option<StampSettings>,
+    /// Without a socket the estimate is not being checked: shown as stale.
+    pub connected: bool,
 }
 
 #[component]
@@ -51,16 +57,27 @@ pub fn ClockPanel(props: &ClockPanelProps) -> Html {
         .collect::<Vec<_>>()
         .join(" ");
     let best = rtts.iter().map(|&(_, rtt)| rtt).min();
-    let caption = match best {
-        Some(best) => format!("round trips, last minute: best {}", duration_words(best)),
-        None => "round trips, last minute".to_owned(),
+    let latest = rtts.last().map(|&(_, rtt)| rtt);
+    let caption = match (latest, best) {
+        (Some(latest), Some(best)) => format!(
+            "round trips: latest {}, best {}",
+            duration_words(latest),
+            duration_words(best)
+        ),
+        _ => "round trips: none yet".to_owned(),
     };
+    let scale = (!rtts.is_empty()).then(|| duration_words(sparkline_scale(&rtts)));
     let zone = if stamp.format.utc {
         0
     } else {
         stamp.utc_offset_seconds
     };
-    match props.panel.bounds() {
+    match props.panel.settled() {
+        None if !props.connected => html! {
+            <section class="clock" aria-label="Server clock" data-state="offline">
+                <p class="offset">{ "Not connected: the clock is measured once the connection is back." }</p>
+            </section>
+        },
         None => html! {
             <section class="clock" aria-label="Server clock" data-state="measuring">
                 <p class="offset">{ "Measuring this device's clock against the server's…" }</p>
@@ -68,16 +85,33 @@ pub fn ClockPanel(props: &ClockPanelProps) -> Html {
         },
         Some(bounds) => {
             let ms = |nanos: i64| format!("{:.3}", nanos as f64 / 1e6);
+            let stale = !props.connected;
+            let (state, label, time, words) = if stale {
+                (
+                    "stale",
+                    "server time (not connected)",
+                    "--:--:--".to_owned(),
+                    format!("last measured: {}", describe(&bounds)),
+                )
+            } else {
+                (
+                    "measured",
+                    "server time",
+                    wall_clock_text(now + bounds.offset(), zone),
+                    describe(&bounds),
+                )
+            };
             html! {
-                <section class="clock" aria-label="Server clock" data-state="measured"
+                <section class={classes!("clock", stale.then_some("stale"))} aria-label="Server clock"
+                    data-state={state}
                     data-offset-ms={ms(bounds.offset())} data-error-ms={ms(bounds.error())}>
                     <span class="server-clock">
-                        <span class="label">{ "server time" }</span>
+                        <span class="label">{ label }</span>
                         <time class="server-time" title="The server's time: this device's clock plus the offset">
-                            { wall_clock_text(now + bounds.offset(), zone) }
+                            { time }
                         </time>
                     </span>
-                    <p class="offset">{ describe(&bounds) }</p>
+                    <p class="offset">{ words }</p>
                     <span class="round-trips">
                     <svg class="sparkline" viewBox={format!("0 0 {WIDTH} {HEIGHT}")}
                         preserveAspectRatio="none" role="img"
@@ -88,6 +122,9 @@ pub fn ClockPanel(props: &ClockPanelProps) -> Html {
                             <circle cx={format!("{:.1}", x + 2.0)} cy={format!("{:.1}", y + 2.0)} r="1.6" />
                         }) }
                     </svg>
+                    if let Some(scale) = scale {
+                        <span class="spark-scale" title="The sparkline's top">{ format!("top {scale}") }</span>
+                    }
                     <span class="best-rtt">{ caption }</span>
                     </span>
                 </section>

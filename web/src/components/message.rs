@@ -46,14 +46,24 @@ pub fn Message(props: &MessageProps) -> Html {
             text,
             rtt,
         } => {
-            let (shown, iso) = match time {
-                Some(t) => (t.short.clone(), Some(t.iso.clone())),
-                None => (stamp.clone(), None),
+            // The short time shows; the whole stamp (its date too) is the
+            // tooltip, and is shown in place while the stamp has focus, which
+            // a tap or the keyboard gives it: no hovering needed.
+            let shown = match time {
+                Some(t) => html! {
+                    <time class="stamp" datetime={t.iso.clone()} title={stamp.clone()}
+                        data-stamp={stamp.clone()} tabindex="0">
+                        <span class="stamp-short" aria-hidden="true">{ t.short.clone() }</span>
+                        <span class="stamp-full">{ stamp.clone() }</span>
+                    </time>
+                },
+                None => html! {
+                    <time class="stamp" data-stamp={stamp.clone()}>{ stamp.clone() }</time>
+                },
             };
             html! {
                 <li class="entry reply">
-                    <time class="stamp" datetime={iso} title={stamp.clone()}
-                        data-stamp={stamp.clone()}>{ shown }</time>
+                    { shown }
                     <span class="text">{ text }</span>
                     if let Some(rtt) = rtt {
                         <span class="rtt" title="Round trip: from sending to this reply"

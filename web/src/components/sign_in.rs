@@ -17,6 +17,8 @@ pub struct SignInProps {
     pub error: Option<String>,
     /// A sign-in is on its way: the button waits.
     pub busy: bool,
+    /// The user has just signed out: the form confirms it.
+    pub signed_out: bool,
     pub on_sign_in: Callback<Credentials>,
 }
 
@@ -71,6 +73,11 @@ pub fn SignIn(props: &SignInProps) -> Html {
         <main class="sign-in">
             <form class="sign-in-card" {onsubmit} aria-labelledby="sign-in-title">
                 <h2 id="sign-in-title">{ "Sign in" }</h2>
+                <p id="signed-out" class="sign-in-notice" role="status">
+                    if props.signed_out {
+                        { "You have signed out." }
+                    }
+                </p>
                 <p class="sign-in-lead">{ "This server asks you to sign in before you send messages." }</p>
                 <label for="login-user">{ "User name" }</label>
                 <input id="login-user" ref={user} type="text" name="username" required=true

@@ -16,10 +16,12 @@ pub enum Access {
         user: String,
     },
     /// The sign-in form is shown. `error` is what went wrong last, for people;
-    /// `busy` while a sign-in is on its way.
+    /// `busy` while a sign-in is on its way; `just_signed_out` when the user
+    /// has just signed out here, which the form confirms (until the next try).
     SignedOut {
         error: Option<String>,
         busy: bool,
+        just_signed_out: bool,
     },
 }
 
@@ -253,6 +255,7 @@ mod tests {
         let form = Access::SignedOut {
             error: None,
             busy: false,
+            just_signed_out: false,
         };
         assert!(!form.may_connect() && form.shows_sign_in());
     }

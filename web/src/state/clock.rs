@@ -24,6 +24,13 @@ pub const MIN_GAP: i64 = SECOND;
 const STEADY_GAP: i64 = 10 * SECOND;
 /// Samples kept: a minute and more of probes, all of a boundary search.
 const KEEP: usize = 12;
+/// Samples after which the estimate is shown even if the bound is still wide
+/// (a slow network cannot narrow it further).
+pub const SETTLED_SAMPLES: usize = 5;
+/// The sparkline spans at least this much, and at most the last minute: in
+/// the first minute its points spread over what there is (the first probes
+/// come a second apart).
+pub const MIN_SPARK_SPAN: i64 = 2 * SECOND;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClockPanel {
@@ -61,6 +68,17 @@ impl ClockPanel {
     /// The offset's bounds, once a probe has been answered.
     pub fn bounds(&self) -> Option<Bounds> {
         self.estimator.bounds()
+    }
+
+    /// The bounds once they mean something: the probes have narrowed them as
+    /// far as placed probes can (within twice the best round trip), or
+    /// [`SETTLED_SAMPLES`] samples are in. Until then the panel says
+    /// "measuring": one ctime sample alone is ±500 ms.
+    pub fn settled(&self) -> Option<Bounds> {
+        let samples = self.estimator.samples().count();
+        let narrowed = samples >= 2 && self.estimator.next_probe(0).is_none();
+        self.bounds()
+            .filter(|_| narrowed || samples >= SETTLED_SAMPLES)
     }
 
     /// When the next probe should leave (it may be now or past), or `None`
@@ -178,13 +196,26 @@ pub fn wall_clock_text(nanos: i64, utc_offset_seconds: i32) -> String {
     )
 }
 
+/// How much time the sparkline spans: since its oldest point, between
+/// [`MIN_SPARK_SPAN`] and the last minute.
+pub fn sparkline_span(rtts: &[(i64, i64)], now: i64) -> i64 {
+    let since_oldest = rtts.first().map_or(0, |&(t, _)| now - t);
+    since_oldest.clamp(MIN_SPARK_SPAN, RTT_WINDOW)
+}
+
+/// The sparkline's top: the longest round trip, so it touches the top.
+pub fn sparkline_scale(rtts: &[(i64, i64)]) -> i64 {
+    rtts.iter().map(|&(_, r)| r).max().unwrap_or(1).max(1)
+}
+
 /// The sparkline's points in a `width` x `height` box: time runs left to
-/// right over the last minute, the longest round trip touches the top.
+/// right over [`sparkline_span`], the longest round trip touches the top.
 pub fn sparkline_points(rtts: &[(i64, i64)], now: i64, width: f64, height: f64) -> Vec<(f64, f64)> {
-    let longest = rtts.iter().map(|&(_, r)| r).max().unwrap_or(1).max(1) as f64;
+    let longest = sparkline_scale(rtts) as f64;
+    let span = sparkline_span(rtts, now) as f64;
     rtts.iter()
         .map(|&(t, rtt)| {
-            let x = width * (1.0 - (now - t) as f64 / RTT_WINDOW as f64);
+            let x = width * (1.0 - (now - t) as f64 / span);
             let y = height * (1.0 - rtt as f64 / longest);
             (x, y)
         })
@@ -356,5 +387,54 @@ mod tests {
             vec![(0.0, 10.0), (60.0, 0.0), (120.0, 15.0)]
         );
         assert_eq!(sparkline_points(&[], T0, 120.0, 20.0), vec![]);
+    }
+
+    #[test]
+    fn a_young_sparkline_spreads_over_what_there_is() {
+        // Twenty seconds of round trips span the whole box, not its right third.
+        let rtts = [(T0, 2 * MS), (T0 + 10 * SECOND, 4 * MS)];
+        assert_eq!(sparkline_span(&rtts, T0 + 20 * SECOND), 20 * SECOND);
+        assert_eq!(
+            sparkline_points(&rtts, T0 + 20 * SECOND, 120.0, 20.0),
+            vec![(0.0, 10.0), (60.0, 0.0)]
+        );
+        // A lone point spans no less than two seconds; an old one no more than a minute.
+        assert_eq!(sparkline_span(&rtts[..1], T0), MIN_SPARK_SPAN);
+        assert_eq!(sparkline_span(&rtts, T0 + 90 * SECOND), RTT_WINDOW);
+        assert_eq!(sparkline_scale(&rtts), 4 * MS);
+    }
+
+    #[test]
+    fn one_wide_sample_is_still_measuring() {
+        let mut panel = ClockPanel::default();
+        let probe = panel.probe_sent(T0);
+        let line = format!("[Wed Nov 25 16:02:43 2026] {probe}");
+        assert!(panel.answered(&line, T0 + 2 * MS, Some(&ctime())));
+        assert!(panel.bounds().is_some());
+        assert_eq!(panel.settled(), None, "±500 ms is not an answer yet");
+        // Precise stamps narrow within two samples.
+        let s = settings(TimeFormat::Rfc3339, Precision::Micros);
+        let mut panel = ClockPanel::default();
+        for n in 0..2 {
+            let at = T0 + n * SECOND;
+            let probe = panel.probe_sent(at);
+            let line = format!("[2026-11-25T16:02:{:02}.500000Z] {probe}", 43 + n);
+            assert!(panel.answered(&line, at + MS, Some(&s)));
+            assert_eq!(panel.settled().is_some(), n == 1, "sample {}", n + 1);
+        }
+    }
+
+    #[test]
+    fn a_slow_network_settles_after_enough_samples() {
+        let mut panel = ClockPanel::default();
+        for n in 0..SETTLED_SAMPLES as i64 {
+            let at = T0 + n * 2 * SECOND;
+            let probe = panel.probe_sent(at);
+            // A 900 ms round trip: ctime stamps cannot narrow it below ±450 ms.
+            let line = format!("[Wed Nov 25 16:02:{:02} 2026] {probe}", 43 + 2 * n);
+            assert!(panel.answered(&line, at + 900 * MS, Some(&ctime())));
+            let last = n as usize + 1 == SETTLED_SAMPLES;
+            assert_eq!(panel.settled().is_some(), last, "sample {}", n + 1);
+        }
     }
 }

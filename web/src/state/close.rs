@@ -20,6 +20,7 @@ pub fn describe_close(code: u16, reason: &str) -> String {
         close_code::GOING_AWAY => "the gateway is shutting down".into(),
         close_code::RESTART => "the gateway is restarting".into(),
         close_code::TOKEN_EXPIRED => "renewing the sign-in".into(),
+        close_code::IDLE => "idle".into(),
         close_code::UNSUPPORTED_DATA => "the gateway accepts text messages only".into(),
         close_code::INVALID_PAYLOAD => "a message was not valid UTF-8".into(),
         close_code::POLICY => "the gateway refused the session".into(),
@@ -45,13 +46,21 @@ pub fn is_orderly(code: u16) -> bool {
             | close_code::GOING_AWAY
             | close_code::RESTART
             | close_code::TOKEN_EXPIRED
+            | close_code::IDLE
     )
 }
 
-/// Closes that are routine and brief (a sign-in token renewed): the page is
-/// back within a moment, so they are not worth a line in the transcript.
+/// Closes that are routine (a sign-in token renewed, a quiet session ended by
+/// the server's idle timeout): nothing was lost and the page is back when it
+/// needs to be, so they are not worth a line in the transcript.
 pub fn is_routine(code: u16) -> bool {
-    code == close_code::TOKEN_EXPIRED
+    matches!(code, close_code::TOKEN_EXPIRED | close_code::IDLE)
+}
+
+/// A close after which the page waits for a reason to connect (something to
+/// send, the tab looked at again) rather than retrying on a timer.
+pub fn waits_for_use(code: u16) -> bool {
+    code == close_code::IDLE
 }
 
 /// Which of the messages in flight (sent, not yet answered) a close blames.
@@ -76,6 +85,7 @@ pub fn blame(code: u16) -> Blame {
         | close_code::GOING_AWAY
         | close_code::RESTART
         | close_code::TOKEN_EXPIRED
+        | close_code::IDLE
         | close_code::POLICY => Blame::Nobody,
         close_code::TOO_BIG => Blame::Largest,
         _ => Blame::Suspects,
@@ -123,6 +133,16 @@ mod tests {
         assert_eq!(blame(close_code::RESTART), Blame::Nobody);
         assert!(is_orderly(close_code::NORMAL) && !is_orderly(close_code::POLICY));
         assert!(is_orderly(close_code::RESTART));
+        // The server answered everything before an idle close.
+        assert_eq!(blame(close_code::IDLE), Blame::Nobody);
+    }
+
+    #[test]
+    fn an_idle_close_is_routine_and_waits_for_use() {
+        assert!(is_routine(close_code::IDLE) && is_orderly(close_code::IDLE));
+        assert!(waits_for_use(close_code::IDLE));
+        assert!(!waits_for_use(close_code::UPSTREAM_ERROR));
+        assert!(!waits_for_use(close_code::TOKEN_EXPIRED));
     }
 
     #[test]

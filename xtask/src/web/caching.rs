@@ -23,14 +23,15 @@ pub const HASH_HEX_DIGITS: usize = 16;
 
 /// The page's files, leaves first, with the quoted absolute paths each one
 /// refers to. Only `index.html` keeps its name: it is the page's address.
-const PAGE: [PageFile; 5] = [
+const PAGE: [PageFile; 6] = [
     PageFile::hashed("timecho_web_bg.wasm", &[]),
     PageFile::hashed("timecho_web.js", &[]),
     PageFile::hashed("style.css", &[]),
+    PageFile::hashed("favicon.svg", &[]),
     PageFile::hashed("boot.js", &["timecho_web.js", "timecho_web_bg.wasm"]),
     PageFile {
         name: "index.html",
-        refers_to: &["style.css", "boot.js"],
+        refers_to: &["style.css", "boot.js", "favicon.svg"],
         renamed: false,
     },
 ];
@@ -195,17 +196,18 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("xtask-caching-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("temporary directory");
-        let files: [(&str, &str); 5] = [
+        let files: [(&str, &str); 6] = [
             ("timecho_web_bg.wasm", "wasm"),
             ("timecho_web.js", "glue"),
             ("style.css", "body{}"),
+            ("favicon.svg", "<svg/>"),
             (
                 "boot.js",
                 r#"import init from "/timecho_web.js"; init("/timecho_web_bg.wasm");"#,
             ),
             (
                 "index.html",
-                r#"<link href="/style.css"><script src="/boot.js"></script>"#,
+                r#"<link href="/style.css"><link href="/favicon.svg"><script src="/boot.js"></script>"#,
             ),
         ];
         for (name, text) in files {
@@ -216,12 +218,13 @@ mod tests {
         let wasm = hashed_name("timecho_web_bg.wasm", b"wasm");
         let glue = hashed_name("timecho_web.js", b"glue");
         let css = hashed_name("style.css", b"body{}");
+        let icon = hashed_name("favicon.svg", b"<svg/>");
         let boot_text = format!(r#"import init from "/{glue}"; init("/{wasm}");"#);
         let boot = hashed_name("boot.js", boot_text.as_bytes());
         let index = fs::read_to_string(dir.join("index.html")).expect("index.html stays");
         assert_eq!(
             index,
-            format!(r#"<link href="/{css}"><script src="/{boot}"></script>"#)
+            format!(r#"<link href="/{css}"><link href="/{icon}"><script src="/{boot}"></script>"#)
         );
         let boot_on_disk = fs::read_to_string(dir.join(&boot)).expect("boot.js, hashed");
         assert_eq!(boot_on_disk, boot_text);
@@ -230,7 +233,7 @@ mod tests {
             .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
             .collect();
         names.sort();
-        let mut expected = vec![wasm, glue, css, boot, "index.html".to_owned()];
+        let mut expected = vec![wasm, glue, css, icon, boot, "index.html".to_owned()];
         expected.sort();
         assert_eq!(names, expected);
         let _ = fs::remove_dir_all(&dir);
