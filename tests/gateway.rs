@@ -732,3 +732,64 @@ fn a_close_with_a_forbidden_code_or_reason_is_answered_1002_or_1007() {
         );
     }
 }
+
+/// Reads one unmasked server frame: its opcode and payload.
+fn read_server_frame(stream: &mut std::net::TcpStream) -> (u8, Vec<u8>) {
+    let mut head = [0u8; 2];
+    stream.read_exact(&mut head).expect("a frame header");
+    let len = match head[1] & 0x7f {
+        126 => {
+            let mut n = [0u8; 2];
+            stream.read_exact(&mut n).unwrap();
+            usize::from(u16::from_be_bytes(n))
+        }
+        127 => {
+            let mut n = [0u8; 8];
+            stream.read_exact(&mut n).unwrap();
+            usize::try_from(u64::from_be_bytes(n)).unwrap()
+        }
+        n => usize::from(n),
+    };
+    let mut payload = vec![0; len];
+    stream.read_exact(&mut payload).expect("a frame payload");
+    (head[0] & 0x0f, payload)
+}
+
+/// A session that has gone quiet (its protocol layer renewed at rest), told
+/// to come back later, and then hearing a frame before the client's Close,
+/// sends one Close and no other: a second one makes Chromium fail the socket
+/// ("Close received after close") and the page shows a lost gateway instead
+/// of a restart.
+#[test]
+fn a_resting_session_sends_one_close_whatever_the_client_sends_after_it() {
+    let mut server = Server::start(&[]);
+    let mut raw = RawWs::handshake(server.http_addr());
+    raw.send(0x1, b"hello").unwrap();
+    let (opcode, reply) = read_server_frame(&mut raw.stream);
+    assert_eq!(opcode, 0x1, "{}", reply.escape_ascii());
+    // The rest is a deadline (500 ms of quiet), with no event to wait for.
+    std::thread::sleep(Duration::from_millis(1500));
+
+    server.sigterm();
+    let (opcode, close) = loop {
+        match read_server_frame(&mut raw.stream) {
+            (0x9, _) => continue,
+            frame => break frame,
+        }
+    };
+    assert_eq!(opcode, 0x8, "the restart's Close: {}", close.escape_ascii());
+    assert_eq!(close[..2], 1012u16.to_be_bytes());
+    // An unsolicited Pong (RFC 6455 5.5.3) wakes the session's layer...
+    raw.send(0xA, b"").unwrap();
+    std::thread::sleep(SILENCE);
+    // ... and the client's Close must not be answered a second time.
+    raw.send(0x8, &1000u16.to_be_bytes()).unwrap();
+    let mut rest = Vec::new();
+    let _ = raw.stream.read_to_end(&mut rest);
+    let closes: Vec<_> = server_frames(&rest)
+        .into_iter()
+        .filter(|(opcode, _)| *opcode == 0x8)
+        .collect();
+    assert!(closes.is_empty(), "a second Close: {closes:?}");
+    assert!(server.wait_exit(Duration::from_secs(10)).is_some());
+}

@@ -48,6 +48,10 @@ struct Layer {
     resting: bool,
     /// A message has come since that layer was built.
     woke: bool,
+    /// A Close has gone either way: the layer keeps the close handshake's
+    /// state, so it is never renewed again (a fresh one would answer the
+    /// peer's Close with a second Close of its own).
+    closing: bool,
 }
 
 impl SessionSocket {
@@ -58,6 +62,7 @@ impl SessionSocket {
                 socket: Some(ws),
                 resting: false,
                 woke: false,
+                closing: false,
             }),
             config,
             resting: config.read_buffer_size(RESTING_READ),
@@ -77,6 +82,12 @@ impl SessionSocket {
         poll_fn(|cx| {
             let mut layer = self.lock();
             let polled = layer.socket().poll_next(cx);
+            if matches!(
+                polled,
+                Poll::Ready(None | Some(Err(_)) | Some(Ok(Message::Close(_))))
+            ) {
+                layer.closing = true;
+            }
             if layer.resting {
                 // Something came, then nothing more: the layer built at rest
                 // is done with its small reads, and nothing is half-read.
@@ -93,7 +104,9 @@ impl SessionSocket {
     /// Queues `message`, writing only once the protocol layer's buffer fills.
     pub async fn feed(&self, message: Message) -> Result<(), Error> {
         poll_fn(|cx| self.with(|ws| ws.poll_ready(cx))).await?;
-        self.with(|ws| ws.start_send(message))
+        let mut layer = self.lock();
+        layer.closing |= matches!(message, Message::Close(_));
+        layer.socket().start_send(message)
     }
 
     pub async fn flush(&self) -> Result<(), Error> {
@@ -131,6 +144,9 @@ impl SessionSocket {
     /// the full read buffer), if nothing is half-read or unsent. Only where a
     /// read has just found nothing: what the old layer read ahead would be lost.
     fn swap(&self, layer: &mut Layer, cx: &mut Context<'_>, resting: bool) -> bool {
+        if layer.closing {
+            return false;
+        }
         let Some(ws) = layer.socket.as_mut() else {
             return false;
         };
