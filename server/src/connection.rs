@@ -12,10 +12,11 @@ use std::time::Duration;
 
 use chrono::Utc;
 use timecho_shared::{reply, Frame, LineDecoder, StampCache};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{timeout, Instant};
 use tokio_util::sync::CancellationToken;
 
+use crate::admission::WaitReadable;
 use crate::config::{Framing, Protocol};
 use crate::heap_trim;
 use crate::metrics::ListenerMetrics;
@@ -34,34 +35,6 @@ pub const REST_AFTER: Duration = Duration::from_millis(500);
 /// Replies are flushed once this many bytes are pending, so one read full of
 /// tiny lines cannot make the reply buffer grow far beyond the read buffer.
 const FLUSH_AT: usize = 64 * 1024;
-
-/// Waiting for a client's first bytes without holding a buffer for them.
-pub trait WaitReadable {
-    /// Resolves when a read would not block. The default resolves at once,
-    /// for streams that cannot tell (TLS may hold decrypted bytes already).
-    fn wait_readable(&self) -> impl std::future::Future<Output = io::Result<()>> + Send {
-        std::future::ready(Ok(()))
-    }
-}
-
-impl WaitReadable for tokio::net::TcpStream {
-    /// `readable()` may report a new socket ready before any byte arrived;
-    /// a peek waits for a byte (or the end of the stream) for real. It is
-    /// polled in place: the `peek` future would add its 250 bytes to every
-    /// idle connection's task.
-    fn wait_readable(&self) -> impl std::future::Future<Output = io::Result<()>> + Send {
-        std::future::poll_fn(move |cx| {
-            let mut first = [0u8; 1];
-            self.poll_peek(cx, &mut ReadBuf::new(&mut first))
-                .map_ok(drop)
-        })
-    }
-}
-
-/// Tokio's unix stream cannot peek; local clients get their buffer at once.
-impl WaitReadable for tokio::net::UnixStream {}
-
-impl<S> WaitReadable for tokio_rustls::server::TlsStream<S> {}
 
 enum Event {
     Shutdown,

@@ -27,7 +27,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, Sleep};
 use tokio_util::task::TaskTracker;
 
-use crate::connection::WaitReadable;
+use super::WaitReadable;
 
 /// Most bytes a lingering close reads and discards before giving up.
 const LINGER_MAX_BYTES: usize = 1 << 20;

@@ -13,6 +13,7 @@
 
 mod guarded;
 mod per_client;
+mod wait_readable;
 
 use std::fmt;
 use std::future::Future;
@@ -31,9 +32,9 @@ use tracing::{debug, warn};
 
 use crate::access::AccessList;
 use crate::config::Limits;
-use crate::connection::WaitReadable;
 use crate::metrics::{ListenerMetrics, Metrics};
 use crate::proxy_protocol::ProxyPolicy;
+pub use wait_readable::WaitReadable;
 
 pub use guarded::{Guarded, Rules};
 use per_client::{ClientSlot, PerClient};
