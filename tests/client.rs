@@ -317,3 +317,118 @@ fn a_mistyped_subcommand_gets_a_suggestion() {
         "{exited:?}"
     );
 }
+
+/// How long the interactive client may take to show what a test waits for.
+const SCREEN_LIMIT: Duration = Duration::from_secs(10);
+
+#[test]
+fn interactive_client_shows_a_server_notice_as_it_comes_and_ends_when_the_server_closes() {
+    let server = Server::start(&["--idle-timeout", "1s", "--no-http"]);
+    let addr = server.tcp_addr().to_string();
+    let term = support::Terminal::run(&["client", &addr]);
+    term.wait_for(&format!("connected to {addr}"), SCREEN_LIMIT);
+    term.type_text("hello");
+    term.enter();
+    term.wait_for("] hello", SCREEN_LIMIT);
+    // Nothing typed: the idle notice and the close are shown without a key
+    // pressed, and the client exits by itself.
+    let screen = term.wait_for("EXIT=", SCREEN_LIMIT);
+    assert!(screen.contains("error: idle for 1s; closing"), "{screen}");
+    assert!(
+        screen.contains("timecho: the server closed the connection"),
+        "{screen}"
+    );
+    assert!(screen.contains("EXIT=1"), "{screen}");
+    let notice = screen.find("error: idle").unwrap();
+    let closed = screen.find("the server closed").unwrap();
+    assert!(notice < closed, "{screen}");
+}
+
+#[test]
+fn interactive_client_says_how_many_typed_lines_the_closing_server_left_unanswered() {
+    // Reads one line and closes without answering it.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let (stream, _) = listener.accept().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(&stream)
+            .read_line(&mut line)
+            .unwrap();
+    });
+    let term = support::Terminal::run(&["client", &addr]);
+    term.wait_for("connected to", SCREEN_LIMIT);
+    term.type_text("anyone?");
+    term.enter();
+    let screen = term.wait_for("EXIT=", SCREEN_LIMIT);
+    assert!(
+        screen.contains("the server closed the connection; 1 line got no reply"),
+        "{screen}"
+    );
+    assert!(screen.contains("EXIT=1"), "{screen}");
+}
+
+#[test]
+fn interactive_client_ends_on_an_empty_line_and_says_so_in_its_help() {
+    let server = Server::start(&["--no-http"]);
+    let addr = server.tcp_addr().to_string();
+    let term = support::Terminal::run(&["client", &addr]);
+    term.wait_for("an empty line or Ctrl-D ends the session", SCREEN_LIMIT);
+    term.type_text("one");
+    term.enter();
+    term.type_text("two");
+    term.enter();
+    term.wait_for("] two", SCREEN_LIMIT);
+    term.enter();
+    let screen = term.wait_for("EXIT=", SCREEN_LIMIT);
+    assert!(screen.contains("EXIT=0"), "{screen}");
+    assert!(screen.contains("] one"), "{screen}");
+
+    let mut cmd = timecho();
+    cmd.args(["client", "--help"]);
+    let help = run_to_exit(cmd, b"", CLIENT_LIMIT);
+    assert!(help.stdout.contains("An empty line"), "{help:?}");
+}
+
+#[test]
+fn piped_client_into_a_closed_pipe_ends_quietly_and_does_not_say_connected() {
+    use std::io::{Read as _, Write as _};
+    let server = Server::start(&["--no-http"]);
+    // `seq 1 100000 | timecho client ADDR | head -c0`: the reader is gone at once.
+    let mut child = timecho()
+        .args(["client", &server.tcp_addr().to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let mut stdin = child.stdin.take().unwrap();
+    std::thread::spawn(move || {
+        for n in 0..100_000 {
+            if writeln!(stdin, "{n}").is_err() {
+                return;
+            }
+        }
+    });
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(
+        status.success() && stderr.is_empty(),
+        "{status:?}: {stderr}"
+    );
+
+    let mut cmd = timecho();
+    cmd.args(["client", &server.tcp_addr().to_string()]);
+    let exited = run_to_exit(cmd, b"hi\n", CLIENT_LIMIT);
+    assert!(exited.status.success(), "{exited:?}");
+    assert!(!exited.stderr.contains("connected"), "{exited:?}");
+    assert!(!exited.stdout.contains("connected"), "{exited:?}");
+}

@@ -135,7 +135,7 @@ impl Probes {
                 buf: vec![0; udp::MAX_DATAGRAM],
             });
         }
-        let conn = client::connect(server).await?;
+        let conn = client::connect(server).await?.conn;
         let (read, write) = tokio::io::split(conn);
         Ok(Probes::Stream {
             replies: Replies::new(read),

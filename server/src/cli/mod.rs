@@ -91,6 +91,11 @@ pub enum Command {
     /// Run the timestamp server (TCP, unix socket, UDP) and the web page.
     Serve(Box<ServeArgs>),
     /// Talk to a timestamp server: type a line, see it come back stamped.
+    ///
+    /// On a terminal it prompts `> `; what the server sends is shown as it
+    /// arrives, and the session ends when the server closes. An empty line,
+    /// Ctrl-D or Ctrl-C ends it from your side. With piped input every line is
+    /// sent and it exits once all are answered.
     Client(ClientArgs),
     /// Load-test a timestamp server over TCP or WebSocket and report throughput and latency.
     Bench(crate::bench::BenchArgs),

@@ -27,6 +27,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Duplex for T {}
 
 pub type Conn = Box<dyn Duplex>;
 
+/// A connection and what it reached, as the user is told ("connected to ...").
+pub struct Link {
+    pub conn: Conn,
+    /// The address that answered (one of a name's), or the socket's path.
+    pub peer: String,
+}
+
 /// Connects to the first address of `target` that accepts: a name may have an
 /// IPv6 and an IPv4 address and the server listen on only one of them.
 async fn connect(target: &HostPort) -> anyhow::Result<TcpStream> {
@@ -48,18 +55,30 @@ async fn connect(target: &HostPort) -> anyhow::Result<TcpStream> {
     ))
 }
 
-pub async fn tcp(target: &HostPort) -> anyhow::Result<Conn> {
-    Ok(Box::new(connect(target).await?))
+fn peer_of(s: &TcpStream, target: &HostPort) -> String {
+    s.peer_addr()
+        .map_or_else(|_| target.to_string(), |a| a.to_string())
 }
 
-pub async fn unix(path: &Path) -> anyhow::Result<Conn> {
+pub async fn tcp(target: &HostPort) -> anyhow::Result<Link> {
+    let s = connect(target).await?;
+    Ok(Link {
+        peer: peer_of(&s, target),
+        conn: Box::new(s),
+    })
+}
+
+pub async fn unix(path: &Path) -> anyhow::Result<Link> {
     let s = UnixStream::connect(path).await.map_err(|e| {
         anyhow!(
             "cannot connect to {}: {e} (is `timecho serve --unix` running there?)",
             path.display()
         )
     })?;
-    Ok(Box::new(s))
+    Ok(Link {
+        conn: Box::new(s),
+        peer: path.display().to_string(),
+    })
 }
 
 /// TLS over TCP, verified as [`trust`] says: against `ca` (PEM: CAs, or the
@@ -72,7 +91,7 @@ pub async fn tls(
     target: &HostPort,
     ca: Option<&Path>,
     pin: Option<[u8; 32]>,
-) -> anyhow::Result<Conn> {
+) -> anyhow::Result<Link> {
     let mut roots = RootCertStore::empty();
     let mut known: Vec<[u8; 32]> = pin.into_iter().collect();
     match ca {
@@ -109,6 +128,7 @@ pub async fn tls(
     let name = ServerName::try_from(target.host.clone())
         .map_err(|_| anyhow!("{:?} is not a valid TLS server name", target.host))?;
     let tcp = connect(target).await?;
+    let peer = format!("{} (TLS)", peer_of(&tcp, target));
     let stream = TlsConnector::from(Arc::new(config))
         .connect(name, tcp)
         .await
@@ -119,7 +139,10 @@ pub async fn tls(
                 .map(|tls| trust::explain(tls, &target.to_string(), pin.is_some()));
             anyhow!(explained.unwrap_or_else(|| format!("TLS handshake with {target} failed: {e}")))
         })?;
-    Ok(Box::new(stream))
+    Ok(Link {
+        conn: Box::new(stream),
+        peer,
+    })
 }
 
 #[cfg(test)]
