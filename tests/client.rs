@@ -93,7 +93,12 @@ fn timecho_client_reports_a_refused_connection_in_one_line_and_fails() {
     assert!(!exited.status.success(), "{exited:?}");
     assert_ne!(exited.status.code(), Some(101), "exit code of a panic");
     assert_eq!(exited.stderr.trim_end().lines().count(), 1, "{exited:?}");
-    assert!(exited.stderr.contains(&closed.to_string()), "{exited:?}");
+    // Said once: not again beside the reason.
+    assert_eq!(
+        exited.stderr.matches(&closed.to_string()).count(),
+        1,
+        "{exited:?}"
+    );
     assert!(
         exited.stderr.to_lowercase().contains("refused"),
         "{exited:?}"
@@ -431,4 +436,53 @@ fn piped_client_into_a_closed_pipe_ends_quietly_and_does_not_say_connected() {
     assert!(exited.status.success(), "{exited:?}");
     assert!(!exited.stderr.contains("connected"), "{exited:?}");
     assert!(!exited.stdout.contains("connected"), "{exited:?}");
+}
+
+#[test]
+fn a_bad_environment_variable_is_named_and_the_flag_is_not() {
+    for (var, value, says) in [
+        ("TIMECHO_MAX_LINE", "abc", "whole number in digits"),
+        ("TIMECHO_LOG_FORMAT", "xml", "use one of: text, json"),
+        ("TIMECHO_IDLE_TIMEOUT", "5x", "unknown time unit"),
+    ] {
+        let mut cmd = timecho();
+        cmd.env(var, value)
+            .args(["serve", "--tcp", "127.0.0.1:0", "--no-http"]);
+        let exited = run_to_exit(cmd, b"", CLIENT_LIMIT);
+        assert_eq!(exited.status.code(), Some(2), "{var}: {exited:?}");
+        assert!(exited.stderr.contains(var), "{var}: {exited:?}");
+        assert!(exited.stderr.contains(says), "{var}: {exited:?}");
+        assert!(!exited.stderr.contains("'--"), "{var}: {exited:?}");
+        assert_eq!(
+            exited.stderr.trim_end().lines().count(),
+            1,
+            "{var}: {exited:?}"
+        );
+    }
+}
+
+#[test]
+fn a_bad_count_says_what_is_allowed_and_exits_2() {
+    for (args, says) in [
+        (
+            &["serve", "--max-line", "abc"][..],
+            "whole number in digits",
+        ),
+        (&["serve", "--max-line", "0"], "the least is 1"),
+        (
+            &["serve", "--max-connections-per-client", "1k"],
+            "whole number",
+        ),
+        (&["clock", "--samples", "5000"], "the most is 1000"),
+    ] {
+        let mut cmd = timecho();
+        cmd.args(args);
+        let exited = run_to_exit(cmd, b"", CLIENT_LIMIT);
+        assert_eq!(exited.status.code(), Some(2), "{args:?}: {exited:?}");
+        assert!(exited.stderr.contains(says), "{args:?}: {exited:?}");
+        assert!(
+            !exited.stderr.contains("invalid digit"),
+            "{args:?}: {exited:?}"
+        );
+    }
 }

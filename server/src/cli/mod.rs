@@ -23,9 +23,36 @@ const VERSION: &str = concat!(
     ")"
 );
 
+/// A whole number from `min` to `max`, refused in words that say what is
+/// allowed (the standard library's "invalid digit found in string" does not).
+fn whole_number(text: &str, min: u64, max: u64) -> Result<u64, String> {
+    let digits = text.trim();
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "{text:?} is not a whole number in digits (e.g. 1024; no units or separators)"
+        ));
+    }
+    match digits.parse::<u64>() {
+        Ok(n) if n < min => Err(format!("{n} is too small: the least is {min}")),
+        Ok(n) if n <= max => Ok(n),
+        _ => Err(format!("{digits} is too large: the most is {max}")),
+    }
+}
+
 /// A count that must be at least 1 (a limit of 0 would refuse everything).
-fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
-    clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+fn at_least_one(text: &str) -> Result<usize, String> {
+    whole_number(text, 1, usize::MAX as u64).map(|n| n as usize)
+}
+
+/// As [`at_least_one`], for counts kept in 32 bits.
+fn at_least_one_u32(text: &str) -> Result<u32, String> {
+    whole_number(text, 1, u32::MAX.into()).map(|n| n as u32)
+}
+
+/// `clock --samples`: enough to halve the error bound many times, few
+/// enough to finish.
+fn samples(text: &str) -> Result<u32, String> {
+    whole_number(text, 1, 1000).map(|n| n as u32)
 }
 
 /// A `--pin` value: `sha256:` and 64 hex digits, colons allowed between them.
@@ -205,13 +232,13 @@ pub struct ServeArgs {
     pub utc: bool,
 
     /// Longest line accepted, in bytes; a longer one is answered with an error line and skipped.
-    #[arg(help_heading = "Framing and stamps", long, value_name = "BYTES", default_value_t = timecho_shared::DEFAULT_MAX_LINE, value_parser = at_least_one(), env = "TIMECHO_MAX_LINE")]
+    #[arg(help_heading = "Framing and stamps", long, value_name = "BYTES", default_value_t = timecho_shared::DEFAULT_MAX_LINE, value_parser = at_least_one, env = "TIMECHO_MAX_LINE")]
     pub max_line: usize,
 
     /// Most clients served at once per listener; past it a new client is told the server
     /// is busy and closed. Default: 10,000, or less if the descriptor limit (ulimit -n,
     /// LimitNOFILE=) cannot hold that many on every listener at once.
-    #[arg(help_heading = "Limits and timeouts", long, value_name = "N", value_parser = at_least_one(), env = "TIMECHO_MAX_CONNECTIONS")]
+    #[arg(help_heading = "Limits and timeouts", long, value_name = "N", value_parser = at_least_one, env = "TIMECHO_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
 
     /// Most connections one client (an IPv4 address, or an IPv6 /64; behind a trusted
@@ -224,7 +251,7 @@ pub struct ServeArgs {
         help_heading = "Limits and timeouts",
         long,
         value_name = "N",
-        value_parser = clap::value_parser!(u32).range(1..),
+        value_parser = at_least_one_u32,
         env = "TIMECHO_MAX_CONNECTIONS_PER_CLIENT"
     )]
     pub max_connections_per_client: Option<u32>,
@@ -340,13 +367,13 @@ pub struct ServeArgs {
 
     /// Most WebSocket sessions open at once; past it new ones get 503. Default: 10,000, or
     /// less if the descriptor limit cannot hold that many (each takes two or three).
-    #[arg(help_heading = "Gateway (web page and /ws)", long, value_name = "N", value_parser = at_least_one(), env = "TIMECHO_MAX_WEBSOCKETS")]
+    #[arg(help_heading = "Gateway (web page and /ws)", long, value_name = "N", value_parser = at_least_one, env = "TIMECHO_MAX_WEBSOCKETS")]
     pub max_websockets: Option<usize>,
 
     /// Most WebSocket sessions one sign-in may hold open at once (a user, whichever way they
     /// signed in, or one bearer token); past it new ones get 429. Default: a quarter of
     /// --max-websockets, at least 1.
-    #[arg(help_heading = "Sign-in", long, value_name = "N", value_parser = at_least_one(), env = "TIMECHO_MAX_WEBSOCKETS_PER_USER")]
+    #[arg(help_heading = "Sign-in", long, value_name = "N", value_parser = at_least_one, env = "TIMECHO_MAX_WEBSOCKETS_PER_USER")]
     pub max_websockets_per_user: Option<usize>,
 
     /// Ping each WebSocket this often; a peer silent for two intervals is dropped.
@@ -559,7 +586,7 @@ pub struct ClockArgs {
     /// How many probes to send. With one-second stamps each after the first
     /// halves the error bound, down to about one round trip.
     #[arg(long, value_name = "N", default_value_t = 8,
-          value_parser = clap::value_parser!(u32).range(1..=1000))]
+          value_parser = samples)]
     pub samples: u32,
 
     /// Exit with status 1 when the clocks are further apart than this (e.g. 500ms).
@@ -588,6 +615,28 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_bad_count_says_what_is_allowed() {
+        assert_eq!(at_least_one("1024"), Ok(1024));
+        assert_eq!(samples("1000"), Ok(1000));
+        let not_digits = at_least_one("10k").unwrap_err();
+        assert!(
+            not_digits.contains("whole number in digits"),
+            "{not_digits}"
+        );
+        assert!(at_least_one("-1").unwrap_err().contains("whole number"));
+        assert_eq!(
+            at_least_one("0").unwrap_err(),
+            "0 is too small: the least is 1"
+        );
+        assert_eq!(
+            samples("1001").unwrap_err(),
+            "1001 is too large: the most is 1000"
+        );
+        let huge = at_least_one_u32("99999999999999999999999").unwrap_err();
+        assert!(huge.contains("too large"), "{huge}");
     }
 
     #[test]

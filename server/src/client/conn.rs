@@ -37,22 +37,35 @@ pub struct Link {
 /// Connects to the first address of `target` that accepts: a name may have an
 /// IPv6 and an IPv4 address and the server listen on only one of them.
 async fn connect(target: &HostPort) -> anyhow::Result<TcpStream> {
+    let addrs = target.resolve()?;
+    // An address typed as such is said once, not again beside its error.
+    let said = addrs.len() == 1 && !target.is_name();
     let mut failures = Vec::new();
-    for sa in target.resolve()? {
-        match timeout(CONNECT_TIMEOUT, TcpStream::connect(sa)).await {
+    for sa in addrs {
+        let why = match timeout(CONNECT_TIMEOUT, TcpStream::connect(sa)).await {
             Ok(Ok(s)) => {
                 s.set_nodelay(true)?;
                 return Ok(s);
             }
-            Ok(Err(e)) => failures.push(format!("{sa}: {e}")),
-            Err(_) => failures.push(format!("{sa}: no answer within {CONNECT_TIMEOUT:?}")),
-        }
+            Ok(Err(e)) => plain(&e),
+            Err(_) => format!("no answer within {CONNECT_TIMEOUT:?}"),
+        };
+        failures.push(if said { why } else { format!("{sa}: {why}") });
     }
     Err(anyhow!(
         "cannot connect to {}: {} (is `timecho serve` running there?)",
         target,
         failures.join("; ")
     ))
+}
+
+/// An I/O error in words, without the "(os error 111)" that follows them.
+pub fn plain(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.find(" (os error ") {
+        Some(at) => text[..at].to_owned(),
+        None => text,
+    }
 }
 
 fn peer_of(s: &TcpStream, target: &HostPort) -> String {
@@ -71,8 +84,9 @@ pub async fn tcp(target: &HostPort) -> anyhow::Result<Link> {
 pub async fn unix(path: &Path) -> anyhow::Result<Link> {
     let s = UnixStream::connect(path).await.map_err(|e| {
         anyhow!(
-            "cannot connect to {}: {e} (is `timecho serve --unix` running there?)",
-            path.display()
+            "cannot connect to {}: {} (is `timecho serve --unix` running there?)",
+            path.display(),
+            plain(&e)
         )
     })?;
     Ok(Link {
@@ -165,7 +179,8 @@ mod tests {
         };
         let target = HostPort::parse(&closed.to_string()).unwrap();
         let err = connect(&target).await.unwrap_err().to_string();
-        assert!(err.contains(&closed.to_string()), "{err}");
+        assert_eq!(err.matches(&closed.to_string()).count(), 1, "{err}");
+        assert!(!err.contains("os error"), "{err}");
         assert!(err.to_lowercase().contains("refused"), "{err}");
     }
 }
