@@ -486,3 +486,95 @@ fn a_bad_count_says_what_is_allowed_and_exits_2() {
         );
     }
 }
+
+#[test]
+fn client_over_websocket_streams_piped_lines_through_the_gateway_in_order() {
+    let server = Server::start(&[]);
+    let url = format!("ws://{}/ws", server.http_addr());
+    let lines: Vec<String> = (0..50).map(|i| format!("over ws {i}")).collect();
+    let mut cmd = timecho();
+    cmd.args(["client", &url]);
+    // The last line has no newline: it is still one message.
+    let exited = run_to_exit(cmd, lines.join("\n").as_bytes(), CLIENT_LIMIT);
+    assert!(exited.status.success(), "{exited:?}");
+    assert_texts(&reply_texts(exited.stdout.as_bytes()), &lines);
+
+    // `clock` takes the same URL.
+    let mut cmd = timecho();
+    cmd.args(["clock", "--samples", "2", "--json", &url]);
+    let exited = run_to_exit(cmd, b"", CLIENT_LIMIT);
+    assert!(exited.status.success(), "{exited:?}");
+    assert!(exited.stdout.contains("\"answered\":2"), "{exited:?}");
+}
+
+#[test]
+fn client_over_wss_trusts_the_pinned_certificate_and_says_what_to_do_without_it() {
+    let server = Server::start(&["--tls-self-signed"]);
+    let fingerprint = server
+        .banner()
+        .iter()
+        .find_map(|l| l.split("fingerprint: ").nth(1))
+        .expect("the banner prints the fingerprint")
+        .trim()
+        .to_owned();
+    let url = format!("wss://{}/ws", server.listener("https"));
+    let pin = format!("sha256:{fingerprint}");
+    let mut cmd = timecho();
+    cmd.args(["client", "--pin", &pin, &url]);
+    let exited = run_to_exit(cmd, b"secure\n", CLIENT_LIMIT);
+    assert!(exited.status.success(), "{exited:?}");
+    assert_texts(&reply_texts(exited.stdout.as_bytes()), &["secure"]);
+
+    let mut cmd = timecho();
+    cmd.args(["client", &url]);
+    let exited = run_to_exit(cmd, b"secure\n", CLIENT_LIMIT);
+    assert_eq!(exited.status.code(), Some(1), "{exited:?}");
+    assert!(exited.stderr.contains("--pin sha256:"), "{exited:?}");
+}
+
+#[test]
+fn client_over_websocket_reports_a_refused_handshake_and_misused_flags() {
+    let server = Server::start(&[]);
+    let mut cmd = timecho();
+    cmd.args(["client", &format!("ws://{}/nowhere", server.http_addr())]);
+    let exited = run_to_exit(cmd, b"hi\n", CLIENT_LIMIT);
+    assert_eq!(exited.status.code(), Some(1), "{exited:?}");
+    assert!(
+        exited.stderr.contains("refused the WebSocket: 404"),
+        "{exited:?}"
+    );
+
+    for args in [
+        &["client", "--udp", "ws://127.0.0.1:1/ws"][..],
+        &[
+            "client",
+            "--pin",
+            &format!("sha256:{}", "00".repeat(32)),
+            "127.0.0.1:1",
+        ],
+        &["clock", "--ca", "/dev/null", "127.0.0.1:1"],
+    ] {
+        let mut cmd = timecho();
+        cmd.args(args);
+        let exited = run_to_exit(cmd, b"", CLIENT_LIMIT);
+        assert_eq!(exited.status.code(), Some(2), "{args:?}: {exited:?}");
+    }
+}
+
+#[test]
+fn interactive_client_over_websocket_shows_the_idle_close_and_ends() {
+    let server = Server::start(&["--idle-timeout", "1s"]);
+    let url = format!("ws://{}/ws", server.http_addr());
+    let term = support::Terminal::run(&["client", &url]);
+    term.wait_for(&format!("connected to {url}"), SCREEN_LIMIT);
+    term.type_text("via the gateway");
+    term.enter();
+    term.wait_for("] via the gateway", SCREEN_LIMIT);
+    let screen = term.wait_for("EXIT=", SCREEN_LIMIT);
+    assert!(screen.contains("error: idle for 1s; closing"), "{screen}");
+    assert!(
+        screen.contains("the server closed the connection"),
+        "{screen}"
+    );
+    assert!(screen.contains("EXIT=1"), "{screen}");
+}

@@ -39,7 +39,7 @@ use anyhow::Context as _;
 use clap::{CommandFactory, FromArgMatches};
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::{Cli, Command, LogFormat, ServeArgs};
+use crate::cli::{Cli, ClientArgs, ClockArgs, Command, LogFormat, ServeArgs};
 
 fn main() -> ExitCode {
     let expanded = match config_file::expand(std::env::args_os().collect()) {
@@ -55,6 +55,15 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    if let Command::Client(ClientArgs { server, .. }) | Command::Clock(ClockArgs { server, .. }) =
+        &cli.command
+    {
+        if let Some(message) = server.usage_error() {
+            Cli::command()
+                .error(clap::error::ErrorKind::ArgumentConflict, message)
+                .exit();
+        }
+    }
     let result = match cli.command {
         Command::Serve(args) if args.print_config => {
             if let Some(serve) = matches.subcommand_matches("serve") {

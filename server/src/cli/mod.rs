@@ -539,7 +539,8 @@ pub struct ServeArgs {
 /// Which timestamp server a client command talks to, and how.
 #[derive(Debug, Args)]
 pub struct ServerTarget {
-    /// Server address as HOST:PORT or HOST (port 8899).
+    /// Server address as HOST:PORT or HOST (port 8899), or the gateway's WebSocket
+    /// as ws://HOST:PORT/ws or wss://HOST:PORT/ws (each line one text message).
     #[arg(value_name = "ADDR", default_value = "127.0.0.1:8899")]
     pub addr: String,
 
@@ -553,19 +554,44 @@ pub struct ServerTarget {
     pub udp: bool,
 
     /// Connect with TLS (to a `serve --tcp-tls` listener), verifying the server's
-    /// certificate against --ca or the system's root certificates.
+    /// certificate against --ca or the system's root certificates. A wss:// URL is TLS
+    /// without it.
     #[arg(long, conflicts_with_all = ["udp", "unix"])]
     pub tls: bool,
 
     /// CA certificate(s) (PEM) to verify the server with, instead of the system's; a
     /// self-signed server certificate (`openssl req -x509`) given here is trusted as it is.
-    #[arg(long, value_name = "PATH", requires = "tls")]
+    /// With --tls or a wss:// URL.
+    #[arg(long, value_name = "PATH")]
     pub ca: Option<PathBuf>,
 
     /// Trust the server whose certificate has this SHA-256 fingerprint, as
     /// `timecho serve --tls-self-signed` prints it (sha256:AB:CD:...), whatever signed it.
-    #[arg(long, value_name = "sha256:HEX", requires = "tls", value_parser = parse_pin)]
+    /// With --tls or a wss:// URL.
+    #[arg(long, value_name = "sha256:HEX", value_parser = parse_pin)]
     pub pin: Option<[u8; 32]>,
+}
+
+impl ServerTarget {
+    /// What clap cannot say, since it hangs on the address's scheme: a
+    /// WebSocket URL goes with no other transport, --ca and --pin need TLS.
+    pub fn usage_error(&self) -> Option<String> {
+        let websocket = self.addr.starts_with("ws://") || self.addr.starts_with("wss://");
+        let secure = self.tls || self.addr.starts_with("wss://");
+        if websocket && (self.udp || self.unix.is_some() || self.tls) {
+            return Some(format!(
+                "{} is a WebSocket URL: it goes without --udp, --unix and --tls \
+                 (wss:// is TLS already)",
+                self.addr
+            ));
+        }
+        if !secure && (self.ca.is_some() || self.pin.is_some()) {
+            return Some(
+                "--ca and --pin verify a TLS server: add --tls, or give a wss:// URL".to_owned(),
+            );
+        }
+        None
+    }
 }
 
 #[derive(Debug, Args)]

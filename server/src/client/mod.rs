@@ -17,6 +17,7 @@ mod input;
 pub(crate) mod replies;
 mod trust;
 pub(crate) mod udp;
+mod ws;
 
 use std::collections::VecDeque;
 use std::io::{self, IsTerminal};
@@ -45,8 +46,13 @@ pub fn run(args: &ClientArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The stream to `server` (unix, TLS or TCP; UDP is not a stream).
+/// The line stream to `server`: a unix socket, a WebSocket URL (`ws://`,
+/// `wss://`), TLS or TCP (UDP is not a stream). One shape for all, so that
+/// the sessions do not care which.
 pub(crate) async fn connect(server: &ServerTarget) -> anyhow::Result<Link> {
+    if let Some(url) = ws::WsUrl::parse(&server.addr)? {
+        return ws::connect(&url, server.ca.as_deref(), server.pin).await;
+    }
     match &server.unix {
         Some(path) => conn::unix(path).await,
         None if server.tls => {
