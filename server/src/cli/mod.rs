@@ -130,6 +130,12 @@ pub enum Command {
     /// error bound (NTP's method; `htpdate`'s for one-second stamps). Exit status:
     /// 0 within --max-offset, 1 beyond it, 2 when it could not measure.
     Clock(ClockArgs),
+    /// Send probes to a timestamp server and report its round trips, as ping(8) does:
+    /// one line per reply (its size, sequence number, round trip and the server's
+    /// stamp) and a summary. Over TCP, --unix, --udp, --tls and ws:// or wss:// URLs.
+    /// Exit status: 0 when replies came, 1 when none did (or fewer than -c within
+    /// -w), 2 on other errors.
+    Ping(PingArgs),
     /// Print a `user:argon2-hash` line for a `--auth basic:FILE` file; the password
     /// is read from the terminal (not echoed) or from standard input.
     HashPassword {
@@ -631,6 +637,59 @@ pub struct ClockArgs {
     /// Give up on a reply after this long (over UDP: skip that probe).
     #[arg(allow_hyphen_values = true, long, value_name = "DURATION", default_value = "5s", value_parser = parse_positive_duration)]
     pub timeout: Duration,
+}
+
+/// A ping(8)-style time: seconds as a bare number (`0.2`), or a duration (`200ms`).
+fn seconds_or_duration(text: &str) -> Result<Duration, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 && s < 1e9 => Ok(Duration::from_secs_f64(s)),
+        Ok(_) => Err(format!("{text:?} must be more than 0 seconds")),
+        Err(_) => parse_positive_duration(text),
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct PingArgs {
+    #[command(flatten)]
+    pub server: ServerTarget,
+
+    /// Stop after this many probes (default: until Ctrl-C or -w).
+    #[arg(short = 'c', long, value_name = "COUNT", value_parser = at_least_one_u64)]
+    pub count: Option<u64>,
+
+    /// Time between probes, in seconds (0.2) or as a duration (200ms).
+    #[arg(short = 'i', long, value_name = "INTERVAL", default_value = "1", value_parser = seconds_or_duration)]
+    pub interval: Duration,
+
+    /// How long to wait for each reply; a later one is counted late, not received.
+    #[arg(short = 'W', long, value_name = "TIMEOUT", default_value = "5", value_parser = seconds_or_duration)]
+    pub timeout: Duration,
+
+    /// Stop after this long, whatever was sent or received.
+    #[arg(short = 'w', long, value_name = "DEADLINE", value_parser = seconds_or_duration)]
+    pub deadline: Option<Duration>,
+
+    /// Bytes in each probe line (padded with dots; at least the probe's own header).
+    #[arg(short = 's', long, value_name = "SIZE", default_value = "32", value_parser = probe_size)]
+    pub size: usize,
+
+    /// Also print the 50th, 90th and 99th percentile round trips.
+    #[arg(long)]
+    pub percentiles: bool,
+
+    /// Print one JSON object (every reply, the summary) instead of lines.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A count of at least 1, as a u64.
+fn at_least_one_u64(text: &str) -> Result<u64, String> {
+    whole_number(text, 1, u64::MAX)
+}
+
+/// `ping -s`: within the server's default line limit.
+fn probe_size(text: &str) -> Result<usize, String> {
+    whole_number(text, 0, timecho_shared::DEFAULT_MAX_LINE as u64).map(|n| n as usize)
 }
 
 #[cfg(test)]
