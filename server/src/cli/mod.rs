@@ -128,7 +128,8 @@ pub enum Command {
     Bench(crate::bench::BenchArgs),
     /// Measure how far this machine's clock is from a timestamp server's, with an
     /// error bound (NTP's method; `htpdate`'s for one-second stamps). Exit status:
-    /// 0 within --max-offset, 1 beyond it, 2 when it could not measure.
+    /// 0 within --max-offset, 1 beyond it, 2 when it could not measure; with
+    /// --nagios, a monitoring plugin's (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).
     Clock(ClockArgs),
     /// Send probes to a timestamp server and report its round trips, as ping(8) does:
     /// one line per reply (its size, sequence number, round trip and the server's
@@ -630,9 +631,26 @@ pub struct ClockArgs {
     #[arg(long)]
     pub utc: bool,
 
-    /// Print one JSON object instead of sentences.
-    #[arg(long)]
+    /// Print one JSON object instead of sentences; when it cannot measure, the
+    /// object says why (`error`).
+    #[arg(long, conflicts_with = "nagios")]
     pub json: bool,
+
+    /// Report as a monitoring plugin (Nagios, Icinga, Sensu), as check_ntp_time
+    /// does: one status line with perfdata, exit 0 OK, 1 WARNING (the offset is
+    /// beyond --warn), 2 CRITICAL (beyond --crit), 3 UNKNOWN (no measurement).
+    #[arg(long, conflicts_with = "max_offset")]
+    pub nagios: bool,
+
+    /// With --nagios: WARNING beyond this offset.
+    #[arg(allow_hyphen_values = true, long, value_name = "DURATION", default_value = "60s",
+          value_parser = parse_duration, requires = "nagios")]
+    pub warn: Duration,
+
+    /// With --nagios: CRITICAL beyond this offset.
+    #[arg(allow_hyphen_values = true, long, value_name = "DURATION", default_value = "120s",
+          value_parser = parse_duration, requires = "nagios")]
+    pub crit: Duration,
 
     /// Give up on a reply after this long (over UDP: skip that probe).
     #[arg(allow_hyphen_values = true, long, value_name = "DURATION", default_value = "5s", value_parser = parse_positive_duration)]
