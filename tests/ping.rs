@@ -75,6 +75,24 @@ fn ping_speaks_every_transport_the_client_does() {
 }
 
 #[test]
+fn ping_over_tls_trusts_the_pinned_certificate() {
+    let server = Server::start(&["--tls-self-signed", "--tcp-tls", "127.0.0.1:0", "--no-http"]);
+    let fingerprint = server
+        .banner()
+        .iter()
+        .find_map(|l| l.split("fingerprint: ").nth(1))
+        .expect("the banner prints the fingerprint")
+        .trim()
+        .to_owned();
+    let pin = format!("sha256:{fingerprint}");
+    let addr = server.listener("tls").to_string();
+    let out = ping(&["-c", "2", "-i", "0.05", "--tls", "--pin", &pin, &addr]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(out.stdout.contains("over tls"), "{out:?}");
+    assert!(out.stdout.contains("2 probes sent, 2 received"), "{out:?}");
+}
+
+#[test]
 fn ping_exits_1_without_replies_and_2_when_it_cannot_start() {
     // Nothing answers UDP there: every probe is lost.
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
