@@ -6,6 +6,7 @@
 
 use std::io::{self, BufRead, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
 use tokio::sync::{mpsc, oneshot};
@@ -66,33 +67,65 @@ impl Editor {
 
     /// Ends the prompt from the session's side (the server went away), after
     /// `last` is shown above it; false if that could not be done, and then the
-    /// editor is left to die with the process (its terminal was not raw).
+    /// editor is left to die with the process. The session's receiver of typed
+    /// lines must be dropped first, so that the editor is not left waiting for
+    /// a line to be taken.
     ///
-    /// rustyline has no call that ends a `readline` from another thread, but it
-    /// turns SIGINT into Ctrl-C, which ends it and restores the terminal. Its
-    /// external printer hands over one message at a time, and the editor draws
-    /// a message before it looks for the next event: so once a further message
-    /// has been accepted, `last` has been taken and is drawn before the signal
-    /// is seen. That further message moves the cursor up a line, which with the
-    /// newline the editor adds to a message leaves the screen as it was,
-    /// whether it is drawn or lost to the signal.
+    /// rustyline has no call that ends a `readline` from another thread, but
+    /// while it reads it turns SIGINT into Ctrl-C, which ends it and restores
+    /// the terminal. Between reads the signal meets [`on_sigint`], which lets
+    /// it pass once stopping, so it is raised until the editor is gone: it
+    /// comes back to read at once. Its external printer hands over one
+    /// message at a time, and the editor draws a message before it looks for
+    /// the next event: so once a further message has been accepted, `last`
+    /// has been taken and is drawn before the signal is seen. That further
+    /// message moves the cursor up a line, which with the newline the editor
+    /// adds to a message leaves the screen as it was, whether it is drawn or
+    /// lost to the signal.
     pub fn stop(self, screen: &mut Screen, last: &str) -> bool {
         let Some(printer) = screen.printer.as_mut() else {
             return false;
         };
-        // The editor that installed the handler is gone: SIGINT would kill us.
         if self.thread.is_finished() {
             return false;
         }
         if printer.print(last.to_owned()).is_err() || printer.print(CURSOR_UP.to_owned()).is_err() {
             return false;
         }
-        // SAFETY: raise(3) only delivers a signal; rustyline's handler (installed
-        // while its editor lives, checked above) writes one byte to a pipe.
+        STOPPING.store(true, Ordering::SeqCst);
+        for _ in 0..STOP_TRIES {
+            if self.thread.is_finished() {
+                return self.join().is_ok();
+            }
+            // SAFETY: raise(3) only delivers a signal, to rustyline's handler
+            // (which writes a byte to a pipe) or to `on_sigint` (which, once
+            // STOPPING is set, does nothing).
+            unsafe {
+                libc::raise(libc::SIGINT);
+            }
+            thread::sleep(STOP_PAUSE);
+        }
+        false
+    }
+}
+
+/// How often, and how far apart, [`Editor::stop`] signals the editor.
+const STOP_TRIES: usize = 100;
+const STOP_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Set once the session ends the prompt: SIGINT is then its own, not the user's.
+static STOPPING: AtomicBool = AtomicBool::new(false);
+
+/// SIGINT outside rustyline's reads: a user's Ctrl-C ends the process as it
+/// would without this handler; the session's own (stopping) is let pass.
+extern "C" fn on_sigint(_: libc::c_int) {
+    if !STOPPING.load(Ordering::SeqCst) {
+        // SAFETY: signal(2) and raise(3) are async-signal-safe; the default
+        // action ends the process as an unhandled Ctrl-C does.
         unsafe {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
             libc::raise(libc::SIGINT);
         }
-        self.join().is_ok()
     }
 }
 
@@ -103,6 +136,12 @@ const CURSOR_UP: &str = "\x1b[A";
 /// ends it (the channel closes). What the server sends is shown through the
 /// [`Screen`] meanwhile.
 pub fn prompt() -> anyhow::Result<(mpsc::UnboundedReceiver<Typed>, Screen, Editor)> {
+    // Before the first read, so that rustyline saves it and puts it back after
+    // each one (it installs its own handler only while it reads).
+    // SAFETY: the handler only reads an atomic and calls async-signal-safe functions.
+    unsafe {
+        libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t);
+    }
     let mut editor = rustyline::DefaultEditor::new()?;
     // No printer when standard output is not a terminal: nothing to keep tidy.
     let printer = editor

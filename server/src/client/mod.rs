@@ -92,9 +92,16 @@ async fn prompted(args: &ClientArgs) -> anyhow::Result<ExitCode> {
             editor.join()?;
             Ok(ExitCode::SUCCESS)
         }
-        // The prompt is ended for the user, with the reason above it.
-        Err(e) if editor.stop(&mut screen, &format!("timecho: {e:#}")) => Ok(ExitCode::FAILURE),
-        Err(e) => Err(e),
+        Err(e) => {
+            // Lines typed after the end are not waited for.
+            drop(typed);
+            // The prompt is ended for the user, with the reason above it.
+            if editor.stop(&mut screen, &format!("timecho: {e:#}")) {
+                Ok(ExitCode::FAILURE)
+            } else {
+                Err(e)
+            }
+        }
     }
 }
 
