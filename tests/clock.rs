@@ -229,3 +229,75 @@ fn a_stamp_format_it_cannot_read_is_status_2() {
     assert_eq!(run.status.code(), Some(2), "{run:?}");
     assert!(run.stderr.contains("ctime, rfc3339 or unix"), "{run:?}");
 }
+
+#[test]
+fn as_a_monitoring_plugin_it_says_ok_warning_or_critical_with_perfdata() {
+    let server = ahead_server(&["--no-http", "--time-format", "rfc3339", "--precision", "us"]);
+    let addr = server.tcp_addr().to_string();
+    for (warn, crit, word, code) in [
+        ("5s", "10s", "OK", 0),
+        ("1s", "10s", "WARNING", 1),
+        ("1s", "2s", "CRITICAL", 2),
+    ] {
+        let run = clock(&["--nagios", "--warn", warn, "--crit", crit, &addr]);
+        assert_eq!(run.status.code(), Some(code), "{word}: {run:?}");
+        assert_eq!(run.stdout.lines().count(), 1, "{run:?}");
+        let line = run.stdout.trim_end();
+        assert!(
+            line.starts_with(&format!("CLOCK {word}: {addr}: offset +3.")),
+            "{line}"
+        );
+        let (_, perfdata) = line.split_once('|').expect("perfdata after |");
+        let offset = perfdata
+            .strip_prefix("offset=")
+            .and_then(|p| p.split_once('s'))
+            .map(|(seconds, _)| seconds.parse::<f64>().unwrap())
+            .expect("offset=SECONDSs first");
+        assert!((offset - AHEAD_MS / 1e3).abs() < 0.1, "{line}");
+        let thresholds = format!(";{:.6};{:.6};", humantime_secs(warn), humantime_secs(crit));
+        assert!(perfdata.contains(&thresholds), "{line}");
+        assert!(
+            perfdata.contains(" error=") && perfdata.contains(" rtt="),
+            "{line}"
+        );
+    }
+}
+
+fn humantime_secs(text: &str) -> f64 {
+    text.trim_end_matches('s').parse().unwrap()
+}
+
+#[test]
+fn as_a_monitoring_plugin_no_measurement_is_unknown_and_json_still_says_why() {
+    let closed = free_addr().to_string();
+    let run = clock(&["--nagios", &closed]);
+    assert_eq!(run.status.code(), Some(3), "{run:?}");
+    assert_eq!(run.stdout.lines().count(), 1, "{run:?}");
+    assert!(run.stdout.starts_with("CLOCK UNKNOWN: "), "{run:?}");
+    assert!(run.stdout.contains("refused"), "{run:?}");
+
+    let run = clock(&["--json", &closed]);
+    assert_eq!(run.status.code(), Some(2), "{run:?}");
+    let json: serde_json::Value = serde_json::from_str(run.stdout.trim())
+        .unwrap_or_else(|e| panic!("not one JSON object ({e}): {run:?}"));
+    assert!(
+        json["error"].as_str().unwrap().contains("refused"),
+        "{json}"
+    );
+    assert_eq!(json["server"], closed.as_str(), "{json}");
+}
+
+#[test]
+fn a_bound_under_a_millisecond_is_said_in_microseconds() {
+    let server = Server::start(&["--no-http", "--time-format", "rfc3339", "--precision", "us"]);
+    let addr = server.tcp_addr().to_string();
+    let json = report(&clock(&["--json", &addr]));
+    let run = clock(&[&addr]);
+    assert_eq!(run.status.code(), Some(0), "{run:?}");
+    assert!(!run.stdout.contains("±0.0 ms"), "{run:?}");
+    // The bound is a few round trips of loopback: under a millisecond unless
+    // the machine is very busy, and then it is said in ms as it should be.
+    if json.error_ms < 0.9 {
+        assert!(run.stdout.contains(" µs"), "{run:?}");
+    }
+}

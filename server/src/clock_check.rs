@@ -29,19 +29,109 @@ const EXIT_OK: u8 = 0;
 const EXIT_OFFSET: u8 = 1;
 const EXIT_ERROR: u8 = 2;
 
+/// The monitoring-plugin statuses (`--nagios`), as check_ntp_time has them.
+mod plugin {
+    pub const OK: u8 = 0;
+    pub const WARNING: u8 = 1;
+    pub const CRITICAL: u8 = 2;
+    pub const UNKNOWN: u8 = 3;
+}
+
 pub fn run(args: &ClockArgs) -> ExitCode {
     let measured = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")
         .and_then(|runtime| runtime.block_on(measure(args)));
-    match measured.and_then(|m| report(args, &m)) {
+    let reported = match measured {
+        Ok(m) => report(args, &m),
+        Err(e) => failure(args, &e),
+    };
+    match reported {
         Ok(code) => ExitCode::from(code),
+        Err(e) if crate::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("timecho: {e:#}");
-            ExitCode::from(EXIT_ERROR)
+            ExitCode::from(if args.nagios {
+                plugin::UNKNOWN
+            } else {
+                EXIT_ERROR
+            })
         }
     }
+}
+
+/// `--json`'s object when there is no measurement.
+#[derive(Serialize)]
+struct Failure<'a> {
+    server: &'a str,
+    error: String,
+    samples: u32,
+}
+
+/// Says that nothing could be measured, in the form asked for: still a JSON
+/// object with --json, an UNKNOWN status line with --nagios.
+fn failure(args: &ClockArgs, e: &anyhow::Error) -> anyhow::Result<u8> {
+    let server = server_name(args);
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let failure = Failure {
+            server: &server,
+            error: format!("{e:#}"),
+            samples: args.samples,
+        };
+        serde_json::to_writer(&mut out, &failure)?;
+        writeln!(out)?;
+        eprintln!("timecho: {e:#}");
+        return Ok(EXIT_ERROR);
+    }
+    if args.nagios {
+        // One line: a plugin's first line is its status.
+        let why = format!("{e:#}").replace(['\n', '|'], " ");
+        writeln!(out, "CLOCK UNKNOWN: {server}: {why}")?;
+        return Ok(plugin::UNKNOWN);
+    }
+    eprintln!("timecho: {e:#}");
+    Ok(EXIT_ERROR)
+}
+
+fn server_name(args: &ClockArgs) -> String {
+    match &args.server.unix {
+        Some(path) => path.display().to_string(),
+        None => args.server.addr.clone(),
+    }
+}
+
+/// The status line of a monitoring plugin, with perfdata in seconds as
+/// check_ntp_time writes it (`offset=...s;WARN;CRIT;`), and the exit status.
+fn nagios_line(
+    server: &str,
+    offset: i64,
+    error: i64,
+    rtt: i64,
+    warn: Duration,
+    crit: Duration,
+) -> (String, u8) {
+    let size = offset.unsigned_abs() as u128;
+    let (word, code) = if size > crit.as_nanos() {
+        ("CRITICAL", plugin::CRITICAL)
+    } else if size > warn.as_nanos() {
+        ("WARNING", plugin::WARNING)
+    } else {
+        ("OK", plugin::OK)
+    };
+    let secs = |nanos: i64| nanos as f64 / 1e9;
+    let line = format!(
+        "CLOCK {word}: {server}: offset {:+.6} s, error ±{:.6} s|offset={:.6}s;{:.6};{:.6}; error={:.6}s rtt={:.6}s",
+        secs(offset),
+        secs(error),
+        secs(offset),
+        warn.as_secs_f64(),
+        crit.as_secs_f64(),
+        secs(error),
+        secs(rtt),
+    );
+    (line, code)
 }
 
 /// The outcome of a run of probes.
@@ -135,7 +225,7 @@ impl Probes {
                 buf: vec![0; udp::MAX_DATAGRAM],
             });
         }
-        let conn = client::connect(server).await?;
+        let conn = client::connect(server).await?.conn;
         let (read, write) = tokio::io::split(conn);
         Ok(Probes::Stream {
             replies: Replies::new(read),
@@ -280,10 +370,19 @@ fn report(args: &ClockArgs, m: &Measurement) -> anyhow::Result<u8> {
     let within = args
         .max_offset
         .is_none_or(|max| offset.unsigned_abs() as u128 <= max.as_nanos());
-    let server = match &args.server.unix {
-        Some(path) => path.display().to_string(),
-        None => args.server.addr.clone(),
-    };
+    let server = server_name(args);
+    if args.nagios {
+        let (line, code) = nagios_line(
+            &server,
+            offset,
+            m.bounds.error(),
+            m.best_rtt,
+            args.warn,
+            args.crit,
+        );
+        writeln!(std::io::stdout().lock(), "{line}")?;
+        return Ok(code);
+    }
     let report = Report {
         server: &server,
         offset_ms: millis(offset),
@@ -345,6 +444,26 @@ mod tests {
         assert_eq!(read_stamp("1795622560", 0).unwrap().1, 1_000_000_000);
         let err = read_stamp("16:02", 0).unwrap_err().to_string();
         assert!(err.contains("ctime, rfc3339 or unix"), "{err}");
+    }
+
+    #[test]
+    fn the_plugin_status_is_checked_against_warn_and_crit() {
+        let (warn, crit) = (Duration::from_millis(100), Duration::from_millis(500));
+        let ms = 1_000_000;
+        let (line, code) = nagios_line("t:1", -50 * ms, 2 * ms, ms, warn, crit);
+        assert_eq!(code, plugin::OK);
+        assert_eq!(
+            line,
+            "CLOCK OK: t:1: offset -0.050000 s, error ±0.002000 s|offset=-0.050000s;0.100000;0.500000; error=0.002000s rtt=0.001000s"
+        );
+        assert_eq!(
+            nagios_line("t", -200 * ms, 0, 0, warn, crit).1,
+            plugin::WARNING
+        );
+        assert_eq!(
+            nagios_line("t", 600 * ms, 0, 0, warn, crit).1,
+            plugin::CRITICAL
+        );
     }
 
     #[test]

@@ -114,7 +114,7 @@ pub fn expand(argv: Vec<OsString>) -> Result<Expanded, ConfigFileError> {
             return Err(ConfigFileError::BadValue {
                 path,
                 key: key.clone(),
-                reason: first_line(&e.to_string()),
+                reason: reason(&e),
             });
         }
     }
@@ -165,10 +165,23 @@ fn check_environment() -> Result<(), ConfigFileError> {
         flag.push(&value);
         let alone: Vec<OsString> = vec!["timecho".into(), "serve".into(), flag];
         if let Err(e) = Cli::command().try_get_matches_from(&alone) {
-            return Err(bad(first_line(&e.to_string())));
+            return Err(bad(reason(&e)));
         }
     }
     Ok(())
+}
+
+/// Why clap refused a value, without the flag it names: the value parser's
+/// own words, or the values allowed; else clap's first line.
+fn reason(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue};
+    if let Some(source) = std::error::Error::source(e) {
+        return source.to_string();
+    }
+    if let Some(ContextValue::Strings(allowed)) = e.get(ContextKind::ValidValue) {
+        return format!("use one of: {}", allowed.join(", "));
+    }
+    first_line(&e.to_string())
 }
 
 /// Clap's message without its `error: ` prefix, usage and tips.

@@ -21,6 +21,7 @@ mod host_port;
 mod line_service;
 mod log_text;
 mod metrics;
+mod ping;
 mod proxy_protocol;
 mod refusal_log;
 mod reload;
@@ -39,7 +40,7 @@ use anyhow::Context as _;
 use clap::{CommandFactory, FromArgMatches};
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::{Cli, Command, LogFormat, ServeArgs};
+use crate::cli::{Cli, ClientArgs, ClockArgs, Command, LogFormat, PingArgs, ServeArgs};
 
 fn main() -> ExitCode {
     let expanded = match config_file::expand(std::env::args_os().collect()) {
@@ -55,6 +56,16 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    if let Command::Client(ClientArgs { server, .. })
+    | Command::Clock(ClockArgs { server, .. })
+    | Command::Ping(PingArgs { server, .. }) = &cli.command
+    {
+        if let Some(message) = server.usage_error() {
+            Cli::command()
+                .error(clap::error::ErrorKind::ArgumentConflict, message)
+                .exit();
+        }
+    }
     let result = match cli.command {
         Command::Serve(args) if args.print_config => {
             if let Some(serve) = matches.subcommand_matches("serve") {
@@ -66,6 +77,7 @@ fn main() -> ExitCode {
         Command::Client(args) => client::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Clock(args) => Ok(clock_check::run(&args)),
+        Command::Ping(args) => Ok(ping::run(&args)),
         Command::HashPassword { user } => hash_password(&user),
     };
     match result {
@@ -110,7 +122,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Whether `e` is, or was caused by, writing into a closed pipe.
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
+pub(crate) fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|cause| {
         cause
             .downcast_ref::<std::io::Error>()

@@ -191,10 +191,13 @@ pub fn describe(bounds: &Bounds) -> String {
     )
 }
 
-/// `0.4 ms`, `37 ms`, `1.24 s`: as many digits as a person needs.
+/// `420 µs`, `4.2 ms`, `37 ms`, `1.24 s`: as many digits as a person needs
+/// (a bound under a millisecond in µs, not `0.0 ms`).
 pub fn duration_words(nanos: i64) -> String {
     let ms = nanos as f64 / 1e6;
-    if nanos < 10_000_000 {
+    if nanos < 1_000_000 {
+        format!("{:.0} µs", nanos as f64 / 1e3)
+    } else if nanos < 10_000_000 {
         format!("{ms:.1} ms")
     } else if nanos < NANOS_PER_SECOND {
         format!("{ms:.0} ms")
@@ -519,7 +522,9 @@ mod tests {
 
     #[test]
     fn durations_read_in_the_unit_a_person_expects() {
-        assert_eq!(duration_words(420_000), "0.4 ms");
+        assert_eq!(duration_words(420_000), "420 µs");
+        assert_eq!(duration_words(40_400), "40 µs");
+        assert_eq!(duration_words(1_000_000), "1.0 ms");
         assert_eq!(duration_words(9_990_000), "10.0 ms");
         assert_eq!(duration_words(10_000_000), "10 ms");
         assert_eq!(duration_words(999_000_000), "999 ms");

@@ -9,6 +9,7 @@ mod metrics;
 mod process;
 pub mod redis;
 mod socket;
+mod terminal;
 mod ws;
 
 use std::path::{Path, PathBuf};
@@ -21,6 +22,7 @@ use timecho_shared::Stamp;
 pub use metrics::{metric, scrape, wait_for_metric};
 pub use process::{run_to_exit, serve_expecting_exit, timecho, Exited, Server, BIN};
 pub use socket::{Datagrams, Peer, REPLY_TIMEOUT};
+pub use terminal::Terminal;
 pub use ws::{
     masked_frame, server_frames, ws_close_frame, ws_connect, ws_connect_with, ws_exchange, ws_next,
     ws_reply, ws_text, RawWs, Ws,

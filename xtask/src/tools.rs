@@ -91,6 +91,10 @@ pub fn ensure_test_packages() -> Result<()> {
     if !exec::on_path("socat") {
         missing.push("socat");
     }
+    // The interactive client is driven on a real terminal (tests/client.rs).
+    if !exec::on_path("tmux") {
+        missing.push("tmux");
+    }
     if !exec::on_path("python3") {
         missing.extend(["python3", "python3-pip"]);
     } else if exec::output(Command::new("python3").args(["-m", "pip", "--version"])).is_none() {
@@ -116,7 +120,7 @@ pub fn ensure_test_packages() -> Result<()> {
     }
     if missing.is_empty() {
         println!(
-            "xtask: chromium, chromedriver, nc, socat, python3, pip, node, npm, openssl, \
+            "xtask: chromium, chromedriver, nc, socat, tmux, python3, pip, node, npm, openssl, \
              haproxy, faketime, redis-server and systemd-analyze are installed"
         );
         return Ok(());

@@ -23,9 +23,36 @@ const VERSION: &str = concat!(
     ")"
 );
 
+/// A whole number from `min` to `max`, refused in words that say what is
+/// allowed (the standard library's "invalid digit found in string" does not).
+fn whole_number(text: &str, min: u64, max: u64) -> Result<u64, String> {
+    let digits = text.trim();
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "{text:?} is not a whole number in digits (e.g. 1024; no units or separators)"
+        ));
+    }
+    match digits.parse::<u64>() {
+        Ok(n) if n < min => Err(format!("{n} is too small: the least is {min}")),
+        Ok(n) if n <= max => Ok(n),
+        _ => Err(format!("{digits} is too large: the most is {max}")),
+    }
+}
+
 /// A count that must be at least 1 (a limit of 0 would refuse everything).
-fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
-    clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+fn at_least_one(text: &str) -> Result<usize, String> {
+    whole_number(text, 1, usize::MAX as u64).map(|n| n as usize)
+}
+
+/// As [`at_least_one`], for counts kept in 32 bits.
+fn at_least_one_u32(text: &str) -> Result<u32, String> {
+    whole_number(text, 1, u32::MAX.into()).map(|n| n as u32)
+}
+
+/// `clock --samples`: enough to halve the error bound many times, few
+/// enough to finish.
+fn samples(text: &str) -> Result<u32, String> {
+    whole_number(text, 1, 1000).map(|n| n as u32)
 }
 
 /// A `--pin` value: `sha256:` and 64 hex digits, colons allowed between them.
@@ -91,13 +118,25 @@ pub enum Command {
     /// Run the timestamp server (TCP, unix socket, UDP) and the web page.
     Serve(Box<ServeArgs>),
     /// Talk to a timestamp server: type a line, see it come back stamped.
+    ///
+    /// On a terminal it prompts `> `; what the server sends is shown as it
+    /// arrives, and the session ends when the server closes. An empty line,
+    /// Ctrl-D or Ctrl-C ends it from your side. With piped input every line is
+    /// sent and it exits once all are answered.
     Client(ClientArgs),
     /// Load-test a timestamp server over TCP or WebSocket and report throughput and latency.
     Bench(crate::bench::BenchArgs),
     /// Measure how far this machine's clock is from a timestamp server's, with an
     /// error bound (NTP's method; `htpdate`'s for one-second stamps). Exit status:
-    /// 0 within --max-offset, 1 beyond it, 2 when it could not measure.
+    /// 0 within --max-offset, 1 beyond it, 2 when it could not measure; with
+    /// --nagios, a monitoring plugin's (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).
     Clock(ClockArgs),
+    /// Send probes to a timestamp server and report its round trips, as ping(8) does:
+    /// one line per reply (its size, sequence number, round trip and the server's
+    /// stamp) and a summary. Over TCP, --unix, --udp, --tls and ws:// or wss:// URLs.
+    /// Exit status: 0 when replies came, 1 when none did (or fewer than -c within
+    /// -w), 2 on other errors.
+    Ping(PingArgs),
     /// Print a `user:argon2-hash` line for a `--auth basic:FILE` file; the password
     /// is read from the terminal (not echoed) or from standard input.
     HashPassword {
@@ -200,13 +239,13 @@ pub struct ServeArgs {
     pub utc: bool,
 
     /// Longest line accepted, in bytes; a longer one is answered with an error line and skipped.
-    #[arg(help_heading = "Framing and stamps", long, value_name = "BYTES", default_value_t = timecho_shared::DEFAULT_MAX_LINE, value_parser = at_least_one(), env = "TIMECHO_MAX_LINE")]
+    #[arg(help_heading = "Framing and stamps", long, value_name = "BYTES", default_value_t = timecho_shared::DEFAULT_MAX_LINE, value_parser = at_least_one, env = "TIMECHO_MAX_LINE")]
     pub max_line: usize,
 
     /// Most clients served at once per listener; past it a new client is told the server
     /// is busy and closed. Default: 10,000, or less if the descriptor limit (ulimit -n,
     /// LimitNOFILE=) cannot hold that many on every listener at once.
-    #[arg(help_heading = "Limits and timeouts", long, value_name = "N", value_parser = at_least_one(), env = "TIMECHO_MAX_CONNECTIONS")]
+    #[arg(help_heading = "Limits and timeouts", long, value_name = "N", value_parser = at_least_one, env = "TIMECHO_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
 
     /// Most connections one client (an IPv4 address, or an IPv6 /64; behind a trusted
@@ -219,7 +258,7 @@ pub struct ServeArgs {
         help_heading = "Limits and timeouts",
         long,
         value_name = "N",
-        value_parser = clap::value_parser!(u32).range(1..),
+        value_parser = at_least_one_u32,
         env = "TIMECHO_MAX_CONNECTIONS_PER_CLIENT"
     )]
     pub max_connections_per_client: Option<u32>,
@@ -335,13 +374,13 @@ pub struct ServeArgs {
 
     /// Most WebSocket sessions open at once; past it new ones get 503. Default: 10,000, or
     /// less if the descriptor limit cannot hold that many (each takes two or three).
-    #[arg(help_heading = "Gateway (web page and /ws)", long, value_name = "N", value_parser = at_least_one(), env = "TIMECHO_MAX_WEBSOCKETS")]
+    #[arg(help_heading = "Gateway (web page and /ws)", long, value_name = "N", value_parser = at_least_one, env = "TIMECHO_MAX_WEBSOCKETS")]
     pub max_websockets: Option<usize>,
 
     /// Most WebSocket sessions one sign-in may hold open at once (a user, whichever way they
     /// signed in, or one bearer token); past it new ones get 429. Default: a quarter of
     /// --max-websockets, at least 1.
-    #[arg(help_heading = "Sign-in", long, value_name = "N", value_parser = at_least_one(), env = "TIMECHO_MAX_WEBSOCKETS_PER_USER")]
+    #[arg(help_heading = "Sign-in", long, value_name = "N", value_parser = at_least_one, env = "TIMECHO_MAX_WEBSOCKETS_PER_USER")]
     pub max_websockets_per_user: Option<usize>,
 
     /// Ping each WebSocket this often; a peer silent for two intervals is dropped.
@@ -507,7 +546,8 @@ pub struct ServeArgs {
 /// Which timestamp server a client command talks to, and how.
 #[derive(Debug, Args)]
 pub struct ServerTarget {
-    /// Server address as HOST:PORT or HOST (port 8899).
+    /// Server address as HOST:PORT or HOST (port 8899), or the gateway's WebSocket
+    /// as ws://HOST:PORT/ws or wss://HOST:PORT/ws (each line one text message).
     #[arg(value_name = "ADDR", default_value = "127.0.0.1:8899")]
     pub addr: String,
 
@@ -521,19 +561,44 @@ pub struct ServerTarget {
     pub udp: bool,
 
     /// Connect with TLS (to a `serve --tcp-tls` listener), verifying the server's
-    /// certificate against --ca or the system's root certificates.
+    /// certificate against --ca or the system's root certificates. A wss:// URL is TLS
+    /// without it.
     #[arg(long, conflicts_with_all = ["udp", "unix"])]
     pub tls: bool,
 
     /// CA certificate(s) (PEM) to verify the server with, instead of the system's; a
     /// self-signed server certificate (`openssl req -x509`) given here is trusted as it is.
-    #[arg(long, value_name = "PATH", requires = "tls")]
+    /// With --tls or a wss:// URL.
+    #[arg(long, value_name = "PATH")]
     pub ca: Option<PathBuf>,
 
     /// Trust the server whose certificate has this SHA-256 fingerprint, as
     /// `timecho serve --tls-self-signed` prints it (sha256:AB:CD:...), whatever signed it.
-    #[arg(long, value_name = "sha256:HEX", requires = "tls", value_parser = parse_pin)]
+    /// With --tls or a wss:// URL.
+    #[arg(long, value_name = "sha256:HEX", value_parser = parse_pin)]
     pub pin: Option<[u8; 32]>,
+}
+
+impl ServerTarget {
+    /// What clap cannot say, since it hangs on the address's scheme: a
+    /// WebSocket URL goes with no other transport, --ca and --pin need TLS.
+    pub fn usage_error(&self) -> Option<String> {
+        let websocket = self.addr.starts_with("ws://") || self.addr.starts_with("wss://");
+        let secure = self.tls || self.addr.starts_with("wss://");
+        if websocket && (self.udp || self.unix.is_some() || self.tls) {
+            return Some(format!(
+                "{} is a WebSocket URL: it goes without --udp, --unix and --tls \
+                 (wss:// is TLS already)",
+                self.addr
+            ));
+        }
+        if !secure && (self.ca.is_some() || self.pin.is_some()) {
+            return Some(
+                "--ca and --pin verify a TLS server: add --tls, or give a wss:// URL".to_owned(),
+            );
+        }
+        None
+    }
 }
 
 #[derive(Debug, Args)]
@@ -554,7 +619,7 @@ pub struct ClockArgs {
     /// How many probes to send. With one-second stamps each after the first
     /// halves the error bound, down to about one round trip.
     #[arg(long, value_name = "N", default_value_t = 8,
-          value_parser = clap::value_parser!(u32).range(1..=1000))]
+          value_parser = samples)]
     pub samples: u32,
 
     /// Exit with status 1 when the clocks are further apart than this (e.g. 500ms).
@@ -566,13 +631,83 @@ pub struct ClockArgs {
     #[arg(long)]
     pub utc: bool,
 
-    /// Print one JSON object instead of sentences.
-    #[arg(long)]
+    /// Print one JSON object instead of sentences; when it cannot measure, the
+    /// object says why (`error`).
+    #[arg(long, conflicts_with = "nagios")]
     pub json: bool,
+
+    /// Report as a monitoring plugin (Nagios, Icinga, Sensu), as check_ntp_time
+    /// does: one status line with perfdata, exit 0 OK, 1 WARNING (the offset is
+    /// beyond --warn), 2 CRITICAL (beyond --crit), 3 UNKNOWN (no measurement).
+    #[arg(long, conflicts_with = "max_offset")]
+    pub nagios: bool,
+
+    /// With --nagios: WARNING beyond this offset.
+    #[arg(allow_hyphen_values = true, long, value_name = "DURATION", default_value = "60s",
+          value_parser = parse_duration, requires = "nagios")]
+    pub warn: Duration,
+
+    /// With --nagios: CRITICAL beyond this offset.
+    #[arg(allow_hyphen_values = true, long, value_name = "DURATION", default_value = "120s",
+          value_parser = parse_duration, requires = "nagios")]
+    pub crit: Duration,
 
     /// Give up on a reply after this long (over UDP: skip that probe).
     #[arg(allow_hyphen_values = true, long, value_name = "DURATION", default_value = "5s", value_parser = parse_positive_duration)]
     pub timeout: Duration,
+}
+
+/// A ping(8)-style time: seconds as a bare number (`0.2`), or a duration (`200ms`).
+fn seconds_or_duration(text: &str) -> Result<Duration, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 && s < 1e9 => Ok(Duration::from_secs_f64(s)),
+        Ok(_) => Err(format!("{text:?} must be more than 0 seconds")),
+        Err(_) => parse_positive_duration(text),
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct PingArgs {
+    #[command(flatten)]
+    pub server: ServerTarget,
+
+    /// Stop after this many probes (default: until Ctrl-C or -w).
+    #[arg(short = 'c', long, value_name = "COUNT", value_parser = at_least_one_u64)]
+    pub count: Option<u64>,
+
+    /// Time between probes, in seconds (0.2) or as a duration (200ms).
+    #[arg(short = 'i', long, value_name = "INTERVAL", default_value = "1", value_parser = seconds_or_duration)]
+    pub interval: Duration,
+
+    /// How long to wait for each reply; a later one is counted late, not received.
+    #[arg(short = 'W', long, value_name = "TIMEOUT", default_value = "5", value_parser = seconds_or_duration)]
+    pub timeout: Duration,
+
+    /// Stop after this long, whatever was sent or received.
+    #[arg(short = 'w', long, value_name = "DEADLINE", value_parser = seconds_or_duration)]
+    pub deadline: Option<Duration>,
+
+    /// Bytes in each probe line (padded with dots; at least the probe's own header).
+    #[arg(short = 's', long, value_name = "SIZE", default_value = "32", value_parser = probe_size)]
+    pub size: usize,
+
+    /// Also print the 50th, 90th and 99th percentile round trips.
+    #[arg(long)]
+    pub percentiles: bool,
+
+    /// Print one JSON object (every reply, the summary) instead of lines.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A count of at least 1, as a u64.
+fn at_least_one_u64(text: &str) -> Result<u64, String> {
+    whole_number(text, 1, u64::MAX)
+}
+
+/// `ping -s`: within the server's default line limit.
+fn probe_size(text: &str) -> Result<usize, String> {
+    whole_number(text, 0, timecho_shared::DEFAULT_MAX_LINE as u64).map(|n| n as usize)
 }
 
 #[cfg(test)]
@@ -583,6 +718,28 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_bad_count_says_what_is_allowed() {
+        assert_eq!(at_least_one("1024"), Ok(1024));
+        assert_eq!(samples("1000"), Ok(1000));
+        let not_digits = at_least_one("10k").unwrap_err();
+        assert!(
+            not_digits.contains("whole number in digits"),
+            "{not_digits}"
+        );
+        assert!(at_least_one("-1").unwrap_err().contains("whole number"));
+        assert_eq!(
+            at_least_one("0").unwrap_err(),
+            "0 is too small: the least is 1"
+        );
+        assert_eq!(
+            samples("1001").unwrap_err(),
+            "1001 is too large: the most is 1000"
+        );
+        let huge = at_least_one_u32("99999999999999999999999").unwrap_err();
+        assert!(huge.contains("too large"), "{huge}");
     }
 
     #[test]

@@ -254,9 +254,9 @@ mod tests {
     #[test]
     fn every_typed_value_is_checked_where_it_enters() {
         for (flag, value, said) in [
-            ("--max-line", "0", "0 is not in 1.."),
-            ("--max-connections", "0", "0 is not in 1.."),
-            ("--max-websockets", "0", "0 is not in 1.."),
+            ("--max-line", "0", "0 is too small: the least is 1"),
+            ("--max-connections", "0", "0 is too small: the least is 1"),
+            ("--max-websockets", "0", "0 is too small: the least is 1"),
             ("--stall-timeout", "0", "must be more than 0"),
             ("--ws-ping", "0", "must be more than 0"),
             ("--token-lifetime", "500ms", "at least 1s"),

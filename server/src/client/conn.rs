@@ -27,19 +27,30 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Duplex for T {}
 
 pub type Conn = Box<dyn Duplex>;
 
+/// A connection and what it reached, as the user is told ("connected to ...").
+pub struct Link {
+    pub conn: Conn,
+    /// The address that answered (one of a name's), or the socket's path.
+    pub peer: String,
+}
+
 /// Connects to the first address of `target` that accepts: a name may have an
 /// IPv6 and an IPv4 address and the server listen on only one of them.
 async fn connect(target: &HostPort) -> anyhow::Result<TcpStream> {
+    let addrs = target.resolve()?;
+    // An address typed as such is said once, not again beside its error.
+    let said = addrs.len() == 1 && !target.is_name();
     let mut failures = Vec::new();
-    for sa in target.resolve()? {
-        match timeout(CONNECT_TIMEOUT, TcpStream::connect(sa)).await {
+    for sa in addrs {
+        let why = match timeout(CONNECT_TIMEOUT, TcpStream::connect(sa)).await {
             Ok(Ok(s)) => {
                 s.set_nodelay(true)?;
                 return Ok(s);
             }
-            Ok(Err(e)) => failures.push(format!("{sa}: {e}")),
-            Err(_) => failures.push(format!("{sa}: no answer within {CONNECT_TIMEOUT:?}")),
-        }
+            Ok(Err(e)) => plain(&e),
+            Err(_) => format!("no answer within {CONNECT_TIMEOUT:?}"),
+        };
+        failures.push(if said { why } else { format!("{sa}: {why}") });
     }
     Err(anyhow!(
         "cannot connect to {}: {} (is `timecho serve` running there?)",
@@ -48,18 +59,40 @@ async fn connect(target: &HostPort) -> anyhow::Result<TcpStream> {
     ))
 }
 
-pub async fn tcp(target: &HostPort) -> anyhow::Result<Conn> {
-    Ok(Box::new(connect(target).await?))
+/// An I/O error in words, without the "(os error 111)" that follows them.
+pub fn plain(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.find(" (os error ") {
+        Some(at) => text[..at].to_owned(),
+        None => text,
+    }
 }
 
-pub async fn unix(path: &Path) -> anyhow::Result<Conn> {
+fn peer_of(s: &TcpStream, target: &HostPort) -> String {
+    s.peer_addr()
+        .map_or_else(|_| target.to_string(), |a| a.to_string())
+}
+
+pub async fn tcp(target: &HostPort) -> anyhow::Result<Link> {
+    let s = connect(target).await?;
+    Ok(Link {
+        peer: peer_of(&s, target),
+        conn: Box::new(s),
+    })
+}
+
+pub async fn unix(path: &Path) -> anyhow::Result<Link> {
     let s = UnixStream::connect(path).await.map_err(|e| {
         anyhow!(
-            "cannot connect to {}: {e} (is `timecho serve --unix` running there?)",
-            path.display()
+            "cannot connect to {}: {} (is `timecho serve --unix` running there?)",
+            path.display(),
+            plain(&e)
         )
     })?;
-    Ok(Box::new(s))
+    Ok(Link {
+        conn: Box::new(s),
+        peer: path.display().to_string(),
+    })
 }
 
 /// TLS over TCP, verified as [`trust`] says: against `ca` (PEM: CAs, or the
@@ -72,7 +105,7 @@ pub async fn tls(
     target: &HostPort,
     ca: Option<&Path>,
     pin: Option<[u8; 32]>,
-) -> anyhow::Result<Conn> {
+) -> anyhow::Result<Link> {
     let mut roots = RootCertStore::empty();
     let mut known: Vec<[u8; 32]> = pin.into_iter().collect();
     match ca {
@@ -109,6 +142,7 @@ pub async fn tls(
     let name = ServerName::try_from(target.host.clone())
         .map_err(|_| anyhow!("{:?} is not a valid TLS server name", target.host))?;
     let tcp = connect(target).await?;
+    let peer = format!("{} (TLS)", peer_of(&tcp, target));
     let stream = TlsConnector::from(Arc::new(config))
         .connect(name, tcp)
         .await
@@ -119,7 +153,10 @@ pub async fn tls(
                 .map(|tls| trust::explain(tls, &target.to_string(), pin.is_some()));
             anyhow!(explained.unwrap_or_else(|| format!("TLS handshake with {target} failed: {e}")))
         })?;
-    Ok(Box::new(stream))
+    Ok(Link {
+        conn: Box::new(stream),
+        peer,
+    })
 }
 
 #[cfg(test)]
@@ -142,7 +179,8 @@ mod tests {
         };
         let target = HostPort::parse(&closed.to_string()).unwrap();
         let err = connect(&target).await.unwrap_err().to_string();
-        assert!(err.contains(&closed.to_string()), "{err}");
+        assert_eq!(err.matches(&closed.to_string()).count(), 1, "{err}");
+        assert!(!err.contains("os error"), "{err}");
         assert!(err.to_lowercase().contains("refused"), "{err}");
     }
 }

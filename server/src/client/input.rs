@@ -4,8 +4,9 @@
 //! The threads are never joined while blocked: at exit the process ends them,
 //! which is the only way to stop a read from a terminal or a pipe.
 
-use std::io::{self, BufRead, Read};
+use std::io::{self, BufRead, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
 use tokio::sync::{mpsc, oneshot};
@@ -16,53 +17,176 @@ const CHUNKS_IN_FLIGHT: usize = 4;
 const CHUNK: usize = 64 * 1024;
 
 /// A line typed at the prompt. The next prompt waits until `answered` is sent
-/// (the reply is printed), or dropped (the session ended).
+/// (the line is sent, or over UDP its reply printed), or dropped (the session
+/// ended).
 pub struct Typed {
     pub line: Vec<u8>,
     pub answered: oneshot::Sender<()>,
 }
 
-/// Prompts `> ` with line editing and history; an empty line, EOF or Ctrl-C
-/// ends it (the channel closes). Join the thread to have the history saved.
-pub fn prompt() -> (
-    mpsc::Receiver<Typed>,
-    thread::JoinHandle<anyhow::Result<()>>,
-) {
-    let (tx, rx) = mpsc::channel(1);
-    let editor = thread::spawn(move || prompt_lines(&tx));
-    (rx, editor)
+/// Where the session shows what the server sends: above the prompt while the
+/// line editor owns the terminal (rustyline's external printer redraws the
+/// prompt and the half-typed line under it), or plainly on standard output
+/// when there is no editor to keep out of the way.
+pub struct Screen {
+    printer: Option<Box<dyn rustyline::ExternalPrinter + Send>>,
 }
 
-fn prompt_lines(tx: &mpsc::Sender<Typed>) -> anyhow::Result<()> {
-    use rustyline::error::ReadlineError;
+impl Screen {
+    /// Shows `text` as one or more whole lines (a missing final newline is added).
+    pub fn show(&mut self, text: &[u8]) -> io::Result<()> {
+        match &mut self.printer {
+            Some(printer) => printer
+                .print(String::from_utf8_lossy(text).into_owned())
+                .map_err(io::Error::other),
+            None => {
+                let mut out = io::stdout().lock();
+                out.write_all(text)?;
+                if text.last() != Some(&b'\n') {
+                    out.write_all(b"\n")?;
+                }
+                out.flush()
+            }
+        }
+    }
+}
+
+/// The line editor's thread.
+pub struct Editor {
+    thread: thread::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Editor {
+    /// Waits for the user to end the session (an empty line, EOF or Ctrl-C),
+    /// so that the history is saved and the terminal is as it was.
+    pub fn join(self) -> anyhow::Result<()> {
+        self.thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the line editor failed"))?
+    }
+
+    /// Ends the prompt from the session's side (the server went away), after
+    /// `last` is shown above it; false if that could not be done, and then the
+    /// editor is left to die with the process. The session's receiver of typed
+    /// lines must be dropped first, so that the editor is not left waiting for
+    /// a line to be taken.
+    ///
+    /// rustyline has no call that ends a `readline` from another thread, but
+    /// while it reads it turns SIGINT into Ctrl-C, which ends it and restores
+    /// the terminal. Between reads the signal meets [`on_sigint`], which lets
+    /// it pass once stopping, so it is raised until the editor is gone: it
+    /// comes back to read at once. Its external printer hands over one
+    /// message at a time, and the editor draws a message before it looks for
+    /// the next event: so once a further message has been accepted, `last`
+    /// has been taken and is drawn before the signal is seen. That further
+    /// message moves the cursor up a line, which with the newline the editor
+    /// adds to a message leaves the screen as it was, whether it is drawn or
+    /// lost to the signal.
+    pub fn stop(self, screen: &mut Screen, last: &str) -> bool {
+        let Some(printer) = screen.printer.as_mut() else {
+            return false;
+        };
+        if self.thread.is_finished() {
+            return false;
+        }
+        if printer.print(last.to_owned()).is_err() || printer.print(CURSOR_UP.to_owned()).is_err() {
+            return false;
+        }
+        STOPPING.store(true, Ordering::SeqCst);
+        for _ in 0..STOP_TRIES {
+            if self.thread.is_finished() {
+                return self.join().is_ok();
+            }
+            // SAFETY: raise(3) only delivers a signal, to rustyline's handler
+            // (which writes a byte to a pipe) or to `on_sigint` (which, once
+            // STOPPING is set, does nothing).
+            unsafe {
+                libc::raise(libc::SIGINT);
+            }
+            thread::sleep(STOP_PAUSE);
+        }
+        false
+    }
+}
+
+/// How often, and how far apart, [`Editor::stop`] signals the editor.
+const STOP_TRIES: usize = 100;
+const STOP_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Set once the session ends the prompt: SIGINT is then its own, not the user's.
+static STOPPING: AtomicBool = AtomicBool::new(false);
+
+/// SIGINT outside rustyline's reads: a user's Ctrl-C ends the process as it
+/// would without this handler; the session's own (stopping) is let pass.
+extern "C" fn on_sigint(_: libc::c_int) {
+    if !STOPPING.load(Ordering::SeqCst) {
+        // SAFETY: signal(2) and raise(3) are async-signal-safe; the default
+        // action ends the process as an unhandled Ctrl-C does.
+        unsafe {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            libc::raise(libc::SIGINT);
+        }
+    }
+}
+
+/// The terminal's "cursor up one line" (CUU).
+const CURSOR_UP: &str = "\x1b[A";
+
+/// Prompts `> ` with line editing and history; an empty line, EOF or Ctrl-C
+/// ends it (the channel closes). What the server sends is shown through the
+/// [`Screen`] meanwhile.
+pub fn prompt() -> anyhow::Result<(mpsc::UnboundedReceiver<Typed>, Screen, Editor)> {
+    // Before the first read, so that rustyline saves it and puts it back after
+    // each one (it installs its own handler only while it reads).
+    // SAFETY: the handler only reads an atomic and calls async-signal-safe functions.
+    unsafe {
+        libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t);
+    }
     let mut editor = rustyline::DefaultEditor::new()?;
+    // No printer when standard output is not a terminal: nothing to keep tidy.
+    let printer = editor
+        .create_external_printer()
+        .ok()
+        .map(|p| Box::new(p) as Box<dyn rustyline::ExternalPrinter + Send>);
+    // Unbounded, so the editor never blocks on it and is always there to draw
+    // what the printer hands it; a person types slowly.
+    let (tx, rx) = mpsc::unbounded_channel();
+    let thread = thread::spawn(move || prompt_lines(editor, &tx));
+    Ok((rx, Screen { printer }, Editor { thread }))
+}
+
+fn prompt_lines(
+    mut editor: rustyline::DefaultEditor,
+    tx: &mpsc::UnboundedSender<Typed>,
+) -> anyhow::Result<()> {
+    use rustyline::error::ReadlineError;
     let history = history_path();
     if let Some(h) = &history {
         let _ = editor.load_history(h);
     }
-    let result = loop {
+    loop {
         match editor.readline("> ") {
-            Ok(line) if line.is_empty() => break Ok(()),
+            Ok(line) if line.is_empty() => return Ok(()),
             Ok(line) => {
                 let _ = editor.add_history_entry(line.as_str());
+                // Saved as it grows: the session may end without this thread.
+                if let Some(h) = &history {
+                    let _ = editor.save_history(h);
+                }
                 let (answered, done) = oneshot::channel();
                 let typed = Typed {
                     line: line.into_bytes(),
                     answered,
                 };
-                // Either the session is gone or it dropped the reply: stop asking.
-                if tx.blocking_send(typed).is_err() || done.blocking_recv().is_err() {
-                    break Ok(());
+                // Either the session is gone or it dropped the line: stop asking.
+                if tx.send(typed).is_err() || done.blocking_recv().is_err() {
+                    return Ok(());
                 }
             }
-            Err(ReadlineError::Eof | ReadlineError::Interrupted) => break Ok(()),
-            Err(e) => break Err(e.into()),
+            Err(ReadlineError::Eof | ReadlineError::Interrupted) => return Ok(()),
+            Err(e) => return Err(e.into()),
         }
-    };
-    if let Some(h) = &history {
-        let _ = editor.save_history(h);
     }
-    result
 }
 
 fn history_path() -> Option<PathBuf> {

@@ -1,19 +1,25 @@
 //! `timecho client`: the tutorial's client done properly.
 //!
-//! On a terminal it prompts `> `, sends each line and prints the reply, with line
-//! editing and history. With piped input it streams: every line is sent as fast
-//! as the server takes it, every reply is printed as it comes, and it exits once
-//! the server has answered everything (it half-closes and reads to the end).
-//! The connection is async (tokio): a sending task and the receiving loop run
-//! side by side, so neither waits for the other; standard input and the line
-//! editor block, so they run on threads of their own (`input`).
+//! On a terminal it says where it connected and prompts `> ` with line editing
+//! and history; each typed line is sent at once, and whatever the server sends
+//! (replies, and notices such as `error: idle for 5m; closing`) is shown as it
+//! arrives, above the prompt. When the server closes, the prompt ends at once
+//! with a message saying so and how many lines went unanswered. An empty line,
+//! Ctrl-D or Ctrl-C ends the session. With piped input it streams: every line
+//! is sent as fast as the server takes it, every reply is printed as it comes,
+//! and it exits once the server has answered everything (it half-closes and
+//! reads to the end). The connection is async (tokio): sending and receiving
+//! run side by side, so neither waits for the other; standard input and the
+//! line editor block, so they run on threads of their own (`input`).
 
 pub(crate) mod conn;
 mod input;
 pub(crate) mod replies;
 mod trust;
 pub(crate) mod udp;
+mod ws;
 
+use std::collections::VecDeque;
 use std::io::{self, IsTerminal};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -25,7 +31,7 @@ use tokio::time::{sleep_until, Instant};
 
 use crate::cli::{ClientArgs, ServerTarget};
 use crate::host_port::HostPort;
-use conn::Conn;
+use conn::{Conn, Link};
 use replies::{Replies, QUIET};
 
 pub fn run(args: &ClientArgs) -> anyhow::Result<ExitCode> {
@@ -34,21 +40,19 @@ pub fn run(args: &ClientArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     if io::stdin().is_terminal() {
-        // The editor's thread is joined after the session, so that it saves the history.
-        let (typed, editor) = input::prompt();
-        let session = runtime.block_on(prompted(args, typed));
-        let edited = editor
-            .join()
-            .map_err(|_| anyhow!("the line editor failed"))?;
-        let code = session?;
-        edited.map(|()| code)
+        runtime.block_on(prompted(args))
     } else {
         runtime.block_on(piped(args))
     }
 }
 
-/// The stream to `server` (unix, TLS or TCP; UDP is not a stream).
-pub(crate) async fn connect(server: &ServerTarget) -> anyhow::Result<Conn> {
+/// The line stream to `server`: a unix socket, a WebSocket URL (`ws://`,
+/// `wss://`), TLS or TCP (UDP is not a stream). One shape for all, so that
+/// the sessions do not care which.
+pub(crate) async fn connect(server: &ServerTarget) -> anyhow::Result<Link> {
+    if let Some(url) = ws::WsUrl::parse(&server.addr)? {
+        return ws::connect(&url, server.ca.as_deref(), server.pin).await;
+    }
     match &server.unix {
         Some(path) => conn::unix(path).await,
         None if server.tls => {
@@ -63,33 +67,127 @@ pub(crate) fn host_port(server: &ServerTarget) -> anyhow::Result<HostPort> {
     Ok(HostPort::parse_or_default_port(&server.addr)?)
 }
 
-/// One line at a time: each is sent and its reply printed before the next prompt.
-async fn prompted(
-    args: &ClientArgs,
-    mut typed: mpsc::Receiver<input::Typed>,
-) -> anyhow::Result<ExitCode> {
+/// A person at a terminal: connects, says where, then prompts. Over a stream,
+/// what the server sends is shown as it arrives, above the prompt; when the
+/// server closes, the prompt ends at once with a message saying so.
+async fn prompted(args: &ClientArgs) -> anyhow::Result<ExitCode> {
     if args.server.udp {
         let mut exchange = udp::Exchange::open(&host_port(&args.server)?, args.timeout).await?;
+        let (mut typed, _screen, editor) = input::prompt()?;
         while let Some(input::Typed { line, answered }) = typed.recv().await {
             exchange.line(&line).await?;
             let _ = answered.send(());
         }
+        editor.join()?;
         return Ok(exchange.finish());
     }
-    let (read, mut write) = tokio::io::split(connect(&args.server).await?);
-    let mut replies = Replies::new(read);
-    let mut message = Vec::new();
-    while let Some(input::Typed { line, answered }) = typed.recv().await {
-        message.clear();
-        message.extend_from_slice(&line);
-        message.push(b'\n');
-        send(&mut write, &message).await.context("cannot send")?;
-        replies
-            .print_one(args.timeout, &mut io::stdout().lock())
-            .await?;
-        let _ = answered.send(());
+    let link = connect(&args.server).await?;
+    eprintln!(
+        "connected to {}; an empty line or Ctrl-D ends the session",
+        link.peer
+    );
+    let (mut typed, mut screen, editor) = input::prompt()?;
+    match converse(link.conn, &mut typed, &mut screen, args.timeout).await {
+        Ok(()) => {
+            editor.join()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            // Lines typed after the end are not waited for.
+            drop(typed);
+            // The prompt is ended for the user, with the reason above it.
+            if editor.stop(&mut screen, &format!("timecho: {e:#}")) {
+                Ok(ExitCode::FAILURE)
+            } else {
+                Err(e)
+            }
+        }
     }
-    Ok(ExitCode::SUCCESS)
+}
+
+/// Sends each typed line as it comes and shows every reply as it arrives.
+/// Returns once the user has ended the session and every line has its reply;
+/// fails when the server closes or the connection is lost (saying how many
+/// lines went unanswered), or a line waits `timeout` for its reply.
+async fn converse(
+    conn: Conn,
+    typed: &mut mpsc::UnboundedReceiver<input::Typed>,
+    screen: &mut input::Screen,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let (read, mut write) = tokio::io::split(conn);
+    let mut replies = Replies::new(read);
+    // When each line still waiting for its reply was sent, oldest first.
+    let mut waiting: VecDeque<Instant> = VecDeque::new();
+    let mut user_done = false;
+    let mut message = Vec::new();
+    let mut shown = Vec::new();
+    loop {
+        if user_done && waiting.is_empty() {
+            return Ok(());
+        }
+        let partial = replies.has_partial();
+        let deadline = waiting.front().map(|sent| *sent + timeout);
+        tokio::select! {
+            next = typed.recv(), if !user_done => match next {
+                Some(input::Typed { line, answered }) => {
+                    message.clear();
+                    message.extend_from_slice(&line);
+                    message.push(b'\n');
+                    send(&mut write, &message)
+                        .await
+                        .with_context(|| unanswered("the line was not sent", waiting.len() + 1))?;
+                    waiting.push_back(Instant::now());
+                    let _ = answered.send(());
+                }
+                None => user_done = true,
+            },
+            more = replies.fill() => {
+                let more = more.map_err(|e| {
+                    anyhow!(unanswered(&format!("{:#}", anyhow::Error::new(e)), waiting.len()))
+                })?;
+                shown.clear();
+                let lines = replies.print_lines(&mut shown)?;
+                if replies.is_full() || (!more && replies.has_partial()) {
+                    replies.print_partial(&mut shown)?;
+                }
+                if !shown.is_empty() {
+                    screen.show(&shown).context("cannot show the reply")?;
+                }
+                for _ in 0..lines {
+                    waiting.pop_front();
+                }
+                if !more {
+                    return Err(anyhow!(unanswered(
+                        "the server closed the connection",
+                        waiting.len()
+                    )));
+                }
+            }
+            // A reply without a newline is whole once the server is quiet.
+            () = tokio::time::sleep(QUIET), if partial => {
+                shown.clear();
+                replies.print_partial(&mut shown)?;
+                screen.show(&shown).context("cannot show the reply")?;
+                waiting.pop_front();
+            }
+            () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                return Err(anyhow!(unanswered(
+                    &format!("no reply within {timeout:?}"),
+                    waiting.len()
+                )));
+            }
+        }
+    }
+}
+
+/// `what`, and how many typed lines got no reply, so that none is lost unsaid.
+fn unanswered(what: &str, lines: usize) -> String {
+    match lines {
+        0 => what.to_owned(),
+        1 => format!("{what}; 1 line got no reply"),
+        n => format!("{what}; {n} lines got no reply"),
+    }
 }
 
 async fn send(write: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) -> io::Result<()> {
@@ -109,7 +207,7 @@ async fn piped(args: &ClientArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(exchange.finish());
     }
-    let conn = connect(&args.server).await?;
+    let conn = connect(&args.server).await?.conn;
     stream(conn, args.timeout).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -23,10 +23,12 @@ pub enum ReplyError {
     NoReply(Duration),
     #[error("the server closed the connection")]
     Closed,
-    #[error("connection lost: {0}")]
-    Lost(io::Error),
-    #[error("cannot write to standard output: {0}")]
-    Output(io::Error),
+    // The causes are sources, not only text, so that a closed standard
+    // output (`| head -1`) is recognised as such and ends quietly.
+    #[error("connection lost")]
+    Lost(#[source] io::Error),
+    #[error("cannot write to standard output")]
+    Output(#[source] io::Error),
 }
 
 pub struct Replies<R> {

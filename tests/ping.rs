@@ -1,0 +1,193 @@
+//! `timecho ping`, run as a network engineer runs it, against the real server
+//! over each transport, and against a scripted server that answers out of
+//! order and late.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use support::{run_to_exit, timecho, Server, TempDir};
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+fn ping(args: &[&str]) -> support::Exited {
+    let mut cmd = timecho();
+    cmd.arg("ping").args(args);
+    run_to_exit(cmd, b"", LIMIT)
+}
+
+#[test]
+fn ping_prints_a_line_per_reply_and_ping8s_summary_and_exits_0() {
+    let server = Server::start(&["--no-http"]);
+    let addr = server.tcp_addr().to_string();
+    let out = ping(&["-c", "3", "-i", "0.05", "-s", "40", "--percentiles", &addr]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(lines[0].starts_with(&format!("PING {addr}")), "{out:?}");
+    assert!(lines[0].contains("over tcp: 40 bytes per probe"), "{out:?}");
+    for seq in 1..=3 {
+        let line = lines
+            .iter()
+            .find(|l| l.contains(&format!(" seq={seq} ")))
+            .unwrap_or_else(|| panic!("no line for seq={seq}: {out:?}"));
+        assert!(line.contains(" bytes from "), "{line}");
+        assert!(
+            line.contains(" time=") && line.contains(" ms stamp="),
+            "{line}"
+        );
+    }
+    assert!(
+        out.stdout.contains("3 probes sent, 3 received, 0% loss"),
+        "{out:?}"
+    );
+    assert!(out.stdout.contains("rtt min/avg/max/mdev = "), "{out:?}");
+    assert!(out.stdout.contains("rtt p50/p90/p99 = "), "{out:?}");
+}
+
+#[test]
+fn ping_speaks_every_transport_the_client_does() {
+    let dir = TempDir::new();
+    let sock = dir.path().join("t.sock");
+    let sock = sock.to_str().unwrap();
+    let server = Server::start(&["--udp", "127.0.0.1:0", "--unix", sock]);
+    let tcp = server.tcp_addr().to_string();
+    let udp = server.udp_addr().to_string();
+    let ws = format!("ws://{}/ws", server.http_addr());
+    for (args, transport) in [
+        (vec!["--udp", &udp], "udp"),
+        (vec!["--unix", sock], "unix"),
+        (vec![&ws], "ws"),
+        (vec![&tcp], "tcp"),
+    ] {
+        let mut all = vec!["-c", "2", "-i", "0.05", "--json"];
+        all.extend(args.iter().copied());
+        let out = ping(&all);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
+        let report: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+        assert_eq!(report["transport"], transport, "{out:?}");
+        assert_eq!(report["received"], 2, "{out:?}");
+        assert_eq!(report["replies"].as_array().unwrap().len(), 2, "{out:?}");
+        assert!(report["rtt_ms"]["avg"].as_f64().unwrap() >= 0.0, "{out:?}");
+    }
+}
+
+#[test]
+fn ping_over_tls_trusts_the_pinned_certificate() {
+    let server = Server::start(&["--tls-self-signed", "--tcp-tls", "127.0.0.1:0", "--no-http"]);
+    let fingerprint = server
+        .banner()
+        .iter()
+        .find_map(|l| l.split("fingerprint: ").nth(1))
+        .expect("the banner prints the fingerprint")
+        .trim()
+        .to_owned();
+    let pin = format!("sha256:{fingerprint}");
+    let addr = server.listener("tls").to_string();
+    let out = ping(&["-c", "2", "-i", "0.05", "--tls", "--pin", &pin, &addr]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(out.stdout.contains("over tls"), "{out:?}");
+    assert!(out.stdout.contains("2 probes sent, 2 received"), "{out:?}");
+}
+
+#[test]
+fn ping_exits_1_without_replies_and_2_when_it_cannot_start() {
+    // Nothing answers UDP there: every probe is lost.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap().to_string();
+    let out = ping(&["-c", "2", "-i", "0.05", "-W", "0.2", "--udp", &addr]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        out.stdout.contains("2 probes sent, 0 received, 100% loss"),
+        "{out:?}"
+    );
+
+    let closed = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().to_string()
+    };
+    let out = ping(&["-c", "1", &closed]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(out.stderr.contains("cannot connect"), "{out:?}");
+
+    // ping(8): fewer than -c replies by the -w deadline is a failure.
+    let server = Server::start(&["--no-http"]);
+    let out = ping(&[
+        "-c",
+        "50",
+        "-i",
+        "0.05",
+        "-w",
+        "0.3",
+        &server.tcp_addr().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+}
+
+/// Answers each probe line as a timestamp server would, but after the delay
+/// `delay(n)` gives the n-th line (1-based); the 4th is answered only after
+/// the 3rd, so that a late reply and the next probe's come together.
+fn scripted_server(delays: [Duration; 4]) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let writer = Arc::new(Mutex::new(stream.try_clone().unwrap()));
+        let (third_done, after_third) = mpsc::channel::<()>();
+        let mut after_third = Some(after_third);
+        let mut third_done = Some(third_done);
+        for (n, line) in BufReader::new(stream).lines().enumerate().take(4) {
+            let line = line.unwrap();
+            let writer = writer.clone();
+            let delay = delays[n];
+            let done = if n == 2 { third_done.take() } else { None };
+            let wait = if n == 3 { after_third.take() } else { None };
+            std::thread::spawn(move || {
+                if let Some(wait) = wait {
+                    let _ = wait.recv();
+                }
+                std::thread::sleep(delay);
+                let reply = format!("[Wed Nov 25 08:47:05 2026] {line}\n");
+                let _ = writer.lock().unwrap().write_all(reply.as_bytes());
+                if let Some(done) = done {
+                    let _ = done.send(());
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_secs(30));
+    });
+    addr
+}
+
+#[test]
+fn a_reply_is_matched_to_its_probe_so_late_and_out_of_order_replies_are_counted_as_such() {
+    // Probes at 0, 0.5, 1.0 and 1.5 s, each waited for 1.5 s. The 2nd is
+    // answered at once, before the 1st (0.8 s): the 1st is out of order. The 3rd
+    // comes at 2.8 s, after its wait ended at 2.5 s: late, not the 4th's
+    // answer; the 4th comes right after it, in time.
+    let addr = scripted_server([
+        Duration::from_millis(800),
+        Duration::from_millis(50),
+        Duration::from_millis(1800),
+        Duration::ZERO,
+    ]);
+    let out = ping(&["-c", "4", "-i", "0.5", "-W", "1.5", &addr]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        out.stdout.contains("seq=1 ") && out.stdout.contains("(out of order)"),
+        "{out:?}"
+    );
+    assert!(
+        out.stdout.contains("seq=3: no reply within 1.5s"),
+        "{out:?}"
+    );
+    assert!(out.stdout.contains("seq=3: late reply"), "{out:?}");
+    assert!(out.stdout.contains(" seq=4 time="), "{out:?}");
+    assert!(
+        out.stdout
+            .contains("4 probes sent, 3 received, 25% loss, 1 late, 1 out of order"),
+        "{out:?}"
+    );
+}
