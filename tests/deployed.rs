@@ -24,10 +24,16 @@ fn shipped_config() -> PathBuf {
 }
 
 /// The shipped file, with the test's addresses (the harness adds `--tcp
-/// 127.0.0.1:0` and `--http 127.0.0.1:0`, which override the file's).
+/// 127.0.0.1:0` and `--http 127.0.0.1:0`, which override the file's, and the
+/// metrics listener moves to loopback too).
 fn shipped(extra: &[&str]) -> Server {
     let config = shipped_config();
-    let mut args = vec!["--config", config.to_str().expect("a UTF-8 path")];
+    let mut args = vec![
+        "--config",
+        config.to_str().expect("a UTF-8 path"),
+        "--metrics",
+        "127.0.0.1:0",
+    ];
     args.extend(extra);
     Server::start(&args)
 }
@@ -278,18 +284,29 @@ fn the_shipped_unit_verifies_clean_and_is_hardened() {
     std::fs::copy(kill, r.join("bin/kill")).unwrap();
     let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/timecho.service");
     std::fs::copy(&unit, r.join("etc/systemd/system/timecho.service")).unwrap();
-    let out = systemd_analyze()
-        .arg("verify")
-        .arg(format!("--root={}", r.display()))
-        .arg("timecho.service")
-        .output()
-        .unwrap();
-    let said =
-        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && said.trim().is_empty(),
-        "systemd-analyze verify: {said}"
-    );
+    let verify = || {
+        let out = systemd_analyze()
+            .arg("verify")
+            .arg(format!("--root={}", r.display()))
+            .arg("timecho.service")
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && said.trim().is_empty(),
+            "systemd-analyze verify: {said}"
+        );
+    };
+    verify();
+    // With the secrets drop-in installed as the README says.
+    let drop_in = r.join("etc/systemd/system/timecho.service.d");
+    std::fs::create_dir_all(&drop_in).unwrap();
+    let secrets = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/timecho-secrets.conf");
+    std::fs::copy(&secrets, drop_in.join("secrets.conf")).unwrap();
+    verify();
+    let unit_text = std::fs::read_to_string(&unit).unwrap();
+    assert!(unit_text.contains("\nType=notify\n"), "{unit_text}");
 
     let out = systemd_analyze()
         .args(["security", "--offline=true"])
@@ -518,4 +535,116 @@ fn a_full_http_listener_still_answers_a_balancers_health_checks() {
     let answer = unasked(page);
     assert!(!answer.starts_with("HTTP/1.1 200"), "{answer:?}");
     drop(idle);
+}
+
+#[test]
+fn the_shipped_configuration_lets_prometheus_scrape_and_answers_the_sites_name() {
+    use support::balancer::{http_raw, status_of};
+    // Trusted as the balancer's range is in the file (10/8 there, loopback
+    // here): the HTTP listener waits for a PROXY header that a scraper does
+    // not send, and drops it; the file's metrics listener answers it.
+    let server = shipped(&["--trusted-proxy", "127.0.0.0/8", "--proxy-timeout", "300ms"]);
+    let scrape = "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    assert_eq!(http_raw(server.http_addr(), "", scrape), "");
+    let answer = http_raw(server.metrics_addr(), "", scrape);
+    assert_ne!(server.metrics_addr(), server.http_addr());
+    assert_eq!(status_of(&answer), 200, "{answer}");
+    // A browser (not trusted) asking for the page under the file's site name
+    // gets it; another name gets 421.
+    let server = shipped(&[]);
+    for (host, status) in [("timecho.example.org", 200), ("elsewhere.example", 421)] {
+        let page = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        let answer = http_raw(server.http_addr(), "", &page);
+        assert_eq!(status_of(&answer), status, "{host}: {answer:.200}");
+    }
+}
+
+/// The next datagram on systemd's notification socket.
+fn notified(socket: &std::os::unix::net::UnixDatagram) -> String {
+    let mut buf = [0u8; 4096];
+    let n = socket
+        .recv(&mut buf)
+        .expect("a notification within the timeout");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[test]
+fn systemd_is_told_ready_once_listening_reloading_around_sighup_and_stopping() {
+    let dir = TempDir::new();
+    let path = dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    socket.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
+    let path = path.to_str().unwrap();
+    let mut server = Server::start_with_env(&[("NOTIFY_SOCKET", path)], &["--udp", "127.0.0.1:0"]);
+    let ready = notified(&socket);
+    assert!(ready.lines().any(|l| l == "READY=1"), "{ready:?}");
+    // Ready means every listener answers.
+    assert_eq!(tcp_exchange(server.tcp_addr(), "ready"), "ready");
+    let udp = support::Datagrams::connect(server.udp_addr());
+    udp.send(b"ready");
+    assert!(udp.recv().ends_with(b"ready"));
+    let (status, _) = support::balancer::http_get(server.http_addr(), "/readyz");
+    assert_eq!(status, 200);
+
+    server.signal(libc::SIGHUP);
+    let reloading = notified(&socket);
+    assert!(
+        reloading.lines().any(|l| l == "RELOADING=1"),
+        "{reloading:?}"
+    );
+    assert!(
+        reloading.lines().any(|l| l.starts_with("MONOTONIC_USEC=")),
+        "{reloading:?}"
+    );
+    let again = notified(&socket);
+    assert!(again.lines().any(|l| l == "READY=1"), "{again:?}");
+
+    server.sigterm();
+    let stopping = notified(&socket);
+    assert!(stopping.lines().any(|l| l == "STOPPING=1"), "{stopping:?}");
+    let status = server.wait_exit(std::time::Duration::from_secs(10));
+    assert!(status.is_some_and(|s| s.success()), "{}", server.stderr());
+}
+
+/// `timecho health ARGS`, to its exit.
+fn health(args: &[&str]) -> support::Exited {
+    let mut cmd = support::timecho();
+    cmd.arg("health").args(args);
+    support::run_to_exit(cmd, b"", REPLY_TIMEOUT)
+}
+
+#[test]
+fn health_exits_0_only_while_readyz_answers_200() {
+    let mut server = Server::start(&["--shutdown-delay", "2s"]);
+    let url = format!("http://{}/readyz", server.http_addr());
+    let ok = health(&[&url]);
+    assert!(ok.status.success(), "{ok:?}");
+    // The path defaults to /readyz.
+    let bare = health(&[&format!("http://{}", server.http_addr())]);
+    assert!(bare.status.success(), "{bare:?}");
+    // Draining: /readyz says 503.
+    server.sigterm();
+    server.wait_for_log("draining", 1);
+    let draining = health(&[&url]);
+    assert_eq!(draining.status.code(), Some(1), "{draining:?}");
+    assert!(draining.stderr.contains("503"), "{draining:?}");
+    let status = server.wait_exit(std::time::Duration::from_secs(10));
+    assert!(status.is_some_and(|s| s.success()), "{}", server.stderr());
+    // Nothing listening.
+    let refused = health(&[&url]);
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    // A listener that never answers: given up on after --timeout.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let started = std::time::Instant::now();
+    let hung = health(&[
+        "--timeout",
+        "300ms",
+        &format!("http://{}/readyz", silent.local_addr().unwrap()),
+    ]);
+    assert_eq!(hung.status.code(), Some(1), "{hung:?}");
+    assert!(hung.stderr.contains("no answer"), "{hung:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    let https = health(&["https://localhost/readyz"]);
+    assert_eq!(https.status.code(), Some(1), "{https:?}");
+    assert!(https.stderr.contains("not an http:// URL"), "{https:?}");
 }

@@ -16,12 +16,14 @@ mod connection;
 mod descriptors;
 mod duration_arg;
 mod gateway;
+mod health;
 mod heap_trim;
 mod host_port;
 mod line_service;
 mod log_text;
 mod metrics;
 mod proxy_protocol;
+mod readiness;
 mod refusal_log;
 mod reload;
 mod secret_files;
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(&args),
         Command::Clock(args) => Ok(clock_check::run(&args)),
         Command::HashPassword { user } => hash_password(&user),
+        Command::Health(args) => Ok(health::run(&args)),
     };
     match result {
         Ok(code) => code,

@@ -66,6 +66,8 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         ));
     }
     println!("{}", running.banner);
+    // Every listener is bound and serving: units ordered after timecho may start.
+    crate::readiness::ready();
     running.drain_after(signals.stop.first()).await;
     Ok(())
 }
@@ -347,6 +349,7 @@ impl Running {
     /// timeout to answer what they have.
     pub async fn drain_after(self, stop: impl std::future::Future<Output = ()>) {
         stop.await;
+        crate::readiness::stopping();
         self.ops.draining.cancel();
         if !self.shutdown_delay.is_zero() {
             info!(

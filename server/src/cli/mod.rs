@@ -104,6 +104,9 @@ pub enum Command {
         /// The user name.
         user: String,
     },
+    /// Ask a server's /readyz (or another http:// URL): exit status 0 when it answers
+    /// 200, 1 otherwise. For a container's HEALTHCHECK.
+    Health(crate::health::HealthArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
