@@ -648,3 +648,142 @@ fn health_exits_0_only_while_readyz_answers_200() {
     assert_eq!(https.status.code(), Some(1), "{https:?}");
     assert!(https.stderr.contains("not an http:// URL"), "{https:?}");
 }
+
+/// Debian's python3, where `cargo xtask test` installs python3-prometheus-client.
+const SYSTEM_PYTHON: &str = "/usr/bin/python3";
+
+/// A scrape of `/metrics` on `addr` with `accept`: the content type and body.
+fn scrape_as(addr: SocketAddr, accept: Option<&str>) -> (String, String) {
+    use std::io::Read;
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
+    let accept = accept.map_or(String::new(), |a| format!("Accept: {a}\r\n"));
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: localhost\r\n{accept}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a whole answer");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let content_type = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-type: "))
+        .unwrap_or_else(|| panic!("no content-type in {head}"));
+    (content_type.to_owned(), body.to_owned())
+}
+
+/// The samples a Prometheus client library's parser reads in `body`:
+/// (family, type, sample name, labels, value) per line.
+fn parsed(format: &str, body: &str) -> Vec<[String; 5]> {
+    assert!(
+        Path::new(SYSTEM_PYTHON).exists(),
+        "{SYSTEM_PYTHON} is missing: run `cargo xtask test`, which installs python3-prometheus-client"
+    );
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/deployed_support/parse_metrics.py");
+    let mut cmd = std::process::Command::new(SYSTEM_PYTHON);
+    cmd.arg(script).arg(format);
+    let out = support::run_to_exit(cmd, body.as_bytes(), REPLY_TIMEOUT);
+    assert!(
+        out.status.success(),
+        "{format} parser refused the body: {}\n{body}",
+        out.stderr
+    );
+    out.stdout
+        .lines()
+        .map(|l| {
+            let f: Vec<_> = l.split('\t').map(String::from).collect();
+            f.try_into()
+                .unwrap_or_else(|f| panic!("a sample line: {f:?}"))
+        })
+        .collect()
+}
+
+#[test]
+fn prometheus_clients_read_every_series_typed_in_the_format_they_asked_for() {
+    let server = Server::start(&["--udp", "127.0.0.1:0"]);
+    assert_eq!(tcp_exchange(server.tcp_addr(), "counted"), "counted");
+    const PROMETHEUS: &str = "application/openmetrics-text;version=1.0.0,\
+        application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    for (accept, content_type, format) in [
+        (
+            Some(PROMETHEUS),
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            "openmetrics",
+        ),
+        (None, "text/plain; version=0.0.4; charset=utf-8", "text"),
+        (
+            Some("text/plain;version=0.0.4"),
+            "text/plain; version=0.0.4; charset=utf-8",
+            "text",
+        ),
+    ] {
+        let (got_type, body) = scrape_as(server.http_addr(), accept);
+        assert_eq!(got_type, content_type, "{accept:?}");
+        let samples = parsed(format, &body);
+        let type_of = |sample: &str| {
+            samples
+                .iter()
+                .find(|s| s[2] == sample)
+                .map(|s| s[1].as_str())
+                .unwrap_or_else(|| panic!("{format}: no {sample} in\n{body}"))
+        };
+        // Nothing the parser could not type (a 0.0.4 parser reading
+        // OpenMetrics names types every counter `unknown`).
+        for s in &samples {
+            assert!(
+                s[1] != "unknown" && s[1] != "untyped",
+                "{format}: {s:?}\n{body}"
+            );
+        }
+        for counter in [
+            "timecho_lines_in_total",
+            "timecho_connections_accepted_total",
+            "process_cpu_seconds_total",
+        ] {
+            assert_eq!(type_of(counter), "counter", "{format}: {counter}");
+        }
+        for gauge in [
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "process_max_fds",
+            "process_start_time_seconds",
+            "timecho_connections_open",
+        ] {
+            assert_eq!(type_of(gauge), "gauge", "{format}: {gauge}");
+        }
+        let info = if format == "openmetrics" {
+            "info"
+        } else {
+            "gauge"
+        };
+        assert_eq!(type_of("timecho_build_info"), info);
+        let build = samples
+            .iter()
+            .find(|s| s[2] == "timecho_build_info")
+            .unwrap();
+        assert!(
+            build[3].contains(&format!("version={}", env!("CARGO_PKG_VERSION"))),
+            "{build:?}"
+        );
+        let lines_in: f64 = samples
+            .iter()
+            .filter(|s| s[2] == "timecho_lines_in_total" && s[3].contains("listener=tcp"))
+            .map(|s| s[4].parse::<f64>().unwrap())
+            .sum();
+        assert!(lines_in >= 1.0, "{format}: {lines_in}");
+        // Series that cannot move are not exported: no UDP budget on TCP.
+        assert!(
+            !samples
+                .iter()
+                .any(|s| s[3].contains("kind=UdpBudget") && s[3].contains("listener=tcp")),
+            "{format}"
+        );
+        assert!(
+            samples.iter().any(|s| s[3].contains("kind=UdpBudget")),
+            "{format}"
+        );
+    }
+}

@@ -22,6 +22,7 @@ mod host_port;
 mod line_service;
 mod log_text;
 mod metrics;
+mod process_metrics;
 mod proxy_protocol;
 mod readiness;
 mod refusal_log;
