@@ -181,6 +181,8 @@ pub struct GatewayConfig {
 
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
+    /// `--instance`, or the host name: told on every HTTP answer.
+    pub instance: String,
     pub tcp: Vec<ListenAddr>,
     pub unix: Vec<PathBuf>,
     pub udp: Vec<ListenAddr>,

@@ -32,11 +32,24 @@ use crate::tls::{Tls, TlsError};
 use crate::udp;
 
 /// What a plain-HTTP client refused at the connection limit reads.
-const HTTP_BUSY: &[u8] =
-    b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+fn http_busy(instance: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n{}: {instance}\r\n\
+         connection: close\r\n\r\n",
+        timecho_shared::api::header::INSTANCE
+    )
+    .into_bytes()
+}
+
 /// What a plain-HTTP client holding its share of connections reads.
-const HTTP_CROWDED: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\ncontent-type: text/plain\r\n\
-    content-length: 39\r\nconnection: close\r\n\r\ntoo many connections from your address\n";
+fn http_crowded(instance: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 429 Too Many Requests\r\ncontent-type: text/plain\r\ncontent-length: 39\r\n\
+         {}: {instance}\r\nconnection: close\r\n\r\ntoo many connections from your address\n",
+        timecho_shared::api::header::INSTANCE
+    )
+    .into_bytes()
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -172,6 +185,9 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         });
         (door, service)
     };
+    // parse_instance admits only visible ASCII, which every header value takes.
+    let instance = axum::http::HeaderValue::from_str(&config.instance)
+        .unwrap_or_else(|_| axum::http::HeaderValue::from_static("timecho"));
     let http_door = |name: &str,
                      max_connections,
                      tls: Option<TlsAcceptor>,
@@ -184,8 +200,8 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
             probe_slots: if probes.is_some() { PROBE_SLOTS } else { 0 },
             max_per_client: limits.per_client(max_connections),
             uncapped: None,
-            crowded: tls.is_none().then(|| HTTP_CROWDED.to_vec()),
-            busy: tls.is_none().then(|| HTTP_BUSY.to_vec()),
+            crowded: tls.is_none().then(|| http_crowded(&config.instance)),
+            busy: tls.is_none().then(|| http_busy(&config.instance)),
             tls,
             proxy,
         };
@@ -194,6 +210,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
             limits.header_timeout,
             metrics.listener(name),
             shutdown.clone(),
+            instance.clone(),
         );
         let service = match probes {
             Some(probes) => service.with_probes(probes),
@@ -284,6 +301,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
             metrics: metrics.clone(),
             auth,
             refusals: refusals.clone(),
+            instance: config.instance.clone(),
         });
         reloadable.gateway = Some(gateway.clone());
         let scheme = if tls.is_some() { "https" } else { "http" };

@@ -47,6 +47,20 @@ fn host_name(listen: &ListenAddr) -> Option<String> {
     listen.given.is_name().then(|| listen.given.host.clone())
 }
 
+/// This machine's host name as an instance name, or `timecho` when it has
+/// none that fits one.
+fn default_instance() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let len = buf.iter().position(|&b| b == 0).unwrap_or(0);
+    let name = std::str::from_utf8(&buf[..len]).unwrap_or_default();
+    match super::parse_instance(name) {
+        Ok(name) if ok => name,
+        _ => "timecho".to_owned(),
+    }
+}
+
 fn non_zero(d: Duration) -> Option<Duration> {
     (!d.is_zero()).then_some(d)
 }
@@ -152,6 +166,7 @@ impl ServeArgs {
             return Err(ConfigError::RedirectNeedsHttp);
         }
         let mut config = ServeConfig {
+            instance: args.instance.clone().unwrap_or_else(default_instance),
             tls,
             tcp_tls,
             redirect_http,

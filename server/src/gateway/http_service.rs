@@ -13,8 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
-use axum::http::Request;
+use axum::http::{HeaderName, HeaderValue, Request};
 use axum::Router;
+use futures_util::TryFutureExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -25,6 +26,9 @@ use tracing::debug;
 
 use crate::admission::{Handler, Peer, Stream};
 use crate::metrics::ListenerMetrics;
+
+/// Which instance answered, on every response.
+static INSTANCE: HeaderName = HeaderName::from_static(timecho_shared::api::header::INSTANCE);
 
 /// The biggest request head (request line and headers) read; browsers' stay
 /// far below it, cookies included.
@@ -39,6 +43,8 @@ pub struct HttpService {
     builder: http1::Builder,
     metrics: Arc<ListenerMetrics>,
     shutdown: CancellationToken,
+    /// `--instance`, sent on every answer as [`timecho_shared::api::header::INSTANCE`].
+    instance: HeaderValue,
 }
 
 impl HttpService {
@@ -47,6 +53,7 @@ impl HttpService {
         header_timeout: Duration,
         metrics: Arc<ListenerMetrics>,
         shutdown: CancellationToken,
+        instance: HeaderValue,
     ) -> Self {
         let mut builder = http1::Builder::new();
         builder
@@ -60,6 +67,7 @@ impl HttpService {
             builder,
             metrics,
             shutdown,
+            instance,
         }
     }
 }
@@ -89,11 +97,16 @@ impl HttpService {
         let addr = peer
             .0
             .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)));
+        let instance = self.instance.clone();
         // Handlers see the client as axum's `ConnectInfo`, as with `axum::serve`.
         let service =
             TowerToHyperService::new(tower::service_fn(move |mut req: Request<Incoming>| {
                 req.extensions_mut().insert(ConnectInfo(addr));
-                app.clone().oneshot(req)
+                let instance = instance.clone();
+                app.clone().oneshot(req).map_ok(move |mut res| {
+                    res.headers_mut().insert(INSTANCE.clone(), instance);
+                    res
+                })
             }));
         let conn = self
             .builder

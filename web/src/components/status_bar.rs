@@ -10,6 +10,9 @@ pub struct StatusBarProps {
     /// Messages waiting for a connection.
     pub queued: usize,
     pub on_retry: Callback<()>,
+    /// The server instance that answered `/api/config`, shown on hover.
+    #[prop_or_default]
+    pub instance: Option<String>,
 }
 
 #[component]
@@ -33,11 +36,15 @@ pub fn StatusBar(props: &StatusBarProps) -> Html {
         _ => None,
     };
     let on_retry = props.on_retry.reform(|_: MouseEvent| ());
+    let title = props
+        .instance
+        .as_ref()
+        .map(|i| format!("Server instance: {i}"));
 
     html! {
         <div class="status-bar">
             <div id="status" class={classes!("status", state)} role="status"
-                data-state={state} data-code={code}>
+                data-state={state} data-code={code} {title}>
                 <span class="status-dot" aria-hidden="true"></span>
                 <span class="status-summary">
                     <span class="status-label">{ label }</span>
