@@ -787,3 +787,159 @@ fn prometheus_clients_read_every_series_typed_in_the_format_they_asked_for() {
         );
     }
 }
+
+/// Opens `/ws` from the loopback address `source` with these forwarding
+/// headers: the socket, or the status the handshake was refused with.
+async fn ws_forwarded(source: &str, http: SocketAddr, headers: &[(&str, &str)]) -> Result<Ws, u16> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    let tcp = socket.connect(http).await.unwrap();
+    let mut request = format!("ws://{http}/ws").into_client_request().unwrap();
+    for (name, value) in headers {
+        let name = tungstenite::http::HeaderName::from_bytes(name.as_bytes()).unwrap();
+        request.headers_mut().append(name, value.parse().unwrap());
+    }
+    match tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(tcp)).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tungstenite::Error::Http(response)) => Err(response.status().as_u16()),
+        Err(e) => panic!("handshake from {source}: {e}"),
+    }
+}
+
+/// A proxy at 127.0.0.5 is trusted for its forwarding headers; each browser
+/// may hold one connection; 203.0.113.66 is denied.
+const BEHIND_AN_HTTP_PROXY: [&str; 7] = [
+    "--forwarded-headers",
+    "--trusted-proxy",
+    "127.0.0.5/32",
+    "--max-connections-per-client",
+    "1",
+    "--deny",
+    "203.0.113.66/32",
+];
+
+#[tokio::test]
+async fn browsers_behind_a_trusted_http_proxy_get_separate_shares_and_rules() {
+    let server = Server::start(&BEHIND_AN_HTTP_PROXY);
+    let http = server.http_addr();
+    const XFF: &str = "x-forwarded-for";
+    // Two browsers through one proxy: each gets its own share.
+    let mut first = ws_forwarded("127.0.0.5", http, &[(XFF, "203.0.113.7")])
+        .await
+        .expect("the first browser");
+    let mut second = ws_forwarded("127.0.0.5", http, &[(XFF, "203.0.113.8")])
+        .await
+        .expect("the second browser, through the same proxy");
+    assert_eq!(ws_exchange(&mut first, "one").await, "one");
+    assert_eq!(ws_exchange(&mut second, "two").await, "two");
+    // RFC 7239's header counts the same way.
+    let mut third = ws_forwarded("127.0.0.5", http, &[("forwarded", "for=203.0.113.9")])
+        .await
+        .expect("a third browser, named with Forwarded");
+    assert_eq!(ws_exchange(&mut third, "three").await, "three");
+    // The first browser's share is held by its session: a second socket is
+    // refused, whatever it claims further left.
+    let again = ws_forwarded("127.0.0.5", http, &[(XFF, "198.51.100.1, 203.0.113.7")]).await;
+    assert_eq!(again.err(), Some(429));
+    // --deny applies to the browser the proxy names.
+    let denied = ws_forwarded("127.0.0.5", http, &[(XFF, "203.0.113.66")]).await;
+    assert_eq!(denied.err(), Some(403));
+    // A session that ends gives its share back.
+    drop(first);
+    let deadline = std::time::Instant::now() + REPLY_TIMEOUT;
+    loop {
+        match ws_forwarded("127.0.0.5", http, &[(XFF, "203.0.113.7")]).await {
+            Ok(_) => break,
+            Err(status) => {
+                assert!(std::time::Instant::now() < deadline, "still {status}");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn forwarding_headers_from_an_untrusted_peer_change_nothing() {
+    let server = Server::start(&BEHIND_AN_HTTP_PROXY);
+    let http = server.http_addr();
+    // A browser at 127.0.0.2 claims to be a proxy's client: it is served as
+    // itself (not denied as 203.0.113.66), and its share is its own address's.
+    let forged = [
+        ("x-forwarded-for", "203.0.113.66"),
+        ("forwarded", "for=203.0.113.66"),
+    ];
+    let mut ws = ws_forwarded("127.0.0.2", http, &forged)
+        .await
+        .expect("served as itself");
+    assert_eq!(ws_exchange(&mut ws, "hello").await, "hello");
+    // Its connections count for its own address, whatever it claims: with
+    // its one connection held, the next is refused at once.
+    let refused = tokio::task::spawn_blocking(move || {
+        let held = connect_from("127.0.0.2", http);
+        let mut claimed = connect_from("127.0.0.2", http);
+        claimed
+            .write_all(
+                b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-For: 203.0.113.8\r\n\r\n",
+            )
+            .unwrap();
+        let refused = unasked(claimed);
+        drop(held);
+        refused
+    })
+    .await
+    .unwrap();
+    assert!(refused.starts_with("HTTP/1.1 429"), "{refused:?}");
+    // From the trusted proxy, a header that names no one (malformed, or two
+    // that disagree) leaves the proxy as the client: nothing is denied.
+    for headers in [
+        vec![("x-forwarded-for", "203.0.113.66 , not-an-address")],
+        vec![
+            ("x-forwarded-for", "203.0.113.66"),
+            ("forwarded", "for=203.0.113.9"),
+        ],
+        vec![("forwarded", "for=unknown")],
+    ] {
+        let mut ws = ws_forwarded("127.0.0.5", http, &headers)
+            .await
+            .unwrap_or_else(|status| panic!("{headers:?}: {status}"));
+        assert_eq!(ws_exchange(&mut ws, "ok").await, "ok", "{headers:?}");
+    }
+}
+
+/// `POST /api/login` with a wrong password from `source`, naming `client`
+/// in X-Forwarded-For: the status.
+fn wrong_login_from(source: &str, http: SocketAddr, client: &str) -> u16 {
+    let body = r#"{"user":"ada","password":"wrong"}"#;
+    let mut s = connect_from(source, http);
+    write!(
+        s,
+        "POST /api/login HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-For: {client}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    support::balancer::status_of(&unasked(s))
+}
+
+#[test]
+fn the_sign_in_limit_counts_each_browser_behind_a_trusted_http_proxy() {
+    let dir = TempDir::new();
+    let users = basic_users_file(&dir, "ada", "lovelace");
+    let server = Server::start(&[
+        "--forwarded-headers",
+        "--trusted-proxy",
+        "127.0.0.5/32",
+        "--auth",
+        &users,
+    ]);
+    let http = server.http_addr();
+    // One browser guessing runs into its limit...
+    let statuses: Vec<_> = (0..8)
+        .map(|_| wrong_login_from("127.0.0.5", http, "203.0.113.7"))
+        .collect();
+    assert_eq!(statuses.first(), Some(&401), "{statuses:?}");
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    // ...while another behind the same proxy is still heard.
+    assert_eq!(wrong_login_from("127.0.0.5", http, "203.0.113.8"), 401);
+}

@@ -15,6 +15,7 @@ mod config_file;
 mod connection;
 mod descriptors;
 mod duration_arg;
+mod forwarded;
 mod gateway;
 mod health;
 mod heap_trim;

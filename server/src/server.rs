@@ -12,11 +12,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::admission::{self, Door, Shared};
+use crate::admission::{self, Door, PerClient, Shared};
 use crate::bind::{BindError, Bound};
 use crate::config::{ConfigError, ServeConfig, PROBE_SLOTS, SMALL_LISTENER_CONNECTIONS};
+use crate::forwarded::ForwardedPolicy;
 use crate::gateway::hosts::AllowedHosts;
-use crate::gateway::http_service::HttpService;
+use crate::gateway::http_service::{Forwarding, HttpService};
 use crate::gateway::per_user::PerUser;
 use crate::gateway::{self, Gateway, Ops};
 use crate::heap_trim;
@@ -139,6 +140,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
     let metrics = Arc::new(Metrics::new());
     let access = Arc::new(config.access.clone());
     let proxy = config.proxy.clone().map(Arc::new);
+    let forwarded = config.forwarded.clone().map(Arc::new);
     let ops = Arc::new(Ops {
         metrics: metrics.clone(),
         draining: CancellationToken::new(),
@@ -169,7 +171,8 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         let door = Door {
             name: name.to_owned(),
             max_connections: limits.max_connections,
-            max_per_client: limits.per_client(limits.max_connections),
+            shares: PerClient::new(limits.per_client(limits.max_connections)),
+            forwarded: None,
             uncapped,
             crowded: tls.is_none().then(|| crowded_line.clone()),
             probe_slots: 0,
@@ -192,13 +195,21 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
                      max_connections,
                      tls: Option<TlsAcceptor>,
                      proxy,
+                     forwarded: Option<Arc<ForwardedPolicy>>,
                      app,
                      probes: Option<axum::Router>| {
+        let shares = PerClient::new(limits.per_client(max_connections));
+        let forwarding = forwarded.clone().map(|policy| Forwarding {
+            policy,
+            access: access.clone(),
+            shares: shares.clone(),
+        });
         let door = Door {
             name: name.to_owned(),
             max_connections,
             probe_slots: if probes.is_some() { PROBE_SLOTS } else { 0 },
-            max_per_client: limits.per_client(max_connections),
+            shares,
+            forwarded,
             uncapped: None,
             crowded: tls.is_none().then(|| http_crowded(&config.instance)),
             busy: tls.is_none().then(|| http_busy(&config.instance)),
@@ -211,7 +222,8 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
             metrics.listener(name),
             shutdown.clone(),
             instance.clone(),
-        );
+        )
+        .with_forwarding(forwarding);
         let service = match probes {
             Some(probes) => service.with_probes(probes),
             None => service,
@@ -312,6 +324,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
                 gw.http_connections(),
                 tls.as_ref().map(|t| t.http.clone()),
                 proxy.clone(),
+                forwarded.clone(),
                 app.clone(),
                 Some(gateway::ops_router(ops.clone())),
             );
@@ -326,6 +339,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
                 SMALL_LISTENER_CONNECTIONS,
                 None,
                 None,
+                None,
                 app,
                 None,
             );
@@ -337,6 +351,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         let (door, service) = http_door(
             &format!("metrics {addr}"),
             SMALL_LISTENER_CONNECTIONS,
+            None,
             None,
             None,
             app,

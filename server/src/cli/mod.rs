@@ -397,8 +397,17 @@ pub struct ServeArgs {
     #[arg(help_heading = "Operations", long, env = "TIMECHO_PROXY_PROTOCOL", value_parser = BoolishValueParser::new())]
     pub proxy_protocol: bool,
 
-    /// Address range (CIDR) whose PROXY protocol headers are believed; repeatable.
-    /// Peers outside it are served as direct clients.
+    /// Take each HTTP request's client from its X-Forwarded-For or Forwarded header when the
+    /// peer is a --trusted-proxy (an HTTP balancer that sends no PROXY header: nginx, Traefik,
+    /// a cloud load balancer): the right-most address in it that is not itself trusted. That
+    /// client then counts for the sign-in limit, the per-client caps and --allow/--deny.
+    /// From anyone else the headers are ignored.
+    #[arg(help_heading = "Operations", long, env = "TIMECHO_FORWARDED_HEADERS", value_parser = BoolishValueParser::new())]
+    pub forwarded_headers: bool,
+
+    /// Address range (CIDR) whose PROXY protocol headers (and, with --forwarded-headers,
+    /// X-Forwarded-For and Forwarded headers) are believed; repeatable. Peers outside it
+    /// are served as direct clients.
     #[arg(
         help_heading = "Operations",
         long,

@@ -15,6 +15,7 @@ use crate::config::{
     ConfigError, GatewayConfig, Limits, ListenAddr, Protocol, ServeConfig, ANY_ORIGIN,
 };
 use crate::descriptors;
+use crate::forwarded::ForwardedPolicy;
 use crate::host_port::{HostPort, DEFAULT_PORT};
 use crate::proxy_protocol::ProxyPolicy;
 use crate::tls::CertSource;
@@ -179,6 +180,9 @@ impl ServeArgs {
                 deny: args.deny.clone(),
             },
             proxy: args.proxy_protocol.then(|| ProxyPolicy {
+                trusted: args.trusted_proxy.clone(),
+            }),
+            forwarded: args.forwarded_headers.then(|| ForwardedPolicy {
                 trusted: args.trusted_proxy.clone(),
             }),
             tcp,
