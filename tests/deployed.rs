@@ -2,7 +2,10 @@
 //! is (only its addresses overridden), reloaded with SIGHUP whatever the
 //! instance serves, and with the gateway and the TCP listener it feeds agreeing
 //! on PROXY headers however `--proxy-protocol`, `--trusted-proxy` and
-//! `--upstream` are combined.
+//! `--upstream` are combined; the shipped unit verified by `systemd-analyze`,
+//! readiness told to a `NOTIFY_SOCKET`, `timecho health` as a container's
+//! check, `/metrics` read by a Prometheus client library's parsers, and
+//! browsers behind an HTTP proxy told apart by its forwarding headers.
 
 mod support;
 
