@@ -90,6 +90,8 @@ fn config_answers_the_flags_the_server_was_started_with() {
         "--precision",
         "ms",
         "--utc",
+        "--instance",
+        "web-2",
     ]);
     let addr = server.http_addr();
     let response = get(addr, path::CONFIG, &addr.to_string());
@@ -111,6 +113,7 @@ fn config_answers_the_flags_the_server_was_started_with() {
             subprotocols: subprotocol::SUPPORTED.map(String::from).to_vec(),
             auth: false,
             renew_every_seconds: None,
+            instance: Some("web-2".into()),
         }
     );
 
@@ -203,4 +206,73 @@ fn session_without_sign_in_is_open_in_the_shared_format() {
             reason: None,
         }
     );
+}
+
+/// The host name, as `hostname` prints it.
+fn host_name() -> String {
+    let out = std::process::Command::new("hostname")
+        .output()
+        .expect("hostname runs");
+    String::from_utf8(out.stdout)
+        .expect("UTF-8")
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn every_http_answer_says_which_instance_answered() {
+    let dir = TempDir::new();
+    let file = dir.path().join("timecho.toml");
+    std::fs::write(&file, "instance = \"from-the-file\"\n").unwrap();
+    let file = file.to_str().unwrap();
+    for (env, args, name) in [
+        (
+            vec![],
+            vec!["--instance", "eu-west-1a"],
+            "eu-west-1a".to_owned(),
+        ),
+        (
+            vec![("TIMECHO_INSTANCE", "from-env")],
+            vec![],
+            "from-env".into(),
+        ),
+        (vec![], vec!["--config", file], "from-the-file".into()),
+        (vec![], vec![], host_name()),
+    ] {
+        let mut args = args;
+        args.extend(["--metrics", "127.0.0.1:0"]);
+        let server = Server::start_with_env(&env, &args);
+        let http = server.http_addr();
+        let host = http.to_string();
+        assert_eq!(config_of(&server).instance.as_deref(), Some(name.as_str()));
+        // The page, the API, the operations endpoints, a 404, and a 421.
+        for (addr, path, host) in [
+            (http, "/", host.as_str()),
+            (http, path::CONFIG, &host),
+            (http, "/readyz", &host),
+            (http, "/no/such/page", &host),
+            (http, "/", "elsewhere.example"),
+            (server.metrics_addr(), "/metrics", "localhost"),
+        ] {
+            let response = get(addr, path, host);
+            assert_eq!(
+                response.header(timecho_shared::api::header::INSTANCE),
+                Some(name.as_str()),
+                "{path} (Host {host}): {}",
+                response.status
+            );
+        }
+    }
+}
+
+#[test]
+fn an_instance_name_that_cannot_go_into_a_header_is_refused() {
+    for bad in ["two words", "", &"x".repeat(65), "caf\u{e9}"] {
+        let exited = support::serve_expecting_exit(&["--instance", bad]);
+        assert_eq!(exited.status.code(), Some(2), "{bad:?}: {exited:?}");
+        assert!(
+            exited.stderr.contains("instance name"),
+            "{bad:?}: {exited:?}"
+        );
+    }
 }

@@ -1043,3 +1043,31 @@ async fn a_burst_of_messages_shows_each_round_trip() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_tooltip_names_the_instance_that_answered() {
+    let server = start_gateway(&["--instance", "web-2"]);
+    let url = page_url(&server);
+    browser_test(
+        "the_status_tooltip_names_the_instance_that_answered",
+        |browser| async move {
+            let page = browser.page("chat").await;
+            connected_chat(&page, &url).await;
+            let title = wait_until("the status tooltip", SHOW_TIMEOUT, || async {
+                let title: Option<String> = page
+                    .eval("return document.getElementById('status').getAttribute('title');")
+                    .await;
+                match title {
+                    Some(t) if t.contains("web-2") => Ok(t),
+                    other => Err(format!("{other:?}")),
+                }
+            })
+            .await;
+            assert!(
+                title.starts_with("Connected") && title.ends_with(" · Server instance: web-2"),
+                "{title:?}"
+            );
+        },
+    )
+    .await;
+}

@@ -2,7 +2,10 @@
 //! is (only its addresses overridden), reloaded with SIGHUP whatever the
 //! instance serves, and with the gateway and the TCP listener it feeds agreeing
 //! on PROXY headers however `--proxy-protocol`, `--trusted-proxy` and
-//! `--upstream` are combined.
+//! `--upstream` are combined; the shipped unit verified by `systemd-analyze`,
+//! readiness told to a `NOTIFY_SOCKET`, `timecho health` as a container's
+//! check, `/metrics` read by a Prometheus client library's parsers, and
+//! browsers behind an HTTP proxy told apart by its forwarding headers.
 
 mod support;
 
@@ -24,10 +27,16 @@ fn shipped_config() -> PathBuf {
 }
 
 /// The shipped file, with the test's addresses (the harness adds `--tcp
-/// 127.0.0.1:0` and `--http 127.0.0.1:0`, which override the file's).
+/// 127.0.0.1:0` and `--http 127.0.0.1:0`, which override the file's, and the
+/// metrics listener moves to loopback too).
 fn shipped(extra: &[&str]) -> Server {
     let config = shipped_config();
-    let mut args = vec!["--config", config.to_str().expect("a UTF-8 path")];
+    let mut args = vec![
+        "--config",
+        config.to_str().expect("a UTF-8 path"),
+        "--metrics",
+        "127.0.0.1:0",
+    ];
     args.extend(extra);
     Server::start(&args)
 }
@@ -278,18 +287,29 @@ fn the_shipped_unit_verifies_clean_and_is_hardened() {
     std::fs::copy(kill, r.join("bin/kill")).unwrap();
     let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/timecho.service");
     std::fs::copy(&unit, r.join("etc/systemd/system/timecho.service")).unwrap();
-    let out = systemd_analyze()
-        .arg("verify")
-        .arg(format!("--root={}", r.display()))
-        .arg("timecho.service")
-        .output()
-        .unwrap();
-    let said =
-        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && said.trim().is_empty(),
-        "systemd-analyze verify: {said}"
-    );
+    let verify = || {
+        let out = systemd_analyze()
+            .arg("verify")
+            .arg(format!("--root={}", r.display()))
+            .arg("timecho.service")
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && said.trim().is_empty(),
+            "systemd-analyze verify: {said}"
+        );
+    };
+    verify();
+    // With the secrets drop-in installed as the README says.
+    let drop_in = r.join("etc/systemd/system/timecho.service.d");
+    std::fs::create_dir_all(&drop_in).unwrap();
+    let secrets = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/timecho-secrets.conf");
+    std::fs::copy(&secrets, drop_in.join("secrets.conf")).unwrap();
+    verify();
+    let unit_text = std::fs::read_to_string(&unit).unwrap();
+    assert!(unit_text.contains("\nType=notify\n"), "{unit_text}");
 
     let out = systemd_analyze()
         .args(["security", "--offline=true"])
@@ -521,4 +541,411 @@ fn a_full_http_listener_still_answers_a_balancers_health_checks() {
     let answer = unasked(page);
     assert!(!answer.starts_with("HTTP/1.1 200"), "{answer:?}");
     drop(idle);
+}
+
+#[test]
+fn the_shipped_configuration_lets_prometheus_scrape_and_answers_the_sites_name() {
+    use support::balancer::{http_raw, status_of};
+    // Trusted as the balancer's range is in the file (10/8 there, loopback
+    // here): the HTTP listener waits for a PROXY header that a scraper does
+    // not send, and drops it; the file's metrics listener answers it.
+    let server = shipped(&["--trusted-proxy", "127.0.0.0/8", "--proxy-timeout", "300ms"]);
+    let scrape = "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    assert_eq!(http_raw(server.http_addr(), "", scrape), "");
+    let answer = http_raw(server.metrics_addr(), "", scrape);
+    assert_ne!(server.metrics_addr(), server.http_addr());
+    assert_eq!(status_of(&answer), 200, "{answer}");
+    // A browser (not trusted) asking for the page under the file's site name
+    // gets it; another name gets 421.
+    let server = shipped(&[]);
+    for (host, status) in [("timecho.example.org", 200), ("elsewhere.example", 421)] {
+        let page = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        let answer = http_raw(server.http_addr(), "", &page);
+        assert_eq!(status_of(&answer), status, "{host}: {answer:.200}");
+    }
+}
+
+/// The next datagram on systemd's notification socket.
+fn notified(socket: &std::os::unix::net::UnixDatagram) -> String {
+    let mut buf = [0u8; 4096];
+    let n = socket
+        .recv(&mut buf)
+        .expect("a notification within the timeout");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[test]
+fn systemd_is_told_ready_once_listening_reloading_around_sighup_and_stopping() {
+    let dir = TempDir::new();
+    let path = dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    socket.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
+    let path = path.to_str().unwrap();
+    let mut server = Server::start_with_env(&[("NOTIFY_SOCKET", path)], &["--udp", "127.0.0.1:0"]);
+    let ready = notified(&socket);
+    assert!(ready.lines().any(|l| l == "READY=1"), "{ready:?}");
+    // Ready means every listener answers.
+    assert_eq!(tcp_exchange(server.tcp_addr(), "ready"), "ready");
+    let udp = support::Datagrams::connect(server.udp_addr());
+    udp.send(b"ready");
+    assert!(udp.recv().ends_with(b"ready"));
+    let (status, _) = support::balancer::http_get(server.http_addr(), "/readyz");
+    assert_eq!(status, 200);
+
+    server.signal(libc::SIGHUP);
+    let reloading = notified(&socket);
+    assert!(
+        reloading.lines().any(|l| l == "RELOADING=1"),
+        "{reloading:?}"
+    );
+    assert!(
+        reloading.lines().any(|l| l.starts_with("MONOTONIC_USEC=")),
+        "{reloading:?}"
+    );
+    let again = notified(&socket);
+    assert!(again.lines().any(|l| l == "READY=1"), "{again:?}");
+
+    server.sigterm();
+    let stopping = notified(&socket);
+    assert!(stopping.lines().any(|l| l == "STOPPING=1"), "{stopping:?}");
+    let status = server.wait_exit(std::time::Duration::from_secs(10));
+    assert!(status.is_some_and(|s| s.success()), "{}", server.stderr());
+}
+
+/// `timecho health ARGS`, to its exit.
+fn health(args: &[&str]) -> support::Exited {
+    let mut cmd = support::timecho();
+    cmd.arg("health").args(args);
+    support::run_to_exit(cmd, b"", REPLY_TIMEOUT)
+}
+
+#[test]
+fn health_exits_0_only_while_readyz_answers_200() {
+    let mut server = Server::start(&["--shutdown-delay", "2s"]);
+    let url = format!("http://{}/readyz", server.http_addr());
+    let ok = health(&[&url]);
+    assert!(ok.status.success(), "{ok:?}");
+    // The path defaults to /readyz.
+    let bare = health(&[&format!("http://{}", server.http_addr())]);
+    assert!(bare.status.success(), "{bare:?}");
+    // Draining: /readyz says 503.
+    server.sigterm();
+    server.wait_for_log("draining", 1);
+    let draining = health(&[&url]);
+    assert_eq!(draining.status.code(), Some(1), "{draining:?}");
+    assert!(draining.stderr.contains("503"), "{draining:?}");
+    let status = server.wait_exit(std::time::Duration::from_secs(10));
+    assert!(status.is_some_and(|s| s.success()), "{}", server.stderr());
+    // Nothing listening.
+    let refused = health(&[&url]);
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    // A listener that never answers: given up on after --timeout.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let started = std::time::Instant::now();
+    let hung = health(&[
+        "--timeout",
+        "300ms",
+        &format!("http://{}/readyz", silent.local_addr().unwrap()),
+    ]);
+    assert_eq!(hung.status.code(), Some(1), "{hung:?}");
+    assert!(hung.stderr.contains("no answer"), "{hung:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    let https = health(&["https://localhost/readyz"]);
+    assert_eq!(https.status.code(), Some(1), "{https:?}");
+    assert!(https.stderr.contains("not an http:// URL"), "{https:?}");
+}
+
+/// Debian's python3, where `cargo xtask test` installs python3-prometheus-client.
+const SYSTEM_PYTHON: &str = "/usr/bin/python3";
+
+/// A scrape of `/metrics` on `addr` with `accept`: the content type and body.
+fn scrape_as(addr: SocketAddr, accept: Option<&str>) -> (String, String) {
+    use std::io::Read;
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
+    let accept = accept.map_or(String::new(), |a| format!("Accept: {a}\r\n"));
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: localhost\r\n{accept}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a whole answer");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let content_type = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-type: "))
+        .unwrap_or_else(|| panic!("no content-type in {head}"));
+    (content_type.to_owned(), body.to_owned())
+}
+
+/// The samples a Prometheus client library's parser reads in `body`:
+/// (family, type, sample name, labels, value) per line.
+fn parsed(format: &str, body: &str) -> Vec<[String; 5]> {
+    assert!(
+        Path::new(SYSTEM_PYTHON).exists(),
+        "{SYSTEM_PYTHON} is missing: run `cargo xtask test`, which installs python3-prometheus-client"
+    );
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/deployed_support/parse_metrics.py");
+    let mut cmd = std::process::Command::new(SYSTEM_PYTHON);
+    cmd.arg(script).arg(format);
+    let out = support::run_to_exit(cmd, body.as_bytes(), REPLY_TIMEOUT);
+    assert!(
+        out.status.success(),
+        "{format} parser refused the body: {}\n{body}",
+        out.stderr
+    );
+    out.stdout
+        .lines()
+        .map(|l| {
+            let f: Vec<_> = l.split('\t').map(String::from).collect();
+            f.try_into()
+                .unwrap_or_else(|f| panic!("a sample line: {f:?}"))
+        })
+        .collect()
+}
+
+#[test]
+fn prometheus_clients_read_every_series_typed_in_the_format_they_asked_for() {
+    let server = Server::start(&["--udp", "127.0.0.1:0"]);
+    assert_eq!(tcp_exchange(server.tcp_addr(), "counted"), "counted");
+    const PROMETHEUS: &str = "application/openmetrics-text;version=1.0.0,\
+        application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    for (accept, content_type, format) in [
+        (
+            Some(PROMETHEUS),
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            "openmetrics",
+        ),
+        (None, "text/plain; version=0.0.4; charset=utf-8", "text"),
+        (
+            Some("text/plain;version=0.0.4"),
+            "text/plain; version=0.0.4; charset=utf-8",
+            "text",
+        ),
+    ] {
+        let (got_type, body) = scrape_as(server.http_addr(), accept);
+        assert_eq!(got_type, content_type, "{accept:?}");
+        let samples = parsed(format, &body);
+        let type_of = |sample: &str| {
+            samples
+                .iter()
+                .find(|s| s[2] == sample)
+                .map(|s| s[1].as_str())
+                .unwrap_or_else(|| panic!("{format}: no {sample} in\n{body}"))
+        };
+        // Nothing the parser could not type (a 0.0.4 parser reading
+        // OpenMetrics names types every counter `unknown`).
+        for s in &samples {
+            assert!(
+                s[1] != "unknown" && s[1] != "untyped",
+                "{format}: {s:?}\n{body}"
+            );
+        }
+        for counter in [
+            "timecho_lines_in_total",
+            "timecho_connections_accepted_total",
+            "process_cpu_seconds_total",
+        ] {
+            assert_eq!(type_of(counter), "counter", "{format}: {counter}");
+        }
+        for gauge in [
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "process_max_fds",
+            "process_start_time_seconds",
+            "timecho_connections_open",
+        ] {
+            assert_eq!(type_of(gauge), "gauge", "{format}: {gauge}");
+        }
+        let info = if format == "openmetrics" {
+            "info"
+        } else {
+            "gauge"
+        };
+        assert_eq!(type_of("timecho_build_info"), info);
+        let build = samples
+            .iter()
+            .find(|s| s[2] == "timecho_build_info")
+            .unwrap();
+        assert!(
+            build[3].contains(&format!("version={}", env!("CARGO_PKG_VERSION"))),
+            "{build:?}"
+        );
+        let lines_in: f64 = samples
+            .iter()
+            .filter(|s| s[2] == "timecho_lines_in_total" && s[3].contains("listener=tcp"))
+            .map(|s| s[4].parse::<f64>().unwrap())
+            .sum();
+        assert!(lines_in >= 1.0, "{format}: {lines_in}");
+        // Series that cannot move are not exported: no UDP budget on TCP.
+        assert!(
+            !samples
+                .iter()
+                .any(|s| s[3].contains("kind=UdpBudget") && s[3].contains("listener=tcp")),
+            "{format}"
+        );
+        assert!(
+            samples.iter().any(|s| s[3].contains("kind=UdpBudget")),
+            "{format}"
+        );
+    }
+}
+
+/// Opens `/ws` from the loopback address `source` with these forwarding
+/// headers: the socket, or the status the handshake was refused with.
+async fn ws_forwarded(source: &str, http: SocketAddr, headers: &[(&str, &str)]) -> Result<Ws, u16> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    let tcp = socket.connect(http).await.unwrap();
+    let mut request = format!("ws://{http}/ws").into_client_request().unwrap();
+    for (name, value) in headers {
+        let name = tungstenite::http::HeaderName::from_bytes(name.as_bytes()).unwrap();
+        request.headers_mut().append(name, value.parse().unwrap());
+    }
+    match tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(tcp)).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tungstenite::Error::Http(response)) => Err(response.status().as_u16()),
+        Err(e) => panic!("handshake from {source}: {e}"),
+    }
+}
+
+/// A proxy at 127.0.0.5 is trusted for its forwarding headers; each browser
+/// may hold one connection; 203.0.113.66 is denied.
+const BEHIND_AN_HTTP_PROXY: [&str; 7] = [
+    "--forwarded-headers",
+    "--trusted-proxy",
+    "127.0.0.5/32",
+    "--max-connections-per-client",
+    "1",
+    "--deny",
+    "203.0.113.66/32",
+];
+
+#[tokio::test]
+async fn browsers_behind_a_trusted_http_proxy_get_separate_shares_and_rules() {
+    let server = Server::start(&BEHIND_AN_HTTP_PROXY);
+    let http = server.http_addr();
+    const XFF: &str = "x-forwarded-for";
+    // Two browsers through one proxy: each gets its own share.
+    let mut first = ws_forwarded("127.0.0.5", http, &[(XFF, "203.0.113.7")])
+        .await
+        .expect("the first browser");
+    let mut second = ws_forwarded("127.0.0.5", http, &[(XFF, "203.0.113.8")])
+        .await
+        .expect("the second browser, through the same proxy");
+    assert_eq!(ws_exchange(&mut first, "one").await, "one");
+    assert_eq!(ws_exchange(&mut second, "two").await, "two");
+    // RFC 7239's header counts the same way.
+    let mut third = ws_forwarded("127.0.0.5", http, &[("forwarded", "for=203.0.113.9")])
+        .await
+        .expect("a third browser, named with Forwarded");
+    assert_eq!(ws_exchange(&mut third, "three").await, "three");
+    // The first browser's share is held by its session: a second socket is
+    // refused, whatever it claims further left.
+    let again = ws_forwarded("127.0.0.5", http, &[(XFF, "198.51.100.1, 203.0.113.7")]).await;
+    assert_eq!(again.err(), Some(429));
+    // --deny applies to the browser the proxy names.
+    let denied = ws_forwarded("127.0.0.5", http, &[(XFF, "203.0.113.66")]).await;
+    assert_eq!(denied.err(), Some(403));
+    // A session that ends gives its share back.
+    drop(first);
+    let deadline = std::time::Instant::now() + REPLY_TIMEOUT;
+    loop {
+        match ws_forwarded("127.0.0.5", http, &[(XFF, "203.0.113.7")]).await {
+            Ok(_) => break,
+            Err(status) => {
+                assert!(std::time::Instant::now() < deadline, "still {status}");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn forwarding_headers_from_an_untrusted_peer_change_nothing() {
+    let server = Server::start(&BEHIND_AN_HTTP_PROXY);
+    let http = server.http_addr();
+    // A browser at 127.0.0.2 claims to be a proxy's client: it is served as
+    // itself (not denied as 203.0.113.66), and its share is its own address's.
+    let forged = [
+        ("x-forwarded-for", "203.0.113.66"),
+        ("forwarded", "for=203.0.113.66"),
+    ];
+    let mut ws = ws_forwarded("127.0.0.2", http, &forged)
+        .await
+        .expect("served as itself");
+    assert_eq!(ws_exchange(&mut ws, "hello").await, "hello");
+    // Its connections count for its own address, whatever it claims: with
+    // its one connection held, the next is refused at once.
+    let refused = tokio::task::spawn_blocking(move || {
+        let held = connect_from("127.0.0.2", http);
+        let mut claimed = connect_from("127.0.0.2", http);
+        claimed
+            .write_all(
+                b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-For: 203.0.113.8\r\n\r\n",
+            )
+            .unwrap();
+        let refused = unasked(claimed);
+        drop(held);
+        refused
+    })
+    .await
+    .unwrap();
+    assert!(refused.starts_with("HTTP/1.1 429"), "{refused:?}");
+    // From the trusted proxy, a header that names no one (malformed, or two
+    // that disagree) leaves the proxy as the client: nothing is denied.
+    for headers in [
+        vec![("x-forwarded-for", "203.0.113.66 , not-an-address")],
+        vec![
+            ("x-forwarded-for", "203.0.113.66"),
+            ("forwarded", "for=203.0.113.9"),
+        ],
+        vec![("forwarded", "for=unknown")],
+    ] {
+        let mut ws = ws_forwarded("127.0.0.5", http, &headers)
+            .await
+            .unwrap_or_else(|status| panic!("{headers:?}: {status}"));
+        assert_eq!(ws_exchange(&mut ws, "ok").await, "ok", "{headers:?}");
+    }
+}
+
+/// `POST /api/login` with a wrong password from `source`, naming `client`
+/// in X-Forwarded-For: the status.
+fn wrong_login_from(source: &str, http: SocketAddr, client: &str) -> u16 {
+    let body = r#"{"user":"ada","password":"wrong"}"#;
+    let mut s = connect_from(source, http);
+    write!(
+        s,
+        "POST /api/login HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-For: {client}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    support::balancer::status_of(&unasked(s))
+}
+
+#[test]
+fn the_sign_in_limit_counts_each_browser_behind_a_trusted_http_proxy() {
+    let dir = TempDir::new();
+    let users = basic_users_file(&dir, "ada", "lovelace");
+    let server = Server::start(&[
+        "--forwarded-headers",
+        "--trusted-proxy",
+        "127.0.0.5/32",
+        "--auth",
+        &users,
+    ]);
+    let http = server.http_addr();
+    // One browser guessing runs into its limit...
+    let statuses: Vec<_> = (0..8)
+        .map(|_| wrong_login_from("127.0.0.5", http, "203.0.113.7"))
+        .collect();
+    assert_eq!(statuses.first(), Some(&401), "{statuses:?}");
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    // ...while another behind the same proxy is still heard.
+    assert_eq!(wrong_login_from("127.0.0.5", http, "203.0.113.8"), 401);
 }

@@ -181,6 +181,8 @@ pub struct GatewayConfig {
 
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
+    /// `--instance`, or the host name: told on every HTTP answer.
+    pub instance: String,
     pub tcp: Vec<ListenAddr>,
     pub unix: Vec<PathBuf>,
     pub udp: Vec<ListenAddr>,
@@ -190,6 +192,8 @@ pub struct ServeConfig {
     /// Time between /readyz turning 503 and the listeners closing.
     pub shutdown_delay: Duration,
     pub proxy: Option<ProxyPolicy>,
+    /// `--forwarded-headers`: HTTP requests' clients from trusted proxies' headers.
+    pub forwarded: Option<crate::forwarded::ForwardedPolicy>,
     pub access: AccessList,
     /// The certificate for https/wss and --tcp-tls, if any.
     pub tls: Option<CertSource>,

@@ -15,14 +15,18 @@ mod config_file;
 mod connection;
 mod descriptors;
 mod duration_arg;
+mod forwarded;
 mod gateway;
+mod health;
 mod heap_trim;
 mod host_port;
 mod line_service;
 mod log_text;
 mod metrics;
 mod ping;
+mod process_metrics;
 mod proxy_protocol;
+mod readiness;
 mod refusal_log;
 mod reload;
 mod secret_files;
@@ -79,6 +83,7 @@ fn main() -> ExitCode {
         Command::Clock(args) => Ok(clock_check::run(&args)),
         Command::Ping(args) => Ok(ping::run(&args)),
         Command::HashPassword { user } => hash_password(&user),
+        Command::Health(args) => Ok(health::run(&args)),
     };
     match result {
         Ok(code) => code,

@@ -1,6 +1,11 @@
 //! Prometheus metrics. Handles are resolved once per listener at start-up, so
 //! the hot path only does relaxed atomic adds: no lock, no map lookup, no
 //! allocation per message.
+//!
+//! A listener exports only the series it can move (no `UdpBudget` on a TCP
+//! listener, no TLS failures on a plain one). The exposition is OpenMetrics, or
+//! the Prometheus 0.0.4 text format for a scraper that does not ask for it
+//! ([`Format`]): the two name counters and info metrics differently.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -12,6 +17,7 @@ use prometheus_client::encoding::{
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::info::Info;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
@@ -76,9 +82,77 @@ struct ErrorLabel {
     kind: ErrorKind,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    commit: &'static str,
+}
+
+/// The two text expositions a Prometheus server reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `application/openmetrics-text; version=1.0.0`.
+    OpenMetrics,
+    /// `text/plain; version=0.0.4`, the format of a scraper that asks for nothing.
+    Text004,
+}
+
+impl Format {
+    /// The `Content-Type` of a body in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::Text004 => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+
+    /// The format an `Accept` header prefers, as Prometheus negotiates:
+    /// OpenMetrics when it is accepted with a weight at least that of plain
+    /// text (Prometheus sends `application/openmetrics-text;version=1.0.0,
+    /// ...,text/plain;version=0.0.4;q=0.5,*/*;q=0.1`), else 0.0.4.
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        let Some(accept) = accept else {
+            return Format::Text004;
+        };
+        let (mut openmetrics, mut text) = (0.0f32, 0.0f32);
+        for range in accept.split(',') {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or_default().to_ascii_lowercase();
+            let mut q = 1.0f32;
+            let mut version = None;
+            for param in parts {
+                match param.split_once('=').map(|(k, v)| (k.trim(), v.trim())) {
+                    Some((k, v)) if k.eq_ignore_ascii_case("q") => {
+                        q = v.parse().unwrap_or(0.0);
+                    }
+                    Some((k, v)) if k.eq_ignore_ascii_case("version") => version = Some(v),
+                    _ => {}
+                }
+            }
+            match media.as_str() {
+                // 1.0.0 is what this body is; 0.0.1 is its earlier name.
+                "application/openmetrics-text"
+                    if version.is_none_or(|v| v == "1.0.0" || v == "0.0.1") =>
+                {
+                    openmetrics = openmetrics.max(q)
+                }
+                "text/plain" | "text/*" | "*/*" => text = text.max(q),
+                _ => {}
+            }
+        }
+        if openmetrics > 0.0 && openmetrics >= text {
+            Format::OpenMetrics
+        } else {
+            Format::Text004
+        }
+    }
+}
+
 /// All metrics of the process.
 pub struct Metrics {
     registry: Registry,
+    /// `process_*`, which carry no `timecho_` prefix.
+    process: Registry,
     open: Family<ListenerLabel, Gauge>,
     http_open: Family<ListenerLabel, Gauge>,
     accepted: Family<ListenerLabel, Counter>,
@@ -112,6 +186,7 @@ impl Metrics {
     pub fn new() -> Self {
         let mut m = Metrics {
             registry: Registry::with_prefix("timecho"),
+            process: Registry::default(),
             open: Family::default(),
             http_open: Family::default(),
             accepted: Family::default(),
@@ -133,7 +208,17 @@ impl Metrics {
             signin_busy: Counter::default(),
             session_store_failures: Counter::default(),
         };
+        m.process
+            .register_collector(Box::new(crate::process_metrics::ProcessCollector::default()));
         let r = &mut m.registry;
+        r.register(
+            "build",
+            "The version of timecho running, and the commit it was built from",
+            Info::new(BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+                commit: env!("TIMECHO_COMMIT"),
+            }),
+        );
         r.register("connections_open", "Clients connected now", m.open.clone());
         r.register(
             "http_connections_open",
@@ -230,12 +315,38 @@ impl Metrics {
         m
     }
 
-    /// The handles one listener updates, labelled with its name.
+    /// The handles one listener updates, labelled with its name. A series
+    /// its kind of listener cannot move (named by the name's first word, as
+    /// `tcp 127.0.0.1:8899`) gets a handle that is not exported.
     pub fn listener(&self, name: &str) -> Arc<ListenerMetrics> {
+        let kind = name.split(' ').next().unwrap_or_default();
+        let lines = matches!(kind, "tcp" | "tls" | "unix");
+        let udp = kind == "udp";
+        let http = matches!(kind, "http" | "https" | "metrics" | "redirect");
+        let addressed = kind != "unix";
+        let tls = matches!(kind, "tls" | "https");
+        let proxied = matches!(kind, "tcp" | "tls" | "http" | "https");
         let l = ListenerLabel {
             listener: name.to_owned(),
         };
-        let error = |kind| {
+        let series = |family: &Family<ListenerLabel, Counter>, applies: bool| {
+            if applies {
+                family.get_or_create(&l).clone()
+            } else {
+                Counter::default()
+            }
+        };
+        let gauge = |family: &Family<ListenerLabel, Gauge>, applies: bool| {
+            if applies {
+                family.get_or_create(&l).clone()
+            } else {
+                Gauge::default()
+            }
+        };
+        let error = |kind, applies: bool| {
+            if !applies {
+                return Counter::default();
+            }
             self.errors
                 .get_or_create(&ErrorLabel {
                     listener: name.to_owned(),
@@ -244,24 +355,24 @@ impl Metrics {
                 .clone()
         };
         Arc::new(ListenerMetrics {
-            open: self.open.get_or_create(&l).clone(),
-            http_open: self.http_open.get_or_create(&l).clone(),
-            accepted: self.accepted.get_or_create(&l).clone(),
-            rejected: self.rejected.get_or_create(&l).clone(),
-            lines_in: self.lines_in.get_or_create(&l).clone(),
-            lines_out: self.lines_out.get_or_create(&l).clone(),
-            bytes_in: self.bytes_in.get_or_create(&l).clone(),
-            bytes_out: self.bytes_out.get_or_create(&l).clone(),
-            too_long: error(ErrorKind::TooLong),
-            idle: error(ErrorKind::IdleTimeout),
-            stalled: error(ErrorKind::Stalled),
-            busy: error(ErrorKind::Busy),
-            per_client: error(ErrorKind::PerClient),
-            udp_dropped: error(ErrorKind::UdpDropped),
-            udp_budget: error(ErrorKind::UdpBudget),
-            denied: error(ErrorKind::Denied),
-            tls_failed: error(ErrorKind::TlsFailed),
-            proxy_failed: error(ErrorKind::ProxyHeader),
+            open: gauge(&self.open, lines),
+            http_open: gauge(&self.http_open, http),
+            accepted: series(&self.accepted, lines || http),
+            rejected: series(&self.rejected, lines || http),
+            lines_in: series(&self.lines_in, lines || udp),
+            lines_out: series(&self.lines_out, lines || udp),
+            bytes_in: series(&self.bytes_in, lines || udp),
+            bytes_out: series(&self.bytes_out, lines || udp),
+            too_long: error(ErrorKind::TooLong, lines),
+            idle: error(ErrorKind::IdleTimeout, lines),
+            stalled: error(ErrorKind::Stalled, lines || http),
+            busy: error(ErrorKind::Busy, lines || http),
+            per_client: error(ErrorKind::PerClient, (lines || http) && addressed),
+            udp_dropped: error(ErrorKind::UdpDropped, udp),
+            udp_budget: error(ErrorKind::UdpBudget, udp),
+            denied: error(ErrorKind::Denied, addressed),
+            tls_failed: error(ErrorKind::TlsFailed, tls),
+            proxy_failed: error(ErrorKind::ProxyHeader, proxied),
             latency: self.latency.clone(),
         })
     }
@@ -273,18 +384,68 @@ impl Metrics {
             .inc();
     }
 
-    /// The Prometheus text exposition.
-    pub fn encode(&self) -> String {
+    /// The exposition, in `format`.
+    pub fn encode(&self, format: Format) -> String {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let alive = runtime.metrics().num_alive_tasks();
             self.tasks_alive
                 .set(i64::try_from(alive).unwrap_or(i64::MAX));
         }
-        let mut out = String::with_capacity(4096);
+        let mut out = String::with_capacity(8192);
         // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
+        let _ = encode_registry(&mut out, &self.registry)
+            .and_then(|()| encode_registry(&mut out, &self.process))
+            .and_then(|()| encode_eof(&mut out));
+        match format {
+            Format::OpenMetrics => out,
+            Format::Text004 => text_004(&out),
+        }
     }
+}
+
+/// The same families in the Prometheus 0.0.4 text format. Their samples are
+/// written alike; what differs is named here: a counter's family is named
+/// with its `_total` (OpenMetrics names it without), an info metric is a
+/// gauge named with its `_info`, `unknown` is `untyped`, and there is no
+/// `# UNIT` and no `# EOF`. Without this a 0.0.4 parser types every
+/// counter's samples `unknown`.
+fn text_004(openmetrics: &str) -> String {
+    let mut renamed: std::collections::HashMap<&str, (&str, &str)> = Default::default();
+    for line in openmetrics.lines() {
+        if let Some((name, kind)) = line.strip_prefix("# TYPE ").and_then(|r| r.split_once(' ')) {
+            let entry = match kind {
+                "counter" => ("_total", "counter"),
+                "info" => ("_info", "gauge"),
+                "gauge" | "histogram" | "summary" => ("", kind),
+                _ => ("", "untyped"),
+            };
+            renamed.insert(name, entry);
+        }
+    }
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let descriptor = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+        match descriptor.and_then(|(p, rest)| Some((p, rest.split_once(' ')?))) {
+            Some((p, (name, rest))) => {
+                let (suffix, kind) = renamed.get(name).copied().unwrap_or(("", "untyped"));
+                let rest = if p == "# TYPE " { kind } else { rest };
+                out.push_str(p);
+                out.push_str(name);
+                out.push_str(suffix);
+                out.push(' ');
+                out.push_str(rest);
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// What one listener's connections count.
@@ -377,7 +538,7 @@ mod tests {
         l.too_long.inc();
         l.latency.observe(Duration::from_micros(70));
         l.latency.observe(Duration::from_secs(5));
-        let text = m.encode();
+        let text = m.encode(Format::OpenMetrics);
         assert!(
             text.contains(r#"timecho_lines_in_total{listener="tcp 127.0.0.1:8899"} 3"#),
             "{text}"
@@ -404,5 +565,100 @@ mod tests {
             text.contains("timecho_reply_latency_seconds_count 2"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_format_is_negotiated_as_prometheus_asks() {
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;\
+                          version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        for (accept, format) in [
+            (Some(prometheus), Format::OpenMetrics),
+            (Some("application/openmetrics-text"), Format::OpenMetrics),
+            (
+                Some("application/openmetrics-text; version=0.0.1"),
+                Format::OpenMetrics,
+            ),
+            (
+                Some("text/plain;version=0.0.4;q=0.5,*/*;q=0.1"),
+                Format::Text004,
+            ),
+            (
+                Some("application/openmetrics-text;version=9.9.9"),
+                Format::Text004,
+            ),
+            (Some("application/openmetrics-text;q=0"), Format::Text004),
+            (
+                Some("text/plain,application/openmetrics-text;q=0.5"),
+                Format::Text004,
+            ),
+            (Some("*/*"), Format::Text004),
+            (Some(""), Format::Text004),
+            (None, Format::Text004),
+        ] {
+            assert_eq!(Format::negotiate(accept), format, "{accept:?}");
+        }
+    }
+
+    #[test]
+    fn a_listener_exports_only_the_series_it_can_move() {
+        let m = Metrics::new();
+        for name in [
+            "tcp 127.0.0.1:1",
+            "udp 127.0.0.1:2",
+            "http 127.0.0.1:3",
+            "unix /s",
+        ] {
+            let _ = m.listener(name);
+        }
+        let text = m.encode(Format::OpenMetrics);
+        let has = |series: &str| text.contains(series);
+        assert!(has(
+            r#"errors_total{listener="udp 127.0.0.1:2",kind="UdpBudget"} 0"#
+        ));
+        assert!(has(
+            r#"errors_total{listener="tcp 127.0.0.1:1",kind="TooLong"} 0"#
+        ));
+        assert!(has(
+            r#"errors_total{listener="http 127.0.0.1:3",kind="PerClient"} 0"#
+        ));
+        for absent in [
+            r#"listener="tcp 127.0.0.1:1",kind="UdpBudget""#,
+            r#"listener="tcp 127.0.0.1:1",kind="TlsFailed""#,
+            r#"listener="udp 127.0.0.1:2",kind="TooLong""#,
+            r#"listener="http 127.0.0.1:3",kind="TooLong""#,
+            r#"listener="unix /s",kind="Denied""#,
+            r#"http_connections_open{listener="tcp"#,
+            r#"lines_in_total{listener="http"#,
+        ] {
+            assert!(!has(absent), "{absent} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn the_004_text_names_counters_and_info_as_its_parsers_expect() {
+        let m = Metrics::new();
+        m.listener("tcp 127.0.0.1:1").lines_in.inc();
+        let text = m.encode(Format::Text004);
+        assert!(
+            text.contains("# TYPE timecho_lines_in_total counter\n"),
+            "{text}"
+        );
+        assert!(text.contains("# HELP timecho_lines_in_total "), "{text}");
+        assert!(text.contains(r#"timecho_lines_in_total{listener="tcp 127.0.0.1:1"} 1"#));
+        assert!(text.contains("# TYPE timecho_build_info gauge\n"), "{text}");
+        assert!(
+            text.contains("# TYPE process_cpu_seconds_total counter\n"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE timecho_reply_latency_seconds histogram\n"));
+        assert!(!text.contains("# EOF"), "{text}");
+        let om = m.encode(Format::OpenMetrics);
+        assert!(om.ends_with("# EOF\n"), "{om}");
+        assert!(om.contains("# TYPE timecho_build info\n"), "{om}");
+        assert!(om.contains(&format!(
+            "timecho_build_info{{version=\"{}\",commit=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION"),
+            env!("TIMECHO_COMMIT")
+        )));
     }
 }

@@ -67,7 +67,11 @@ pub async fn on_hangup(mut hangup: Signal, parts: Reloadable, shutdown: Cancella
         tokio::select! {
             _ = shutdown.cancelled() => return,
             got = hangup.recv() => match got {
-                Some(()) => parts.reload(),
+                Some(()) => {
+                    crate::readiness::reloading();
+                    parts.reload();
+                    crate::readiness::ready();
+                }
                 None => return,
             },
         }

@@ -12,11 +12,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::admission::{self, Door, Shared};
+use crate::admission::{self, Door, PerClient, Shared};
 use crate::bind::{BindError, Bound};
 use crate::config::{ConfigError, ServeConfig, PROBE_SLOTS, SMALL_LISTENER_CONNECTIONS};
+use crate::forwarded::ForwardedPolicy;
 use crate::gateway::hosts::AllowedHosts;
-use crate::gateway::http_service::HttpService;
+use crate::gateway::http_service::{Forwarding, HttpService};
 use crate::gateway::per_user::PerUser;
 use crate::gateway::{self, Gateway, Ops};
 use crate::heap_trim;
@@ -32,11 +33,24 @@ use crate::tls::{Tls, TlsError};
 use crate::udp;
 
 /// What a plain-HTTP client refused at the connection limit reads.
-const HTTP_BUSY: &[u8] =
-    b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+fn http_busy(instance: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n{}: {instance}\r\n\
+         connection: close\r\n\r\n",
+        timecho_shared::api::header::INSTANCE
+    )
+    .into_bytes()
+}
+
 /// What a plain-HTTP client holding its share of connections reads.
-const HTTP_CROWDED: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\ncontent-type: text/plain\r\n\
-    content-length: 39\r\nconnection: close\r\n\r\ntoo many connections from your address\n";
+fn http_crowded(instance: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 429 Too Many Requests\r\ncontent-type: text/plain\r\ncontent-length: 39\r\n\
+         {}: {instance}\r\nconnection: close\r\n\r\ntoo many connections from your address\n",
+        timecho_shared::api::header::INSTANCE
+    )
+    .into_bytes()
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -66,6 +80,8 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         ));
     }
     println!("{}", running.banner);
+    // Every listener is bound and serving: units ordered after timecho may start.
+    crate::readiness::ready();
     running.drain_after(signals.stop.first()).await;
     Ok(())
 }
@@ -124,6 +140,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
     let metrics = Arc::new(Metrics::new());
     let access = Arc::new(config.access.clone());
     let proxy = config.proxy.clone().map(Arc::new);
+    let forwarded = config.forwarded.clone().map(Arc::new);
     let ops = Arc::new(Ops {
         metrics: metrics.clone(),
         draining: CancellationToken::new(),
@@ -154,7 +171,8 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         let door = Door {
             name: name.to_owned(),
             max_connections: limits.max_connections,
-            max_per_client: limits.per_client(limits.max_connections),
+            shares: PerClient::new(limits.per_client(limits.max_connections)),
+            forwarded: None,
             uncapped,
             crowded: tls.is_none().then(|| crowded_line.clone()),
             probe_slots: 0,
@@ -170,20 +188,31 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         });
         (door, service)
     };
+    // parse_instance admits only visible ASCII, which every header value takes.
+    let instance = axum::http::HeaderValue::from_str(&config.instance)
+        .unwrap_or_else(|_| axum::http::HeaderValue::from_static("timecho"));
     let http_door = |name: &str,
                      max_connections,
                      tls: Option<TlsAcceptor>,
                      proxy,
+                     forwarded: Option<Arc<ForwardedPolicy>>,
                      app,
                      probes: Option<axum::Router>| {
+        let shares = PerClient::new(limits.per_client(max_connections));
+        let forwarding = forwarded.clone().map(|policy| Forwarding {
+            policy,
+            access: access.clone(),
+            shares: shares.clone(),
+        });
         let door = Door {
             name: name.to_owned(),
             max_connections,
             probe_slots: if probes.is_some() { PROBE_SLOTS } else { 0 },
-            max_per_client: limits.per_client(max_connections),
+            shares,
+            forwarded,
             uncapped: None,
-            crowded: tls.is_none().then(|| HTTP_CROWDED.to_vec()),
-            busy: tls.is_none().then(|| HTTP_BUSY.to_vec()),
+            crowded: tls.is_none().then(|| http_crowded(&config.instance)),
+            busy: tls.is_none().then(|| http_busy(&config.instance)),
             tls,
             proxy,
         };
@@ -192,7 +221,9 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
             limits.header_timeout,
             metrics.listener(name),
             shutdown.clone(),
-        );
+            instance.clone(),
+        )
+        .with_forwarding(forwarding);
         let service = match probes {
             Some(probes) => service.with_probes(probes),
             None => service,
@@ -282,6 +313,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
             metrics: metrics.clone(),
             auth,
             refusals: refusals.clone(),
+            instance: config.instance.clone(),
         });
         reloadable.gateway = Some(gateway.clone());
         let scheme = if tls.is_some() { "https" } else { "http" };
@@ -292,6 +324,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
                 gw.http_connections(),
                 tls.as_ref().map(|t| t.http.clone()),
                 proxy.clone(),
+                forwarded.clone(),
                 app.clone(),
                 Some(gateway::ops_router(ops.clone())),
             );
@@ -306,6 +339,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
                 SMALL_LISTENER_CONNECTIONS,
                 None,
                 None,
+                None,
                 app,
                 None,
             );
@@ -317,6 +351,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         let (door, service) = http_door(
             &format!("metrics {addr}"),
             SMALL_LISTENER_CONNECTIONS,
+            None,
             None,
             None,
             app,
@@ -347,6 +382,7 @@ impl Running {
     /// timeout to answer what they have.
     pub async fn drain_after(self, stop: impl std::future::Future<Output = ()>) {
         stop.await;
+        crate::readiness::stopping();
         self.ops.draining.cancel();
         if !self.shutdown_delay.is_zero() {
             info!(

@@ -27,6 +27,13 @@ pub mod path {
 
 /// The statuses with a meaning of their own to a client of the API; any other
 /// failure carries its reason in the body, as JSON (`reason`) or plain text.
+/// Response headers of the gateway's HTTP listener.
+pub mod header {
+    /// On every HTTP answer: the `--instance` that answered (behind a
+    /// balancer, which of several it was). Also in [`super::ServerConfig`].
+    pub const INSTANCE: &str = "x-timecho-instance";
+}
+
 pub mod status {
     /// Sign in first (`/api/session`), or the user name or password was
     /// wrong (`/api/login`).
@@ -83,6 +90,14 @@ pub struct ServerConfig {
         serde(default, skip_serializing_if = "Option::is_none")
     )]
     pub renew_every_seconds: Option<u64>,
+    /// `--instance`: which server answered (the host name unless named), so
+    /// that behind a balancer a person can tell instances apart. Absent from
+    /// a gateway that predates it.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub instance: Option<String>,
 }
 
 impl ServerConfig {
@@ -96,6 +111,7 @@ impl ServerConfig {
             subprotocols: subprotocol::SUPPORTED.map(str::to_owned).to_vec(),
             auth,
             renew_every_seconds: None,
+            instance: None,
         }
     }
 
@@ -288,9 +304,10 @@ mod tests {
         );
         let mut renewing = ServerConfig::new(100, 200, StampInfo::new(&stamp, 0), true);
         renewing.renew_every_seconds = Some(200);
+        renewing.instance = Some("web-2".into());
         let json = serde_json::to_string(&renewing).expect("serialises");
         assert!(
-            json.ends_with(r#""auth":true,"renew_every_seconds":200}"#),
+            json.ends_with(r#""auth":true,"renew_every_seconds":200,"instance":"web-2"}"#),
             "{json}"
         );
         assert_eq!(

@@ -126,7 +126,7 @@ pub fn App() -> Html {
                     <Account user={AttrValue::from(user.to_owned())} {on_sign_out} />
                 }
                 <StatusBar connection={chat.connection.clone()} queued={chat.queued_count()}
-                    on_retry={retry_now} />
+                    on_retry={retry_now} instance={chat.settings.instance.clone()} />
             </header>
             <ClockPanel panel={chat.clock.clone()} stamp={chat.settings.stamp.clone()}
                 connected={chat.connection.is_connected()} />

@@ -72,8 +72,8 @@ const REDIS_SERVER: &str = "/usr/bin/redis-server";
 /// `socat`, `python3` with pip, node with npm (the interop test), `openssl`
 /// (TLS interop), `haproxy` (the scale-out and session-store tests),
 /// libfaketime (the clock-step test), `redis-server` (the session-store
-/// test) and `systemd-analyze` (the unit file's test). Installs whatever is
-/// missing.
+/// test), `systemd-analyze` (the unit file's test) and Python's
+/// prometheus_client (the metrics scrape test). Installs whatever is missing.
 pub fn ensure_test_packages() -> Result<()> {
     let mut missing = Vec::new();
     if !exec::on_path("openssl") {
@@ -114,6 +114,11 @@ pub fn ensure_test_packages() -> Result<()> {
     if !Path::new(REDIS_SERVER).exists() {
         missing.push("redis-server");
     }
+    // A Prometheus client library's own parsers read /metrics in both formats
+    // (tests/deployed.rs), with Debian's python3.
+    if !Path::new("/usr/lib/python3/dist-packages/prometheus_client").exists() {
+        missing.push("python3-prometheus-client");
+    }
     // systemd-analyze checks the shipped unit; the package is never booted.
     if !Path::new("/usr/bin/systemd-analyze").exists() {
         missing.push("systemd");
@@ -121,7 +126,8 @@ pub fn ensure_test_packages() -> Result<()> {
     if missing.is_empty() {
         println!(
             "xtask: chromium, chromedriver, nc, socat, tmux, python3, pip, node, npm, openssl, \
-             haproxy, faketime, redis-server and systemd-analyze are installed"
+             haproxy, faketime, redis-server, systemd-analyze and python3-prometheus-client \
+             are installed"
         );
         return Ok(());
     }

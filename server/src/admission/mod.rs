@@ -32,12 +32,13 @@ use tracing::{debug, warn};
 
 use crate::access::AccessList;
 use crate::config::Limits;
+use crate::forwarded::ForwardedPolicy;
 use crate::metrics::{ListenerMetrics, Metrics};
 use crate::proxy_protocol::ProxyPolicy;
 pub use wait_readable::WaitReadable;
 
 pub use guarded::{Guarded, Rules};
-use per_client::{ClientSlot, PerClient};
+pub use per_client::{ClientSlot, PerClient};
 
 /// A stream a protocol handler can serve.
 pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + WaitReadable + 'static {}
@@ -129,8 +130,10 @@ pub struct Door {
     /// What a client refused at the limit is told, if it can be told anything
     /// (a TLS client cannot read plaintext).
     pub busy: Option<Vec<u8>>,
-    /// Connections one client may hold at once.
-    pub max_per_client: u32,
+    /// Connections one client may hold at once, per client. Shared with an
+    /// HTTP listener's handler, which counts each request of a trusted
+    /// proxy for the client its forwarding headers name.
+    pub shares: Arc<PerClient>,
     /// A source not counted as a client: the gateway of this process, whose
     /// sessions all come from one address (when they carry no PROXY header).
     pub uncapped: Option<std::net::IpAddr>,
@@ -143,6 +146,10 @@ pub struct Door {
     pub tls: Option<TlsAcceptor>,
     /// PROXY protocol from trusted proxies, where this listener takes it.
     pub proxy: Option<Arc<ProxyPolicy>>,
+    /// `--forwarded-headers` on an HTTP listener: a trusted proxy's
+    /// connection is not one client's; each of its requests is counted for
+    /// the client it names, by the handler.
+    pub forwarded: Option<Arc<ForwardedPolicy>>,
 }
 
 /// What every listener shares.
@@ -174,7 +181,7 @@ where
 {
     let permits = Arc::new(Semaphore::new(door.max_connections));
     let probe_permits = Arc::new(Semaphore::new(door.probe_slots));
-    let per_client = PerClient::new(door.max_per_client);
+    let per_client = door.shares.clone();
     let metrics = shared.metrics.listener(&door.name);
     let door = Arc::new(door);
     let rules = Arc::new(Rules {
@@ -212,11 +219,13 @@ where
         }
         metrics.accepted.inc();
         // A trusted proxy's connections are counted for the client its
-        // header names, once it has been read.
+        // header names, once it has been read; an HTTP proxy's requests for
+        // the client each names, by the handler.
         let proxied = peer
             .0
             .is_some_and(|a| door.proxy.as_ref().is_some_and(|p| p.trusts(a.ip())));
-        let capped = |a: &SocketAddr| !proxied && door.uncapped != Some(a.ip());
+        let forwarding = |a: &SocketAddr| door.forwarded.as_ref().is_some_and(|f| f.trusts(a.ip()));
+        let capped = |a: &SocketAddr| !proxied && !forwarding(a) && door.uncapped != Some(a.ip());
         let slot = match peer.0.filter(capped) {
             Some(addr) => match per_client.take(addr.ip()) {
                 Some(slot) => Some(slot),
@@ -268,7 +277,7 @@ fn refuse_crowded<L: Listen>(
     peer: Peer,
     socket: &L::Socket,
 ) {
-    debug!(listener = %door.name, %peer, "refused: the client holds {} connections", door.max_per_client);
+    debug!(listener = %door.name, %peer, "refused: the client holds {} connections", door.shares.max());
     metrics.rejected.inc();
     metrics.per_client.inc();
     if let Some(crowded) = &door.crowded {
@@ -330,7 +339,13 @@ where
             return;
         }
         if share.after_header {
-            if let Some(addr) = peer.0 {
+            // The client the header names may itself be an HTTP proxy, whose
+            // requests the handler counts one by one.
+            let forwarding = door.forwarded.as_ref();
+            if let Some(addr) = peer
+                .0
+                .filter(|a| !forwarding.is_some_and(|f| f.trusts(a.ip())))
+            {
                 share.slot = share.table.take(addr.ip());
                 if share.slot.is_none() {
                     refuse_crowded::<L>(&door, &metrics, peer, socket.get_mut());

@@ -46,6 +46,11 @@ impl PerClient {
         })
     }
 
+    /// Connections one client may hold at once.
+    pub fn max(&self) -> u32 {
+        self.max
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<ClientKey, u32>> {
         // A poisoned lock only means a holder panicked; the counts are whole.
         self.open.lock().unwrap_or_else(|e| e.into_inner())

@@ -79,6 +79,20 @@ pub fn parse_pin(text: &str) -> Result<[u8; 32], String> {
     Ok(pin)
 }
 
+/// An `--instance` name: 1 to 64 visible ASCII characters, so that it goes
+/// as it is into an HTTP header, JSON and a log line.
+pub fn parse_instance(name: &str) -> Result<String, String> {
+    if (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(name.to_owned())
+    } else {
+        Err(
+            "an instance name is 1 to 64 visible ASCII characters (no spaces), \
+             such as web-2 or eu-west-1a"
+                .to_owned(),
+        )
+    }
+}
+
 /// `scheme://host[:port]` with nothing after it, as browsers send in `Origin`
 /// (a trailing `/`, as copied from an address bar, is dropped); `null`, the
 /// origin of a page opened from `file://` or a sandboxed frame; or `*`, any
@@ -143,6 +157,9 @@ pub enum Command {
         /// The user name.
         user: String,
     },
+    /// Ask a server's /readyz (or another http:// URL): exit status 0 when it answers
+    /// 200, 1 otherwise. For a container's HEALTHCHECK.
+    Health(crate::health::HealthArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -402,13 +419,34 @@ pub struct ServeArgs {
     #[arg(allow_hyphen_values = true, help_heading = "Operations", long, value_name = "DURATION", default_value = "0", value_parser = parse_duration, env = "TIMECHO_SHUTDOWN_DELAY")]
     pub shutdown_delay: Duration,
 
+    /// This instance's name, so that behind a balancer one can tell which answered: in
+    /// /api/config, in an X-Timecho-Instance header on every HTTP answer, and in the page's
+    /// status tooltip. Default: the host name.
+    #[arg(
+        help_heading = "Operations",
+        long,
+        value_name = "NAME",
+        env = "TIMECHO_INSTANCE",
+        value_parser = parse_instance
+    )]
+    pub instance: Option<String>,
+
     /// Expect a PROXY protocol (v1 or v2) header on TCP connections from
     /// --trusted-proxy addresses, and log the client it names.
     #[arg(help_heading = "Operations", long, env = "TIMECHO_PROXY_PROTOCOL", value_parser = BoolishValueParser::new())]
     pub proxy_protocol: bool,
 
-    /// Address range (CIDR) whose PROXY protocol headers are believed; repeatable.
-    /// Peers outside it are served as direct clients.
+    /// Take each HTTP request's client from its X-Forwarded-For or Forwarded header when the
+    /// peer is a --trusted-proxy (an HTTP balancer that sends no PROXY header: nginx, Traefik,
+    /// a cloud load balancer): the right-most address in it that is not itself trusted. That
+    /// client then counts for the sign-in limit, the per-client caps and --allow/--deny.
+    /// From anyone else the headers are ignored.
+    #[arg(help_heading = "Operations", long, env = "TIMECHO_FORWARDED_HEADERS", value_parser = BoolishValueParser::new())]
+    pub forwarded_headers: bool,
+
+    /// Address range (CIDR) whose PROXY protocol headers (and, with --forwarded-headers,
+    /// X-Forwarded-For and Forwarded headers) are believed; repeatable. Peers outside it
+    /// are served as direct clients.
     #[arg(
         help_heading = "Operations",
         long,

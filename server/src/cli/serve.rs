@@ -15,6 +15,7 @@ use crate::config::{
     ConfigError, GatewayConfig, Limits, ListenAddr, Protocol, ServeConfig, ANY_ORIGIN,
 };
 use crate::descriptors;
+use crate::forwarded::ForwardedPolicy;
 use crate::host_port::{HostPort, DEFAULT_PORT};
 use crate::proxy_protocol::ProxyPolicy;
 use crate::tls::CertSource;
@@ -45,6 +46,20 @@ fn listen_names<'a>(tls_listeners: impl Iterator<Item = &'a ListenAddr>) -> Vec<
 /// The name an HTTP listener was given, which its `Host` header may carry.
 fn host_name(listen: &ListenAddr) -> Option<String> {
     listen.given.is_name().then(|| listen.given.host.clone())
+}
+
+/// This machine's host name as an instance name, or `timecho` when it has
+/// none that fits one.
+fn default_instance() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let len = buf.iter().position(|&b| b == 0).unwrap_or(0);
+    let name = std::str::from_utf8(&buf[..len]).unwrap_or_default();
+    match super::parse_instance(name) {
+        Ok(name) if ok => name,
+        _ => "timecho".to_owned(),
+    }
 }
 
 fn non_zero(d: Duration) -> Option<Duration> {
@@ -152,6 +167,7 @@ impl ServeArgs {
             return Err(ConfigError::RedirectNeedsHttp);
         }
         let mut config = ServeConfig {
+            instance: args.instance.clone().unwrap_or_else(default_instance),
             tls,
             tcp_tls,
             redirect_http,
@@ -164,6 +180,9 @@ impl ServeArgs {
                 deny: args.deny.clone(),
             },
             proxy: args.proxy_protocol.then(|| ProxyPolicy {
+                trusted: args.trusted_proxy.clone(),
+            }),
+            forwarded: args.forwarded_headers.then(|| ForwardedPolicy {
                 trusted: args.trusted_proxy.clone(),
             }),
             tcp,

@@ -42,6 +42,7 @@ async fn config(State(gateway): State<Arc<Gateway>>) -> Response {
         StampInfo::new(&gateway.stamp, local_offset),
         gateway.auth.is_some(),
     );
+    body.instance = Some(gateway.instance.clone());
     body.renew_every_seconds = gateway
         .auth
         .as_ref()

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
-use axum::http::Request;
+use axum::http::{HeaderName, HeaderValue, Request};
 use axum::Router;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -23,8 +23,77 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tracing::debug;
 
-use crate::admission::{Handler, Peer, Stream};
+use crate::access::AccessList;
+use crate::admission::{ClientSlot, Handler, Peer, PerClient, Stream};
+use crate::forwarded::ForwardedPolicy;
 use crate::metrics::ListenerMetrics;
+
+/// `--forwarded-headers` on this listener: each request of a trusted proxy
+/// is admitted for the client it names, as admission admits a connection:
+/// the access list, then that client's share of the listener.
+pub struct Forwarding {
+    pub policy: Arc<ForwardedPolicy>,
+    pub access: Arc<AccessList>,
+    /// The listener's table of shares (the admission's own).
+    pub shares: Arc<PerClient>,
+}
+
+/// A forwarded client's place in its share, held while its request is
+/// answered and, for `/ws`, for the session's life.
+#[derive(Clone)]
+pub struct ForwardedShare(#[allow(dead_code)] pub Arc<ClientSlot>);
+
+/// Why a forwarded client is refused.
+enum Refusal {
+    /// By `--allow`/`--deny`: 403.
+    Denied,
+    /// It holds its share of the listener: 429.
+    Crowded,
+}
+
+impl Refusal {
+    fn response(self) -> axum::response::Response {
+        use axum::http::StatusCode;
+        use axum::response::IntoResponse;
+        match self {
+            Refusal::Denied => StatusCode::FORBIDDEN.into_response(),
+            Refusal::Crowded => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many connections from your address\n",
+            )
+                .into_response(),
+        }
+    }
+}
+
+/// The client a request from `peer` is for, with its place in its share
+/// when a trusted proxy's headers named it; or why it is refused.
+fn admit_forwarded<B>(
+    forwarding: &Forwarding,
+    peer: SocketAddr,
+    req: &Request<B>,
+    metrics: &ListenerMetrics,
+) -> Result<(SocketAddr, Option<ForwardedShare>), Refusal> {
+    let client = forwarding.policy.client(peer, req.headers());
+    if client == peer {
+        return Ok((peer, None));
+    }
+    if !forwarding.access.permits(client.ip()) {
+        metrics.denied.inc();
+        debug!(%peer, %client, "denied by --allow/--deny (address from a forwarding header)");
+        return Err(Refusal::Denied);
+    }
+    let Some(slot) = forwarding.shares.take(client.ip()) else {
+        metrics.rejected.inc();
+        metrics.per_client.inc();
+        debug!(%peer, %client, "refused: the client holds {} connections", forwarding.shares.max());
+        return Err(Refusal::Crowded);
+    };
+    Ok((client, Some(ForwardedShare(Arc::new(slot)))))
+}
+
+/// Which instance answered, on every response.
+static INSTANCE: HeaderName = HeaderName::from_static(timecho_shared::api::header::INSTANCE);
 
 /// The biggest request head (request line and headers) read; browsers' stay
 /// far below it, cookies included.
@@ -39,6 +108,9 @@ pub struct HttpService {
     builder: http1::Builder,
     metrics: Arc<ListenerMetrics>,
     shutdown: CancellationToken,
+    /// `--instance`, sent on every answer as [`timecho_shared::api::header::INSTANCE`].
+    instance: HeaderValue,
+    forwarding: Option<Arc<Forwarding>>,
 }
 
 impl HttpService {
@@ -47,6 +119,7 @@ impl HttpService {
         header_timeout: Duration,
         metrics: Arc<ListenerMetrics>,
         shutdown: CancellationToken,
+        instance: HeaderValue,
     ) -> Self {
         let mut builder = http1::Builder::new();
         builder
@@ -60,11 +133,19 @@ impl HttpService {
             builder,
             metrics,
             shutdown,
+            instance,
+            forwarding: None,
         }
     }
 }
 
 impl HttpService {
+    /// Take requests' clients from a trusted proxy's forwarding headers.
+    pub fn with_forwarding(mut self, forwarding: Option<Forwarding>) -> Self {
+        self.forwarding = forwarding.map(Arc::new);
+        self
+    }
+
     /// Also serve `probes` to clients let in on the listener's probe slots.
     pub fn with_probes(mut self, probes: Router) -> Self {
         self.probes = Some(probes);
@@ -89,11 +170,35 @@ impl HttpService {
         let addr = peer
             .0
             .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)));
+        let instance = self.instance.clone();
+        let forwarding = self.forwarding.clone();
+        let metrics = self.metrics.clone();
         // Handlers see the client as axum's `ConnectInfo`, as with `axum::serve`.
         let service =
             TowerToHyperService::new(tower::service_fn(move |mut req: Request<Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(addr));
-                app.clone().oneshot(req)
+                let instance = instance.clone();
+                let admitted = match &forwarding {
+                    Some(f) => admit_forwarded(f, addr, &req, &metrics),
+                    None => Ok((addr, None)),
+                };
+                let app = app.clone();
+                async move {
+                    let mut res = match admitted {
+                        Ok((client, share)) => {
+                            req.extensions_mut().insert(ConnectInfo(client));
+                            if let Some(share) = &share {
+                                req.extensions_mut().insert(share.clone());
+                            }
+                            let res = app.oneshot(req).await?;
+                            // Held until the answer is ready.
+                            drop(share);
+                            res
+                        }
+                        Err(refusal) => refusal.response(),
+                    };
+                    res.headers_mut().insert(INSTANCE.clone(), instance);
+                    Ok::<_, std::convert::Infallible>(res)
+                }
             }));
         let conn = self
             .builder

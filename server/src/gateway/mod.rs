@@ -68,6 +68,8 @@ pub struct Gateway {
     pub auth: Option<Auth>,
     /// Refused sign-ins, logged once per client and interval.
     pub refusals: Arc<RefusalLog>,
+    /// `--instance`, for `/api/config`.
+    pub instance: String,
 }
 
 /// The largest request body read: the only bodies are sign-in forms, and

@@ -5,14 +5,15 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{ACCEPT, CONTENT_TYPE, VARY};
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::Metrics;
+use crate::metrics::{Format, Metrics};
 
 pub struct Ops {
     pub metrics: Arc<Metrics>,
@@ -28,10 +29,14 @@ pub fn router(ops: Arc<Ops>) -> Router {
         .with_state(ops)
 }
 
-async fn metrics(State(ops): State<Arc<Ops>>) -> impl IntoResponse {
+/// OpenMetrics for a scraper that asks for it (Prometheus does), the 0.0.4
+/// text format for anyone else: each body under its own content type.
+async fn metrics(State(ops): State<Arc<Ops>>, headers: HeaderMap) -> impl IntoResponse {
+    let accept = headers.get(ACCEPT).and_then(|v| v.to_str().ok());
+    let format = Format::negotiate(accept);
     (
-        [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        ops.metrics.encode(),
+        [(CONTENT_TYPE, format.content_type()), (VARY, "Accept")],
+        ops.metrics.encode(format),
     )
 }
 

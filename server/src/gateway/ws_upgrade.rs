@@ -8,11 +8,13 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::header::ORIGIN;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use futures_util::SinkExt;
 use timecho_shared::relay::{close_code, subprotocol};
 use tracing::{debug, info_span, Instrument};
 use tungstenite::protocol::WebSocketConfig;
 
+use super::http_service::ForwardedShare;
 use super::relay::{self, close, Mode, Pair};
 use super::ws_handshake::WsRequest;
 use super::{api, origin, Gateway};
@@ -34,6 +36,7 @@ const WS_WRITE_BUFFER: usize = relay::READ_CHUNK + relay::READ_CHUNK / 8;
 pub async fn upgrade(
     State(gateway): State<Arc<Gateway>>,
     ConnectInfo(browser): ConnectInfo<SocketAddr>,
+    share: Option<Extension<ForwardedShare>>,
     headers: HeaderMap,
     ws: WsRequest,
 ) -> Response {
@@ -133,6 +136,11 @@ pub async fn upgrade(
             gate,
         };
         let session = relay::session(socket, gateway, pair, permit, user_slot);
+        // Behind an HTTP proxy, the browser's share is held while its session lives.
+        let session = async move {
+            let _share = share;
+            session.await
+        };
         session.instrument(span)
     })
 }

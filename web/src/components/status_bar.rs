@@ -16,6 +16,9 @@ pub struct StatusBarProps {
     /// Messages waiting for a connection.
     pub queued: usize,
     pub on_retry: Callback<()>,
+    /// The server instance that answered `/api/config`, shown on hover.
+    #[prop_or_default]
+    pub instance: Option<String>,
 }
 
 #[component]
@@ -43,10 +46,17 @@ pub fn StatusBar(props: &StatusBarProps) -> Html {
     let on_retry = props.on_retry.reform(|_: MouseEvent| ());
     let left = left_ms.map(seconds);
     let retry_text = left.as_ref().map(|left| format!("retrying in {left}"));
+    // The whole status, which one line may cut short, and which instance
+    // answered (behind a balancer).
+    let instance = props
+        .instance
+        .as_ref()
+        .map(|i| format!("Server instance: {i}"));
     let title = [
         Some(label.to_owned()),
         retry_text,
         reason.map(str::to_owned),
+        instance,
     ]
     .into_iter()
     .flatten()

@@ -16,6 +16,8 @@ pub struct Settings {
     /// While signed in, ask `/api/session` this often (ms): that renews the
     /// sign-in token, which lasts only a few minutes on its own.
     pub renew_every_ms: Option<u32>,
+    /// Which server instance answered (`--instance`), for the status tooltip.
+    pub instance: Option<String>,
 }
 
 /// The server's stamp layout, and its zone.
@@ -34,6 +36,7 @@ impl Default for Settings {
             max_message_bytes: DEFAULT_MAX_LINE,
             stamp: None,
             renew_every_ms: None,
+            instance: None,
         }
     }
 }
@@ -56,6 +59,7 @@ impl Settings {
             renew_every_ms: config
                 .renew_every_seconds
                 .map(|s| u32::try_from(s.saturating_mul(1000)).unwrap_or(u32::MAX)),
+            instance: config.instance.clone(),
         }
     }
 }
