@@ -13,13 +13,18 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::thread;
+use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use tokio_tungstenite::MaybeTlsStream;
 
 use support::{
-    basic_users_file, parse_reply, scrape, serve_expecting_exit, split_reply, ws_connect,
-    ws_exchange, Peer, Server, TempDir, Ws, REPLY_TIMEOUT,
+    basic_users_file, parse_reply, scrape, serve_expecting_exit, split_reply, wait_for_metric,
+    ws_connect, ws_exchange, Peer, Server, TempDir, Ws, REPLY_TIMEOUT,
 };
+
+/// How long a gauge or a freed place may take to settle after a session ends.
+const SETTLE: Duration = Duration::from_secs(5);
 
 /// The configuration file the README tells operators to install.
 fn shipped_config() -> PathBuf {
@@ -450,6 +455,62 @@ async fn the_gateways_own_sessions_are_not_one_client_of_its_tcp_listener() {
         assert_eq!(ws_exchange(&mut ws, "hello").await, "hello", "browser {n}");
         sockets.push(ws);
     }
+}
+
+/// The handshake a browser from `source` gets: the WebSocket, or the status
+/// and body of the refusal.
+async fn try_ws_from(source: &str, http: SocketAddr) -> Result<Ws, String> {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(format!("{source}:0").parse().expect("an address"))
+        .expect("bind the source address");
+    let tcp = socket.connect(http).await.expect("connect");
+    match tokio_tungstenite::client_async(format!("ws://{http}/ws"), MaybeTlsStream::Plain(tcp))
+        .await
+    {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => Err(format!(
+            "{} {}",
+            response.status(),
+            String::from_utf8_lossy(response.body().as_deref().unwrap_or_default())
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+#[tokio::test]
+async fn open_websockets_count_against_their_browsers_share() {
+    // Each session holds its TCP connection for its whole life, after the
+    // HTTP exchange that opened it: so it holds its place in the share too.
+    let server = Server::start(&["--max-connections-per-client", "2"]);
+    let http = server.http_addr();
+    let mut first = ws_from("127.0.0.2", http).await;
+    assert_eq!(ws_exchange(&mut first, "one").await, "one");
+    let mut second = ws_from("127.0.0.2", http).await;
+    assert_eq!(ws_exchange(&mut second, "two").await, "two");
+    let refused = try_ws_from("127.0.0.2", http).await.err();
+    assert!(
+        refused
+            .as_deref()
+            .is_some_and(|r| r.starts_with("429") && r.contains("too many connections")),
+        "a third session from the same address: {refused:?}"
+    );
+    // Another browser has its own share.
+    let mut other = ws_from("127.0.0.3", http).await;
+    assert_eq!(ws_exchange(&mut other, "three").await, "three");
+    // A session that ends gives its place back, as its socket closes (just
+    // after the gauge falls).
+    first.close(None).await.expect("close");
+    while first.next().await.is_some() {}
+    wait_for_metric(http, "timecho_websocket_sessions_open", &[], 2.0, SETTLE);
+    let deadline = Instant::now() + SETTLE;
+    let mut again = loop {
+        match try_ws_from("127.0.0.2", http).await {
+            Ok(ws) => break ws,
+            Err(e) => assert!(Instant::now() < deadline, "the closed session's place: {e}"),
+        }
+    };
+    assert_eq!(ws_exchange(&mut again, "four").await, "four");
 }
 
 #[test]

@@ -27,7 +27,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, Sleep};
 use tokio_util::task::TaskTracker;
 
-use super::WaitReadable;
+use super::{ClientSlot, WaitReadable};
 
 /// Most bytes a lingering close reads and discards before giving up.
 const LINGER_MAX_BYTES: usize = 1 << 20;
@@ -49,6 +49,9 @@ pub struct Guarded<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> {
     /// pointer, not the settings.
     rules: Arc<Rules>,
     _permit: OwnedSemaphorePermit,
+    /// The connection's place in its client's share, held as long as the
+    /// socket is: a WebSocket keeps it after hyper has handed the socket on.
+    share: Option<ClientSlot>,
 }
 
 /// A listener's deadlines for its sockets, and where a dropped one lingers.
@@ -70,7 +73,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Guarded<S> {
             stalled: false,
             rules,
             _permit: permit,
+            share: None,
         }
+    }
+
+    /// Holds the client's place in its share for as long as the socket lives.
+    pub fn hold_share(&mut self, slot: Option<ClientSlot>) {
+        self.share = slot;
     }
 
     /// The socket itself, for what must happen before any protocol (PROXY header).

@@ -353,8 +353,9 @@ where
                 }
             }
         }
-        // Held until the handler is done with the client.
-        let _slot = share.slot;
+        // Held with the socket, so that it outlives the handler when the
+        // socket does (an upgraded WebSocket).
+        socket.hold_share(share.slot);
         match &door.tls {
             None if share.probe_only => handler.serve_probe(socket, peer).await,
             None => handler.serve(socket, peer).await,
