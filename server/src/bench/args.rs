@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use crate::duration_arg::parse_duration;
+use timecho_shared::duration_arg::parse_duration;
 
 #[derive(Debug, Args)]
 #[command(after_help = "\

@@ -16,7 +16,7 @@ use super::stats::Recorder;
 use super::tcp::LineCodec;
 use super::ws::{self, HandshakeError, WsTarget};
 use super::ws_frame::WsCodec;
-use crate::host_port::HostPort;
+use timecho_shared::host_port::HostPort;
 
 pub enum Endpoint {
     Tcp {

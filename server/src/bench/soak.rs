@@ -39,11 +39,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::net;
 use super::ws::WsTarget;
-use crate::duration_arg::parse_duration;
-use crate::host_port::HostPort;
 use output::SoakReport;
 use signin::SignIn;
 use tally::Tally;
+use timecho_shared::duration_arg::parse_duration;
+use timecho_shared::host_port::HostPort;
 
 #[derive(Debug, Args)]
 #[command(after_help = "\

@@ -11,8 +11,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub use crate::config::Framing;
 use crate::config::ANY_ORIGIN;
-use crate::duration_arg::{parse_duration, parse_positive_duration, parse_whole_seconds};
-use crate::host_port::{HostPort, ServerAddr};
+use timecho_shared::duration_arg::{parse_duration, parse_positive_duration, parse_whole_seconds};
+use timecho_shared::host_port::{HostPort, ServerAddr};
 use timecho_shared::{Precision, TimeFormat};
 
 /// `timecho --version`: the release and the commit it was built from.

@@ -15,9 +15,9 @@ use crate::config::{
     ConfigError, GatewayConfig, Limits, ListenAddr, Protocol, ServeConfig, ANY_ORIGIN,
 };
 use crate::descriptors;
-use crate::host_port::{HostPort, DEFAULT_PORT};
 use crate::proxy_protocol::ProxyPolicy;
 use crate::tls::CertSource;
+use timecho_shared::host_port::{HostPort, DEFAULT_PORT};
 
 /// Names a self-signed certificate is made for: the local names, and the
 /// names and specific addresses the TLS listeners were given.
@@ -204,9 +204,9 @@ mod tests {
     use super::*;
     use crate::cli::{Cli, Command};
     use crate::config::Upstream;
-    use crate::host_port::ServerAddr;
     use clap::Parser;
     use std::net::{IpAddr, Ipv4Addr};
+    use timecho_shared::host_port::ServerAddr;
     use timecho_shared::{Precision, TimeFormat};
 
     fn config(args: &[&str]) -> Result<ServeConfig, ConfigError> {
