@@ -92,8 +92,6 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Talk to a timestamp server: type a line, see it come back stamped.
     Client(ClientArgs),
-    /// Load-test a timestamp server over TCP or WebSocket and report throughput and latency.
-    Bench(crate::bench::BenchArgs),
     /// Measure how far this machine's clock is from a timestamp server's, with an
     /// error bound (NTP's method; `htpdate`'s for one-second stamps). Exit status:
     /// 0 within --max-offset, 1 beyond it, 2 when it could not measure.

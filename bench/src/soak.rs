@@ -1,4 +1,4 @@
-//! `timecho bench soak`: a long run of mixed traffic against one `timecho serve`
+//! `timecho-bench soak`: a long run of mixed traffic against one `timecho serve`
 //! that fails when the server leaks.
 //!
 //! Everything a server meets in a day runs at once, at a moderate rate: steady
@@ -48,7 +48,7 @@ use timecho_shared::host_port::HostPort;
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Example (a server started with --metrics 127.0.0.1:9100 --auth basic:users.txt):
-  timecho bench soak --tcp 127.0.0.1:8899 --ws ws://127.0.0.1:8080/ws \\
+  timecho-bench soak --tcp 127.0.0.1:8899 --ws ws://127.0.0.1:8080/ws \\
       --metrics 127.0.0.1:9100 --server-pid \"$(pidof timecho)\" \\
       --user ada --password-file pw.txt --duration 1h --csv soak.csv
 
