@@ -129,6 +129,8 @@ pub struct LoadArgs {
 
     /// With --fresh-server: the `timecho` program to start. Default: the `timecho` in the
     /// same directory as this program (as cargo builds them, target/release/).
+    // Not `requires = "fresh_server"`: clap counts a value from the environment as
+    // given, so a TIMECHO_BIN exported for the scripts would refuse every other run.
     #[arg(long, value_name = "PATH", env = "TIMECHO_BIN")]
     pub server_bin: Option<PathBuf>,
 
