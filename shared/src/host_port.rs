@@ -368,6 +368,10 @@ mod tests {
             HostPort::parse_listen("localhost").is_err(),
             "a name still needs its port"
         );
+        // A port is digits only, though Rust's integer parser takes a sign.
+        for signed in ["+8899", ":+8899"] {
+            assert!(HostPort::parse_listen(signed).is_err(), "{signed}");
+        }
     }
 
     #[test]
