@@ -4,7 +4,8 @@
 #
 #   bench/ab.sh OLD_BIN NEW_BIN [ROUNDS]     # default 3 rounds, about 1 minute each
 #
-# GEN is the load generator's command (default: `NEW_BIN bench`). Each round starts a fresh
+# GEN is the load generator's command (default: the `timecho-bench` beside NEW_BIN, as
+# `cargo build --release -p timecho -p timecho-bench` leaves them). Each round starts a fresh
 # `serve --log warn` of each binary (TCP and HTTP on port 0, read back from its banner) and
 # runs the cells below against it for DURATION (4s) after WARMUP (1s). One JSON object per
 # run goes to OUT (default bench/results/ab-<old>-vs-<new>.jsonl), and a table of
@@ -13,7 +14,7 @@ set -euo pipefail
 old=${1:?usage: bench/ab.sh OLD_BIN NEW_BIN [ROUNDS]}
 new=${2:?usage: bench/ab.sh OLD_BIN NEW_BIN [ROUNDS]}
 rounds=${3:-3}
-read -r -a gen <<<"${GEN:-$new bench}"
+read -r -a gen <<<"${GEN:-$(dirname "$new")/timecho-bench}"
 duration=${DURATION:-4s}
 warmup=${WARMUP:-1s}
 out=${OUT:-$(dirname "$0")/results/ab-$(basename "$old")-vs-$(basename "$new").jsonl}

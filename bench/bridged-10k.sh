@@ -7,7 +7,7 @@
 # Three processes, each within the open-files hard limit (`ulimit -Hn`):
 #   upstream  timecho serve --no-http                    1 descriptor per session
 #   gateway   timecho serve --upstream ADDR              2 per session (browser + upstream)
-#   client    timecho bench ws -c N --idle               1 per session
+#   client    timecho-bench ws -c N --idle               1 per session
 # In one process a session needs 3 (browser socket, upstream socket, accepted upstream),
 # which is why 6,600 was the most measured before. The gateway still needs 2 per session
 # plus its own few, so with a hard limit of 20,000 it holds at most about 9,950; the
@@ -15,14 +15,18 @@
 #
 # It prints each process's VmRSS before the sessions open and while they are held, and
 # the growth per session (gateway alone, and gateway + upstream, the figure comparable
-# with the one-process measurement). TIMECHO_BIN=PATH uses that binary (default: the
-# release build in $CARGO_TARGET_DIR or target/). PORT_BASE=N picks the ports N..N+2
+# with the one-process measurement). TIMECHO_BIN=PATH uses that server binary and
+# TIMECHO_BENCH_BIN=PATH that load generator (default: the release builds in
+# $CARGO_TARGET_DIR or target/). PORT_BASE=N picks the ports N..N+2
 # (default 40100). Every process it starts is stopped when it exits.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 TIMECHO=${TIMECHO_BIN:-${CARGO_TARGET_DIR:-$PWD/target}/release/timecho}
-[ -x "$TIMECHO" ] || { echo "bridged-10k.sh: no $TIMECHO (cargo build --release -p timecho)" >&2; exit 1; }
+BENCH=${TIMECHO_BENCH_BIN:-${CARGO_TARGET_DIR:-$PWD/target}/release/timecho-bench}
+for bin in "$TIMECHO" "$BENCH"; do
+    [ -x "$bin" ] || { echo "bridged-10k.sh: no $bin (cargo build --release -p timecho -p timecho-bench)" >&2; exit 1; }
+done
 BASE=${PORT_BASE:-40100}
 UP=$BASE; GW_TCP=$((BASE + 1)); HTTP=$((BASE + 2))
 WANT=${1:-10000}
@@ -71,7 +75,7 @@ wait_port "$UP"; wait_port "$HTTP"
 sleep 1
 up_before=$(rss "$UP_PID"); gw_before=$(rss "$GW_PID")
 
-"$TIMECHO" bench ws "ws://127.0.0.1:$HTTP/ws" -c "$SESSIONS" --idle --hold "$HOLD" \
+"$BENCH" ws "ws://127.0.0.1:$HTTP/ws" -c "$SESSIONS" --idle --hold "$HOLD" \
     --server-pid "$GW_PID" --server-pid "$UP_PID" --json -q --label "bridged-$SESSIONS" \
     >"${TMPDIR:-/tmp}/bridged-10k.$$.json" &
 BENCH_PID=$!; PIDS+=("$BENCH_PID")

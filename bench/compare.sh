@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Compare timecho with its peers on loopback, with the same loads from `timecho bench`.
+# Compare timecho with its peers on loopback, with the same loads from `timecho-bench`.
 #
 #   bench/compare.sh            # full matrix, 3 runs per cell (about 35 minutes on 2 cores)
 #   bench/compare.sh --quick    # 16-byte messages, fewer loads, 1 run, short (about 3 minutes)
@@ -7,11 +7,13 @@
 #
 # Options: --runs N, --duration 10s, --warmup 2s, --no-idle, --no-install, --out DIR,
 # --rates "10000 30000 60000" (open loop over 1,000 sessions, see below), --no-rates.
-# TIMECHO_BIN=PATH benchmarks that binary instead of building target/release/timecho.
-# It builds timecho in release, installs missing peers (sockperf and websockify from
+# TIMECHO_BIN=PATH benchmarks that server binary instead of building target/release/timecho;
+# TIMECHO_BENCH_BIN=PATH measures with that load generator instead of building
+# target/release/timecho-bench (keep it fixed to compare two servers).
+# It builds timecho and timecho-bench in release, installs missing peers (sockperf and websockify from
 # Debian, websocat 1.x with cargo into target/tools), starts every server on 127.0.0.1,
 # runs the loads, and writes into bench/results/ (or --out DIR):
-#   runs.jsonl   one JSON object per run (timecho bench --json, and sockperf's figures)
+#   runs.jsonl   one JSON object per run (timecho-bench --json, and sockperf's figures)
 #   table.md     medians per cell, with ratios timecho vs each peer
 #   plot.svg     throughput and p99 against connection count
 #   env.txt      machine, kernel, versions and the exact server command lines
@@ -113,18 +115,29 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 # --- build and tools ---------------------------------------------------------------
 mkdir -p "$OUT/logs"
+BUILD=()
 if [ -n "${TIMECHO_BIN:-}" ]; then
-    log "using $TIMECHO_BIN (TIMECHO_BIN) instead of building"
-    SOURCE_BIN=$TIMECHO_BIN
+    log "using $TIMECHO_BIN (TIMECHO_BIN) instead of building the server"
 else
-    log "building timecho (release)"
-    cargo build --release -p timecho
-    SOURCE_BIN=$ROOT/target/release/timecho
+    BUILD+=(-p timecho)
 fi
-# A private copy, so that a rebuild during the run cannot change the binary under test.
+if [ -n "${TIMECHO_BENCH_BIN:-}" ]; then
+    log "using $TIMECHO_BENCH_BIN (TIMECHO_BENCH_BIN) instead of building the load generator"
+else
+    BUILD+=(-p timecho-bench)
+fi
+if [ ${#BUILD[@]} -gt 0 ]; then
+    log "building ${BUILD[*]} (release)"
+    cargo build --release "${BUILD[@]}"
+fi
+SOURCE_BIN=${TIMECHO_BIN:-$ROOT/target/release/timecho}
+SOURCE_BENCH=${TIMECHO_BENCH_BIN:-$ROOT/target/release/timecho-bench}
+# Private copies, so that a rebuild during the run cannot change the binaries under test.
 mkdir -p "$OUT/bin"
 TIMECHO=$OUT/bin/$(basename "$SOURCE_BIN")
 cp "$SOURCE_BIN" "$TIMECHO"
+BENCH=$OUT/bin/timecho-bench
+cp "$SOURCE_BENCH" "$BENCH"
 TOOLS=$ROOT/target/tools
 mkdir -p "$TOOLS"
 
@@ -228,6 +241,7 @@ ensure_running() {
     echo "open files (soft/hard): $(ulimit -Sn)/$(ulimit -Hn)"
     echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "timecho: $("$TIMECHO" --version)"
+    echo "timecho-bench: $("$BENCH" --version)"
     echo "rustc: $(rustc --version)"
     echo "python3: $(python3 --version 2>&1)"
     echo "websockify: $(dpkg-query -W -f='${Version}' websockify 2>/dev/null || "$WEBSOCKIFY" --version 2>&1 | head -1)"
@@ -247,13 +261,13 @@ RUNS_FILE=$OUT/runs.jsonl
 : >"$RUNS_FILE"
 rm -f "$OUT/restarts.txt"
 
-# bench LABEL ARGS...: one `timecho bench` run, appended to runs.jsonl. A run with
+# bench LABEL ARGS...: one `timecho-bench` run, appended to runs.jsonl. A run with
 # errors still counts (they are in its JSON); a run that printed nothing is recorded
 # as failed.
 bench() {
     local label=$1; shift
     local out
-    out=$("$TIMECHO" bench "$@" -d "$DURATION" -w "$WARMUP" --json -q --label "$label" \
+    out=$("$BENCH" "$@" -d "$DURATION" -w "$WARMUP" --json -q --label "$label" \
         2>>"$OUT/logs/bench.err") || true
     if [ -z "$out" ]; then
         out="{\"label\":\"$label\",\"failed\":true}"
@@ -348,7 +362,7 @@ for size in "${SIZES[@]}"; do
 done
 
 # --- open loop: equal offered rates ---------------------------------------------------
-# `timecho bench --rate`: 1,000 sessions share a fixed schedule of 16-byte messages, and
+# `timecho-bench --rate`: 1,000 sessions share a fixed schedule of 16-byte messages, and
 # every latency counts from its scheduled send time, so a server that falls behind is
 # charged for the whole queue (coordinated omission corrected). Each server gets the
 # same rates; then its saturation point is searched: a server keeps up with a rate when
@@ -425,7 +439,7 @@ if [ "$IDLE" = 1 ]; then
             log "idle: $IDLE_WS bridged WebSockets"
             args=(ws "ws://127.0.0.1:$http/ws" -c "$IDLE_WS")
         fi
-        out=$("$TIMECHO" bench "${args[@]}" --idle --hold 5s --server-pid "$pid" \
+        out=$("$BENCH" "${args[@]}" --idle --hold 5s --server-pid "$pid" \
             --json -q --label "idle-$kind" 2>>"$OUT/logs/bench.err") || true
         [ -n "$out" ] || out="{\"label\":\"idle-$kind\",\"failed\":true}"
         echo "$out" >>"$RUNS_FILE"

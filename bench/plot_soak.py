@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Plot a `timecho bench soak --csv` file as an SVG: resident memory, open
+"""Plot a `timecho-bench soak --csv` file as an SVG: resident memory, open
 descriptors and live tasks against time, one panel each, warm-up shaded.
 
     bench/plot_soak.py soak.csv docs/soak-1h.svg [TITLE]
@@ -17,7 +17,7 @@ SERIES = [("rss_kib", "RSS (MiB)", 1 / 1024, "#1f77b4"),
 
 def main():
     src, dst = sys.argv[1], sys.argv[2]
-    title = sys.argv[3] if len(sys.argv) > 3 else "timecho bench soak"
+    title = sys.argv[3] if len(sys.argv) > 3 else "timecho-bench soak"
     rows = list(csv.DictReader(open(src)))
     if not rows:
         sys.exit(f"{src}: no samples")

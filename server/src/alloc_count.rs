@@ -24,6 +24,7 @@ fn count() {
 }
 
 // SAFETY: every call is forwarded to the system allocator unchanged.
+#[allow(unsafe_code)] // A global allocator cannot be written without it; tests only.
 unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         count();

@@ -213,7 +213,7 @@ impl Bound {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host_port::HostPort;
+    use timecho_shared::host_port::HostPort;
 
     /// `localhost:0` as if it had resolved to `addrs`.
     fn localhost(addrs: &[&str]) -> ListenAddr {

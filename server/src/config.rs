@@ -10,10 +10,10 @@ use timecho_shared::StampFormat;
 
 use crate::access::AccessList;
 use crate::descriptors::{Demand, Fitted};
-use crate::host_port::{AddrError, HostPort, ServerAddr};
 use crate::proxy_protocol::ProxyPolicy;
 use crate::signin::{AuthSource, StoreUrl};
 use crate::tls::CertSource;
+use timecho_shared::host_port::{AddrError, HostPort, ServerAddr};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

@@ -377,7 +377,7 @@ mod tests {
         assert!(serve.get_flag("utc"));
         assert_eq!(
             serve
-                .get_many::<crate::host_port::HostPort>("tcp")
+                .get_many::<timecho_shared::host_port::HostPort>("tcp")
                 .unwrap()
                 .count(),
             2

@@ -8,7 +8,7 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use crate::duration_arg::parse_positive_duration;
+use timecho_shared::duration_arg::parse_positive_duration;
 
 #[derive(Debug, clap::Args)]
 pub struct HealthArgs {

@@ -82,6 +82,7 @@ pub async fn run(shutdown: CancellationToken) {
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)] // The crate's one libc call into the allocator, with the one below.
 fn trim() {
     // SAFETY: malloc_trim only returns free pages of the allocator's own
     // arenas to the system; it takes the arenas' locks and is thread-safe.
@@ -93,6 +94,7 @@ fn trim() {
 /// Makes large blocks independent of the heap (see the module's comment).
 /// Called once at start-up, before the runtime's threads exist.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
 pub fn configure() {
     // SAFETY: mallopt only changes a tuning value of glibc's allocator
     // (when it maps a block instead of carving it from a heap); it takes the

@@ -1,10 +1,15 @@
 //! `timecho`: the timestamp echo server, its web gateway and its client, in one binary.
+//!
+//! No `unsafe` outside tests but the two calls that tune glibc's allocator
+//! (`heap_trim`); the load generator, with the socket options and process
+//! calls it needs, is its own crate (`timecho-bench`, in `bench/`).
+
+#![deny(unsafe_code)]
 
 mod access;
 mod admission;
 #[cfg(test)]
 mod alloc_count;
-mod bench;
 mod bind;
 mod cli;
 mod client;
@@ -14,12 +19,10 @@ mod config;
 mod config_file;
 mod connection;
 mod descriptors;
-mod duration_arg;
 mod forwarded;
 mod gateway;
 mod health;
 mod heap_trim;
-mod host_port;
 mod line_service;
 mod log_text;
 mod metrics;
@@ -79,7 +82,6 @@ fn main() -> ExitCode {
         }
         Command::Serve(args) => serve(*args),
         Command::Client(args) => client::run(&args),
-        Command::Bench(args) => bench::run(&args),
         Command::Clock(args) => Ok(clock_check::run(&args)),
         Command::Ping(args) => Ok(ping::run(&args)),
         Command::HashPassword { user } => hash_password(&user),

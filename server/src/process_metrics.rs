@@ -60,13 +60,9 @@ fn boot_time(proc_stat: &str) -> Option<u64> {
 /// Reads this process now.
 pub fn sample() -> Sample {
     let mut sample = Sample::default();
-    // SAFETY: sysconf only reads configuration values.
-    let (ticks, page) = unsafe {
-        (
-            libc::sysconf(libc::_SC_CLK_TCK),
-            libc::sysconf(libc::_SC_PAGESIZE),
-        )
-    };
+    let conf = |var| nix::unistd::sysconf(var).ok().flatten().unwrap_or(0);
+    let ticks = conf(nix::unistd::SysconfVar::CLK_TCK);
+    let page = conf(nix::unistd::SysconfVar::PAGE_SIZE);
     if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
         let boot = std::fs::read_to_string("/proc/stat")
             .ok()

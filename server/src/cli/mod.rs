@@ -11,8 +11,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub use crate::config::Framing;
 use crate::config::ANY_ORIGIN;
-use crate::duration_arg::{parse_duration, parse_positive_duration, parse_whole_seconds};
-use crate::host_port::{HostPort, ServerAddr};
+use timecho_shared::duration_arg::{parse_duration, parse_positive_duration, parse_whole_seconds};
+use timecho_shared::host_port::{HostPort, ServerAddr};
 use timecho_shared::{Precision, TimeFormat};
 
 /// `timecho --version`: the release and the commit it was built from.
@@ -138,8 +138,6 @@ pub enum Command {
     /// Ctrl-D or Ctrl-C ends it from your side. With piped input every line is
     /// sent and it exits once all are answered.
     Client(ClientArgs),
-    /// Load-test a timestamp server over TCP or WebSocket and report throughput and latency.
-    Bench(crate::bench::BenchArgs),
     /// Measure how far this machine's clock is from a timestamp server's, with an
     /// error bound (NTP's method; `htpdate`'s for one-second stamps). Exit status:
     /// 0 within --max-offset, 1 beyond it, 2 when it could not measure; with

@@ -16,9 +16,9 @@ use crate::config::{
 };
 use crate::descriptors;
 use crate::forwarded::ForwardedPolicy;
-use crate::host_port::{HostPort, DEFAULT_PORT};
 use crate::proxy_protocol::ProxyPolicy;
 use crate::tls::CertSource;
+use timecho_shared::host_port::{HostPort, DEFAULT_PORT};
 
 /// Names a self-signed certificate is made for: the local names, and the
 /// names and specific addresses the TLS listeners were given.
@@ -51,13 +51,13 @@ fn host_name(listen: &ListenAddr) -> Option<String> {
 /// This machine's host name as an instance name, or `timecho` when it has
 /// none that fits one.
 fn default_instance() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most buf.len() bytes into buf.
-    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
-    let len = buf.iter().position(|&b| b == 0).unwrap_or(0);
-    let name = std::str::from_utf8(&buf[..len]).unwrap_or_default();
-    match super::parse_instance(name) {
-        Ok(name) if ok => name,
+    let name = nix::unistd::gethostname().ok();
+    match name
+        .as_ref()
+        .and_then(|n| n.to_str())
+        .map(super::parse_instance)
+    {
+        Some(Ok(name)) => name,
         _ => "timecho".to_owned(),
     }
 }
@@ -223,9 +223,9 @@ mod tests {
     use super::*;
     use crate::cli::{Cli, Command};
     use crate::config::Upstream;
-    use crate::host_port::ServerAddr;
     use clap::Parser;
     use std::net::{IpAddr, Ipv4Addr};
+    use timecho_shared::host_port::ServerAddr;
     use timecho_shared::{Precision, TimeFormat};
 
     fn config(args: &[&str]) -> Result<ServeConfig, ConfigError> {

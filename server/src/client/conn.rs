@@ -16,7 +16,7 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio::time::timeout;
 use tokio_rustls::TlsConnector;
 
-use crate::host_port::HostPort;
+use timecho_shared::host_port::HostPort;
 
 /// How long one address may take to accept the connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

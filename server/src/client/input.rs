@@ -7,7 +7,10 @@
 use std::io::{self, BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::thread;
+
+use nix::sys::signal::{raise, Signal};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -73,8 +76,8 @@ impl Editor {
     ///
     /// rustyline has no call that ends a `readline` from another thread, but
     /// while it reads it turns SIGINT into Ctrl-C, which ends it and restores
-    /// the terminal. Between reads the signal meets [`on_sigint`], which lets
-    /// it pass once stopping, so it is raised until the editor is gone: it
+    /// the terminal. Between reads the signal meets the handler that
+    /// [`prompt`] installs, which lets it pass once stopping, so it is raised until the editor is gone: it
     /// comes back to read at once. Its external printer hands over one
     /// message at a time, and the editor draws a message before it looks for
     /// the next event: so once a further message has been accepted, `last`
@@ -92,17 +95,14 @@ impl Editor {
         if printer.print(last.to_owned()).is_err() || printer.print(CURSOR_UP.to_owned()).is_err() {
             return false;
         }
-        STOPPING.store(true, Ordering::SeqCst);
+        CTRL_C_ENDS.store(false, Ordering::SeqCst);
         for _ in 0..STOP_TRIES {
             if self.thread.is_finished() {
                 return self.join().is_ok();
             }
-            // SAFETY: raise(3) only delivers a signal, to rustyline's handler
-            // (which writes a byte to a pipe) or to `on_sigint` (which, once
-            // STOPPING is set, does nothing).
-            unsafe {
-                libc::raise(libc::SIGINT);
-            }
+            // To rustyline's handler (which writes a byte to a pipe) or to
+            // ours (which, once stopping, does nothing).
+            let _ = raise(Signal::SIGINT);
             thread::sleep(STOP_PAUSE);
         }
         false
@@ -113,21 +113,10 @@ impl Editor {
 const STOP_TRIES: usize = 100;
 const STOP_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 
-/// Set once the session ends the prompt: SIGINT is then its own, not the user's.
-static STOPPING: AtomicBool = AtomicBool::new(false);
-
-/// SIGINT outside rustyline's reads: a user's Ctrl-C ends the process as it
-/// would without this handler; the session's own (stopping) is let pass.
-extern "C" fn on_sigint(_: libc::c_int) {
-    if !STOPPING.load(Ordering::SeqCst) {
-        // SAFETY: signal(2) and raise(3) are async-signal-safe; the default
-        // action ends the process as an unhandled Ctrl-C does.
-        unsafe {
-            libc::signal(libc::SIGINT, libc::SIG_DFL);
-            libc::raise(libc::SIGINT);
-        }
-    }
-}
+/// SIGINT outside rustyline's reads: while this holds, a user's Ctrl-C ends
+/// the process as it would without a handler; once the session ends the
+/// prompt, SIGINT is its own and is let pass.
+static CTRL_C_ENDS: LazyLock<Arc<AtomicBool>> = LazyLock::new(|| Arc::new(AtomicBool::new(true)));
 
 /// The terminal's "cursor up one line" (CUU).
 const CURSOR_UP: &str = "\x1b[A";
@@ -138,10 +127,10 @@ const CURSOR_UP: &str = "\x1b[A";
 pub fn prompt() -> anyhow::Result<(mpsc::UnboundedReceiver<Typed>, Screen, Editor)> {
     // Before the first read, so that rustyline saves it and puts it back after
     // each one (it installs its own handler only while it reads).
-    // SAFETY: the handler only reads an atomic and calls async-signal-safe functions.
-    unsafe {
-        libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t);
-    }
+    signal_hook::flag::register_conditional_default(
+        signal_hook::consts::SIGINT,
+        Arc::clone(&CTRL_C_ENDS),
+    )?;
     let mut editor = rustyline::DefaultEditor::new()?;
     // No printer when standard output is not a terminal: nothing to keep tidy.
     let printer = editor

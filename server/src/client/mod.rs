@@ -30,9 +30,9 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
 use crate::cli::{ClientArgs, ServerTarget};
-use crate::host_port::HostPort;
 use conn::{Conn, Link};
 use replies::{Replies, QUIET};
+use timecho_shared::host_port::HostPort;
 
 pub fn run(args: &ClientArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()

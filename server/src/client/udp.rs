@@ -10,7 +10,7 @@ use anyhow::{anyhow, Context as _};
 use tokio::net::UdpSocket;
 use tokio::time::timeout;
 
-use crate::host_port::HostPort;
+use timecho_shared::host_port::HostPort;
 
 /// The largest datagram.
 pub const MAX_DATAGRAM: usize = 65_536;

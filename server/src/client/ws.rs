@@ -28,7 +28,7 @@ use tungstenite::protocol::CloseFrame;
 use tungstenite::{Error as WsError, Message};
 
 use super::conn::{self, Conn, Link};
-use crate::host_port::HostPort;
+use timecho_shared::host_port::HostPort;
 
 /// The longest line accepted from standard input before its newline: the
 /// gateway takes no more than `--max-line` (64 KiB by default) anyway.

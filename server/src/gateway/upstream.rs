@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{tcp, unix, TcpStream, UnixStream};
 use tokio::time::timeout;
 
-use crate::host_port::ServerAddr;
+use timecho_shared::host_port::ServerAddr;
 
 /// Why a session has no timestamp server; the text goes to the browser.
 #[derive(Debug, thiserror::Error)]

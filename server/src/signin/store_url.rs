@@ -4,7 +4,7 @@
 
 use std::str::FromStr;
 
-use crate::host_port::HostPort;
+use timecho_shared::host_port::HostPort;
 
 /// Redis's own port, for a URL that names none.
 const DEFAULT_PORT: u16 = 6379;

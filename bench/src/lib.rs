@@ -1,11 +1,16 @@
-//! `timecho bench`: a load generator for timecho and its peers, in the manner of
+//! `timecho-bench`: a load generator for timecho and its peers, in the manner of
 //! redis-benchmark: many connections, pipelining, every reply verified, latency
 //! percentiles from an HDR histogram, and an idle mode that measures the
-//! server's memory per connection.
+//! server's memory per connection. A crate of its own beside the server, as
+//! redis-benchmark is beside redis-server: the server ships none of it, and an
+//! A/B of the server leaves the client that measures it unchanged. Its one tie
+//! to the server's code is the command-line values in `timecho_shared` (feature
+//! `cli`); `--fresh-server` and the tests run the server as a program.
 //!
 //! `fleet` opens the connections, `load` and `idle` run the two kinds of test,
 //! `session` is one connection's hot loop over a `Codec` (`tcp` lines or
-//! `ws_frame` WebSocket frames), `pacer` is the send clock of `--rate` runs,
+//! `ws_frame` WebSocket frames), `schedule` the times every connection of a run
+//! shares, `pacer` is the send clock of `--rate` runs,
 //! `payload` makes requests and checks replies,
 //! `stats` counts, `procfs` reads the servers' memory and CPU time, and
 //! `report` prints, `fresh_server` starts the server an idle run measures. `soak` is the long mixed run that watches a server for leaks.
@@ -21,6 +26,7 @@ mod pacer;
 mod payload;
 mod procfs;
 mod report;
+mod schedule;
 mod session;
 mod soak;
 mod stats;
@@ -41,6 +47,9 @@ use fresh_server::FreshServer;
 /// File descriptors kept free for everything but the connections.
 const FD_HEADROOM: u64 = 64;
 
+/// Runs what `args` asks for and reports it on standard output; the exit
+/// status is a failure when any reply was wrong or missing (or, for a soak,
+/// when the server kept growing).
 pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     let load = match &args.target {
         Target::Tcp(t) => &t.load,
@@ -59,7 +68,13 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     }
     let fresh = load
         .fresh_server
-        .then(|| FreshServer::start(load.connections, matches!(args.target, Target::Ws(_))))
+        .then(|| {
+            FreshServer::start(
+                load.server_bin.as_deref(),
+                load.connections,
+                matches!(args.target, Target::Ws(_)),
+            )
+        })
         .transpose()?;
     let endpoint = match &fresh {
         Some(server) => Endpoint::on(server, &args.target)?,

@@ -1,4 +1,4 @@
-//! `timecho bench soak`: a long run of mixed traffic against one `timecho serve`
+//! `timecho-bench soak`: a long run of mixed traffic against one `timecho serve`
 //! that fails when the server leaks.
 //!
 //! Everything a server meets in a day runs at once, at a moderate rate: steady
@@ -39,16 +39,16 @@ use tokio_util::sync::CancellationToken;
 
 use super::net;
 use super::ws::WsTarget;
-use crate::duration_arg::parse_duration;
-use crate::host_port::HostPort;
 use output::SoakReport;
 use signin::SignIn;
 use tally::Tally;
+use timecho_shared::duration_arg::parse_duration;
+use timecho_shared::host_port::HostPort;
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Example (a server started with --metrics 127.0.0.1:9100 --auth basic:users.txt):
-  timecho bench soak --tcp 127.0.0.1:8899 --ws ws://127.0.0.1:8080/ws \\
+  timecho-bench soak --tcp 127.0.0.1:8899 --ws ws://127.0.0.1:8080/ws \\
       --metrics 127.0.0.1:9100 --server-pid \"$(pidof timecho)\" \\
       --user ada --password-file pw.txt --duration 1h --csv soak.csv
 

@@ -1,7 +1,7 @@
 //! The soak of issue 12 in CI: a minute of mixed traffic (steady TCP and
 //! WebSocket load, churn, idle clients, oversize and garbage inputs, sign-in
 //! and sign-out) against a real `timecho serve --auth`, run by
-//! `timecho bench soak` as its own process. The bench fails (exit 1) when the
+//! `timecho-bench soak` as its own process. The bench fails (exit 1) when the
 //! server's memory, descriptors or tasks keep growing after warm-up, or when
 //! any answer is wrong; the test prints its table either way.
 
@@ -9,7 +9,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{basic_users_file, run_to_exit, timecho, Server, TempDir};
+use support::{basic_users_file, run_to_exit, timecho_bench, Server, TempDir};
 
 /// A minute in all; the first 15 s are warm-up, the other 45 samples are judged.
 const DURATION: &str = "60s";
@@ -45,8 +45,8 @@ fn a_minute_of_mixed_traffic_leaves_no_growing_memory_descriptors_or_tasks() {
     let metrics = server.listener("metrics").to_string();
     let csv = dir.path().join("soak.csv");
 
-    let mut cmd = timecho();
-    cmd.args(["bench", "soak", "--tcp", &tcp, "--ws", &ws])
+    let mut cmd = timecho_bench();
+    cmd.args(["soak", "--tcp", &tcp, "--ws", &ws])
         .args(["--metrics", &metrics, "--server-pid", &pid])
         .args(["--user", "ada", "--sign-in-every", "10s", "--password-file"])
         .arg(&password)

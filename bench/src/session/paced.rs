@@ -15,9 +15,10 @@ use std::time::Duration;
 use tokio::io::Interest;
 use tokio::time::{sleep_until, Instant};
 
-use super::{Broken, Codec, Schedule, Session};
-use crate::bench::pacer::{Pacer, Pacing};
-use crate::bench::stats::{Batch, Recorder};
+use super::{Broken, Codec, Session};
+use crate::pacer::{Pacer, Pacing};
+use crate::schedule::Schedule;
+use crate::stats::{Batch, Recorder};
 
 impl<C: Codec> Session<C> {
     /// Sends as `pacer` releases this connection's requests until

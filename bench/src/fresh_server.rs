@@ -1,5 +1,6 @@
-//! `--fresh-server`: the idle run starts its own `timecho serve` (this very
-//! binary) and measures that.
+//! `--fresh-server`: the idle run starts its own `timecho serve` and measures
+//! that: the `timecho` given by `--server-bin` (or `TIMECHO_BIN`), or else the
+//! one beside this program, where cargo puts both.
 //!
 //! A server that has already served traffic keeps freed memory in its heap,
 //! and new connections reuse it: measured there, memory per idle connection
@@ -8,6 +9,7 @@
 //! figure a new deployment sees.
 
 use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 
 use anyhow::{bail, Context as _};
@@ -27,14 +29,33 @@ pub struct FreshServer {
 }
 
 impl FreshServer {
-    /// Starts a server with room for `connections` clients: a timestamp
-    /// listener only, or with `gateway` the HTTP side too (each session is
-    /// relayed to the same process's TCP listener).
-    pub fn start(connections: usize, gateway: bool) -> anyhow::Result<FreshServer> {
-        let exe = std::env::current_exe().context("cannot find this program to start a server")?;
+    /// Starts `server_bin` (default: [`beside_this_program`]) with room for
+    /// `connections` clients: a timestamp listener only, or with `gateway` the
+    /// HTTP side too (each session is relayed to the same process's TCP
+    /// listener). Every connection of the run comes from one address, so the
+    /// per-client share is the whole room: the default share (a fraction of
+    /// `--max-connections`) would refuse most of them and the figure would be
+    /// for the few that stayed.
+    pub fn start(
+        server_bin: Option<&Path>,
+        connections: usize,
+        gateway: bool,
+    ) -> anyhow::Result<FreshServer> {
+        let exe = match server_bin {
+            Some(path) => path.to_owned(),
+            None => beside_this_program()?,
+        };
         let room = (connections + 16).to_string();
-        let mut command = Command::new(exe);
-        command.args(["serve", "--tcp", "127.0.0.1:0", "--max-connections", &room]);
+        let mut command = Command::new(&exe);
+        command.args([
+            "serve",
+            "--tcp",
+            "127.0.0.1:0",
+            "--max-connections",
+            &room,
+            "--max-connections-per-client",
+            &room,
+        ]);
         if gateway {
             command.args(["--http", "127.0.0.1:0", "--max-websockets", &room]);
         } else {
@@ -45,7 +66,13 @@ impl FreshServer {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .context("cannot start timecho serve")?;
+            .with_context(|| {
+                format!(
+                    "cannot start {} serve (--server-bin or TIMECHO_BIN names the timecho \
+                     program to start)",
+                    exe.display()
+                )
+            })?;
         let mut stdout = BufReader::new(child.stdout.take().context("no stdout pipe")?);
         let (mut tcp, mut http) = (None, None);
         let mut line = String::new();
@@ -80,6 +107,16 @@ impl FreshServer {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+}
+
+/// The `timecho` in this program's directory: cargo builds both into the
+/// same target/<profile>/, and an install puts both in one bin/.
+fn beside_this_program() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot find this program to find timecho")?;
+    let dir = exe
+        .parent()
+        .context("this program is in no directory, so timecho is not beside it")?;
+    Ok(dir.join("timecho"))
 }
 
 impl Drop for FreshServer {

@@ -70,7 +70,7 @@ impl LoadReport {
             None => format!("{} in flight", self.pipeline),
         };
         let mut s = format!(
-            "timecho bench {} {}: {} connection{} x {load}, {}-byte messages, {:.1}s after {:.1}s warm-up\n",
+            "timecho-bench {} {}: {} connection{} x {load}, {}-byte messages, {:.1}s after {:.1}s warm-up\n",
             self.mode,
             self.target,
             self.connections,
@@ -126,7 +126,7 @@ impl LoadReport {
 impl IdleReport {
     pub fn text(&self) -> String {
         let mut s = format!(
-            "timecho bench {} {} --idle: {} connections, {} opened, {} still open\n",
+            "timecho-bench {} {} --idle: {} connections, {} opened, {} still open\n",
             self.mode, self.target, self.connections, self.connected, self.alive
         );
         if let (Some(before), Some(after)) = (self.server_rss_before_kib, self.server_rss_after_kib)

@@ -19,6 +19,7 @@ use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::payload::{self, Payload};
+use super::schedule::Schedule;
 use super::stats::{Batch, Errors, Recorder};
 
 mod paced;
@@ -55,23 +56,6 @@ pub enum ProtocolError {
     Invalid(&'static str),
     #[error("the server broke the WebSocket protocol: {0}")]
     Header(tungstenite::Error),
-}
-
-/// The times of a run, the same for every connection.
-#[derive(Debug, Clone, Copy)]
-pub struct Schedule {
-    /// Load starts: the first request (or, with `--rate`, the first scheduled one).
-    pub start: Instant,
-    /// Replies before this are warm-up.
-    pub measure_from: Instant,
-    /// No request is sent from here on; replies still owed are awaited and checked.
-    pub until: Instant,
-}
-
-impl Schedule {
-    fn measures(&self, at: Instant) -> bool {
-        at >= self.measure_from && at < self.until
-    }
 }
 
 /// Why a connection stopped before the end of the run.

@@ -11,7 +11,7 @@ use tungstenite::protocol::Role;
 use tungstenite::Message;
 
 use super::tcp_client::check_echo;
-use crate::bench::ws::{self, WsTarget};
+use crate::ws::{self, WsTarget};
 
 pub type Ws = WebSocketStream<TcpStream>;
 

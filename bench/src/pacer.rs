@@ -31,7 +31,7 @@ use anyhow::Context as _;
 use futures_util::task::AtomicWaker;
 use tokio::time::{Instant, Sleep};
 
-use super::session::Schedule;
+use super::schedule::Schedule;
 
 /// The pacing thread wakes at most this often; requests that fall due in
 /// between leave together, at most a tick (and the timer slack) after their

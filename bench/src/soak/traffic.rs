@@ -12,7 +12,7 @@ use super::tally::Tally;
 use super::tcp_client::LineClient;
 use super::ws_client::{self, Ended, ExchangeError};
 use super::{Ctx, SoakArgs};
-use crate::bench::ws::WsTarget;
+use crate::ws::WsTarget;
 
 /// A steady WebSocket is reopened this often, so that it never outlives its token.
 const STEADY_LIFETIME: Duration = Duration::from_secs(60);

@@ -11,12 +11,13 @@ use super::args::{Target, WsArgs};
 use super::fresh_server::FreshServer;
 use super::net;
 use super::pacer::Pacer;
-use super::session::{Schedule, Session};
+use super::schedule::Schedule;
+use super::session::Session;
 use super::stats::Recorder;
 use super::tcp::LineCodec;
 use super::ws::{self, HandshakeError, WsTarget};
 use super::ws_frame::WsCodec;
-use crate::host_port::HostPort;
+use timecho_shared::host_port::HostPort;
 
 pub enum Endpoint {
     Tcp {

@@ -12,7 +12,7 @@ use tungstenite::handshake::machine::TryParse;
 use tungstenite::http::header::COOKIE;
 use tungstenite::http::{HeaderValue, StatusCode};
 
-use crate::host_port::{AddrError, HostPort};
+use timecho_shared::host_port::{AddrError, HostPort};
 
 /// Largest handshake response accepted.
 const MAX_RESPONSE: usize = 16 * 1024;

@@ -16,7 +16,7 @@ use super::fleet::{self, Opener};
 use super::pacer::Pacer;
 use super::procfs;
 use super::report::{self, LoadReport, Progress};
-use super::session::Schedule;
+use super::schedule::Schedule;
 use super::stats::{Latency, Recorder};
 
 pub async fn run(opener: Arc<Opener>, args: &LoadArgs) -> anyhow::Result<LoadReport> {

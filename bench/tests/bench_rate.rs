@@ -1,4 +1,4 @@
-//! `timecho bench --rate` as its own process against a real `timecho serve`:
+//! `timecho-bench --rate` as its own process against a real `timecho serve`:
 //! the open loop offers the rate it was given, over TCP and WebSocket, every
 //! reply verified. The figures are printed, not judged; only the count is,
 //! which the schedule fixes whatever the machine's speed.
@@ -7,25 +7,17 @@ mod support;
 
 use std::time::Duration;
 
-use support::{run_to_exit, timecho, Server};
+use support::{run_to_exit, timecho_bench, Server};
 
 /// Well under what a slow shared machine serves, so that every request is answered.
 const RATE: f64 = 2_000.0;
 const LIMIT: Duration = Duration::from_secs(60);
 
 fn open_loop(mode: &str, target: &str, pacing: &[&str]) -> serde_json::Value {
-    let mut cmd = timecho();
-    cmd.args([
-        "bench",
-        mode,
-        target,
-        "-c",
-        "20",
-        "--rate",
-        &RATE.to_string(),
-    ])
-    .args(["--warmup", "500ms", "--duration", "2s", "--json", "-q"])
-    .args(pacing);
+    let mut cmd = timecho_bench();
+    cmd.args([mode, target, "-c", "20", "--rate", &RATE.to_string()])
+        .args(["--warmup", "500ms", "--duration", "2s", "--json", "-q"])
+        .args(pacing);
     let out = run_to_exit(cmd, b"", LIMIT);
     println!("{mode} {pacing:?}: {}", out.stdout);
     assert!(out.status.success(), "{mode} {pacing:?}: {out:?}");

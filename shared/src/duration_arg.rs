@@ -1,6 +1,6 @@
 //! Durations on the command line, as people write them: `100ms`, `30s`, `5m`.
-//! One parser for `serve`, `client` and `bench`, so a flag takes the same
-//! spellings everywhere.
+//! One parser for `timecho serve`, `timecho client` and `timecho-bench`, so a
+//! flag takes the same spellings everywhere.
 
 use std::time::Duration;
 
@@ -58,5 +58,16 @@ mod tests {
             assert!(err.contains("more than 0"), "{zero}: {err}");
         }
         assert!(parse_positive_duration("soon").is_err());
+    }
+
+    #[test]
+    fn whole_seconds_start_at_one_second() {
+        assert_eq!(parse_whole_seconds("1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_whole_seconds("10m"), Ok(Duration::from_secs(600)));
+        for short in ["0", "999ms"] {
+            let err = parse_whole_seconds(short).unwrap_err();
+            assert!(err.contains("at least 1s"), "{short}: {err}");
+        }
+        assert!(parse_whole_seconds("soon").is_err());
     }
 }

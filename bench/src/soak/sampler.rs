@@ -12,8 +12,8 @@ use tokio::time::{interval, Instant, MissedTickBehavior};
 
 use super::http;
 use super::Ctx;
-use crate::bench::procfs;
-use crate::bench::report::Progress;
+use crate::procfs;
+use crate::report::Progress;
 
 const TASKS_METRIC: &str = "timecho_tasks_alive";
 /// A scrape slower than this is a failure of the server, not of the sampler.

@@ -1,22 +1,29 @@
-//! The `timecho bench` command line: every flag, its default and its help text.
+//! The `timecho-bench` command line: every flag, its default and its help text.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
-use crate::duration_arg::parse_duration;
+use timecho_shared::duration_arg::parse_duration;
 
-#[derive(Debug, Args)]
-#[command(after_help = "\
+#[derive(Debug, Parser)]
+#[command(
+    name = "timecho-bench",
+    version,
+    about = "Load-test a timestamp server over TCP or WebSocket and report throughput and latency.",
+    long_about = None,
+    after_help = "\
 Examples:
-  timecho bench tcp 127.0.0.1:8899 -c 50 -p 32 -d 10s
-  timecho bench ws ws://127.0.0.1:8080/ws -c 1000 -s 1024 --json
-  timecho bench ws ws://127.0.0.1:8080/ws -c 1000 --rate 30000   # open loop
-  timecho bench ws ws://127.0.0.1:6080/ --ws-binary          # websockify
-  timecho bench tcp -c 10000 --idle --fresh-server   # memory per idle connection
+  timecho-bench tcp 127.0.0.1:8899 -c 50 -p 32 -d 10s
+  timecho-bench ws ws://127.0.0.1:8080/ws -c 1000 -s 1024 --json
+  timecho-bench ws ws://127.0.0.1:8080/ws -c 1000 --rate 30000   # open loop
+  timecho-bench ws ws://127.0.0.1:6080/ --ws-binary          # websockify
+  timecho-bench tcp -c 10000 --idle --fresh-server   # memory per idle connection
 
 Every reply must be `[<stamp>] <payload>` for the payload of the request it answers, in
-order; anything else counts as an error, and the exit status is 1 when there was any.")]
+order; anything else counts as an error, and the exit status is 1 when there was any."
+)]
 pub struct BenchArgs {
     #[command(subcommand)]
     pub target: Target,
@@ -29,7 +36,7 @@ pub enum Target {
     /// A WebSocket gateway: each message is one frame, each reply line comes back as a frame.
     Ws(WsArgs),
     /// A long mixed run against one `timecho serve` that fails if its memory, open files or
-    /// tasks keep growing (see `bench/soak.rs` for the rule).
+    /// tasks keep growing (see `bench/src/soak.rs` for the rule).
     Soak(super::soak::SoakArgs),
 }
 
@@ -114,11 +121,18 @@ pub struct LoadArgs {
     #[arg(long)]
     pub idle: bool,
 
-    /// With --idle: start a `timecho serve` of this program on port 0 for the run and
-    /// measure it (ADDR or URL is not used). A server that has served before reuses the
-    /// memory it freed, and so shows less per connection than a new one holds.
+    /// With --idle: start a `timecho serve` on port 0 for the run and measure it (ADDR or
+    /// URL is not used). A server that has served before reuses the memory it freed, and
+    /// so shows less per connection than a new one holds.
     #[arg(long, requires = "idle", conflicts_with = "server_pid")]
     pub fresh_server: bool,
+
+    /// With --fresh-server: the `timecho` program to start. Default: the `timecho` in the
+    /// same directory as this program (as cargo builds them, target/release/).
+    // Not `requires = "fresh_server"`: clap counts a value from the environment as
+    // given, so a TIMECHO_BIN exported for the scripts would refuse every other run.
+    #[arg(long, value_name = "PATH", env = "TIMECHO_BIN")]
+    pub server_bin: Option<PathBuf>,
 
     /// With --idle: exchange one message on each TCP connection too before idling.
     #[arg(long, requires = "idle")]
@@ -179,16 +193,9 @@ impl LoadArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(Debug, Parser)]
-    struct Cli {
-        #[command(flatten)]
-        bench: BenchArgs,
-    }
 
     fn parse(args: &[&str]) -> Result<BenchArgs, clap::Error> {
-        Cli::try_parse_from(std::iter::once("bench").chain(args.iter().copied())).map(|c| c.bench)
+        BenchArgs::try_parse_from(std::iter::once("timecho-bench").chain(args.iter().copied()))
     }
 
     #[test]

@@ -68,7 +68,7 @@ impl HostPort {
         })
     }
 
-    /// A timestamp server as clients name it (`timecho client`, `timecho bench
+    /// A timestamp server as clients name it (`timecho client`, `timecho-bench
     /// tcp`): `HOST:PORT`, or `HOST` alone for [`DEFAULT_PORT`].
     pub fn parse_or_default_port(text: &str) -> Result<HostPort, AddrError> {
         HostPort::parse_or_port(text, DEFAULT_PORT)
@@ -368,5 +368,17 @@ mod tests {
             HostPort::parse_listen("localhost").is_err(),
             "a name still needs its port"
         );
+        // A port is digits only, though Rust's integer parser takes a sign.
+        for signed in ["+8899", ":+8899"] {
+            assert!(HostPort::parse_listen(signed).is_err(), "{signed}");
+        }
+    }
+
+    #[test]
+    fn a_name_is_anything_but_an_address_literal() {
+        assert!(hp("localhost", 1).is_name());
+        assert!(hp("time-server.example.org", 1).is_name());
+        assert!(!hp("127.0.0.1", 1).is_name());
+        assert!(!hp("::1", 1).is_name());
     }
 }
