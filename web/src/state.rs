@@ -5,6 +5,7 @@ mod access;
 mod clock;
 mod close;
 mod entry;
+mod outbox;
 mod settings;
 
 use std::rc::Rc;
@@ -17,8 +18,6 @@ pub use clock::{measurable, sparkline_points, sparkline_scale, wall_clock_text, 
 pub use close::{describe_close, needs_sign_in, waits_for_use, ABNORMAL_CLOSURE};
 pub use entry::{ClockTime, Delivery, Entry, EntryKind, Outgoing};
 pub use settings::{Settings, StampSettings};
-
-use close::Blame;
 
 /// Oldest settled entries go first past this, so a long session stays light.
 pub const MAX_ENTRIES: usize = 500;
@@ -242,48 +241,6 @@ impl Chat {
         self.clock.next_probe_at(now)
     }
 
-    /// Messages waiting for the socket, oldest first.
-    pub fn outbox(&self) -> impl Iterator<Item = (u64, &str)> {
-        self.outgoing()
-            .filter(|(_, msg)| msg.delivery == Delivery::Queued)
-            .map(|(id, msg)| (id, msg.text.as_str()))
-    }
-
-    pub fn queued_count(&self) -> usize {
-        self.outbox().count()
-    }
-
-    fn outgoing(&self) -> impl Iterator<Item = (u64, &Outgoing)> {
-        self.entries.iter().filter_map(|e| match &e.kind {
-            EntryKind::Sent(msg) => Some((e.id, msg)),
-            _ => None,
-        })
-    }
-
-    fn submit(&mut self, text: String) {
-        if text.is_empty() {
-            return;
-        }
-        let bytes = text.len();
-        if bytes <= self.settings.max_message_bytes {
-            self.push(EntryKind::Sent(Outgoing::queued(text)));
-            return;
-        }
-        self.push(EntryKind::Sent(Outgoing {
-            delivery: Delivery::Undelivered,
-            ..Outgoing::queued(text)
-        }));
-        self.push(self.too_long(bytes));
-    }
-
-    fn too_long(&self, bytes: usize) -> EntryKind {
-        EntryKind::Error(format!(
-            "Not sent: the message is {bytes} bytes, and the server takes at most \
-             {} in one line.",
-            self.settings.max_message_bytes
-        ))
-    }
-
     /// Takes the server's settings. Messages queued under the default limit
     /// that the server's own is too small for are given up now, as if typed
     /// after it was known, rather than sent to end the session.
@@ -380,34 +337,6 @@ impl Chat {
         };
     }
 
-    /// Messages in flight when a session ended go back to the outbox, but for
-    /// one the close blames: the largest, once it has struck out.
-    fn settle_in_flight(&mut self, blame: Blame) {
-        let strike = u8::from(blame == Blame::Suspects);
-        let struck_out = |msg: &Outgoing| match blame {
-            Blame::Nobody => false,
-            Blame::Largest => true,
-            Blame::Suspects => msg.strikes.saturating_add(strike) >= MAX_STRIKES,
-        };
-        let given_up = self
-            .outgoing()
-            .filter(|(_, msg)| msg.delivery == Delivery::InFlight && struck_out(msg))
-            .max_by_key(|(id, msg)| (msg.text.len(), std::cmp::Reverse(*id)))
-            .map(|(id, _)| id);
-        self.update_outgoing(|id, msg| {
-            (msg.delivery == Delivery::InFlight).then(|| Outgoing {
-                delivery: if Some(id) == given_up {
-                    Delivery::Undelivered
-                } else {
-                    Delivery::Queued
-                },
-                strikes: msg.strikes.saturating_add(strike),
-                text: msg.text.clone(),
-                sent_at: None,
-            })
-        });
-    }
-
     fn push(&mut self, kind: EntryKind) {
         self.entries.push(Rc::new(Entry {
             id: self.next_id,
@@ -415,21 +344,6 @@ impl Chat {
         }));
         self.next_id += 1;
         self.trim();
-    }
-
-    /// Replaces each sent message for which `change` returns a new state,
-    /// oldest first.
-    fn update_outgoing(&mut self, mut change: impl FnMut(u64, &Outgoing) -> Option<Outgoing>) {
-        for entry in &mut self.entries {
-            if let EntryKind::Sent(msg) = &entry.kind {
-                if let Some(next) = change(entry.id, msg) {
-                    *entry = Rc::new(Entry {
-                        id: entry.id,
-                        kind: EntryKind::Sent(next),
-                    });
-                }
-            }
-        }
     }
 
     /// Drops the oldest entries past `MAX_ENTRIES`, but never a message still
