@@ -9,8 +9,8 @@ use crate::api;
 use crate::components::{
     Account, ClockPanel, Composer, Credentials, SignIn, StatusBar, Transcript,
 };
+use crate::hooks::use_relay;
 use crate::state::{self, Access, Action, Chat, Connection};
-use crate::ws::use_relay;
 
 #[component]
 pub fn App() -> Html {

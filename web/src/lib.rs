@@ -6,8 +6,8 @@
 mod api;
 mod app;
 mod components;
+mod hooks;
 pub mod state;
-mod ws;
 
 use wasm_bindgen::prelude::*;
 

@@ -5,6 +5,8 @@
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
+use crate::hooks::{focus, use_focus};
+
 #[derive(Properties, PartialEq)]
 pub struct ComposerProps {
     pub on_send: Callback<String>,
@@ -26,12 +28,8 @@ fn refusal(text: &str, max_bytes: usize) -> Option<String> {
 
 #[component]
 pub fn Composer(props: &ComposerProps) -> Html {
-    let input = use_node_ref();
+    let input = use_focus();
     let refused = use_state(|| None::<String>);
-    {
-        let input = input.clone();
-        use_effect_with((), move |_| focus(&input));
-    }
 
     let onsubmit = {
         let input = input.clone();
@@ -80,12 +78,6 @@ pub fn Composer(props: &ComposerProps) -> Html {
             <p id="composer-hint" class={classes!("hint", invalid.then_some("invalid"))}
                 aria-live="polite">{ hint }</p>
         </form>
-    }
-}
-
-fn focus(input: &NodeRef) {
-    if let Some(el) = input.cast::<HtmlInputElement>() {
-        let _ = el.focus();
     }
 }
 

@@ -4,6 +4,8 @@
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
+use crate::hooks::{focus, use_focus};
+
 /// What was typed into the form.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credentials {
@@ -24,12 +26,8 @@ pub struct SignInProps {
 
 #[component]
 pub fn SignIn(props: &SignInProps) -> Html {
-    let user = use_node_ref();
+    let user = use_focus();
     let password = use_node_ref();
-    {
-        let user = user.clone();
-        use_effect_with((), move |_| focus(&user));
-    }
     {
         // After a refusal the password goes, and typing starts there again;
         // the user name stays, it was most likely right.
@@ -94,11 +92,5 @@ pub fn SignIn(props: &SignInProps) -> Html {
                 </button>
             </form>
         </main>
-    }
-}
-
-fn focus(input: &NodeRef) {
-    if let Some(el) = input.cast::<HtmlInputElement>() {
-        let _ = el.focus();
     }
 }

@@ -1,11 +1,6 @@
-//! The socket to the gateway's `/ws` relay, as a hook: it connects, reconnects
-//! with backoff, turns socket events into `Action`s, delivers the outbox, and
-//! sends the clock probes when the panel's model says one is due (and the page
-//! is visible). After an idle close it waits for a reason to connect: a
-//! message to send, or the page being looked at again.
-//!
-//! Yew may render (and run effects) inside a `dispatch`, so no `RefCell` borrow
-//! is ever held across one.
+//! The connection's life across sessions: at most one socket at a time, the
+//! retry timer while there is none, the outbox's delivery and the clock
+//! probes' timers, and the lines read handed to the page in order.
 
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
@@ -13,117 +8,20 @@ use std::rc::{Rc, Weak};
 use gloo_timers::callback::Timeout;
 use timecho_shared::reconnect::{restart_delay_ms, restart_window_ms, was_healthy, Backoff};
 use timecho_shared::relay::close_code;
-use wasm_bindgen::prelude::*;
-use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
+use web_sys::{MessageEvent, WebSocket};
 use yew::prelude::*;
 
+use super::page_visible;
+use super::session::Session;
+use crate::now_nanos;
 use crate::state::{needs_sign_in, waits_for_use, Action, Chat, ABNORMAL_CLOSURE};
-use crate::{js_reason, now_nanos};
-
-/// The relay's address for a page loaded with this protocol from this host:
-/// same host, `wss` when the page itself is https.
-pub fn relay_url_for(protocol: &str, host: &str) -> String {
-    let scheme = if protocol == "https:" { "wss" } else { "ws" };
-    format!("{scheme}://{host}/ws")
-}
-
-fn page_relay_url() -> Result<String, String> {
-    let location = web_sys::window()
-        .ok_or("this page has no window")?
-        .location();
-    let protocol = location.protocol().map_err(js_reason)?;
-    let host = location.host().map_err(js_reason)?;
-    Ok(relay_url_for(&protocol, &host))
-}
-
-/// Connects while the page may (see `Access::may_connect`), reconnects until
-/// it may not or is unmounted, and sends whatever the outbox holds while
-/// connected. Returns a callback that retries at once.
-#[hook]
-pub fn use_relay(chat: &UseReducerHandle<Chat>) -> Callback<()> {
-    let relay = {
-        let dispatch = chat.dispatcher();
-        use_memo((), move |_| Relay::new(page_relay_url(), dispatch))
-    };
-    {
-        // The clock probes need the socket: a page looked at again after an
-        // idle close connects.
-        let relay = relay.clone();
-        use_effect_with((), move |_| {
-            let listener = Closure::<dyn FnMut()>::new(move || {
-                if page_visible() {
-                    relay.wake();
-                }
-            });
-            let document = web_sys::window().and_then(|w| w.document());
-            if let Some(d) = &document {
-                let _ = d.add_event_listener_with_callback(
-                    "visibilitychange",
-                    listener.as_ref().unchecked_ref(),
-                );
-            }
-            move || {
-                if let Some(d) = &document {
-                    let _ = d.remove_event_listener_with_callback(
-                        "visibilitychange",
-                        listener.as_ref().unchecked_ref(),
-                    );
-                }
-            }
-        });
-    }
-    {
-        let relay = relay.clone();
-        use_effect_with(chat.access.may_connect(), move |may_connect| {
-            if *may_connect {
-                relay.start();
-            }
-            move || relay.stop()
-        });
-    }
-    // The outbox itself is the dependency: the effect runs again whenever a
-    // message is queued or the socket comes up.
-    let outbox: Vec<(u64, String)> = chat
-        .outbox()
-        .map(|(id, text)| (id, text.to_owned()))
-        .collect();
-    {
-        let relay = relay.clone();
-        let connected = chat.connection.is_connected();
-        use_effect_with((connected, outbox), move |(connected, outbox)| {
-            if *connected {
-                relay.deliver(outbox);
-            } else if !outbox.is_empty() {
-                relay.wake();
-            }
-        });
-    }
-    {
-        // The due time is the dependency: the effect runs again after each
-        // probe, echo and reconnection.
-        let relay = relay.clone();
-        let due = chat.probe_due(now_nanos());
-        let line = chat.clock.next_probe_line();
-        use_effect_with((due, line), move |(due, line)| {
-            relay.schedule_probe(*due, line.clone());
-            move || relay.cancel_probe()
-        });
-    }
-    Callback::from(move |()| relay.retry_now())
-}
 
 /// A hidden page sends no probes; it looks again this much later (ms).
 const HIDDEN_RECHECK_MS: i64 = 5_000;
 
-fn page_visible() -> bool {
-    web_sys::window()
-        .and_then(|w| w.document())
-        .is_none_or(|d| d.visibility_state() == web_sys::VisibilityState::Visible)
-}
-
 /// The connection's life across sessions: at most one socket at a time, and a
 /// retry timer while there is none.
-struct Relay {
+pub(super) struct Relay {
     url: Result<String, String>,
     dispatch: UseReducerDispatcher<Chat>,
     inner: RefCell<Inner>,
@@ -150,19 +48,8 @@ struct Inner {
     flush: Option<Timeout>,
 }
 
-/// One socket, and the handlers that must live exactly as long as it does.
-struct Session {
-    id: u64,
-    socket: WebSocket,
-    opened_at: Option<f64>,
-    heard_anything: bool,
-    _on_open: Closure<dyn FnMut()>,
-    _on_message: Closure<dyn FnMut(MessageEvent)>,
-    _on_close: Closure<dyn FnMut(CloseEvent)>,
-}
-
 impl Relay {
-    fn new(url: Result<String, String>, dispatch: UseReducerDispatcher<Chat>) -> Self {
+    pub(super) fn new(url: Result<String, String>, dispatch: UseReducerDispatcher<Chat>) -> Self {
         Self {
             url,
             dispatch,
@@ -171,7 +58,7 @@ impl Relay {
     }
 
     /// Begins (again) with a fresh backoff: after a sign-in, say.
-    fn start(self: &Rc<Self>) {
+    pub(super) fn start(self: &Rc<Self>) {
         {
             let mut inner = self.inner.borrow_mut();
             inner.stopped = false;
@@ -211,7 +98,7 @@ impl Relay {
 
     /// Sends queued messages in order while the socket is open, then reports how
     /// far it got; anything left waits for the next connection.
-    fn deliver(&self, outbox: &[(u64, String)]) {
+    pub(super) fn deliver(&self, outbox: &[(u64, String)]) {
         let through = {
             let inner = self.inner.borrow();
             let Some(session) = inner.session.as_ref() else {
@@ -237,7 +124,7 @@ impl Relay {
     }
 
     /// Sends `line`, a clock probe, at `due` (ns since the epoch), or none.
-    fn schedule_probe(self: &Rc<Self>, due: Option<i64>, line: String) {
+    pub(super) fn schedule_probe(self: &Rc<Self>, due: Option<i64>, line: String) {
         let timer = due.map(|due| {
             let delay = ((due - now_nanos()) / 1_000_000).clamp(0, i64::from(u32::MAX)) as u32;
             let relay = Rc::downgrade(self);
@@ -246,7 +133,7 @@ impl Relay {
         self.inner.borrow_mut().probe = timer;
     }
 
-    fn cancel_probe(&self) {
+    pub(super) fn cancel_probe(&self) {
         self.inner.borrow_mut().probe = None;
     }
 
@@ -272,21 +159,21 @@ impl Relay {
 
     /// Connects if the last session ended idle: there is something to send,
     /// or someone to show the clock to.
-    fn wake(self: &Rc<Self>) {
+    pub(super) fn wake(self: &Rc<Self>) {
         let idle = self.inner.borrow().idle;
         if idle {
             self.connect();
         }
     }
 
-    fn retry_now(self: &Rc<Self>) {
+    pub(super) fn retry_now(self: &Rc<Self>) {
         let waiting = self.inner.borrow().retry.is_some();
         if waiting {
             self.connect();
         }
     }
 
-    fn stop(&self) {
+    pub(super) fn stop(&self) {
         let mut inner = self.inner.borrow_mut();
         inner.stopped = true;
         inner.retry = None;
@@ -300,7 +187,7 @@ impl Relay {
         }
     }
 
-    fn opened(&self, id: u64) {
+    pub(super) fn opened(&self, id: u64) {
         {
             let mut inner = self.inner.borrow_mut();
             match inner.session.as_mut() {
@@ -316,7 +203,7 @@ impl Relay {
     /// burst's later frames would otherwise be timed after the rendering of
     /// the earlier ones (up to 50 ms for the 25th on loopback) instead of
     /// when they came. A time too late only widens the clock's bound.
-    fn received(self: &Rc<Self>, id: u64, event: MessageEvent) {
+    pub(super) fn received(self: &Rc<Self>, id: u64, event: MessageEvent) {
         let at = arrival_nanos(&event);
         let mut inner = self.inner.borrow_mut();
         match inner.session.as_mut() {
@@ -349,7 +236,7 @@ impl Relay {
     /// The session `id` closed (or, for `None`, could not even be opened):
     /// schedule the next attempt, unless only a sign-in can help, and tell the
     /// page why.
-    fn closed(self: &Rc<Self>, id: Option<u64>, code: u16, reason: String) {
+    pub(super) fn closed(self: &Rc<Self>, id: Option<u64>, code: u16, reason: String) {
         // Every reply that came before the close is the page's before the close.
         self.flush_arrived();
         let retry_in_ms = {
@@ -462,71 +349,5 @@ fn probe_fired(relay: &Weak<Relay>, line: String) {
         relay.send_probe(&line);
     } else {
         relay.schedule_probe(Some(now_nanos() + HIDDEN_RECHECK_MS * 1_000_000), line);
-    }
-}
-
-impl Session {
-    fn open(url: &str, id: u64, relay: Weak<Relay>) -> Result<Session, String> {
-        let socket = WebSocket::new(url).map_err(js_reason)?;
-        socket.set_binary_type(BinaryType::Arraybuffer);
-
-        let on_open = {
-            let relay = relay.clone();
-            Closure::<dyn FnMut()>::new(move || {
-                if let Some(relay) = relay.upgrade() {
-                    relay.opened(id);
-                }
-            })
-        };
-        let on_message = {
-            let relay = relay.clone();
-            Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-                if let Some(relay) = relay.upgrade() {
-                    relay.received(id, event);
-                }
-            })
-        };
-        let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |event: CloseEvent| {
-            if let Some(relay) = relay.upgrade() {
-                relay.closed(Some(id), event.code(), event.reason());
-            }
-        });
-        socket.set_onopen(Some(on_open.as_ref().unchecked_ref()));
-        socket.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-        socket.set_onclose(Some(on_close.as_ref().unchecked_ref()));
-
-        Ok(Session {
-            id,
-            socket,
-            opened_at: None,
-            heard_anything: false,
-            _on_open: on_open,
-            _on_message: on_message,
-            _on_close: on_close,
-        })
-    }
-
-    /// Unhooks the handlers, so nothing calls into closures about to be dropped.
-    fn detach(&self) {
-        self.socket.set_onopen(None);
-        self.socket.set_onmessage(None);
-        self.socket.set_onclose(None);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn relay_is_on_the_pages_host_and_secure_when_the_page_is() {
-        assert_eq!(
-            relay_url_for("http:", "127.0.0.1:8080"),
-            "ws://127.0.0.1:8080/ws"
-        );
-        assert_eq!(
-            relay_url_for("https:", "echo.example"),
-            "wss://echo.example/ws"
-        );
     }
 }
