@@ -42,7 +42,7 @@ pub enum OpenError {
 }
 
 /// One open connection, ready for load.
-pub enum Conn {
+pub enum Connected {
     Tcp(Session<LineCodec>),
     Ws(Session<WsCodec>),
 }
@@ -110,7 +110,7 @@ impl Endpoint {
         size: usize,
         pipeline: usize,
         limit: Duration,
-    ) -> Result<Conn, OpenError> {
+    ) -> Result<Connected, OpenError> {
         let opening = async {
             let mut stream = net::connect(self.addr(), source)
                 .await
@@ -118,12 +118,12 @@ impl Endpoint {
             Ok(match self {
                 Endpoint::Tcp { .. } => {
                     let codec = LineCodec::new(size);
-                    Conn::Tcp(Session::new(stream, codec, index, size, pipeline, &[]))
+                    Connected::Tcp(Session::new(stream, codec, index, size, pipeline, &[]))
                 }
                 Endpoint::Ws { target, binary, .. } => {
                     let leftover = ws::handshake(&mut stream, target).await?;
                     let codec = WsCodec::new(*binary, size);
-                    Conn::Ws(Session::new(
+                    Connected::Ws(Session::new(
                         stream, codec, index, size, pipeline, &leftover,
                     ))
                 }
@@ -135,7 +135,7 @@ impl Endpoint {
     }
 }
 
-impl Conn {
+impl Connected {
     pub async fn run_load(
         &mut self,
         pipeline: usize,
@@ -144,11 +144,11 @@ impl Conn {
         recorder: &Recorder,
     ) {
         match self {
-            Conn::Tcp(s) => {
+            Connected::Tcp(s) => {
                 s.run_load(pipeline, reply_timeout, schedule, recorder)
                     .await
             }
-            Conn::Ws(s) => {
+            Connected::Ws(s) => {
                 s.run_load(pipeline, reply_timeout, schedule, recorder)
                     .await
             }
@@ -163,33 +163,33 @@ impl Conn {
         recorder: &Recorder,
     ) {
         match self {
-            Conn::Tcp(s) => s.run_paced(pacer, reply_timeout, schedule, recorder).await,
-            Conn::Ws(s) => s.run_paced(pacer, reply_timeout, schedule, recorder).await,
+            Connected::Tcp(s) => s.run_paced(pacer, reply_timeout, schedule, recorder).await,
+            Connected::Ws(s) => s.run_paced(pacer, reply_timeout, schedule, recorder).await,
         }
     }
 
     pub async fn close(&mut self) {
         match self {
-            Conn::Tcp(s) => s.close().await,
-            Conn::Ws(s) => s.close().await,
+            Connected::Tcp(s) => s.close().await,
+            Connected::Ws(s) => s.close().await,
         }
     }
 
     pub async fn echo_once(&mut self, reply_timeout: Duration, recorder: &Recorder) -> bool {
         match self {
-            Conn::Tcp(s) => s.echo_once(reply_timeout, recorder).await,
-            Conn::Ws(s) => s.echo_once(reply_timeout, recorder).await,
+            Connected::Tcp(s) => s.echo_once(reply_timeout, recorder).await,
+            Connected::Ws(s) => s.echo_once(reply_timeout, recorder).await,
         }
     }
 
     pub async fn idle_until(&mut self, stop: &CancellationToken, recorder: &Recorder) -> bool {
         match self {
-            Conn::Tcp(s) => s.idle_until(stop, recorder).await,
-            Conn::Ws(s) => s.idle_until(stop, recorder).await,
+            Connected::Tcp(s) => s.idle_until(stop, recorder).await,
+            Connected::Ws(s) => s.idle_until(stop, recorder).await,
         }
     }
 
     pub fn is_websocket(&self) -> bool {
-        matches!(self, Conn::Ws(_))
+        matches!(self, Connected::Ws(_))
     }
 }

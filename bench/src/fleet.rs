@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::time::{interval, MissedTickBehavior};
 
 use super::args::LoadArgs;
-use super::endpoint::{Conn, Endpoint};
+use super::endpoint::{Connected, Endpoint};
 use super::net;
 use super::report::Progress;
 use super::stats::{Errors, Recorder};
@@ -43,7 +43,7 @@ impl Opener {
     }
 
     /// Opens connection `index`; a failure is counted in `recorder`.
-    pub async fn open(&self, index: usize, recorder: &Recorder) -> Option<Conn> {
+    pub async fn open(&self, index: usize, recorder: &Recorder) -> Option<Connected> {
         let source = match self.sources.len() {
             0 => None,
             n => Some(self.sources[index % n]),

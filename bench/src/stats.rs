@@ -56,12 +56,12 @@ impl Errors {
 
 /// What every connection reports into.
 pub struct Recorder {
-    shared: Mutex<Shared>,
+    shared: Mutex<Recorded>,
     /// Connections currently exchanging messages.
     pub live: AtomicUsize,
 }
 
-struct Shared {
+struct Recorded {
     measured: Histogram<u64>,
     /// Replies since the progress line last looked, warm-up included.
     second: Histogram<u64>,
@@ -72,7 +72,7 @@ struct Shared {
 impl Recorder {
     pub fn new() -> Recorder {
         Recorder {
-            shared: Mutex::new(Shared {
+            shared: Mutex::new(Recorded {
                 measured: histogram(),
                 second: histogram(),
                 errors: Errors::default(),
@@ -82,7 +82,7 @@ impl Recorder {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Shared> {
+    fn lock(&self) -> MutexGuard<'_, Recorded> {
         // A panicking connection task leaves counts that are still worth reporting.
         self.shared.lock().unwrap_or_else(PoisonError::into_inner)
     }

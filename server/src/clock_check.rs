@@ -21,7 +21,7 @@ use tokio::net::UdpSocket;
 
 use crate::cli::ClockArgs;
 use crate::client;
-use crate::client::conn::Conn;
+use crate::client::conn::LineStream;
 use crate::client::replies::Replies;
 use crate::client::udp;
 
@@ -206,8 +206,8 @@ impl ClientClock {
 /// One way of sending a probe and reading its echo.
 enum Probes {
     Stream {
-        replies: Replies<ReadHalf<Conn>>,
-        write: WriteHalf<Conn>,
+        replies: Replies<ReadHalf<LineStream>>,
+        write: WriteHalf<LineStream>,
     },
     Datagram {
         socket: UdpSocket,

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::admission::{self, Door, PerClient, Shared};
+use crate::admission::{self, AcceptContext, ListenerAdmission, PerClient};
 use crate::bind::{BindError, Bound};
 use crate::config::{ConfigError, ServeConfig, PROBE_SLOTS, SMALL_LISTENER_CONNECTIONS};
 use crate::forwarded::ForwardedPolicy;
@@ -145,7 +145,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         metrics: metrics.clone(),
         draining: CancellationToken::new(),
     });
-    let shared = Shared {
+    let shared = AcceptContext {
         access: access.clone(),
         metrics: metrics.clone(),
         limits: shared_limits.clone(),
@@ -168,7 +168,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
                      tls: Option<TlsAcceptor>,
                      proxy: Option<Arc<ProxyPolicy>>,
                      uncapped: Option<std::net::IpAddr>| {
-        let door = Door {
+        let door = ListenerAdmission {
             name: name.to_owned(),
             max_connections: limits.max_connections,
             shares: PerClient::new(limits.per_client(limits.max_connections)),
@@ -204,7 +204,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
             access: access.clone(),
             shares: shares.clone(),
         });
-        let door = Door {
+        let door = ListenerAdmission {
             name: name.to_owned(),
             max_connections,
             probe_slots: if probes.is_some() { PROBE_SLOTS } else { 0 },

@@ -123,7 +123,7 @@ impl Listen for UnixListener {
 }
 
 /// How one listener admits its clients.
-pub struct Door {
+pub struct ListenerAdmission {
     /// Labels logs and metrics, e.g. `tcp 127.0.0.1:8899`.
     pub name: String,
     pub max_connections: usize,
@@ -154,7 +154,7 @@ pub struct Door {
 
 /// What every listener shares.
 #[derive(Clone)]
-pub struct Shared {
+pub struct AcceptContext {
     pub access: Arc<AccessList>,
     pub metrics: Arc<Metrics>,
     /// The deadlines: stall (every write), TLS handshake, PROXY header, linger.
@@ -172,8 +172,13 @@ pub struct Shared {
 /// tracked task. `keep` lives as long as the listener (a unix socket file's
 /// remover); the listening socket closes as soon as the loop ends, while
 /// connections drain.
-pub async fn run<L, H, K>(listener: L, door: Door, shared: Shared, handler: Arc<H>, keep: K)
-where
+pub async fn run<L, H, K>(
+    listener: L,
+    door: ListenerAdmission,
+    shared: AcceptContext,
+    handler: Arc<H>,
+    keep: K,
+) where
     L: Listen,
     H: Handler,
     K: Send + 'static,
@@ -272,7 +277,7 @@ where
 
 /// Tells a client that holds its share why it is refused, and counts it.
 fn refuse_crowded<L: Listen>(
-    door: &Door,
+    door: &ListenerAdmission,
     metrics: &ListenerMetrics,
     peer: Peer,
     socket: &L::Socket,
@@ -304,8 +309,8 @@ fn admit<L, H>(
     mut socket: Guarded<L::Socket>,
     peer: Peer,
     mut share: Share,
-    door: Arc<Door>,
-    shared: Shared,
+    door: Arc<ListenerAdmission>,
+    shared: AcceptContext,
     metrics: Arc<ListenerMetrics>,
     handler: Arc<H>,
 ) -> impl Future<Output = ()> + Send
@@ -376,8 +381,8 @@ async fn serve_tls<S, H>(
     acceptor: &TlsAcceptor,
     socket: S,
     peer: Peer,
-    door: &Door,
-    shared: &Shared,
+    door: &ListenerAdmission,
+    shared: &AcceptContext,
     metrics: &ListenerMetrics,
     handler: &H,
     probe_only: bool,

@@ -25,11 +25,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub trait Duplex: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Duplex for T {}
 
-pub type Conn = Box<dyn Duplex>;
+pub type LineStream = Box<dyn Duplex>;
 
 /// A connection and what it reached, as the user is told ("connected to ...").
 pub struct Link {
-    pub conn: Conn,
+    pub conn: LineStream,
     /// The address that answered (one of a name's), or the socket's path.
     pub peer: String,
 }

@@ -30,7 +30,7 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
 use crate::cli::{ClientArgs, ServerTarget};
-use conn::{Conn, Link};
+use conn::{LineStream, Link};
 use replies::{Replies, QUIET};
 use timecho_shared::host_port::HostPort;
 
@@ -110,7 +110,7 @@ async fn prompted(args: &ClientArgs) -> anyhow::Result<ExitCode> {
 /// fails when the server closes or the connection is lost (saying how many
 /// lines went unanswered), or a line waits `timeout` for its reply.
 async fn converse(
-    conn: Conn,
+    conn: LineStream,
     typed: &mut mpsc::UnboundedReceiver<input::Typed>,
     screen: &mut input::Screen,
     timeout: Duration,
@@ -215,7 +215,7 @@ async fn piped(args: &ClientArgs) -> anyhow::Result<ExitCode> {
 /// Sends all of stdin while printing replies as they come; returns once the
 /// server has closed after answering, or has said nothing for `timeout` after
 /// the last line was sent. Fails if a line got no reply.
-async fn stream(conn: Conn, timeout: Duration) -> anyhow::Result<()> {
+async fn stream(conn: LineStream, timeout: Duration) -> anyhow::Result<()> {
     let (read, write) = tokio::io::split(conn);
     let mut sender = tokio::spawn(send_all(input::stdin_chunks(), write));
     let mut replies = Replies::new(read);
@@ -274,7 +274,7 @@ async fn stream(conn: Conn, timeout: Duration) -> anyhow::Result<()> {
 /// and half-closes; returns how many lines were sent.
 async fn send_all(
     mut chunks: mpsc::Receiver<io::Result<Vec<u8>>>,
-    mut write: tokio::io::WriteHalf<Conn>,
+    mut write: tokio::io::WriteHalf<LineStream>,
 ) -> anyhow::Result<usize> {
     let mut lines = 0;
     let mut last = b'\n';
@@ -302,7 +302,7 @@ struct Received {
 }
 
 impl Received {
-    fn print_lines(&mut self, replies: &mut Replies<ReadHalf<Conn>>) -> anyhow::Result<()> {
+    fn print_lines(&mut self, replies: &mut Replies<ReadHalf<LineStream>>) -> anyhow::Result<()> {
         let lines = replies.print_lines(&mut io::stdout().lock())?;
         self.lines += lines;
         if lines > 0 {
@@ -314,7 +314,7 @@ impl Received {
         Ok(())
     }
 
-    fn print_partial(&mut self, replies: &mut Replies<ReadHalf<Conn>>) -> anyhow::Result<()> {
+    fn print_partial(&mut self, replies: &mut Replies<ReadHalf<LineStream>>) -> anyhow::Result<()> {
         if replies.has_partial() {
             replies.print_partial(&mut io::stdout().lock())?;
             self.unterminated = true;

@@ -1,5 +1,5 @@
 //! The gateway's `/ws` as a line stream, so that the client, `clock` and the
-//! sessions built on [`Conn`] talk to `ws://` and `wss://` URLs as they do to a
+//! sessions built on [`LineStream`] talk to `ws://` and `wss://` URLs as they do to a
 //! TCP port: for a user behind a proxy that passes only HTTP, and for a web
 //! developer trying the gateway from a terminal.
 //!
@@ -27,7 +27,7 @@ use tungstenite::http::header::{HeaderValue, SEC_WEBSOCKET_PROTOCOL};
 use tungstenite::protocol::CloseFrame;
 use tungstenite::{Error as WsError, Message};
 
-use super::conn::{self, Conn, Link};
+use super::conn::{self, LineStream, Link};
 use timecho_shared::host_port::HostPort;
 
 /// The longest line accepted from standard input before its newline: the
@@ -116,7 +116,7 @@ fn refused(url: &str, e: WsError) -> anyhow::Error {
 
 /// A WebSocket read and written as lines (the module says how).
 pub struct WsLines {
-    ws: WebSocketStream<Conn>,
+    ws: WebSocketStream<LineStream>,
     /// Received lines not yet read, each with its newline.
     incoming: Vec<u8>,
     read_at: usize,
@@ -130,7 +130,7 @@ pub struct WsLines {
 }
 
 impl WsLines {
-    fn new(ws: WebSocketStream<Conn>) -> WsLines {
+    fn new(ws: WebSocketStream<LineStream>) -> WsLines {
         WsLines {
             ws,
             incoming: Vec::new(),

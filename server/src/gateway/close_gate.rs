@@ -24,10 +24,10 @@ const OPCODE_CLOSE: u8 = 0x8;
 /// The relay's side of a gate: learns that the client is closing, and opens
 /// the gate once the owed replies and our Close are sent.
 #[derive(Clone, Default)]
-pub struct GateHandle(Arc<Shared>);
+pub struct GateHandle(Arc<GateState>);
 
 #[derive(Default)]
-struct Shared {
+struct GateState {
     closing: Notify,
     /// What the held Close deserves in answer when the client broke RFC
     /// 6455 in it (a code it may not send, a reason that is not UTF-8); 0: none.

@@ -15,7 +15,7 @@ use tracing::{debug, info_span, Instrument};
 use tungstenite::protocol::WebSocketConfig;
 
 use super::http_service::ForwardedShare;
-use super::relay::{self, close, Mode, Pair};
+use super::relay::{self, close, BrowserSide, Mode};
 use super::ws_handshake::WsRequest;
 use super::{api, origin, Gateway};
 use crate::log_text::untrusted;
@@ -129,7 +129,7 @@ pub async fn upgrade(
     let tracker = gateway.tracker.clone();
     ws.accept(&tracker, protocol, config, move |socket, gate| {
         let span = info_span!("ws", %browser);
-        let pair = Pair {
+        let pair = BrowserSide {
             browser,
             signed_in,
             mode,

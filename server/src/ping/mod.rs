@@ -24,7 +24,7 @@ use tokio::time::{sleep_until, Instant};
 
 use crate::cli::PingArgs;
 use crate::client;
-use crate::client::conn::Conn;
+use crate::client::conn::LineStream;
 use crate::client::replies::Replies;
 use crate::client::udp;
 use stats::Summary;
@@ -57,8 +57,8 @@ pub fn run(args: &PingArgs) -> ExitCode {
 /// How probes go out and replies come back.
 enum Link {
     Stream {
-        replies: Replies<ReadHalf<Conn>>,
-        write: WriteHalf<Conn>,
+        replies: Replies<ReadHalf<LineStream>>,
+        write: WriteHalf<LineStream>,
         lines: Vec<u8>,
     },
     Datagram {

@@ -44,7 +44,7 @@ const UNREACHABLE: &str = "the timestamp server is unreachable";
 const MAX_REASON: usize = 123;
 
 /// Who is on the browser side of a session.
-pub struct Pair {
+pub struct BrowserSide {
     pub browser: SocketAddr,
     /// The sign-in session, when the page connected with its cookie.
     pub signed_in: Option<SessionEnd>,
@@ -70,7 +70,7 @@ pub enum Mode {
 pub fn session(
     ws: Socket,
     gateway: Arc<Gateway>,
-    pair: Pair,
+    pair: BrowserSide,
     permit: OwnedSemaphorePermit,
     user_slot: Option<UserSlot>,
 ) -> impl std::future::Future<Output = ()> + Send {
@@ -87,7 +87,7 @@ pub fn session(
     }
 }
 
-async fn relay(ws: &SessionSocket, gateway: &Gateway, pair: Pair) {
+async fn relay(ws: &SessionSocket, gateway: &Gateway, pair: BrowserSide) {
     let browser = pair.browser;
     let upstream = &gateway.upstream;
     let introduce = upstream.proxy_header.then_some(browser);
