@@ -40,7 +40,7 @@ impl Reloadable {
                 Err(e) => failed.push(format!("TLS certificate kept: {e}")),
             }
         }
-        if let Some(auth) = self.gateway.as_ref().and_then(|g| g.auth.as_ref()) {
+        if let Some(auth) = self.gateway.as_ref().and_then(|g| g.access.auth.as_ref()) {
             match auth.reload() {
                 Ok(report) => done.push(format!("sign-in reloaded: {report}")),
                 Err(e) => failed.push(format!("sign-in kept what it had: {e}")),

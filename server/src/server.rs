@@ -299,21 +299,28 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         let stop = shutdown.clone();
         tracker.spawn(async move { flushing.flush_every_interval("sign-in refused", stop).await });
         let gateway = Arc::new(Gateway {
-            hosts: hosts.clone(),
-            secure: tls.is_some(),
-            config: gw.clone(),
-            upstream,
-            sessions: Arc::new(Semaphore::new(gw.max_sessions)),
-            per_user: PerUser::new(gw.max_sessions_per_user),
-            shutdown: shutdown.clone(),
-            tracker: tracker.clone(),
-            max_frame: gw.max_frame,
-            stamp: protocol.stamp.clone(),
-            limits: shared_limits.clone(),
-            metrics: metrics.clone(),
-            auth,
-            refusals: refusals.clone(),
-            instance: config.instance.clone(),
+            settings: gateway::Settings {
+                config: gw.clone(),
+                upstream,
+                stamp: protocol.stamp.clone(),
+                limits: shared_limits.clone(),
+                secure: tls.is_some(),
+                instance: config.instance.clone(),
+            },
+            capacity: gateway::Capacity {
+                sessions: Arc::new(Semaphore::new(gw.max_sessions)),
+                per_user: PerUser::new(gw.max_sessions_per_user),
+            },
+            runtime: gateway::Runtime {
+                shutdown: shutdown.clone(),
+                tracker: tracker.clone(),
+                metrics: metrics.clone(),
+            },
+            access: gateway::Access {
+                hosts: hosts.clone(),
+                auth,
+                refusals: refusals.clone(),
+            },
         });
         reloadable.gateway = Some(gateway.clone());
         let scheme = if tls.is_some() { "https" } else { "http" };

@@ -18,7 +18,8 @@ use timecho_shared::api::{path, status, LoginRequest, ServerConfig, SessionInfo,
 use tower_http::timeout::TimeoutError;
 use tracing::info;
 
-use super::{origin, Gateway};
+use super::origin;
+use super::state::Gateway;
 use crate::log_text::untrusted;
 use crate::signin::Denied;
 
@@ -37,13 +38,14 @@ async fn config(State(gateway): State<Arc<Gateway>>) -> Response {
     // Read per request: a local zone's offset changes with daylight saving time.
     let local_offset = chrono::Local::now().offset().local_minus_utc();
     let mut body = ServerConfig::new(
-        gateway.limits.max_line,
-        gateway.max_frame,
-        StampInfo::new(&gateway.stamp, local_offset),
-        gateway.auth.is_some(),
+        gateway.settings.limits.max_line,
+        gateway.settings.config.max_frame,
+        StampInfo::new(&gateway.settings.stamp, local_offset),
+        gateway.access.auth.is_some(),
     );
-    body.instance = Some(gateway.instance.clone());
+    body.instance = Some(gateway.settings.instance.clone());
     body.renew_every_seconds = gateway
+        .access
         .auth
         .as_ref()
         .map(|a| (a.token_lifetime().as_secs() / 3).max(1));
@@ -55,7 +57,7 @@ async fn session(
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(auth) = &gateway.auth else {
+    let Some(auth) = &gateway.access.auth else {
         let info = SessionInfo {
             auth: false,
             user: None,
@@ -93,10 +95,14 @@ async fn login(
         Err(rejection) => return body_refused(rejection),
     };
     // Only pages this gateway serves may sign people in (no login CSRF).
-    if let Err(reason) = origin::check(&headers, &gateway.config.allowed_origins, gateway.secure) {
+    if let Err(reason) = origin::check(
+        &headers,
+        &gateway.settings.config.allowed_origins,
+        gateway.settings.secure,
+    ) {
         return (StatusCode::FORBIDDEN, reason).into_response();
     }
-    let Some(auth) = &gateway.auth else {
+    let Some(auth) = &gateway.access.auth else {
         return (
             api_status(status::NOT_FOUND),
             "sign-in is not enabled on this server\n",
@@ -117,7 +123,7 @@ async fn login(
             ([(SET_COOKIE, cookie)], Json(body)).into_response()
         }
         Err(d) => {
-            if gateway.refusals.first_in_interval(client.ip()) {
+            if gateway.access.refusals.first_in_interval(client.ip()) {
                 info!(user = %untrusted(&credentials.user), %client, "sign-in refused: {}", d.reason());
             }
             denied(d)
@@ -126,7 +132,7 @@ async fn login(
 }
 
 async fn logout(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
-    let Some(auth) = &gateway.auth else {
+    let Some(auth) = &gateway.access.auth else {
         return StatusCode::NO_CONTENT.into_response();
     };
     match auth.logout(&headers).await {

@@ -15,8 +15,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::debug;
 
+use super::api;
 use super::hosts::HostHeader;
-use super::{api, Gateway};
+use super::state::Gateway;
 
 /// Exactly what the page needs: its own scripts and styles, wasm compilation,
 /// fetches and WebSockets to its own origin; no framing, no plugins.
@@ -56,7 +57,7 @@ pub async fn guard(
              (its operator can add it with --allow-host NAME)\n",
         )
             .into_response()
-    } else if let (true, Some(auth)) = (path == "/metrics", &gateway.auth) {
+    } else if let (true, Some(auth)) = (path == "/metrics", &gateway.access.auth) {
         match auth.authorize(request.headers(), client.ip()).await {
             Ok(_) => next.run(request).await,
             Err(denied) => api::denied_to_script(denied),
@@ -64,7 +65,7 @@ pub async fn guard(
     } else {
         next.run(request).await
     };
-    security_headers(response.headers_mut(), gateway.secure);
+    security_headers(response.headers_mut(), gateway.settings.secure);
     response
 }
 
@@ -99,7 +100,7 @@ fn host_allowed(gateway: &Gateway, headers: &HeaderMap) -> bool {
         .to_str()
         .ok()
         .and_then(HostHeader::parse)
-        .is_some_and(|host| gateway.hosts.permits(&host))
+        .is_some_and(|host| gateway.access.hosts.permits(&host))
 }
 
 fn security_headers(h: &mut HeaderMap, secure: bool) {

@@ -13,6 +13,7 @@ mod origin;
 pub mod per_user;
 mod relay;
 mod session_socket;
+mod state;
 mod upstream;
 mod ws_handshake;
 mod ws_upgrade;
@@ -27,50 +28,12 @@ use axum::middleware;
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::get;
 use axum::Router;
-use timecho_shared::StampFormat;
-use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tower_http::compression::CompressionLayer;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
-use crate::config::{GatewayConfig, Limits, Upstream};
-use crate::metrics::Metrics;
-use crate::refusal_log::RefusalLog;
-use crate::signin::Auth;
 use hosts::HostHeader;
 pub use ops::Ops;
-
-/// Everything a request handler needs, shared behind one `Arc`.
-pub struct Gateway {
-    pub config: GatewayConfig,
-    /// The timestamp server every session is relayed to, and whether it
-    /// expects a PROXY header naming the browser.
-    pub upstream: Upstream,
-    /// Largest text frame accepted; the same as the TCP line limit.
-    pub max_frame: usize,
-    /// How the timestamp server writes its stamps, for `/api/config`.
-    pub stamp: StampFormat,
-    pub sessions: Arc<Semaphore>,
-    /// Sessions open per sign-in (`--max-websockets-per-user`).
-    pub per_user: Arc<per_user::PerUser>,
-    pub shutdown: CancellationToken,
-    pub tracker: TaskTracker,
-    /// Deadlines: drain, stall (upstream writes), linger (the browser's close
-    /// frame), connect (the timestamp server).
-    pub limits: Arc<Limits>,
-    pub metrics: Arc<Metrics>,
-    /// The names this gateway answers for (`Host`).
-    pub hosts: Arc<hosts::AllowedHosts>,
-    /// Served over TLS: origins are `https://`, responses carry HSTS.
-    pub secure: bool,
-    /// Sign-in for the page and `/ws`, when `--auth` is given.
-    pub auth: Option<Auth>,
-    /// Refused sign-ins, logged once per client and interval.
-    pub refusals: Arc<RefusalLog>,
-    /// `--instance`, for `/api/config`.
-    pub instance: String,
-}
+pub use state::{Access, Capacity, Gateway, Runtime, Settings};
 
 /// The largest request body read: the only bodies are sign-in forms, and
 /// every connection may hold one while it arrives.

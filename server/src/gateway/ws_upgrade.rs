@@ -16,8 +16,9 @@ use tungstenite::protocol::WebSocketConfig;
 
 use super::http_service::ForwardedShare;
 use super::relay::{self, close, BrowserSide, Mode};
+use super::state::Gateway;
 use super::ws_handshake::WsRequest;
-use super::{api, origin, Gateway};
+use super::{api, origin};
 use crate::log_text::untrusted;
 use crate::signin::Denied;
 
@@ -40,9 +41,13 @@ pub async fn upgrade(
     headers: HeaderMap,
     ws: WsRequest,
 ) -> Response {
-    if let Err(reason) = origin::check(&headers, &gateway.config.allowed_origins, gateway.secure) {
+    if let Err(reason) = origin::check(
+        &headers,
+        &gateway.settings.config.allowed_origins,
+        gateway.settings.secure,
+    ) {
         debug!(reason = %untrusted(&reason), "websocket refused");
-        gateway.metrics.ws_refused.inc();
+        gateway.runtime.metrics.ws_refused.inc();
         return (StatusCode::FORBIDDEN, reason + "\n").into_response();
     }
     let protocol = ws.choose(&subprotocol::SUPPORTED);
@@ -52,7 +57,7 @@ pub async fn upgrade(
         // Offering only protocols we do not speak: a strict client would fail
         // on a 101 that names none, so it is told at once, and why.
         None if ws.offers_any() => {
-            gateway.metrics.ws_refused.inc();
+            gateway.runtime.metrics.ws_refused.inc();
             let reason = format!(
                 "none of the offered WebSocket subprotocols is spoken here; offer {} or {}, or none\n",
                 subprotocol::LINES,
@@ -64,15 +69,15 @@ pub async fn upgrade(
     };
     let mut signed_in = None;
     let mut user_slot = None;
-    if let Some(auth) = &gateway.auth {
+    if let Some(auth) = &gateway.access.auth {
         match auth.authorize(&headers, browser.ip()).await {
             Ok(who) => {
-                let Ok(slot) = gateway.per_user.take(&who.holder) else {
-                    gateway.metrics.ws_refused.inc();
+                let Ok(slot) = gateway.capacity.per_user.take(&who.holder) else {
+                    gateway.runtime.metrics.ws_refused.inc();
                     let reason = format!(
                         "this sign-in already has {} WebSocket sessions open, as many as one \
                          may; close one first\n",
-                        gateway.per_user.max()
+                        gateway.capacity.per_user.max()
                     );
                     return (StatusCode::TOO_MANY_REQUESTS, reason).into_response();
                 };
@@ -81,7 +86,7 @@ pub async fn upgrade(
                 signed_in = auth.session_ends(&who);
             }
             Err(denied) => {
-                gateway.metrics.ws_refused.inc();
+                gateway.runtime.metrics.ws_refused.inc();
                 // A browser cannot read a refused handshake's status, but it can
                 // read a close frame's reason: pages get one, scripts get the 401.
                 if headers.contains_key(ORIGIN) {
@@ -95,7 +100,7 @@ pub async fn upgrade(
                         .read_buffer_size(WS_READ_BUFFER)
                         .write_buffer_size(WS_WRITE_BUFFER);
                     return ws.accept(
-                        &gateway.tracker,
+                        &gateway.runtime.tracker,
                         protocol,
                         config,
                         move |mut socket, _| async move {
@@ -107,8 +112,8 @@ pub async fn upgrade(
             }
         }
     }
-    let Ok(permit) = gateway.sessions.clone().try_acquire_owned() else {
-        gateway.metrics.ws_refused.inc();
+    let Ok(permit) = gateway.capacity.sessions.clone().try_acquire_owned() else {
+        gateway.runtime.metrics.ws_refused.inc();
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "too many WebSocket sessions open; try again later\n",
@@ -118,7 +123,12 @@ pub async fn upgrade(
     // The protocol layer reads a frame somewhat over the limit whole, so the
     // session can refuse it with 1009 and a clean close; only far bigger frames
     // are cut off mid-read by the protocol layer itself.
-    let hard_limit = gateway.max_frame.saturating_mul(2).max(16 * 1024);
+    let hard_limit = gateway
+        .settings
+        .config
+        .max_frame
+        .saturating_mul(2)
+        .max(16 * 1024);
     // The protocol layer's default buffers are 128 KiB each, allocated and
     // touched per session; ours are sized for lines.
     let config = WebSocketConfig::default()
@@ -126,7 +136,7 @@ pub async fn upgrade(
         .max_frame_size(Some(hard_limit))
         .read_buffer_size(WS_READ_BUFFER)
         .write_buffer_size(WS_WRITE_BUFFER);
-    let tracker = gateway.tracker.clone();
+    let tracker = gateway.runtime.tracker.clone();
     ws.accept(&tracker, protocol, config, move |socket, gate| {
         let span = info_span!("ws", %browser);
         let pair = BrowserSide {

@@ -27,9 +27,9 @@ use tungstenite::{Message, Utf8Bytes};
 use super::close_gate::GateHandle;
 use super::per_user::UserSlot;
 use super::session_socket::SessionSocket;
+use super::state::Gateway;
 use super::upstream::{self, ConnectError};
 use super::ws_handshake::Socket;
-use super::Gateway;
 use crate::metrics::WsEnding;
 use crate::signin::SessionEnd;
 use ending::Ending;
@@ -77,7 +77,7 @@ pub fn session(
     let ws = SessionSocket::new(ws);
     async move {
         let _permit = permit;
-        let metrics = &gateway.metrics;
+        let metrics = &gateway.runtime.metrics;
         metrics.ws_sessions.inc();
         metrics.ws_open.inc();
         relay(&ws, &gateway, pair).await;
@@ -89,24 +89,32 @@ pub fn session(
 
 async fn relay(ws: &SessionSocket, gateway: &Gateway, pair: BrowserSide) {
     let browser = pair.browser;
-    let upstream = &gateway.upstream;
+    let upstream = &gateway.settings.upstream;
     let introduce = upstream.proxy_header.then_some(browser);
-    let (tcp_read, tcp_write) =
-        match upstream::connect(&upstream.addr, introduce, gateway.limits.connect_timeout).await {
-            Ok(halves) => halves,
-            Err(e) => {
-                if !matches!(e, ConnectError::Introduce(..)) {
-                    gateway.metrics.upstream_failures.inc();
-                }
-                gateway.metrics.ws_ended(WsEnding::UpstreamUnreachable);
-                // The address and the error are internal: they go to the
-                // log and the metrics, the visitor is told what happened.
-                warn!("{e}");
-                let reason = UNREACHABLE.to_owned();
-                let _ = ws.send(close(close_code::UPSTREAM_ERROR, reason)).await;
-                return;
+    let (tcp_read, tcp_write) = match upstream::connect(
+        &upstream.addr,
+        introduce,
+        gateway.settings.limits.connect_timeout,
+    )
+    .await
+    {
+        Ok(halves) => halves,
+        Err(e) => {
+            if !matches!(e, ConnectError::Introduce(..)) {
+                gateway.runtime.metrics.upstream_failures.inc();
             }
-        };
+            gateway
+                .runtime
+                .metrics
+                .ws_ended(WsEnding::UpstreamUnreachable);
+            // The address and the error are internal: they go to the
+            // log and the metrics, the visitor is told what happened.
+            warn!("{e}");
+            let reason = UNREACHABLE.to_owned();
+            let _ = ws.send(close(close_code::UPSTREAM_ERROR, reason)).await;
+            return;
+        }
+    };
     debug!(upstream = %upstream.addr, "session open");
 
     let gate = pair.gate;
@@ -121,7 +129,7 @@ async fn relay(ws: &SessionSocket, gateway: &Gateway, pair: BrowserSide) {
                 // Requests stopped and the upstream was half-closed: let it finish
                 // answering what it already has, within the drain deadline.
                 Ending::Shutdown => {
-                    let _ = timeout(gateway.limits.drain_timeout, &mut down).await;
+                    let _ = timeout(gateway.settings.limits.drain_timeout, &mut down).await;
                     Ending::Shutdown
                 }
                 // The browser closed: it is owed the replies to what it sent
@@ -131,7 +139,7 @@ async fn relay(ws: &SessionSocket, gateway: &Gateway, pair: BrowserSide) {
                     if in_flight.unanswered() == 0 {
                         Ending::BrowserClosed
                     } else {
-                        match timeout(gateway.limits.drain_timeout, &mut down).await {
+                        match timeout(gateway.settings.limits.drain_timeout, &mut down).await {
                             Ok(Ending::UpstreamClosed) => Ending::BrowserClosed,
                             Ok(ending) => ending,
                             Err(_) => Ending::BrowserClosedOwed(in_flight.unanswered()),
@@ -150,7 +158,7 @@ async fn relay(ws: &SessionSocket, gateway: &Gateway, pair: BrowserSide) {
         | Ending::UpstreamIdle(_)
         | Ending::UpstreamClosedEarly(_)
         | Ending::UpstreamFailed(_)
-            if gateway.shutdown.is_cancelled() =>
+            if gateway.runtime.shutdown.is_cancelled() =>
         {
             Ending::Shutdown
         }
@@ -163,16 +171,16 @@ async fn relay(ws: &SessionSocket, gateway: &Gateway, pair: BrowserSide) {
     };
     debug!(?ending, "session closed");
     if let Ending::UpstreamFailed(e) = &ending {
-        warn!(upstream = %gateway.upstream.addr, "lost the timestamp server: {e}");
+        warn!(upstream = %gateway.settings.upstream.addr, "lost the timestamp server: {e}");
     }
-    gateway.metrics.ws_ended(ending.counted_as());
-    if let Some((code, reason)) = ending.close_frame(gateway.config.reconnect_window) {
+    gateway.runtime.metrics.ws_ended(ending.counted_as());
+    if let Some((code, reason)) = ending.close_frame(gateway.settings.config.reconnect_window) {
         if ws.send(close(code, reason)).await.is_ok() {
             // Read on until the browser's Close (held at the gate if it came
             // first): closing the socket with its frames unread would reset the
             // connection and lose our close frame.
             gate.open();
-            let _ = timeout(gateway.limits.linger_timeout, async {
+            let _ = timeout(gateway.settings.limits.linger_timeout, async {
                 while let Some(Ok(m)) = ws.next().await {
                     if matches!(m, Message::Close(_)) {
                         break;

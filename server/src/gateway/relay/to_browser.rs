@@ -14,8 +14,8 @@ use super::ending::Ending;
 use super::{newlines, InFlight, Mode};
 use crate::connection::REST_AFTER;
 use crate::gateway::session_socket::SessionSocket;
+use crate::gateway::state::Gateway;
 use crate::gateway::upstream::ReadHalf;
-use crate::gateway::Gateway;
 use crate::heap_trim;
 use crate::signin::{self, SessionEnd};
 
@@ -99,7 +99,7 @@ async fn upstream_lines(
     in_flight: &InFlight,
     signed_in: Option<SessionEnd>,
 ) -> Ending {
-    let mut decoder = LineDecoder::new(gateway.max_frame + STAMP_ROOM);
+    let mut decoder = LineDecoder::new(gateway.settings.config.max_frame + STAMP_ROOM);
     // Allocated when the server first sends.
     let mut buf = BytesMut::new();
     let mut lines: Vec<Span> = Vec::new();
@@ -248,7 +248,7 @@ impl HeldNotice {
 /// The browser's keepalive, the same in both reply pumps: a Ping every
 /// `--ping-interval`, the first one interval after the session opens.
 fn keepalive(gateway: &Gateway) -> tokio::time::Interval {
-    let every = gateway.config.ping_interval;
+    let every = gateway.settings.config.ping_interval;
     tokio::time::interval_at(Instant::now() + every, every)
 }
 

@@ -14,8 +14,8 @@ use super::{newlines, InFlight, Mode};
 use crate::connection::REST_AFTER;
 use crate::gateway::close_gate::GateHandle;
 use crate::gateway::session_socket::SessionSocket;
+use crate::gateway::state::Gateway;
 use crate::gateway::upstream::WriteHalf;
-use crate::gateway::Gateway;
 use crate::heap_trim;
 
 /// Most bytes of browser frames gathered into one upstream write.
@@ -33,7 +33,7 @@ pub(super) async fn browser_to_upstream(
     mode: Mode,
 ) -> Ending {
     // Browsers answer pings by themselves; silence across two pings means the peer is gone.
-    let dead_after = gateway.config.ping_interval * 2;
+    let dead_after = gateway.settings.config.ping_interval * 2;
     let mut last_heard = Instant::now();
     // One timer for going quiet (the buffers a burst grew are given back) and
     // for going silent (the browser is gone), moved only when it fires
@@ -44,7 +44,7 @@ pub(super) async fn browser_to_upstream(
     let mut out = Vec::new();
     // Polled at every wake-up: a child token, so that sessions do not all
     // take the server-wide token's lock per message (see `connection`).
-    let cancelled = gateway.shutdown.child_token().cancelled_owned();
+    let cancelled = gateway.runtime.shutdown.child_token().cancelled_owned();
     tokio::pin!(cancelled);
     loop {
         let mut next = tokio::select! {
@@ -90,12 +90,14 @@ pub(super) async fn browser_to_upstream(
         loop {
             match next {
                 None => return Ending::BrowserVanished,
-                Some(Err(e)) => return classify(e, gateway.max_frame),
-                Some(Ok(Message::Text(text))) if text.len() > gateway.max_frame => {
-                    return Ending::TooBig(gateway.max_frame)
+                Some(Err(e)) => return classify(e, gateway.settings.config.max_frame),
+                Some(Ok(Message::Text(text))) if text.len() > gateway.settings.config.max_frame => {
+                    return Ending::TooBig(gateway.settings.config.max_frame)
                 }
-                Some(Ok(Message::Binary(data))) if data.len() > gateway.max_frame => {
-                    return Ending::TooBig(gateway.max_frame)
+                Some(Ok(Message::Binary(data)))
+                    if data.len() > gateway.settings.config.max_frame =>
+                {
+                    return Ending::TooBig(gateway.settings.config.max_frame)
                 }
                 Some(Ok(Message::Text(text))) if mode == Mode::Lines => {
                     for line in frame_lines(text.as_str()) {
@@ -120,7 +122,7 @@ pub(super) async fn browser_to_upstream(
             }
         }
         if !out.is_empty() {
-            let stall = gateway.limits.stall_timeout;
+            let stall = gateway.settings.limits.stall_timeout;
             match write_within(&mut tcp, &out, stall).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => return Ending::UpstreamFailed(e),
