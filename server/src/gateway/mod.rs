@@ -4,7 +4,6 @@
 
 pub(crate) mod api;
 mod assets;
-mod close_gate;
 mod edge;
 pub mod hosts;
 pub mod http_service;
@@ -12,11 +11,9 @@ mod ops;
 mod origin;
 pub mod per_user;
 mod relay;
-mod session_socket;
 mod state;
 mod upstream;
-mod ws_handshake;
-mod ws_upgrade;
+mod ws;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,7 +40,7 @@ const MAX_BODY: usize = 16 * 1024;
 /// operations endpoints. Request bodies must arrive within `body_timeout`.
 pub fn router(gateway: Arc<Gateway>, ops: Arc<Ops>, body_timeout: Duration) -> Router {
     Router::new()
-        .route("/ws", get(ws_upgrade::upgrade))
+        .route("/ws", get(ws::upgrade::upgrade))
         .merge(api::router())
         .fallback(assets::serve)
         .with_state(gateway.clone())

@@ -1,5 +1,5 @@
 //! One WebSocket relayed to its own TCP connection to the timestamp server: a
-//! pump. Who may open one is decided before it starts (`ws_upgrade`); a
+//! pump. Who may open one is decided before it starts (`ws::upgrade`); a
 //! sign-out reaches it as a cancelled token.
 //!
 //! The two directions run as two futures in one task, so neither can block the
@@ -24,12 +24,12 @@ use tracing::{debug, warn};
 use tungstenite::protocol::CloseFrame;
 use tungstenite::{Message, Utf8Bytes};
 
-use super::close_gate::GateHandle;
 use super::per_user::UserSlot;
-use super::session_socket::SessionSocket;
 use super::state::Gateway;
 use super::upstream::{self, ConnectError};
-use super::ws_handshake::Socket;
+use super::ws::close_gate::GateHandle;
+use super::ws::handshake::Socket;
+use super::ws::session_socket::SessionSocket;
 use crate::metrics::WsEnding;
 use crate::signin::SessionEnd;
 use ending::Ending;

@@ -13,9 +13,9 @@ use tungstenite::{Message, Utf8Bytes};
 use super::ending::Ending;
 use super::{newlines, InFlight, Mode};
 use crate::connection::REST_AFTER;
-use crate::gateway::session_socket::SessionSocket;
 use crate::gateway::state::Gateway;
 use crate::gateway::upstream::ReadHalf;
+use crate::gateway::ws::session_socket::SessionSocket;
 use crate::heap_trim;
 use crate::signin::{self, SessionEnd};
 

@@ -12,10 +12,10 @@ use tungstenite::Message;
 use super::ending::{classify, Ending};
 use super::{newlines, InFlight, Mode};
 use crate::connection::REST_AFTER;
-use crate::gateway::close_gate::GateHandle;
-use crate::gateway::session_socket::SessionSocket;
 use crate::gateway::state::Gateway;
 use crate::gateway::upstream::WriteHalf;
+use crate::gateway::ws::close_gate::GateHandle;
+use crate::gateway::ws::session_socket::SessionSocket;
 use crate::heap_trim;
 
 /// Most bytes of browser frames gathered into one upstream write.

@@ -29,7 +29,7 @@ use tokio_tungstenite::WebSocketStream;
 use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Error, Message};
 
-use super::ws_handshake::Socket;
+use super::handshake::Socket;
 
 /// The read buffer of a protocol layer built at rest: enough for a frame
 /// header and a short line, read before the full buffer is back.

@@ -14,11 +14,11 @@ use timecho_shared::relay::{close_code, subprotocol};
 use tracing::{debug, info_span, Instrument};
 use tungstenite::protocol::WebSocketConfig;
 
-use super::http_service::ForwardedShare;
-use super::relay::{self, close, BrowserSide, Mode};
-use super::state::Gateway;
-use super::ws_handshake::WsRequest;
-use super::{api, origin};
+use super::handshake::WsRequest;
+use crate::gateway::http_service::ForwardedShare;
+use crate::gateway::relay::{self, close, BrowserSide, Mode};
+use crate::gateway::state::Gateway;
+use crate::gateway::{api, origin};
 use crate::log_text::untrusted;
 use crate::signin::Denied;
 

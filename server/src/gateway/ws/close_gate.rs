@@ -10,7 +10,7 @@
 //! more until the relay has answered what was asked and sent its own Close.
 //! The protocol layer then reads the client's Close as the answer to ours.
 
-use std::io;
+use std::io::{self, Cursor};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,6 +18,7 @@ use std::task::{Context, Poll, Waker};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
+use tungstenite::protocol::frame::FrameHeader;
 
 const OPCODE_CLOSE: u8 = 0x8;
 
@@ -244,13 +245,16 @@ struct FrameScan {
     payload_left: u64,
     /// A data frame without FIN began a message whose last frame is to come.
     fragmented: bool,
+    /// A header no endpoint may send (a reserved opcode): the protocol layer
+    /// fails the session on it, and the scan follows no boundary after it.
+    lost: bool,
 }
 
 impl FrameScan {
     /// Where in `bytes` the first Close frame begins, if it does.
     fn find_close(&mut self, bytes: &[u8]) -> Option<usize> {
         let mut i = 0;
-        while i < bytes.len() {
+        while i < bytes.len() && !self.lost {
             if self.payload_left > 0 {
                 let skip = self.payload_left.min((bytes.len() - i) as u64);
                 self.payload_left -= skip;
@@ -277,29 +281,22 @@ impl FrameScan {
     }
 
     fn at_message_boundary(&self) -> bool {
-        self.have == 0 && self.payload_left == 0 && !self.fragmented
+        self.have == 0 && self.payload_left == 0 && !self.fragmented && !self.lost
     }
 
-    /// The payload length, once the header is complete.
-    fn payload_len(&self) -> Option<u64> {
-        if self.have < 2 {
-            return None;
+    /// The payload length, once the header is complete (tungstenite's own
+    /// header parser, so that the gate and the protocol layer agree on where
+    /// a frame ends).
+    fn payload_len(&mut self) -> Option<u64> {
+        let mut cursor = Cursor::new(&self.header[..self.have]);
+        match FrameHeader::parse(&mut cursor) {
+            Ok(Some((_, len))) => Some(len),
+            Ok(None) => None,
+            Err(_) => {
+                self.lost = true;
+                None
+            }
         }
-        let masked = self.header[1] & 0x80 != 0;
-        let (extended, len) = match self.header[1] & 0x7F {
-            126 => (2, None),
-            127 => (8, None),
-            n => (0, Some(u64::from(n))),
-        };
-        let need = 2 + extended + if masked { 4 } else { 0 };
-        if self.have < need {
-            return None;
-        }
-        Some(len.unwrap_or_else(|| {
-            self.header[2..2 + extended]
-                .iter()
-                .fold(0, |acc, &b| (acc << 8) | u64::from(b))
-        }))
     }
 }
 
@@ -308,6 +305,23 @@ mod tests {
     use super::*;
     use futures_util::FutureExt;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn a_reserved_opcode_ends_the_scan_where_the_protocol_layer_fails() {
+        let mut scan = FrameScan::default();
+        // A masked frame of reserved data opcode 3, then a Close, then junk.
+        let mut bytes = vec![0x83, 0x82, 1, 2, 3, 4, b'h', b'i'];
+        bytes.extend(frame(OPCODE_CLOSE, &1000u16.to_be_bytes()));
+        bytes.extend([0x8B; 40]);
+        assert_eq!(scan.find_close(&bytes), None);
+        assert!(!scan.at_message_boundary(), "nothing to renew at");
+        // Frames the protocol allows are still followed to their Close.
+        let mut scan = FrameScan::default();
+        let mut bytes = frame(0x1, &[b'x'; 300]);
+        let at = bytes.len();
+        bytes.extend(frame(OPCODE_CLOSE, &[]));
+        assert_eq!(scan.find_close(&bytes), Some(at));
+    }
 
     #[test]
     fn a_close_with_a_forbidden_code_or_a_bad_reason_is_judged() {
