@@ -7,7 +7,7 @@ mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -25,7 +25,12 @@ const LINES_PER_CLIENT: usize = 150;
 /// ends before a reply means the line was not processed (the server answers
 /// everything it read before closing), so it is sent again on a new one.
 /// Returns the texts of the replies, in order.
-fn steady_client(lb: SocketAddr, id: usize, stop_early: Arc<AtomicBool>) -> Vec<String> {
+fn steady_client(
+    lb: SocketAddr,
+    id: usize,
+    stop_early: Arc<AtomicBool>,
+    answered_in_all: Arc<AtomicUsize>,
+) -> Vec<String> {
     let mut replies = Vec::new();
     let mut conn: Option<BufReader<TcpStream>> = None;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -58,6 +63,7 @@ fn steady_client(lb: SocketAddr, id: usize, stop_early: Arc<AtomicBool>) -> Vec<
         line.pop();
         let (_, echoed) = split_reply(&line);
         replies.push(String::from_utf8_lossy(&echoed).into_owned());
+        answered_in_all.fetch_add(1, Ordering::Relaxed);
         i += 1;
         thread::sleep(Duration::from_millis(10));
     }
@@ -93,31 +99,43 @@ fn instances_behind_haproxy_share_clients_log_them_and_drain_without_losing_repl
         );
         locals.push(local);
     }
-    thread::sleep(Duration::from_millis(200));
-    let logs = format!("{}\n{}", a.stderr(), b.stderr());
-    let logged = locals
-        .iter()
-        .filter(|l| logs.contains(&format!("peer={l}")))
-        .count();
-    assert_eq!(
-        logged,
-        locals.len(),
-        "client addresses {locals:?} not all in the logs:\n{logs}"
-    );
+    // Each connection's log line comes as it is accepted: wait for them all.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let logs = format!("{}\n{}", a.stderr(), b.stderr());
+        let logged = locals
+            .iter()
+            .filter(|l| logs.contains(&format!("peer={l}")))
+            .count();
+        if logged == locals.len() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "client addresses {locals:?} not all in the logs:\n{logs}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
     assert!(accepted(&a) > 0 && accepted(&b) > 0);
     let (status, _) = http_get(lb.http, "/readyz");
     assert_eq!(status, 200, "the page side is served through HAProxy too");
 
     // Steady load, then instance A is stopped in the middle of it.
     let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicUsize::new(0));
     let clients: Vec<_> = (0..CLIENTS)
         .map(|id| {
-            let stop = stop.clone();
+            let (stop, answered) = (stop.clone(), answered.clone());
             let addr = lb.tcp;
-            thread::spawn(move || steady_client(addr, id, stop))
+            thread::spawn(move || steady_client(addr, id, stop, answered))
         })
         .collect();
-    thread::sleep(Duration::from_millis(400));
+    // A is stopped once the load is flowing: some lines answered per client.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while answered.load(Ordering::Relaxed) < CLIENTS * 5 {
+        assert!(Instant::now() < deadline, "the steady load did not start");
+        thread::sleep(Duration::from_millis(10));
+    }
     a.sigterm();
     // /readyz turns 503 as soon as the signal is handled, before the listeners close.
     let deadline = Instant::now() + Duration::from_secs(1);
