@@ -19,6 +19,7 @@ mod config;
 mod config_file;
 mod connection;
 mod descriptors;
+mod doors;
 mod forwarded;
 mod gateway;
 mod health;

@@ -7,23 +7,19 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::admission::{self, AcceptContext, ListenerAdmission, PerClient};
+use crate::admission::{self, AcceptContext};
 use crate::bind::{BindError, Bound};
-use crate::config::{ConfigError, ServeConfig, PROBE_SLOTS, SMALL_LISTENER_CONNECTIONS};
-use crate::forwarded::ForwardedPolicy;
+use crate::config::{ConfigError, ServeConfig, SMALL_LISTENER_CONNECTIONS};
+use crate::doors::Doors;
 use crate::gateway::hosts::AllowedHosts;
-use crate::gateway::http_service::{Forwarding, HttpService};
 use crate::gateway::per_user::PerUser;
 use crate::gateway::{self, Gateway, Ops};
 use crate::heap_trim;
-use crate::line_service::LineService;
 use crate::metrics::Metrics;
-use crate::proxy_protocol::ProxyPolicy;
 use crate::refusal_log::RefusalLog;
 use crate::reload::{self, Reloadable};
 use crate::secret_files;
@@ -31,26 +27,6 @@ use crate::shutdown::Signals;
 use crate::signin::{Auth, AuthError, SessionSettings};
 use crate::tls::{Tls, TlsError};
 use crate::udp;
-
-/// What a plain-HTTP client refused at the connection limit reads.
-fn http_busy(instance: &str) -> Vec<u8> {
-    format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n{}: {instance}\r\n\
-         connection: close\r\n\r\n",
-        timecho_shared::api::header::INSTANCE
-    )
-    .into_bytes()
-}
-
-/// What a plain-HTTP client holding its share of connections reads.
-fn http_crowded(instance: &str) -> Vec<u8> {
-    format!(
-        "HTTP/1.1 429 Too Many Requests\r\ncontent-type: text/plain\r\ncontent-length: 39\r\n\
-         {}: {instance}\r\nconnection: close\r\n\r\ntoo many connections from your address\n",
-        timecho_shared::api::header::INSTANCE
-    )
-    .into_bytes()
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -106,10 +82,10 @@ pub struct Running {
     drain_timeout: std::time::Duration,
 }
 
-/// Binds every listener and starts serving, without signal handlers: the
-/// caller decides when the drain starts ([`Running::drain_after`]).
-pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
-    secret_files::warn_if_exposed(&config);
+/// Says at start-up what an operator should know of the configuration:
+/// secrets others can read, any origin allowed, descriptors fitted.
+fn warn_about(config: &ServeConfig) {
+    secret_files::warn_if_exposed(config);
     if let Some(gw) = config.gateway.as_ref().filter(|g| g.allows_any_origin()) {
         warn!(
             "--allow-origin *: any web page may open /ws on {}; for a test server only",
@@ -127,6 +103,30 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
             );
         }
     }
+}
+
+/// Sign-in, when the gateway has it; a session store that cannot be reached
+/// stops start-up, before anything says where it listens.
+async fn sign_in(
+    config: &ServeConfig,
+    secure: bool,
+    metrics: &Arc<Metrics>,
+) -> Result<Option<Auth>, AuthError> {
+    let Some(gw) = config.gateway.as_ref().filter(|gw| !gw.auth.is_empty()) else {
+        return Ok(None);
+    };
+    let session = SessionSettings {
+        key: gw.session_key.as_deref(),
+        token_lifetime: gw.token_lifetime,
+        store: gw.session_store.as_ref(),
+    };
+    Ok(Some(Auth::load(&gw.auth, session, secure, metrics).await?))
+}
+
+/// Binds every listener and starts serving, without signal handlers: the
+/// caller decides when the drain starts ([`Running::drain_after`]).
+pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
+    warn_about(&config);
     let tls = config.tls.clone().map(Tls::new).transpose()?.map(Arc::new);
     let bound = Bound::bind(&config).await?;
     let shutdown = CancellationToken::new();
@@ -152,85 +152,13 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         closing: closing.clone(),
         tracker: tracker.clone(),
     };
-    let busy_line = format!(
-        "{}server busy ({} connections); try again later\n",
-        timecho_shared::reply::ERROR_PREFIX,
-        limits.max_connections
-    )
-    .into_bytes();
-    let crowded_line = format!(
-        "{}too many connections from your address ({} at once); close some and try again\n",
-        timecho_shared::reply::ERROR_PREFIX,
-        limits.per_client(limits.max_connections)
-    )
-    .into_bytes();
-    let line_door = |name: &str,
-                     tls: Option<TlsAcceptor>,
-                     proxy: Option<Arc<ProxyPolicy>>,
-                     uncapped: Option<std::net::IpAddr>| {
-        let door = ListenerAdmission {
-            name: name.to_owned(),
-            max_connections: limits.max_connections,
-            shares: PerClient::new(limits.per_client(limits.max_connections)),
-            forwarded: None,
-            uncapped,
-            crowded: tls.is_none().then(|| crowded_line.clone()),
-            probe_slots: 0,
-            busy: tls.is_none().then(|| busy_line.clone()),
-            tls,
-            proxy,
-        };
-        let service = Arc::new(LineService {
-            name: name.to_owned(),
-            protocol: protocol.clone(),
-            metrics: metrics.listener(name),
-            shutdown: shutdown.clone(),
-        });
-        (door, service)
-    };
-    // parse_instance admits only visible ASCII, which every header value takes.
-    let instance = axum::http::HeaderValue::from_str(&config.instance)
-        .unwrap_or_else(|_| axum::http::HeaderValue::from_static("timecho"));
-    let http_door = |name: &str,
-                     max_connections,
-                     tls: Option<TlsAcceptor>,
-                     proxy,
-                     forwarded: Option<Arc<ForwardedPolicy>>,
-                     app,
-                     probes: Option<axum::Router>| {
-        let shares = PerClient::new(limits.per_client(max_connections));
-        let forwarding = forwarded.clone().map(|policy| Forwarding {
-            policy,
-            access: access.clone(),
-            shares: shares.clone(),
-        });
-        let door = ListenerAdmission {
-            name: name.to_owned(),
-            max_connections,
-            probe_slots: if probes.is_some() { PROBE_SLOTS } else { 0 },
-            shares,
-            forwarded,
-            uncapped: None,
-            crowded: tls.is_none().then(|| http_crowded(&config.instance)),
-            busy: tls.is_none().then(|| http_busy(&config.instance)),
-            tls,
-            proxy,
-        };
-        let service = HttpService::new(
-            app,
-            limits.header_timeout,
-            metrics.listener(name),
-            shutdown.clone(),
-            instance.clone(),
-        )
-        .with_forwarding(forwarding);
-        let service = match probes {
-            Some(probes) => service.with_probes(probes),
-            None => service,
-        };
-        (door, Arc::new(service))
-    };
-
+    let doors = Doors::new(
+        &config,
+        protocol.clone(),
+        metrics.clone(),
+        access.clone(),
+        shutdown.clone(),
+    );
     let http_addrs: Vec<_> = bound.http.iter().map(|(_, addr)| *addr).collect();
     let hosts = Arc::new(AllowedHosts::new(
         &http_addrs,
@@ -238,17 +166,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         tls.as_ref().map(|t| t.dns_names()).unwrap_or_default(),
     ));
     // Before saying where it listens: a session store that cannot be reached stops start-up.
-    let auth = match config.gateway.as_ref().filter(|gw| !gw.auth.is_empty()) {
-        Some(gw) => {
-            let session = SessionSettings {
-                key: gw.session_key.as_deref(),
-                token_lifetime: gw.token_lifetime,
-                store: gw.session_store.as_ref(),
-            };
-            Some(Auth::load(&gw.auth, session, tls.is_some(), &metrics).await?)
-        }
-        None => None,
-    };
+    let auth = sign_in(&config, tls.is_some(), &metrics).await?;
     let fingerprint = tls.as_ref().map(|t| t.fingerprint());
     // Printed once everything is validated and set up (sign-in's files
     // included), so a supervisor never sees "listening" followed by an exit.
@@ -262,12 +180,12 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
     for (l, addr) in bound.tcp {
         // The gateway's sessions arrive on its own listener from one address.
         let uncapped = upstream.as_ref().and_then(|u| u.uncapped);
-        let (door, service) = line_door(&format!("tcp {addr}"), None, proxy.clone(), uncapped);
+        let (door, service) = doors.line(&format!("tcp {addr}"), None, proxy.clone(), uncapped);
         listeners.spawn(admission::run(l, door, shared.clone(), service, ()));
     }
     for (l, addr) in bound.tcp_tls {
         let Some(tls) = &tls else { break };
-        let (door, service) = line_door(
+        let (door, service) = doors.line(
             &format!("tls {addr}"),
             Some(tls.tcp.clone()),
             proxy.clone(),
@@ -276,7 +194,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         listeners.spawn(admission::run(l, door, shared.clone(), service, ()));
     }
     for (l, file, path) in bound.unix {
-        let (door, service) = line_door(&format!("unix {}", path.display()), None, None, None);
+        let (door, service) = doors.line(&format!("unix {}", path.display()), None, None, None);
         listeners.spawn(admission::run(l, door, shared.clone(), service, file));
     }
     let udp_budget = Arc::new(udp::SharedBudget::default());
@@ -326,7 +244,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         let scheme = if tls.is_some() { "https" } else { "http" };
         let app = gateway::router(gateway, ops.clone(), limits.body_timeout);
         for (l, addr) in bound.http {
-            let (door, service) = http_door(
+            let (door, service) = doors.http(
                 &format!("{scheme} {addr}"),
                 gw.http_connections(),
                 tls.as_ref().map(|t| t.http.clone()),
@@ -341,7 +259,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         let https_port = http_addrs.first().map_or(0, |addr| addr.port());
         for (r, raddr) in bound.redirect {
             let app = gateway::redirect_router(https_port, hosts.clone());
-            let (door, service) = http_door(
+            let (door, service) = doors.http(
                 &format!("redirect {raddr}"),
                 SMALL_LISTENER_CONNECTIONS,
                 None,
@@ -355,7 +273,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
     }
     for (l, addr) in bound.metrics {
         let app = gateway::ops_router(ops.clone());
-        let (door, service) = http_door(
+        let (door, service) = doors.http(
             &format!("metrics {addr}"),
             SMALL_LISTENER_CONNECTIONS,
             None,
