@@ -92,11 +92,19 @@ struct Steps {
 }
 
 impl Steps {
+    /// Runs one step, and says how long it took: the test step's time is a
+    /// figure the project keeps an eye on (docs/testing.md).
     fn run(&mut self, name: &str, step: impl FnOnce() -> Result<()>) -> Result<()> {
         self.started += 1;
         let n = self.started;
         println!("\n==> [{n}/{STEPS}] {name}");
-        step().with_context(|| format!("step {n}/{STEPS} ({name}) failed"))
+        let started = std::time::Instant::now();
+        let result = step().with_context(|| format!("step {n}/{STEPS} ({name}) failed"));
+        println!(
+            "<== [{n}/{STEPS}] {name}: {:.0} s",
+            started.elapsed().as_secs_f64()
+        );
+        result
     }
 }
 
