@@ -531,6 +531,122 @@ mod tests {
         );
     }
 
+    /// One connection over an in-memory pipe on a paused clock: the client's
+    /// side, and the connection's life until it ends.
+    fn paused<F, Fut>(protocol: Protocol, shutdown: CancellationToken, client: F) -> End
+    where
+        F: FnOnce(tokio::io::DuplexStream, CancellationToken) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        let metrics = Metrics::new().listener("test");
+        rt.block_on(async {
+            let (near, far) = duplex(64 * 1024);
+            let serving = serve(far, &protocol, &metrics, &shutdown);
+            let (ended, ()) = tokio::join!(serving, client(near, shutdown.clone()));
+            ended.expect("the connection ends cleanly")
+        })
+    }
+
+    /// Everything the server sends until it closes.
+    async fn rest_of(client: &mut tokio::io::DuplexStream) -> String {
+        let mut all = Vec::new();
+        client.read_to_end(&mut all).await.unwrap();
+        String::from_utf8(all).unwrap()
+    }
+
+    fn echoed(reply: &str) -> &str {
+        reply.split_once("] ").map_or(reply, |(_, text)| text)
+    }
+
+    #[test]
+    fn a_partial_line_is_answered_once_the_partial_timeout_has_passed() {
+        let end = paused(
+            protocol(),
+            CancellationToken::new(),
+            |mut client, _| async move {
+                client.write_all(b"tutorial").await.unwrap();
+                let mut buf = [0u8; 256];
+                // Nothing before the 100 ms of quiet...
+                let early = timeout(Duration::from_millis(99), client.read(&mut buf)).await;
+                assert!(early.is_err(), "answered before the partial timeout");
+                // ... then the line as it came, with a newline added.
+                let n = client.read(&mut buf).await.unwrap();
+                let reply = std::str::from_utf8(&buf[..n]).unwrap();
+                assert!(
+                    reply.starts_with('[') && echoed(reply) == "tutorial\n",
+                    "{reply:?}"
+                );
+                client.shutdown().await.unwrap();
+                assert_eq!(rest_of(&mut client).await, "");
+            },
+        );
+        assert!(matches!(end, End::ClientDone), "{end:?}");
+    }
+
+    #[test]
+    fn a_client_quiet_for_the_idle_timeout_is_told_and_closed() {
+        let mut protocol = protocol();
+        protocol.limits.idle_timeout = Some(Duration::from_secs(300));
+        let end = paused(
+            protocol,
+            CancellationToken::new(),
+            |mut client, _| async move {
+                client.write_all(b"hello\n").await.unwrap();
+                let mut buf = [0u8; 256];
+                let n = client.read(&mut buf).await.unwrap();
+                assert_eq!(echoed(std::str::from_utf8(&buf[..n]).unwrap()), "hello\n");
+                let started = Instant::now();
+                let said = rest_of(&mut client).await;
+                assert_eq!(said, "error: idle for 300s; closing\n");
+                assert_eq!(
+                    started.elapsed(),
+                    Duration::from_secs(300),
+                    "at the deadline"
+                );
+            },
+        );
+        assert!(matches!(end, End::Idle), "{end:?}");
+    }
+
+    #[test]
+    fn a_sub_second_idle_timeout_is_told_in_milliseconds() {
+        let mut protocol = protocol();
+        protocol.limits.idle_timeout = Some(Duration::from_millis(300));
+        let end = paused(
+            protocol,
+            CancellationToken::new(),
+            |mut client, _| async move {
+                assert_eq!(
+                    rest_of(&mut client).await,
+                    "error: idle for 300ms; closing\n"
+                );
+            },
+        );
+        assert!(matches!(end, End::Idle), "{end:?}");
+    }
+
+    #[test]
+    fn a_drain_answers_every_line_already_received_then_closes() {
+        let end = paused(
+            protocol(),
+            CancellationToken::new(),
+            |mut client, shutdown| async move {
+                client.write_all(b"one\ntwo\nthree").await.unwrap();
+                // The shutdown comes before the connection has read a byte.
+                shutdown.cancel();
+                let said = rest_of(&mut client).await;
+                let lines: Vec<&str> = said.lines().map(echoed).collect();
+                assert_eq!(lines, ["one", "two", "three"], "{said:?}");
+            },
+        );
+        assert!(matches!(end, End::Shutdown), "{end:?}");
+    }
+
     #[test]
     fn steady_traffic_allocates_nothing_per_message() {
         let rt = tokio::runtime::Builder::new_current_thread()
