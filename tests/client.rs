@@ -489,7 +489,7 @@ fn a_bad_count_says_what_is_allowed_and_exits_2() {
 
 #[test]
 fn client_over_websocket_streams_piped_lines_through_the_gateway_in_order() {
-    let server = Server::start(&[]);
+    let server = Server::start(&["--instance", "web-3"]);
     let url = format!("ws://{}/ws", server.http_addr());
     let lines: Vec<String> = (0..50).map(|i| format!("over ws {i}")).collect();
     let mut cmd = timecho();
@@ -505,6 +505,20 @@ fn client_over_websocket_streams_piped_lines_through_the_gateway_in_order() {
     let exited = run_to_exit(cmd, b"", CLIENT_LIMIT);
     assert!(exited.status.success(), "{exited:?}");
     assert!(exited.stdout.contains("\"answered\":2"), "{exited:?}");
+    // ... and says which instance answered, as the gateway's handshake tells.
+    assert!(
+        exited.stdout.contains("\"instance\":\"web-3\""),
+        "{exited:?}"
+    );
+    let mut cmd = timecho();
+    cmd.args(["clock", "--samples", "2", &url]);
+    let exited = run_to_exit(cmd, b"", CLIENT_LIMIT);
+    assert!(
+        exited
+            .stdout
+            .starts_with(&format!("{url} (instance web-3): ")),
+        "{exited:?}"
+    );
 }
 
 #[test]

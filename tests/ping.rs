@@ -52,7 +52,14 @@ fn ping_speaks_every_transport_the_client_does() {
     let dir = TempDir::new();
     let sock = dir.path().join("t.sock");
     let sock = sock.to_str().unwrap();
-    let server = Server::start(&["--udp", "127.0.0.1:0", "--unix", sock]);
+    let server = Server::start(&[
+        "--udp",
+        "127.0.0.1:0",
+        "--unix",
+        sock,
+        "--instance",
+        "web-7",
+    ]);
     let tcp = server.tcp_addr().to_string();
     let udp = server.udp_addr().to_string();
     let ws = format!("ws://{}/ws", server.http_addr());
@@ -71,7 +78,18 @@ fn ping_speaks_every_transport_the_client_does() {
         assert_eq!(report["received"], 2, "{out:?}");
         assert_eq!(report["replies"].as_array().unwrap().len(), 2, "{out:?}");
         assert!(report["rtt_ms"]["avg"].as_f64().unwrap() >= 0.0, "{out:?}");
+        // Only the gateway's handshake says which instance answered.
+        let instance = if transport == "ws" {
+            "web-7".into()
+        } else {
+            serde_json::Value::Null
+        };
+        assert_eq!(report["instance"], instance, "{out:?}");
     }
+    // And its first line says so, as a balancer's engineer reads it.
+    let out = ping(&["-c", "1", &ws]);
+    let first = out.stdout.lines().next().unwrap_or_default();
+    assert!(first.contains(", instance web-7) over ws"), "{out:?}");
 }
 
 #[test]

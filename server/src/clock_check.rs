@@ -136,6 +136,8 @@ fn nagios_line(
 
 /// The outcome of a run of probes.
 struct Measurement {
+    /// Which instance answered, when the server says (over WebSocket).
+    instance: Option<String>,
     bounds: Bounds,
     best_rtt: i64,
     answered: u32,
@@ -208,6 +210,8 @@ enum Probes {
     Stream {
         replies: Replies<ReadHalf<LineStream>>,
         write: WriteHalf<LineStream>,
+        /// Which instance answered, when the server says (over WebSocket).
+        instance: Option<String>,
     },
     Datagram {
         socket: UdpSocket,
@@ -225,11 +229,12 @@ impl Probes {
                 buf: vec![0; udp::MAX_DATAGRAM],
             });
         }
-        let conn = client::connect(server).await?.conn;
-        let (read, write) = tokio::io::split(conn);
+        let link = client::connect(server).await?;
+        let (read, write) = tokio::io::split(link.conn);
         Ok(Probes::Stream {
             replies: Replies::new(read),
             write,
+            instance: link.instance,
         })
     }
 
@@ -241,7 +246,7 @@ impl Probes {
         timeout: Duration,
     ) -> anyhow::Result<Option<(String, Instant)>> {
         match self {
-            Probes::Stream { replies, write } => {
+            Probes::Stream { replies, write, .. } => {
                 write.write_all(format!("{probe}\n").as_bytes()).await?;
                 // TLS holds records back until flushed.
                 write.flush().await.context("cannot send")?;
@@ -338,7 +343,12 @@ async fn measure(args: &ClockArgs) -> anyhow::Result<Measurement> {
             args.timeout
         ));
     };
+    let instance = match &probes {
+        Probes::Stream { instance, .. } => instance.clone(),
+        Probes::Datagram { .. } => None,
+    };
     Ok(Measurement {
+        instance,
         bounds,
         best_rtt: best.rtt(),
         answered,
@@ -351,6 +361,8 @@ async fn measure(args: &ClockArgs) -> anyhow::Result<Measurement> {
 #[derive(Serialize)]
 struct Report<'a> {
     server: &'a str,
+    /// Which instance answered, when the server says (over WebSocket).
+    instance: Option<&'a str>,
     offset_ms: f64,
     error_ms: f64,
     rtt_ms: f64,
@@ -385,6 +397,7 @@ fn report(args: &ClockArgs, m: &Measurement) -> anyhow::Result<u8> {
     }
     let report = Report {
         server: &server,
+        instance: m.instance.as_deref(),
         offset_ms: millis(offset),
         error_ms: millis(m.bounds.error()),
         rtt_ms: millis(m.best_rtt),
@@ -399,7 +412,14 @@ fn report(args: &ClockArgs, m: &Measurement) -> anyhow::Result<u8> {
         serde_json::to_writer(&mut out, &report)?;
         writeln!(out)?;
     } else {
-        writeln!(out, "{}: {}", report.server, report.summary)?;
+        match report.instance {
+            Some(instance) => writeln!(
+                out,
+                "{} (instance {instance}): {}",
+                report.server, report.summary
+            )?,
+            None => writeln!(out, "{}: {}", report.server, report.summary)?,
+        }
         writeln!(
             out,
             "offset {:+.3} ms, error ±{:.3} ms, best round trip {:.3} ms, {} of {} probes answered",

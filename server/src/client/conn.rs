@@ -32,6 +32,9 @@ pub struct Link {
     pub conn: LineStream,
     /// The address that answered (one of a name's), or the socket's path.
     pub peer: String,
+    /// Which instance answered, when the server says (a gateway's WebSocket
+    /// handshake names it; the line protocol does not).
+    pub instance: Option<String>,
 }
 
 /// Connects to the first address of `target` that accepts: a name may have an
@@ -78,6 +81,7 @@ pub async fn tcp(target: &HostPort) -> anyhow::Result<Link> {
     Ok(Link {
         peer: peer_of(&s, target),
         conn: Box::new(s),
+        instance: None,
     })
 }
 
@@ -92,6 +96,7 @@ pub async fn unix(path: &Path) -> anyhow::Result<Link> {
     Ok(Link {
         conn: Box::new(s),
         peer: path.display().to_string(),
+        instance: None,
     })
 }
 
@@ -156,6 +161,7 @@ pub async fn tls(
     Ok(Link {
         conn: Box::new(stream),
         peer,
+        instance: None,
     })
 }
 

@@ -85,12 +85,19 @@ pub async fn connect(
         SEC_WEBSOCKET_PROTOCOL,
         HeaderValue::from_static(subprotocol::LINES),
     );
-    let (ws, _) = tokio_tungstenite::client_async(request, under.conn)
+    let (ws, response) = tokio_tungstenite::client_async(request, under.conn)
         .await
         .map_err(|e| refused(&url.text, e))?;
+    let instance = response
+        .headers()
+        .get(timecho_shared::api::header::INSTANCE)
+        .and_then(|v| v.to_str().ok())
+        // Visible ASCII only (to_str), so it prints as it is.
+        .map(str::to_owned);
     Ok(Link {
         conn: Box::new(WsLines::new(ws)),
         peer: format!("{} ({})", url.text, under.peer),
+        instance,
     })
 }
 

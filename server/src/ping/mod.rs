@@ -156,6 +156,8 @@ struct Tally {
 struct Report<'a> {
     target: &'a str,
     transport: &'static str,
+    /// Which instance answered, when the server says (over WebSocket).
+    instance: Option<&'a str>,
     probe_bytes: usize,
     sent: u64,
     received: usize,
@@ -196,7 +198,8 @@ fn target(args: &PingArgs) -> String {
     }
 }
 
-async fn open(args: &PingArgs) -> anyhow::Result<(Link, String)> {
+/// The link, who answers on it, and which instance, when the server says.
+async fn open(args: &PingArgs) -> anyhow::Result<(Link, String, Option<String>)> {
     let server = &args.server;
     if server.udp {
         let (socket, addr) = udp::connect(&client::host_port(server)?).await?;
@@ -204,7 +207,7 @@ async fn open(args: &PingArgs) -> anyhow::Result<(Link, String)> {
             socket,
             buf: vec![0; udp::MAX_DATAGRAM],
         };
-        return Ok((link, addr.to_string()));
+        return Ok((link, addr.to_string(), None));
     }
     let link = client::connect(server).await?;
     let (read, write) = tokio::io::split(link.conn);
@@ -213,7 +216,7 @@ async fn open(args: &PingArgs) -> anyhow::Result<(Link, String)> {
         write,
         lines: Vec::new(),
     };
-    Ok((stream, link.peer))
+    Ok((stream, link.peer, link.instance))
 }
 
 /// The probe line for `seq`: `timecho-ping RUN SEQ`, padded with dots to
@@ -239,16 +242,20 @@ fn probe_seq(text: &[u8], run: u32) -> Option<u64> {
 
 async fn ping(args: &PingArgs) -> anyhow::Result<u8> {
     let started = Instant::now();
-    let (mut link, peer) = open(args).await?;
+    let (mut link, peer, instance) = open(args).await?;
     let target = target(args);
     let json = args.json;
     let run = run_id();
     let probe_bytes = probe_line(run, 0, args.size).len();
     let mut out = std::io::stdout().lock();
     if !json {
+        let answered_by = instance
+            .as_deref()
+            .map(|i| format!(", instance {i}"))
+            .unwrap_or_default();
         writeln!(
             out,
-            "PING {target} ({peer}) over {}: {probe_bytes} bytes per probe",
+            "PING {target} ({peer}{answered_by}) over {}: {probe_bytes} bytes per probe",
             transport(args)
         )?;
     }
@@ -334,6 +341,7 @@ async fn ping(args: &PingArgs) -> anyhow::Result<u8> {
     let report = Report {
         target: &target,
         transport: transport(args),
+        instance: instance.as_deref(),
         probe_bytes,
         sent: tally.sent,
         received,
