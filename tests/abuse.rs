@@ -137,11 +137,9 @@ fn client_that_never_reads_is_throttled_then_dropped_as_stalled() {
         SETTLE,
     );
     wait_for_metric(http, CONNECTIONS_OPEN, &[], 1.0, SETTLE);
-    let log = server.stderr();
-    assert!(
-        log.contains("dropped: client stopped reading its replies"),
-        "the drop is not logged:\n{log}"
-    );
+    // Logged as the connection ends; its log line may reach us just after
+    // the metrics say so.
+    server.wait_for_log("dropped: client stopped reading its replies", 1);
     health.check("after the hog was dropped");
     // One reply buffer, not the 13 MB of replies the hog was owed.
     memory.assert_peak_growth_below(2 * 1024, "client that never reads");
