@@ -6,8 +6,6 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::thread;
-use std::time::{Duration, Instant};
 
 use support::{Server, TempDir, REPLY_TIMEOUT};
 
@@ -62,18 +60,6 @@ fn login(addr: SocketAddr, user: &str) -> u16 {
         .unwrap_or_else(|| panic!("no HTTP status in {raw:?}"))
 }
 
-/// The server's stderr once it holds `count` lines containing `needle`.
-fn wait_for_log(server: &mut Server, needle: &str, count: usize) -> String {
-    let deadline = Instant::now() + REPLY_TIMEOUT;
-    loop {
-        let log = server.stderr();
-        if log.matches(needle).count() >= count || Instant::now() >= deadline {
-            return log;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn hostile_user_name_leaves_one_short_inert_log_line() {
     let dir = TempDir::new();
@@ -90,7 +76,7 @@ fn hostile_user_name_leaves_one_short_inert_log_line() {
         "the 10 KB name was not refused as a bad sign-in"
     );
     let logged = if huge == 401 { 2 } else { 1 };
-    let log = wait_for_log(&mut server, "sign-in refused", logged);
+    let log = server.wait_for_log("sign-in refused", logged);
 
     let longest = log.lines().map(str::len).max().unwrap_or(0);
     println!(
@@ -137,7 +123,7 @@ fn a_flood_of_refused_sign_ins_is_one_log_line_per_client_and_interval() {
         "{statuses:?}"
     );
     // The log names the client once per interval (the metrics count each).
-    let log = wait_for_log(&mut server, "sign-in refused", 1);
+    let log = server.wait_for_log("sign-in refused", 1);
     assert_eq!(
         log.matches("sign-in refused").count(),
         1,
