@@ -203,6 +203,17 @@ async fn unreachable_upstream_closes_with_1011_telling_the_visitor_no_internal_a
     // The operator learns where and why.
     let log = server.wait_for_log(&upstream, 1);
     assert!(log.contains("refused"), "{log}");
+
+    // Every page of an outage meets it: counted each time, logged once per
+    // interval, so a reconnect storm does not flood the log.
+    for _ in 0..20 {
+        let mut ws = ws_connect(server.http_addr()).await;
+        assert_eq!(ws_close_frame(&mut ws).await.0, 1011);
+    }
+    let failures = "timecho_upstream_connect_failures_total";
+    assert_eq!(metric(server.http_addr(), failures, &[]), 21.0);
+    let log = server.stderr();
+    assert_eq!(log.matches(&upstream).count(), 1, "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -26,6 +26,7 @@ mod health;
 mod heap_trim;
 mod line_service;
 mod log_text;
+mod log_throttle;
 mod metrics;
 mod ping;
 mod process_metrics;

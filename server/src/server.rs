@@ -19,6 +19,7 @@ use crate::gateway::hosts::AllowedHosts;
 use crate::gateway::per_user::PerUser;
 use crate::gateway::{self, Gateway, Ops};
 use crate::heap_trim;
+use crate::log_throttle::Throttle;
 use crate::metrics::Metrics;
 use crate::refusal_log::RefusalLog;
 use crate::reload::{self, Reloadable};
@@ -27,6 +28,9 @@ use crate::shutdown::Signals;
 use crate::signin::{Auth, AuthError, SessionSettings};
 use crate::tls::{Tls, TlsError};
 use crate::udp;
+
+/// How often an unreachable or lost timestamp server is logged at most.
+const UPSTREAM_WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -233,6 +237,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
                 shutdown: shutdown.clone(),
                 tracker: tracker.clone(),
                 metrics: metrics.clone(),
+                upstream_warnings: Throttle::new(UPSTREAM_WARN_EVERY),
             },
             access: gateway::Access {
                 hosts: hosts.clone(),

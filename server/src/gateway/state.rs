@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 use super::hosts::AllowedHosts;
 use super::per_user::PerUser;
 use crate::config::{GatewayConfig, Limits, Upstream};
+use crate::log_throttle::Throttle;
 use crate::metrics::Metrics;
 use crate::refusal_log::RefusalLog;
 use crate::signin::Auth;
@@ -58,6 +59,9 @@ pub struct Runtime {
     /// Every task the gateway starts, so that a drain waits for them.
     pub tracker: TaskTracker,
     pub metrics: Arc<Metrics>,
+    /// The timestamp server unreachable or lost, which every session of an
+    /// outage meets: logged once per interval, with a count.
+    pub upstream_warnings: Throttle,
 }
 
 /// Who may come in.

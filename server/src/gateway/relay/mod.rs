@@ -109,7 +109,10 @@ async fn relay(ws: &SessionSocket, gateway: &Gateway, pair: BrowserSide) {
                 .ws_ended(WsEnding::UpstreamUnreachable);
             // The address and the error are internal: they go to the
             // log and the metrics, the visitor is told what happened.
-            warn!("{e}");
+            // Logged once per interval: every page of an outage meets it.
+            if let Some(unlogged) = gateway.runtime.upstream_warnings.admit() {
+                warn!(unlogged, "{e}");
+            }
             let reason = UNREACHABLE.to_owned();
             let _ = ws.send(close(close_code::UPSTREAM_ERROR, reason)).await;
             return;
@@ -171,7 +174,10 @@ async fn relay(ws: &SessionSocket, gateway: &Gateway, pair: BrowserSide) {
     };
     debug!(?ending, "session closed");
     if let Ending::UpstreamFailed(e) = &ending {
-        warn!(upstream = %gateway.settings.upstream.addr, "lost the timestamp server: {e}");
+        if let Some(unlogged) = gateway.runtime.upstream_warnings.admit() {
+            let upstream = &gateway.settings.upstream.addr;
+            warn!(%upstream, unlogged, "lost the timestamp server: {e}");
+        }
     }
     gateway.runtime.metrics.ws_ended(ending.counted_as());
     if let Some((code, reason)) = ending.close_frame(gateway.settings.config.reconnect_window) {
