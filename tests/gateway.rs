@@ -773,13 +773,13 @@ fn read_server_frame(stream: &mut std::net::TcpStream) -> (u8, Vec<u8>) {
 /// of a restart.
 #[test]
 fn a_resting_session_sends_one_close_whatever_the_client_sends_after_it() {
-    let mut server = Server::start(&[]);
+    // The renewal at rest is traced: the test waits for it.
+    let mut server = Server::start(&["--log", "info,timecho::gateway::ws::session_socket=trace"]);
     let mut raw = RawWs::handshake(server.http_addr());
     raw.send(0x1, b"hello").unwrap();
     let (opcode, reply) = read_server_frame(&mut raw.stream);
     assert_eq!(opcode, 0x1, "{}", reply.escape_ascii());
-    // The rest is a deadline (500 ms of quiet), with no event to wait for.
-    std::thread::sleep(Duration::from_millis(1500));
+    server.wait_for_log("resting=true", 1);
 
     server.sigterm();
     let (opcode, close) = loop {
