@@ -156,7 +156,8 @@ fn scripted_server(delays: [Duration; 4]) -> String {
         let (third_done, after_third) = mpsc::channel::<()>();
         let mut after_third = Some(after_third);
         let mut third_done = Some(third_done);
-        for (n, line) in BufReader::new(stream).lines().enumerate().take(4) {
+        let mut lines = BufReader::new(stream).lines();
+        for (n, line) in lines.by_ref().enumerate().take(4) {
             let line = line.unwrap();
             let writer = writer.clone();
             let delay = delays[n];
@@ -174,7 +175,8 @@ fn scripted_server(delays: [Duration; 4]) -> String {
                 }
             });
         }
-        std::thread::sleep(Duration::from_secs(30));
+        // The connection stays open until the client closes it.
+        for _ in lines {}
     });
     addr
 }
