@@ -371,6 +371,10 @@ fn interactive_client_says_how_many_typed_lines_the_closing_server_left_unanswer
         screen.contains("the server closed the connection; 1 line got no reply"),
         "{screen}"
     );
+    // Said below the line it is about, on a terminal given back as it was.
+    let typed = screen.find("> anyone?").unwrap();
+    let closed = screen.find("the server closed").unwrap();
+    assert!(typed < closed, "{screen}");
     assert!(screen.contains("EXIT=1"), "{screen}");
 }
 

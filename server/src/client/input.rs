@@ -68,44 +68,41 @@ impl Editor {
             .map_err(|_| anyhow::anyhow!("the line editor failed"))?
     }
 
-    /// Ends the prompt from the session's side (the server went away), after
-    /// `last` is shown above it; false if that could not be done, and then the
-    /// editor is left to die with the process. The session's receiver of typed
-    /// lines must be dropped first, so that the editor is not left waiting for
-    /// a line to be taken.
+    /// Ends the prompt from the session's side (the server went away) and
+    /// gives the terminal back as it was, so that the caller can then say
+    /// why on standard error, below whatever the server sent last. The
+    /// session's receiver of typed lines must be dropped first, so that the
+    /// editor is not left waiting for a line to be taken. If the editor
+    /// cannot be ended, it is left to die with the process.
     ///
     /// rustyline has no call that ends a `readline` from another thread, but
     /// while it reads it turns SIGINT into Ctrl-C, which ends it and restores
     /// the terminal. Between reads the signal meets the handler that
-    /// [`prompt`] installs, which lets it pass once stopping, so it is raised until the editor is gone: it
-    /// comes back to read at once. Its external printer hands over one
-    /// message at a time, and the editor draws a message before it looks for
-    /// the next event: so once a further message has been accepted, `last`
-    /// has been taken and is drawn before the signal is seen. That further
-    /// message moves the cursor up a line, which with the newline the editor
-    /// adds to a message leaves the screen as it was, whether it is drawn or
-    /// lost to the signal.
-    pub fn stop(self, screen: &mut Screen, last: &str) -> bool {
-        let Some(printer) = screen.printer.as_mut() else {
-            return false;
-        };
-        if self.thread.is_finished() {
-            return false;
-        }
-        if printer.print(last.to_owned()).is_err() || printer.print(CURSOR_UP.to_owned()).is_err() {
-            return false;
+    /// [`prompt`] installs, which lets it pass once stopping, so it is raised
+    /// until the editor is gone: it comes back to read at once.
+    ///
+    /// A signal is seen before a message waiting in the external printer, and
+    /// a message not yet taken would be lost with the prompt. The printer
+    /// takes one message at a time and the editor draws each before it looks
+    /// for the next event, so a further message, [`FLUSH`], is handed over
+    /// first: once it is accepted, everything shown before it is on screen.
+    pub fn stop(self, screen: Screen) {
+        if let Some(mut printer) = screen.printer {
+            if !self.thread.is_finished() {
+                let _ = printer.print(FLUSH.to_owned());
+            }
         }
         CTRL_C_ENDS.store(false, Ordering::SeqCst);
         for _ in 0..STOP_TRIES {
             if self.thread.is_finished() {
-                return self.join().is_ok();
+                let _ = self.join();
+                return;
             }
             // To rustyline's handler (which writes a byte to a pipe) or to
             // ours (which, once stopping, does nothing).
             let _ = raise(Signal::SIGINT);
             thread::sleep(STOP_PAUSE);
         }
-        false
     }
 }
 
@@ -118,8 +115,13 @@ const STOP_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 /// prompt, SIGINT is its own and is let pass.
 static CTRL_C_ENDS: LazyLock<Arc<AtomicBool>> = LazyLock::new(|| Arc::new(AtomicBool::new(true)));
 
-/// The terminal's "cursor up one line" (CUU).
-const CURSOR_UP: &str = "\x1b[A";
+/// A message that leaves the screen as it was, whichever way the printer
+/// hands it on. While the editor reads, it clears the prompt, writes the
+/// message (a final newline is not doubled) and draws the prompt again;
+/// between reads the printer writes it straight to the terminal, where the
+/// cursor is at the start of a line. Either way the cursor goes up a line
+/// (CUU) and comes back down to where it was.
+const FLUSH: &str = "\x1b[A\n";
 
 /// Prompts `> ` with line editing and history; an empty line, EOF or Ctrl-C
 /// ends it (the channel closes). What the server sends is shown through the

@@ -95,12 +95,10 @@ async fn prompted(args: &ClientArgs) -> anyhow::Result<ExitCode> {
         Err(e) => {
             // Lines typed after the end are not waited for.
             drop(typed);
-            // The prompt is ended for the user, with the reason above it.
-            if editor.stop(&mut screen, &format!("timecho: {e:#}")) {
-                Ok(ExitCode::FAILURE)
-            } else {
-                Err(e)
-            }
+            // The prompt ends first, so that the reason is printed below it
+            // on a terminal as it was.
+            editor.stop(screen);
+            Err(e)
         }
     }
 }
