@@ -24,6 +24,9 @@ pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// builds it once took over 15 s.
 const DRIVER_START_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How many times chromedriver is started when the port it picked was taken.
+const DRIVER_START_ATTEMPTS: usize = 3;
+
 /// Lines of chromedriver's output kept for the failure message when it does
 /// not start.
 const KEEP_OUTPUT_LINES: usize = 20;
@@ -77,6 +80,26 @@ impl Driver {
                  run `cargo xtask test`, which installs them (apt-get install chromium chromium-driver)"
             );
         }
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match Driver::try_start() {
+                Ok(driver) => return driver,
+                // chromedriver's `--port=0` finds a free port, lets it go and
+                // binds it again, for IPv4 and IPv6 apart: a test starting
+                // beside it can take the port in between. Its race, not ours,
+                // and a new pick is all it needs.
+                Err(failure)
+                    if attempts < DRIVER_START_ATTEMPTS
+                        && failure.contains("port not available") => {}
+                Err(failure) => panic!("{CHROMEDRIVER} {failure}"),
+            }
+        }
+    }
+
+    /// One start of chromedriver; what went wrong, with its output, if it did
+    /// not say its port.
+    fn try_start() -> Result<Driver, String> {
         let mut child = Command::new(CHROMEDRIVER)
             .arg("--port=0")
             .stdin(Stdio::null())
@@ -110,10 +133,10 @@ impl Driver {
         });
         let failure = match port_rx.recv_timeout(DRIVER_START_TIMEOUT) {
             Ok(port) => {
-                return Driver {
+                return Ok(Driver {
                     child,
                     url: format!("http://127.0.0.1:{port}"),
-                }
+                })
             }
             Err(RecvTimeoutError::Timeout) => {
                 let _ = child.kill();
@@ -126,7 +149,7 @@ impl Driver {
             },
         };
         let output = output.lock().unwrap().join("\n  ");
-        panic!("{CHROMEDRIVER} {failure}; its output:\n  {output}");
+        Err(format!("{failure}; its output:\n  {output}"))
     }
 
     /// A new browser session: its own Chromium with a fresh profile in `profile`.
