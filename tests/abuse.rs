@@ -5,9 +5,6 @@
 //!
 //! Every case starts its own server, so the cases can run in parallel.
 
-mod abuse_support;
-mod support;
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,16 +12,16 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use abuse_support::{
+use crate::abuse_support::{
     flood_frames, free_addr, http_status, read_until_closed, reset_on_close, slowloris,
     stream_until_gone, unacknowledged_bytes, would_block, Health, LineClient, Memory, Noise,
     Streamed, WsHealth, PROMPT,
 };
-use futures_util::{SinkExt, StreamExt};
-use support::{
+use crate::support::{
     assert_texts, metric, parse_reply, reply_texts, wait_for_metric, ws_close_frame, ws_connect,
     ws_exchange, RawWs, Server,
 };
+use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
 const MIB: usize = 1024 * 1024;

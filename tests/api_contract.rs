@@ -2,12 +2,10 @@
 //! and the server share (`timecho_shared::api`): `/api/config` tells the flags
 //! the server was started with, and describes the stamps it really writes.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
-use support::{split_reply, Peer, Server, TempDir, REPLY_TIMEOUT};
+use crate::support::{split_reply, Peer, Server, TempDir, REPLY_TIMEOUT};
 use timecho_shared::api::{path, status, ServerConfig, SessionInfo, StampInfo};
 use timecho_shared::relay::subprotocol;
 use timecho_shared::Stamp;
@@ -268,7 +266,7 @@ fn every_http_answer_says_which_instance_answered() {
 #[test]
 fn an_instance_name_that_cannot_go_into_a_header_is_refused() {
     for bad in ["two words", "", &"x".repeat(65), "caf\u{e9}"] {
-        let exited = support::serve_expecting_exit(&["--instance", bad]);
+        let exited = crate::support::serve_expecting_exit(&["--instance", bad]);
         assert_eq!(exited.status.code(), Some(2), "{bad:?}: {exited:?}");
         assert!(
             exited.stderr.contains("instance name"),

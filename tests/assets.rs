@@ -2,15 +2,13 @@
 //! real `timecho serve`: `/` and every file it loads, in brotli, gzip and
 //! plain bytes. Needs the page built in (`cargo xtask web`, then build).
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+use crate::support::Server;
 use sha2::{Digest, Sha256};
-use support::Server;
 
 const FOREVER: &str = "public, max-age=31536000, immutable";
 /// The three ways a client asks, and the `Content-Encoding` each gets.

@@ -6,9 +6,6 @@
 //! A failing test leaves a screenshot, the browser console and the DOM of each
 //! of its pages in `tests/artifacts/`.
 
-mod browser_support;
-mod support;
-
 use std::time::Duration;
 
 use fantoccini::key::Key;
@@ -16,11 +13,11 @@ use fantoccini::Locator;
 use serde::Deserialize;
 use timecho_shared::Stamp;
 
-use browser_support::{
+use crate::browser_support::{
     browser_test, free_port, page_url, save_docs_screenshot, start_gateway, wait_until, Page, View,
     Window, SHOW_TIMEOUT,
 };
-use support::{assert_recent, Server, TempDir};
+use crate::support::{assert_recent, Server, TempDir};
 
 /// Reconnecting waits out the page's backoff (0.5 s, 1 s, 2 s, ...).
 const RECONNECT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -470,7 +467,7 @@ async fn pages_come_back_after_a_gateway_restart() {
 /// A basic auth file with the user `ada`, password `pw`, made as the README
 /// says: `printf 'pw\n' | timecho hash-password ada`.
 fn users_file(dir: &TempDir) -> String {
-    support::basic_users_file(dir, "ada", "pw")
+    crate::support::basic_users_file(dir, "ada", "pw")
 }
 
 /// Fills in the sign-in form and submits it.
@@ -801,7 +798,7 @@ const CLOCK_TIMEOUT: Duration = Duration::from_secs(40);
 
 /// `timecho serve` with the page, its clock 3.5 s ahead of the browser's.
 fn ahead_gateway(args: &[&str]) -> Server {
-    browser_support::assert_page_built();
+    crate::browser_support::assert_page_built();
     assert!(
         std::path::Path::new(LIBFAKETIME).exists(),
         "{LIBFAKETIME} is missing: `cargo xtask test` installs it (apt-get install faketime)"
@@ -814,7 +811,7 @@ fn ahead_gateway(args: &[&str]) -> Server {
         ],
         args,
     );
-    let (status, body) = browser_support::http_get(server.http_addr(), "/");
+    let (status, body) = crate::browser_support::http_get(server.http_addr(), "/");
     assert_eq!(status, 200, "GET / (is the page built in?):\n{body}");
     server
 }

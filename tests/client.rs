@@ -1,14 +1,14 @@
 //! Clients people actually use against `timecho serve`: the tutorial's Python
 //! client, netcat, and `timecho client` itself.
 
-mod support;
-
 use std::io::ErrorKind;
 use std::net::TcpListener;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{assert_texts, parse_reply, reply_texts, run_to_exit, timecho, Server, TempDir};
+use crate::support::{
+    assert_texts, parse_reply, reply_texts, run_to_exit, timecho, Server, TempDir,
+};
 
 const TUTORIAL_CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/tutorial_client.py");
 const CLIENT_LIMIT: Duration = Duration::from_secs(10);
@@ -248,9 +248,9 @@ fn timecho_client_prints_replies_while_input_is_open_and_waits_for_late_lines() 
 
 #[test]
 fn hash_password_refuses_a_name_with_a_colon_and_ends_quietly_into_a_closed_pipe() {
-    let mut cmd = support::timecho();
+    let mut cmd = crate::support::timecho();
     cmd.args(["hash-password", "ada:admin"]);
-    let out = support::run_to_exit(cmd, b"pw\n", std::time::Duration::from_secs(30));
+    let out = crate::support::run_to_exit(cmd, b"pw\n", std::time::Duration::from_secs(30));
     assert!(!out.status.success(), "{out:?}");
     assert!(
         out.stderr.contains("cannot be empty or contain ':'"),
@@ -258,7 +258,7 @@ fn hash_password_refuses_a_name_with_a_colon_and_ends_quietly_into_a_closed_pipe
     );
 
     // `timecho hash-password ada | head -c0`: the reader is gone before the line.
-    let mut child = support::timecho()
+    let mut child = crate::support::timecho()
         .args(["hash-password", "ada"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -284,7 +284,7 @@ fn hash_password_refuses_a_name_with_a_colon_and_ends_quietly_into_a_closed_pipe
 
 #[test]
 fn a_port_alone_listens_on_loopback() {
-    let server = support::Server::start(&["--tcp", ":0", "--no-http"]);
+    let server = crate::support::Server::start(&["--tcp", ":0", "--no-http"]);
     let addrs = server.tcp_addrs();
     assert_eq!(addrs.len(), 2, "{addrs:?}");
     assert!(addrs.iter().all(|a| a.ip().is_loopback()), "{addrs:?}");
@@ -330,7 +330,7 @@ const SCREEN_LIMIT: Duration = Duration::from_secs(10);
 fn interactive_client_shows_a_server_notice_as_it_comes_and_ends_when_the_server_closes() {
     let server = Server::start(&["--idle-timeout", "1s", "--no-http"]);
     let addr = server.tcp_addr().to_string();
-    let term = support::Terminal::run(&["client", &addr]);
+    let term = crate::support::Terminal::run(&["client", &addr]);
     term.wait_for(&format!("connected to {addr}"), SCREEN_LIMIT);
     term.type_text("hello");
     term.enter();
@@ -362,7 +362,7 @@ fn interactive_client_says_how_many_typed_lines_the_closing_server_left_unanswer
             .read_line(&mut line)
             .unwrap();
     });
-    let term = support::Terminal::run(&["client", &addr]);
+    let term = crate::support::Terminal::run(&["client", &addr]);
     term.wait_for("connected to", SCREEN_LIMIT);
     term.type_text("anyone?");
     term.enter();
@@ -382,7 +382,7 @@ fn interactive_client_says_how_many_typed_lines_the_closing_server_left_unanswer
 fn interactive_client_ends_on_an_empty_line_and_says_so_in_its_help() {
     let server = Server::start(&["--no-http"]);
     let addr = server.tcp_addr().to_string();
-    let term = support::Terminal::run(&["client", &addr]);
+    let term = crate::support::Terminal::run(&["client", &addr]);
     term.wait_for("an empty line or Ctrl-D ends the session", SCREEN_LIMIT);
     term.type_text("one");
     term.enter();
@@ -583,7 +583,7 @@ fn client_over_websocket_reports_a_refused_handshake_and_misused_flags() {
 fn interactive_client_over_websocket_shows_the_idle_close_and_ends() {
     let server = Server::start(&["--idle-timeout", "1s"]);
     let url = format!("ws://{}/ws", server.http_addr());
-    let term = support::Terminal::run(&["client", &url]);
+    let term = crate::support::Terminal::run(&["client", &url]);
     term.wait_for(&format!("connected to {url}"), SCREEN_LIMIT);
     term.type_text("via the gateway");
     term.enter();

@@ -5,14 +5,12 @@
 //! rfc3339 stamps (direct), over every transport; the exit status is the
 //! monitoring check's.
 
-mod support;
-
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::time::Duration;
 
+use crate::support::{run_to_exit, timecho, Exited, Server, TempDir};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-use support::{run_to_exit, timecho, Exited, Server, TempDir};
 
 const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 /// The server's clock is this far ahead of the test's.

@@ -5,13 +5,11 @@
 //! stamps must follow each step at once: the once-a-second stamp cache must
 //! neither keep the old second nor stall.
 
-mod support;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::support::{split_reply, Peer, Server, TempDir};
 use chrono::{DateTime, TimeDelta, Utc};
-use support::{split_reply, Peer, Server, TempDir};
 use timecho_shared::Stamp;
 
 const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";

@@ -7,8 +7,6 @@
 //! check, `/metrics` read by a Prometheus client library's parsers, and
 //! browsers behind an HTTP proxy told apart by its forwarding headers.
 
-mod support;
-
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -18,7 +16,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use tokio_tungstenite::MaybeTlsStream;
 
-use support::{
+use crate::support::{
     basic_users_file, parse_reply, scrape, serve_expecting_exit, split_reply, wait_for_metric,
     ws_connect, ws_exchange, Peer, Server, TempDir, Ws, REPLY_TIMEOUT,
 };
@@ -284,7 +282,7 @@ fn the_shipped_unit_verifies_clean_and_is_hardened() {
         .status()
         .unwrap();
     assert!(copied.success());
-    std::fs::copy(support::BIN, r.join("usr/local/bin/timecho")).unwrap();
+    std::fs::copy(crate::support::BIN, r.join("usr/local/bin/timecho")).unwrap();
     let kill = ["/bin/kill", "/usr/bin/kill"]
         .into_iter()
         .find(|p| Path::new(p).exists())
@@ -439,7 +437,7 @@ fn idle_sockets_from_one_address_do_not_starve_the_http_listener() {
         let answer = unasked(probe);
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
     }
-    let per_client = support::metric(http, "timecho_errors_total", &["kind=\"PerClient\""]);
+    let per_client = crate::support::metric(http, "timecho_errors_total", &["kind=\"PerClient\""]);
     assert!(per_client >= 43.0, "{per_client} refusals counted");
     drop(idle);
 }
@@ -551,9 +549,9 @@ fn a_bad_value_is_reported_with_the_source_the_user_wrote_and_exit_status_2() {
     let file = dir.path().join("bad.toml");
     std::fs::write(&file, "max-line = 0\n").unwrap();
     let run = |env: &[(&str, &str)], args: &[&str]| {
-        let mut cmd = support::timecho();
+        let mut cmd = crate::support::timecho();
         cmd.envs(env.iter().copied()).arg("serve").args(args);
-        support::run_to_exit(cmd, b"", REPLY_TIMEOUT)
+        crate::support::run_to_exit(cmd, b"", REPLY_TIMEOUT)
     };
     let cases = [
         run(&[], &["--config", file.to_str().unwrap(), "--no-http"]),
@@ -606,7 +604,7 @@ fn a_full_http_listener_still_answers_a_balancers_health_checks() {
 
 #[test]
 fn the_shipped_configuration_lets_prometheus_scrape_and_answers_the_sites_name() {
-    use support::balancer::{http_raw, status_of};
+    use crate::support::balancer::{http_raw, status_of};
     // Trusted as the balancer's range is in the file (10/8 there, loopback
     // here): the HTTP listener waits for a PROXY header that a scraper does
     // not send, and drops it; the file's metrics listener answers it.
@@ -647,10 +645,10 @@ fn systemd_is_told_ready_once_listening_reloading_around_sighup_and_stopping() {
     assert!(ready.lines().any(|l| l == "READY=1"), "{ready:?}");
     // Ready means every listener answers.
     assert_eq!(tcp_exchange(server.tcp_addr(), "ready"), "ready");
-    let udp = support::Datagrams::connect(server.udp_addr());
+    let udp = crate::support::Datagrams::connect(server.udp_addr());
     udp.send(b"ready");
     assert!(udp.recv().ends_with(b"ready"));
-    let (status, _) = support::balancer::http_get(server.http_addr(), "/readyz");
+    let (status, _) = crate::support::balancer::http_get(server.http_addr(), "/readyz");
     assert_eq!(status, 200);
 
     server.signal(libc::SIGHUP);
@@ -674,10 +672,10 @@ fn systemd_is_told_ready_once_listening_reloading_around_sighup_and_stopping() {
 }
 
 /// `timecho health ARGS`, to its exit.
-fn health(args: &[&str]) -> support::Exited {
-    let mut cmd = support::timecho();
+fn health(args: &[&str]) -> crate::support::Exited {
+    let mut cmd = crate::support::timecho();
     cmd.arg("health").args(args);
-    support::run_to_exit(cmd, b"", REPLY_TIMEOUT)
+    crate::support::run_to_exit(cmd, b"", REPLY_TIMEOUT)
 }
 
 #[test]
@@ -752,7 +750,7 @@ fn parsed(format: &str, body: &str) -> Vec<[String; 5]> {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/deployed_support/parse_metrics.py");
     let mut cmd = std::process::Command::new(SYSTEM_PYTHON);
     cmd.arg(script).arg(format);
-    let out = support::run_to_exit(cmd, body.as_bytes(), REPLY_TIMEOUT);
+    let out = crate::support::run_to_exit(cmd, body.as_bytes(), REPLY_TIMEOUT);
     assert!(
         out.status.success(),
         "{format} parser refused the body: {}\n{body}",
@@ -986,7 +984,7 @@ fn wrong_login_from(source: &str, http: SocketAddr, client: &str) -> u16 {
         body.len()
     )
     .unwrap();
-    support::balancer::status_of(&unasked(s))
+    crate::support::balancer::status_of(&unasked(s))
 }
 
 #[test]

@@ -7,8 +7,6 @@
 //! `TIMECHO_FLAP_SECS` sets how long it flaps (default 20 s; the full
 //! run is 60).
 
-mod support;
-
 use std::collections::hash_map::RandomState;
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
@@ -17,8 +15,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::{metric, parse_reply, wait_for_metric, Server};
 use futures_util::{SinkExt, StreamExt};
-use support::{metric, parse_reply, wait_for_metric, Server};
 use timecho_shared::reconnect::Backoff;
 use timecho_shared::relay::close_code;
 use tokio::sync::Mutex;

@@ -2,17 +2,15 @@
 //! connect, every close code, the session limit, the ping keepalive, and what is
 //! left behind when either side goes away.
 
-mod support;
-
 use std::io::{BufRead, Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
-use support::{
+use crate::support::{
     assert_texts, metric, reply_texts, serve_expecting_exit, server_frames, wait_for_metric,
     ws_close_frame, ws_connect, ws_connect_with, ws_exchange, ws_next, ws_reply, RawWs, Server, Ws,
 };
+use futures_util::{SinkExt, StreamExt};
 use timecho_shared::{reply, StampCache, StampFormat};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
@@ -306,9 +304,12 @@ fn frames_then_close(http: SocketAddr, n: usize) -> Vec<(u8, Vec<u8>)> {
     let mut raw = RawWs::handshake(http);
     let mut burst = Vec::new();
     for i in 0..n {
-        burst.extend(support::masked_frame(0x1, format!("owed {i}").as_bytes()));
+        burst.extend(crate::support::masked_frame(
+            0x1,
+            format!("owed {i}").as_bytes(),
+        ));
     }
-    burst.extend(support::masked_frame(0x8, &1000u16.to_be_bytes()));
+    burst.extend(crate::support::masked_frame(0x8, &1000u16.to_be_bytes()));
     raw.stream.write_all(&burst).unwrap();
     let mut received = Vec::new();
     raw.stream
@@ -327,7 +328,7 @@ fn a_client_closing_gets_the_replies_it_is_owed_first() {
             .iter()
             .map(|(opcode, payload)| {
                 assert_eq!(*opcode, 0x1, "a text frame");
-                support::parse_reply(payload).1
+                crate::support::parse_reply(payload).1
             })
             .collect();
         let expected: Vec<String> = (0..n).map(|i| format!("owed {i}")).collect();
@@ -565,7 +566,7 @@ async fn only_unknown_subprotocols_are_refused_naming_the_spoken_ones() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_unix_socket_upstream_is_relayed_like_a_tcp_one() {
-    let dir = support::TempDir::new();
+    let dir = crate::support::TempDir::new();
     let path = dir.path().join("timecho.sock");
     let _upstream = Server::start(&["--no-http", "--unix", path.to_str().unwrap()]);
     let target = format!("unix:{}", path.display());
@@ -648,26 +649,26 @@ fn protocol_violations_are_closed_with_1002_and_counted_as_refused() {
     let server = Server::start(&[]);
     let http = server.http_addr();
     let rsv = {
-        let mut f = support::masked_frame(0x1, b"hi");
+        let mut f = crate::support::masked_frame(0x1, b"hi");
         f[0] |= 0x40;
         f
     };
     let unmasked = vec![0x81, 0x02, b'h', b'i'];
-    let long_ping = support::masked_frame(0x9, &[0u8; 126]);
+    let long_ping = crate::support::masked_frame(0x9, &[0u8; 126]);
     let fragmented_ping = {
-        let mut f = support::masked_frame(0x9, b"p");
+        let mut f = crate::support::masked_frame(0x9, b"p");
         f[0] &= 0x7f;
         f
     };
     let violations = [
         ("a reserved bit", rsv),
-        ("a reserved opcode", support::masked_frame(0x3, b"x")),
+        ("a reserved opcode", crate::support::masked_frame(0x3, b"x")),
         ("an unmasked frame", unmasked),
         ("a control frame over 125 bytes", long_ping),
         ("a fragmented control frame", fragmented_ping),
         (
             "a continuation without a start",
-            support::masked_frame(0x0, b"x"),
+            crate::support::masked_frame(0x0, b"x"),
         ),
     ];
     for (what, bytes) in &violations {
@@ -735,7 +736,7 @@ fn a_close_with_a_forbidden_code_or_reason_is_answered_1002_or_1007() {
         (vec![0x03, 0xe8, 0xff, 0xfe], 1007),
         (1000u16.to_be_bytes().to_vec(), 1000),
     ] {
-        let close = support::masked_frame(0x8, &payload);
+        let close = crate::support::masked_frame(0x8, &payload);
         assert_eq!(
             close_code_after(http, &close),
             Some(expected),

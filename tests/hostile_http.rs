@@ -4,17 +4,15 @@
 //! set short by flag so each case ends quickly; what is asserted is that the
 //! server ends the connection (or answers correctly), never how fast it is.
 
-mod support;
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::SinkExt;
-use support::{
+use crate::support::{
     metric, wait_for_metric, ws_close_frame, ws_connect, ws_exchange, RawWs, Server, TempDir,
 };
+use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
 
 /// Longer than any deadline set in these cases plus scheduling slack: a

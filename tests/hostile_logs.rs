@@ -2,12 +2,10 @@
 //! user name carries a forged log line, terminal escapes and megabytes of
 //! padding must leave the log with one short, inert line per event.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
-use support::{Server, TempDir, REPLY_TIMEOUT};
+use crate::support::{Server, TempDir, REPLY_TIMEOUT};
 
 /// What a forged line would start with, were the user name logged raw.
 const FORGED: &str = "2026-01-01T00:00:00.000000Z  INFO timecho::gateway::api: signed in";
@@ -15,7 +13,7 @@ const FORGED: &str = "2026-01-01T00:00:00.000000Z  INFO timecho::gateway::api: s
 const LINE_MAX: usize = 4 * 1024;
 
 fn auth_server(dir: &TempDir) -> Server {
-    let basic = support::basic_users_file(dir, "ada", "lovelace");
+    let basic = crate::support::basic_users_file(dir, "ada", "lovelace");
     // An empty NO_COLOR counts as unset: colours must be off because stderr is
     // a pipe, so that any ESC byte in the log would have come from a peer.
     Server::start_with_env(

@@ -7,16 +7,13 @@
 
 // Only the memory probe of the abuse suite's helpers is used here.
 #[allow(dead_code, unused_imports)]
-mod abuse_support;
-mod support;
-
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use abuse_support::Memory;
-use support::{metric, scrape, Server, TempDir};
+use crate::abuse_support::Memory;
+use crate::support::{metric, scrape, Server, TempDir};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 use tokio::sync::Barrier;
@@ -32,7 +29,7 @@ const VERIFICATIONS: &str = "timecho_signin_verifications_total";
 
 /// A users file with `ada` / `lovelace`, made as the README says.
 fn users_file(dir: &TempDir) -> String {
-    support::basic_users_file(dir, "ada", "lovelace")
+    crate::support::basic_users_file(dir, "ada", "lovelace")
 }
 
 /// `POST /api/login` from `source`, as the page sends it; the status code and
@@ -277,8 +274,8 @@ async fn wrong_tokens_from_a_table_full_of_addresses_do_not_lock_out_passwords()
 
 /// Opens `/ws` as a script signed in with `authorization`; the session, or
 /// the refusal's status and text.
-async fn ws_as(http: SocketAddr, authorization: &str) -> Result<support::Ws, (u16, String)> {
-    match support::ws_connect_with(http, &[("authorization", authorization)]).await {
+async fn ws_as(http: SocketAddr, authorization: &str) -> Result<crate::support::Ws, (u16, String)> {
+    match crate::support::ws_connect_with(http, &[("authorization", authorization)]).await {
         Ok(ws) => Ok(ws),
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
             let body = response.body().clone().unwrap_or_default();
@@ -341,7 +338,7 @@ async fn one_sign_in_cannot_take_every_websocket_slot() {
     while futures_util::StreamExt::next(&mut first).await.is_some() {}
     let open = "timecho_websocket_sessions_open";
     tokio::task::spawn_blocking(move || {
-        support::wait_for_metric(ops, open, &[], 4.0, ANSWER_TIMEOUT)
+        crate::support::wait_for_metric(ops, open, &[], 4.0, ANSWER_TIMEOUT)
     })
     .await
     .unwrap();

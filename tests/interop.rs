@@ -10,19 +10,15 @@
 
 // Only the driver and the gateway of the browser tests are used here.
 #[allow(unused_imports)]
-mod browser_support;
-mod interop_support;
-mod support;
-
 use std::process::Command;
 use std::time::Duration;
 
-use browser_support::{browser_test, page_url, start_gateway};
-use interop_support::{
+use crate::browser_support::{browser_test, page_url, start_gateway};
+use crate::interop_support::{
     debian_program, Close, Conversation, Ended, Frame, Outcome, ScriptClient, Session,
     SlowUpstream, WS_SESSION_JS,
 };
-use support::{assert_texts, reply_texts, Server};
+use crate::support::{assert_texts, reply_texts, Server};
 
 /// Text messages, each one reply: non-ASCII UTF-8, tabs and spaces kept as sent.
 const TEXTS: [&str; 4] = ["hello", "Grüße, ünïcode ✓ 日本語", "🎉\tand  spaces ", "5"];
@@ -118,6 +114,9 @@ mod checks {
         outcome.assert_opened(None);
         assert!(outcome.received.is_empty(), "{outcome:?}");
         assert_eq!(outcome.close_code, Some(1003), "{outcome:?}");
+        // The reason says what to do instead, whichever client read it.
+        let reason = outcome.close_reason.as_deref().unwrap_or_default();
+        assert!(reason.contains("send text"), "{outcome:?}");
     }
 }
 
@@ -243,7 +242,7 @@ mod websocat {
     use super::*;
 
     fn command(url: &str, args: &[&str]) -> Command {
-        let mut cmd = Command::new(interop_support::websocat());
+        let mut cmd = Command::new(crate::interop_support::websocat());
         cmd.args(args).arg(url);
         cmd
     }

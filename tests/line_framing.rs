@@ -1,8 +1,6 @@
 //! However a byte stream is cut into writes, the server answers the lines a
 //! local split would find: a property over real connections.
 
-mod support;
-
 use std::thread;
 use std::time::Duration;
 
@@ -10,7 +8,7 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
-use support::{reply_texts, Peer, Server};
+use crate::support::{reply_texts, Peer, Server};
 
 /// The lines of `stream` as the server should echo them: split at `\n`, one
 /// `\r` before it dropped, and a trailing partial line answered at end of stream.
@@ -99,7 +97,7 @@ fn local_line_splitting_follows_the_protocol() {
         [&b"a"[..], b"b", b"", b"c\r", b"end"].map(<[u8]>::to_vec)
     );
     assert_eq!(local_lines(b""), Vec::<Vec<u8>>::new());
-    assert_eq!(local_lines(b"\n"), vec![Vec::new()]);
+    assert_eq!(local_lines(b"\n"), vec![Vec::<u8>::new()]);
     assert_eq!(
         split_at(b"abcdef", &[4, 1, 9]),
         [&b"a"[..], b"bcd", b"ef", b""].map(<[u8]>::to_vec)

@@ -3,13 +3,11 @@
 //! A name is bound on every address it resolves to (127.0.0.1, and ::1 where
 //! localhost has it), so the tests accept one address or several.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
-use support::{
+use crate::support::{
     assert_texts, reply_texts, run_to_exit, serve_expecting_exit, timecho, ws_exchange, Peer,
     Server, REPLY_TIMEOUT,
 };
@@ -96,7 +94,7 @@ async fn gateway_relays_to_an_upstream_given_by_name() {
     let upstream = Server::start(&["--no-http"]);
     let port = upstream.tcp_addr().port();
     let gateway = Server::start(&["--upstream", &format!("localhost:{port}")]);
-    let mut ws = support::ws_connect(gateway.http_addr()).await;
+    let mut ws = crate::support::ws_connect(gateway.http_addr()).await;
     assert_eq!(ws_exchange(&mut ws, "relayed").await, "relayed");
 }
 

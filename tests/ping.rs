@@ -2,18 +2,16 @@
 //! over each transport, and against a scripted server that answers out of
 //! order and late.
 
-mod support;
-
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-use support::{run_to_exit, timecho, Server, TempDir};
+use crate::support::{run_to_exit, timecho, Server, TempDir};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
-fn ping(args: &[&str]) -> support::Exited {
+fn ping(args: &[&str]) -> crate::support::Exited {
     let mut cmd = timecho();
     cmd.arg("ping").args(args);
     run_to_exit(cmd, b"", LIMIT)

@@ -5,15 +5,13 @@
 //! (`ListenOverflows` in /proc/net/netstat). The browser test
 //! `pages_come_back_after_a_gateway_restart` does the same with real pages.
 
-mod support;
-
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::support::{parse_reply, Server, Ws};
 use futures_util::{SinkExt, StreamExt};
-use support::{parse_reply, Server, Ws};
 use timecho_shared::reconnect::{restart_delay_ms, restart_window_ms, Backoff};
 use timecho_shared::relay::close_code;
 use tokio::sync::mpsc;

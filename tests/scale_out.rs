@@ -3,8 +3,6 @@
 //! loopback. Clients reach both instances, the instances log the real client
 //! address, and when one instance is stopped mid-load no reply is lost.
 
-mod support;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -12,11 +10,11 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::balancer::{
+use crate::support::balancer::{
     accepted, close_code_of, http_get, http_raw, one_exchange, session_at, session_cookie,
     start_balancer, status_of, ws_sessions, ws_through,
 };
-use support::{split_reply, Server};
+use crate::support::{split_reply, Server};
 
 const CLIENTS: usize = 8;
 const LINES_PER_CLIENT: usize = 150;
@@ -202,7 +200,7 @@ fn http_from(source: &str, lb: SocketAddr, path: &str, extra: &str) -> u16 {
 
 #[test]
 fn behind_haproxy_sign_in_limits_and_deny_see_each_browser_not_the_balancer() {
-    let dir = support::TempDir::new();
+    let dir = crate::support::TempDir::new();
     let tokens = dir.path().join("tokens");
     std::fs::write(&tokens, "right-token\n").unwrap();
     let auth = format!("token:{}", tokens.display());
@@ -267,10 +265,10 @@ fn behind_haproxy_sign_in_limits_and_deny_see_each_browser_not_the_balancer() {
 fn a_sign_in_through_haproxy_is_honoured_by_every_instance_and_a_sign_out_everywhere_within_the_token_lifetime(
 ) {
     const LIFETIME: Duration = Duration::from_secs(4);
-    let dir = support::TempDir::new();
+    let dir = crate::support::TempDir::new();
     let key = dir.path().join("session.key");
-    support::write_session_key(&key);
-    let users = support::basic_users_file(&dir, "ada", "pw");
+    crate::support::write_session_key(&key);
+    let users = crate::support::basic_users_file(&dir, "ada", "pw");
     let key_arg = key.display().to_string();
     let lifetime = format!("{}s", LIFETIME.as_secs());
     let args = [
@@ -372,14 +370,14 @@ fn the_shipped_configuration_behind_haproxy_serves_websockets_tcp_sign_in_and_me
     // deploy/timecho.toml as it is, with this machine's addresses (HAProxy
     // runs on loopback here, where the file trusts 10/8), and the sign-in
     // the README adds for several instances.
-    let dir = support::TempDir::new();
+    let dir = crate::support::TempDir::new();
     let key = dir.path().join("session.key");
     std::fs::write(
         &key,
         "c2hhcmVkLWJ5LWJvdGgtaW5zdGFuY2VzLTAxMjM0NTY3ODlhYmNkZWY=\n",
     )
     .unwrap();
-    let users = support::basic_users_file(&dir, "ada", "pw");
+    let users = crate::support::basic_users_file(&dir, "ada", "pw");
     let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/timecho.toml");
     let key_arg = key.display().to_string();
     let args = [

@@ -2,8 +2,6 @@
 //! rustls clients, wss with a test CA, certificate reload on SIGHUP, plaintext on
 //! a TLS port, `--allow`/`--deny`, and sign-in for the page's API and `/ws`.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -11,11 +9,11 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::{parse_reply, serve_expecting_exit, Server, TempDir, REPLY_TIMEOUT};
 use futures_util::{SinkExt, StreamExt};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
-use support::{parse_reply, serve_expecting_exit, Server, TempDir, REPLY_TIMEOUT};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -161,7 +159,7 @@ fn timecho_client_verifies_the_server_certificate() {
     let other = make_pki(dir.path(), "other");
     let (_server, tls_addr, _) = tls_server(&pki, &[]);
     let run = |ca: &Path| {
-        let mut child = support::timecho()
+        let mut child = crate::support::timecho()
             .args(["client", "--tls", "--ca"])
             .arg(ca)
             .arg(format!("localhost:{}", tls_addr.port()))
@@ -184,7 +182,7 @@ fn timecho_client_verifies_the_server_certificate() {
         "{}",
         String::from_utf8_lossy(&good.stderr)
     );
-    let texts = support::reply_texts(&good.stdout);
+    let texts = crate::support::reply_texts(&good.stdout);
     assert_eq!(texts, vec![b"one".to_vec(), b"two".to_vec()]);
 
     let wrong = run(&other.ca);
@@ -328,7 +326,7 @@ fn denied_address_gets_nothing_and_others_are_served() {
         String::from_utf8_lossy(&got)
     );
 
-    let mut allowed = support::Peer::tcp(addr);
+    let mut allowed = crate::support::Peer::tcp(addr);
     allowed.send(b"welcome\n");
     let (_, text) = parse_reply(&allowed.read_line());
     assert_eq!(text, b"welcome");
@@ -419,7 +417,7 @@ fn auth_server(dir: &TempDir) -> Server {
 fn auth_server_with(dir: &TempDir, extra: &[&str]) -> Server {
     let tokens = dir.path().join("tokens");
     std::fs::write(&tokens, "script-token-123\n").unwrap();
-    let basic = support::basic_users_file(dir, "ada", "lovelace");
+    let basic = crate::support::basic_users_file(dir, "ada", "lovelace");
     let token = format!("token:{}", tokens.display());
     let mut args = vec!["--http", "127.0.0.1:0", "--auth", &basic, "--auth", &token];
     args.extend_from_slice(extra);
@@ -584,12 +582,12 @@ async fn signing_out_ends_the_pages_open_websocket() {
 }
 
 /// Runs a `timecho ...` command line as the banner prints it, with `input`.
-fn run_as_printed(command: &str, input: &[u8]) -> support::Exited {
+fn run_as_printed(command: &str, input: &[u8]) -> crate::support::Exited {
     let mut words = command.split_whitespace();
     assert_eq!(words.next(), Some("timecho"), "{command}");
-    let mut cmd = support::timecho();
+    let mut cmd = crate::support::timecho();
     cmd.args(words);
-    support::run_to_exit(cmd, input, REPLY_TIMEOUT)
+    crate::support::run_to_exit(cmd, input, REPLY_TIMEOUT)
 }
 
 #[test]

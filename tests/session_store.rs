@@ -5,19 +5,17 @@
 //! cannot promise (as the README says), a store that stops answering, and the
 //! start-up checks of the key and the store.
 
-mod support;
-
 use std::io::Write;
 use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::balancer::{
+use crate::support::balancer::{
     close_code_of, http_raw, session_at, session_cookie, start_balancer, status_of, ws_sessions,
     ws_through, Balancer,
 };
-use support::redis::RedisServer;
-use support::{serve_expecting_exit, split_reply, Server, TempDir};
+use crate::support::redis::RedisServer;
+use crate::support::{serve_expecting_exit, split_reply, Server, TempDir};
 
 /// Short, so that "within one token lifetime" is seconds.
 const LIFETIME: Duration = Duration::from_secs(4);
@@ -29,9 +27,9 @@ const PROXY_HEADER: &str = "PROXY TCP4 127.0.0.9 127.0.0.1 40000 80\r\n";
 fn serve_args(dir: &TempDir, store: Option<&RedisServer>, lifetime: Duration) -> Vec<String> {
     let key = dir.path().join("session.key");
     if !key.exists() {
-        support::write_session_key(&key);
+        crate::support::write_session_key(&key);
     }
-    let users = support::basic_users_file(dir, "ada", "pw");
+    let users = crate::support::basic_users_file(dir, "ada", "pw");
     let tokens = dir.path().join("tokens");
     std::fs::write(&tokens, "script-token\n").unwrap();
     let mut args: Vec<String> = [
@@ -331,7 +329,7 @@ fn sign_in_at(instance: &Server) -> String {
 #[test]
 fn start_up_refuses_a_weak_key_an_unreachable_store_and_a_store_without_sign_in() {
     let dir = TempDir::new();
-    let users = support::basic_users_file(&dir, "ada", "pw");
+    let users = crate::support::basic_users_file(&dir, "ada", "pw");
     let weak = dir.path().join("weak.key");
     std::fs::write(&weak, "a".repeat(32)).unwrap();
     let weak = weak.display().to_string();
@@ -351,7 +349,7 @@ fn start_up_refuses_a_weak_key_an_unreachable_store_and_a_store_without_sign_in(
         refused.stderr
     );
 
-    let closed = support::balancer::free_addr();
+    let closed = crate::support::balancer::free_addr();
     let nowhere = format!("redis://{closed}");
     let started = Instant::now();
     let refused = serve_expecting_exit(&[
@@ -399,10 +397,10 @@ fn start_up_refuses_a_weak_key_an_unreachable_store_and_a_store_without_sign_in(
             refused.stderr
         );
     }
-    let mut env = support::timecho();
+    let mut env = crate::support::timecho();
     env.args(["serve", "--tcp", "127.0.0.1:0", "--http", "127.0.0.1:0"])
         .env("TIMECHO_SESSION_STORE", "redis://127.0.0.1:6379");
-    let refused = support::run_to_exit(env, b"", Duration::from_secs(10));
+    let refused = crate::support::run_to_exit(env, b"", Duration::from_secs(10));
     assert!(
         refused.stderr.contains("--session-store needs --auth"),
         "{}",
@@ -420,7 +418,7 @@ fn a_user_removed_from_the_users_file_loses_their_sessions_at_sighup() {
         .find_map(|a| a.strip_prefix("basic:"))
         .expect("a users file")
         .to_owned();
-    let other = support::basic_users_file(&dir, "grace", "pw2");
+    let other = crate::support::basic_users_file(&dir, "grace", "pw2");
     let mut a = serve(&args);
     let cookie = sign_in_at(&a);
     let mut socket = ws_at(&a, &cookie);

@@ -1,14 +1,12 @@
 //! `timecho serve` over TCP: line framing, partial lines, limits, half-close,
 //! IPv6 and shutdown, against the real binary on ephemeral ports.
 
-mod support;
-
 use std::net::TcpListener;
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{
+use crate::support::{
     assert_texts, parse_reply, reply_texts, serve_expecting_exit, Peer, Server, TempDir,
 };
 

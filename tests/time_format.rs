@@ -1,12 +1,10 @@
 //! Stamp layouts chosen with --time-format, --precision and --utc, read back
 //! with the shared parser; and a bad pattern refused at start-up.
 
-mod support;
-
 use chrono::{TimeDelta, Utc};
 use timecho_shared::{Precision, Stamp, StampFormat, TimeFormat};
 
-use support::{assert_recent, serve_expecting_exit, split_reply, Peer, Server};
+use crate::support::{assert_recent, serve_expecting_exit, split_reply, Peer, Server};
 
 /// The server runs 14 hours ahead of UTC (a POSIX TZ string, no DST), so local
 /// time and UTC can be told apart whatever zone the test machine is in.

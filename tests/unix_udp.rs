@@ -1,8 +1,6 @@
 //! `timecho serve --unix` (socket file life cycle) and `--udp` (one datagram in,
 //! one stamped datagram out, within a per-source byte budget).
 
-mod support;
-
 use std::io::ErrorKind;
 use std::net::UdpSocket;
 use std::os::unix::net::UnixListener;
@@ -11,7 +9,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{
+use crate::support::{
     assert_texts, metric, parse_reply, reply_texts, serve_expecting_exit, Datagrams, Peer, Server,
     TempDir,
 };

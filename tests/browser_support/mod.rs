@@ -1,9 +1,6 @@
 //! What the browser tests share: chromedriver and its pages, the gateway
 //! under test, and what a failing test leaves in `tests/artifacts/`.
 
-// Each test file is its own crate and uses only part of this module.
-#![allow(dead_code)]
-
 mod driver;
 mod page;
 

@@ -2,9 +2,6 @@
 //! WebSocket session they run and what they saw, and the command-line ones
 //! that talk through their standard streams.
 
-// Each test file is its own crate and uses only part of this module.
-#![allow(dead_code)]
-
 mod conversation;
 mod session;
 mod slow_upstream;

@@ -1,9 +1,6 @@
 //! What the end-to-end tests share: the server process, client sockets, and
 //! reading replies back with the same parser the clients use.
 
-// Each test file is its own crate and uses only part of this module.
-#![allow(dead_code, unused_imports)]
-
 pub mod balancer;
 mod metrics;
 mod process;
@@ -25,7 +22,7 @@ pub use socket::{Datagrams, Peer, REPLY_TIMEOUT};
 pub use terminal::Terminal;
 pub use ws::{
     masked_frame, server_frames, ws_close_frame, ws_connect, ws_connect_with, ws_exchange, ws_next,
-    ws_reply, ws_text, RawWs, Ws,
+    ws_reply, RawWs, Ws,
 };
 
 /// A `basic:FILE` for `--auth` with one user, made as the README says:
