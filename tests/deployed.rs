@@ -282,7 +282,7 @@ fn the_shipped_unit_verifies_clean_and_is_hardened() {
         .status()
         .unwrap();
     assert!(copied.success());
-    std::fs::copy(crate::support::BIN, r.join("usr/local/bin/timecho")).unwrap();
+    std::fs::copy(crate::support::bin(), r.join("usr/local/bin/timecho")).unwrap();
     let kill = ["/bin/kill", "/usr/bin/kill"]
         .into_iter()
         .find(|p| Path::new(p).exists())

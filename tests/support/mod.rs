@@ -3,7 +3,7 @@
 
 pub mod balancer;
 mod metrics;
-mod process;
+pub mod process;
 pub mod redis;
 mod socket;
 mod terminal;
@@ -17,7 +17,7 @@ use timecho_shared::reply::ReplyBytes;
 use timecho_shared::Stamp;
 
 pub use metrics::{metric, scrape, wait_for_metric};
-pub use process::{run_to_exit, serve_expecting_exit, timecho, Exited, Server, BIN};
+pub use process::{bin, run_to_exit, serve_expecting_exit, timecho, Exited, Server};
 pub use socket::{Datagrams, Peer, REPLY_TIMEOUT};
 pub use terminal::Terminal;
 pub use ws::{

@@ -4,13 +4,44 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_timecho");
+/// The `timecho` binary under test. Cargo hands its path to this package's
+/// tests; the load generator's tests (package `timecho-bench`, which shares
+/// this tree) are another package's, so for them it is `TIMECHO_BIN`, or the
+/// `timecho` in the target directory they run from, where `cargo test
+/// --workspace` (and `cargo nextest run --workspace`) builds it. Fails the
+/// test, saying how to build it, if there is none.
+pub fn bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let path = match (
+            option_env!("CARGO_BIN_EXE_timecho"),
+            std::env::var_os("TIMECHO_BIN"),
+        ) {
+            (Some(ours), _) => PathBuf::from(ours),
+            (None, Some(given)) => PathBuf::from(given),
+            // target/<profile>/deps/<test binary> -> target/<profile>/timecho
+            (None, None) => std::env::current_exe()
+                .expect("the test binary's path")
+                .parent()
+                .and_then(Path::parent)
+                .expect("the test binary is in target/<profile>/deps")
+                .join("timecho"),
+        };
+        assert!(
+            path.is_file(),
+            "no server binary at {} (build it with `cargo build -p timecho`, or run \
+             `cargo test --workspace`, which builds it too; or set TIMECHO_BIN)",
+            path.display()
+        );
+        path
+    })
+}
 
 /// The last line `serve` prints once every listener is bound.
 const READY_LINE: &str = "Press Ctrl-C to stop.";
@@ -22,7 +53,14 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(8);
 /// The binary with an environment that does not depend on the caller's shell:
 /// no TIMECHO_* settings or log filter leak in; panics would show a backtrace.
 pub fn timecho() -> Command {
-    let mut cmd = Command::new(BIN);
+    clean_command(bin())
+}
+
+/// `program` with an environment that does not depend on the caller's shell
+/// (see [`timecho`]): for the other programs of the workspace, such as the
+/// load generator.
+pub fn clean_command(program: &Path) -> Command {
+    let mut cmd = Command::new(program);
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("TIMECHO_") {
             cmd.env_remove(name);

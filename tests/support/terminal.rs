@@ -26,7 +26,7 @@ impl Terminal {
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
         let home = TempDir::new();
-        let quoted: Vec<String> = std::iter::once(super::BIN)
+        let quoted: Vec<String> = std::iter::once(super::bin().to_str().expect("a UTF-8 path"))
             .chain(args.iter().copied())
             .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
             .collect();

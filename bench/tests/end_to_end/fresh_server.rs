@@ -1,11 +1,10 @@
 //! `timecho-bench --idle --fresh-server` as its own process: the bench starts
 //! the `timecho` it is given (or the one beside it), measures it, and stops it.
 
-mod support;
-
 use std::time::Duration;
 
-use support::{run_to_exit, server_bin, timecho_bench};
+use crate::support::{bin, run_to_exit};
+use crate::timecho_bench;
 
 /// Two runs of a few hundred connections, on a slow shared machine.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -26,7 +25,7 @@ fn an_idle_run_on_a_fresh_server_holds_every_connection_it_opens() {
             // A WebSocket sends its one message anyway.
             cmd.arg("--idle-echo");
         } else {
-            cmd.arg("--server-bin").arg(server_bin());
+            cmd.arg("--server-bin").arg(bin());
         }
         let out = run_to_exit(cmd, b"", LIMIT);
         println!("{mode}: {}", out.stdout);

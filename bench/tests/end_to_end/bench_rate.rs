@@ -3,11 +3,10 @@
 //! reply verified. The figures are printed, not judged; only the count is,
 //! which the schedule fixes whatever the machine's speed.
 
-mod support;
-
 use std::time::Duration;
 
-use support::{run_to_exit, timecho_bench, Server};
+use crate::support::{run_to_exit, Server};
+use crate::timecho_bench;
 
 /// Well under what a slow shared machine serves, so that every request is answered.
 const RATE: f64 = 2_000.0;

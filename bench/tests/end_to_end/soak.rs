@@ -5,11 +5,10 @@
 //! server's memory, descriptors or tasks keep growing after warm-up, or when
 //! any answer is wrong; the test prints its table either way.
 
-mod support;
-
 use std::time::Duration;
 
-use support::{basic_users_file, run_to_exit, timecho_bench, Server, TempDir};
+use crate::support::{basic_users_file, run_to_exit, Server, TempDir};
+use crate::timecho_bench;
 
 /// A minute in all; the first 15 s are warm-up, the other 45 samples are judged.
 const DURATION: &str = "60s";
