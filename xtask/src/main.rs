@@ -22,7 +22,7 @@ commands:
   web [--dev] [--force]  build the page into web/dist (skipped when nothing changed)
   run [-- ARGS...]       build the page, then `cargo run --release -p timecho -- serve ARGS...`
   test [ARGS...]         every check: browser tools, page build, fmt, clippy, tests
-                         (ARGS go to `cargo test --workspace`)
+                         (ARGS go to `cargo nextest run --workspace`)
   ci [ARGS...]           the same as test
   help                   this text";
 

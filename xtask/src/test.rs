@@ -60,14 +60,24 @@ pub fn all(test_args: &[String]) -> Result<ExitCode> {
                 .current_dir(workspace_root()),
         )
     })?;
-    steps.run("cargo test --workspace", || {
-        // The interop tests find their clients here (tests/interop_support).
-        exec::run(
-            cargo(&["test", "--workspace"])
-                .env("TIMECHO_TOOLS", &tools_dir)
-                .args(test_args),
-        )
-    })?;
+    steps.run(
+        "tests (cargo nextest run --workspace, then doctests)",
+        || {
+            // Every test in a process of its own, many at once: they mostly wait
+            // on sockets, child processes, browsers and timers, not on the CPU.
+            // The settings are in .config/nextest.toml. The interop tests find
+            // their clients in the tools folder (tests/interop_support).
+            exec::run(
+                tools::cargo_nextest(&tools_dir)?
+                    .args(["run", "--workspace"])
+                    .env("TIMECHO_TOOLS", &tools_dir)
+                    .current_dir(workspace_root())
+                    .args(test_args),
+            )?;
+            // nextest does not run doctests.
+            exec::run(&mut cargo(&["test", "--workspace", "--doc"]))
+        },
+    )?;
     // After the ordinary tests, so that their failures show first: every
     // mutant of `shared` must fail its tests. Settings and the few exclusions
     // are in .cargo/mutants.toml; about 2 to 5 minutes on two cores.

@@ -245,6 +245,26 @@ pub fn cargo_deny(tools_dir: &Path) -> Result<PathBuf> {
     cargo_install(tools_dir, "cargo-deny", CARGO_DENY_VERSION)
 }
 
+/// Pinned for machines that lack it, so the runner behaves the same everywhere.
+const CARGO_NEXTEST_VERSION: &str = "0.9.143";
+
+/// `cargo nextest`, the test runner: the one on this machine (the project's
+/// machines come with it), or else built from crates.io into `tools_dir` on
+/// first use.
+pub fn cargo_nextest(tools_dir: &Path) -> Result<Command> {
+    let mut cmd = if exec::output(exec::cargo().args(["nextest", "--version"])).is_some() {
+        exec::cargo()
+    } else {
+        Command::new(cargo_install(
+            tools_dir,
+            "cargo-nextest",
+            CARGO_NEXTEST_VERSION,
+        )?)
+    };
+    cmd.arg("nextest");
+    Ok(cmd)
+}
+
 /// Pinned so the mutation run makes the same mutants everywhere.
 const CARGO_MUTANTS_VERSION: &str = "25.3.1";
 
