@@ -607,8 +607,10 @@ fn the_drain_timeout_is_a_ceiling_with_a_client_that_never_reads() {
         .expect("the server exits");
     let took = started.elapsed();
     eprintln!("exited {took:?} after SIGTERM with --drain-timeout 2s: {status:?}");
+    // The hog never reads, so without the ceiling the server would not exit
+    // at all; the bound leaves room for a busy machine, not for a longer drain.
     assert!(
-        took < Duration::from_millis(2600),
+        took >= Duration::from_secs(2) && took < Duration::from_secs(4),
         "took {took:?} to exit with a 2 s drain deadline"
     );
 }
