@@ -142,25 +142,36 @@ fn ping_exits_1_without_replies_and_2_when_it_cannot_start() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
 }
 
-/// Answers each probe line as a timestamp server would, but after the delay
-/// `delay(n)` gives the n-th line (1-based); the 4th is answered only after
-/// the 3rd, so that a late reply and the next probe's come together.
-fn scripted_server(delays: [Duration; 4]) -> String {
+/// When the scripted server answers a probe line: once the reply to an
+/// earlier or later line (0-based) has been written, if `after` names one,
+/// and then after `delay`.
+#[derive(Clone, Copy)]
+struct Answer {
+    after: Option<usize>,
+    delay: Duration,
+}
+
+/// Answers each of the first four probe lines as a timestamp server would,
+/// when its [`Answer`] says: the order of replies is fixed by events, and
+/// only where a reply must miss a deadline by a delay, with a margin of
+/// seconds either way.
+fn scripted_server(answers: [Answer; 4]) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     std::thread::spawn(move || {
         let (stream, _) = listener.accept().unwrap();
         let writer = Arc::new(Mutex::new(stream.try_clone().unwrap()));
-        let (third_done, after_third) = mpsc::channel::<()>();
-        let mut after_third = Some(after_third);
-        let mut third_done = Some(third_done);
+        let (mut written, mut waits): (Vec<_>, Vec<_>) = (0..4)
+            .map(|_| mpsc::channel::<()>())
+            .map(|(tx, rx)| (Some(tx), Some(rx)))
+            .unzip();
         let mut lines = BufReader::new(stream).lines();
         for (n, line) in lines.by_ref().enumerate().take(4) {
             let line = line.unwrap();
             let writer = writer.clone();
-            let delay = delays[n];
-            let done = if n == 2 { third_done.take() } else { None };
-            let wait = if n == 3 { after_third.take() } else { None };
+            let Answer { after, delay } = answers[n];
+            let wait = after.and_then(|k| waits[k].take());
+            let done = written[n].take();
             std::thread::spawn(move || {
                 if let Some(wait) = wait {
                     let _ = wait.recv();
@@ -181,26 +192,37 @@ fn scripted_server(delays: [Duration; 4]) -> String {
 
 #[test]
 fn a_reply_is_matched_to_its_probe_so_late_and_out_of_order_replies_are_counted_as_such() {
-    // Probes at 0, 0.5, 1.0 and 1.5 s, each waited for 1.5 s. The 2nd is
-    // answered at once, before the 1st (0.8 s): the 1st is out of order. The 3rd
-    // comes at 2.8 s, after its wait ended at 2.5 s: late, not the 4th's
-    // answer; the 4th comes right after it, in time.
+    // Probes at 0, 2, 4 and 6 s, each waited for 3 s. The 1st is answered
+    // right after the 2nd (about 2 s, in time): out of order. The 3rd is
+    // answered 4 s after it came, at about 8 s: a second after its wait
+    // ended, so late, and a second before the 4th's ends, which is answered
+    // right after it, in time, and must not take the 3rd's reply for its own.
+    let at_once = Duration::ZERO;
     let addr = scripted_server([
-        Duration::from_millis(800),
-        Duration::from_millis(50),
-        Duration::from_millis(1800),
-        Duration::ZERO,
+        Answer {
+            after: Some(1),
+            delay: at_once,
+        },
+        Answer {
+            after: None,
+            delay: at_once,
+        },
+        Answer {
+            after: None,
+            delay: Duration::from_secs(4),
+        },
+        Answer {
+            after: Some(2),
+            delay: at_once,
+        },
     ]);
-    let out = ping(&["-c", "4", "-i", "0.5", "-W", "1.5", &addr]);
+    let out = ping(&["-c", "4", "-i", "2", "-W", "3", &addr]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(
         out.stdout.contains("seq=1 ") && out.stdout.contains("(out of order)"),
         "{out:?}"
     );
-    assert!(
-        out.stdout.contains("seq=3: no reply within 1.5s"),
-        "{out:?}"
-    );
+    assert!(out.stdout.contains("seq=3: no reply within 3s"), "{out:?}");
     assert!(out.stdout.contains("seq=3: late reply"), "{out:?}");
     assert!(out.stdout.contains(" seq=4 time="), "{out:?}");
     assert!(
