@@ -21,8 +21,8 @@ pub use process::{run_to_exit, serve_expecting_exit, timecho, Exited, Server, BI
 pub use socket::{Datagrams, Peer, REPLY_TIMEOUT};
 pub use terminal::Terminal;
 pub use ws::{
-    masked_frame, server_frames, ws_close_frame, ws_connect, ws_connect_with, ws_exchange, ws_next,
-    ws_reply, RawWs, Ws,
+    client_header, frame, masked_frame, server_frames, ws_close_frame, ws_connect, ws_connect_with,
+    ws_exchange, ws_next, ws_reply, RawWs, Ws,
 };
 
 /// A `basic:FILE` for `--auth` with one user, made as the README says:
