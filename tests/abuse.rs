@@ -13,13 +13,13 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::abuse_support::{
-    flood_frames, free_addr, http_status, read_until_closed, reset_on_close, slowloris,
-    stream_until_gone, unacknowledged_bytes, would_block, Health, LineClient, Memory, Noise,
-    Streamed, WsHealth, PROMPT,
+    flood_frames, free_addr, read_until_closed, reset_on_close, slowloris, stream_until_gone,
+    unacknowledged_bytes, would_block, Health, LineClient, Memory, Noise, Streamed, WsHealth,
+    PROMPT,
 };
 use crate::support::{
-    assert_texts, metric, parse_reply, reply_texts, wait_for_metric, ws_close_frame, ws_connect,
-    ws_exchange, RawWs, Server,
+    assert_texts, http, metric, parse_reply, reply_texts, wait_for_metric, ws_close_frame,
+    ws_connect, ws_exchange, RawWs, Server,
 };
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
@@ -582,7 +582,7 @@ fn slowloris_http_client_is_cut_off_after_the_header_timeout_while_others_are_se
     let trickler = thread::spawn(move || slowloris(http));
     while !trickler.is_finished() {
         let started = Instant::now();
-        assert_eq!(http_status(http, "/healthz"), 200);
+        assert_eq!(http::get("/healthz").send(http).status, 200);
         assert!(
             started.elapsed() < PROMPT,
             "a normal request took {:?}",

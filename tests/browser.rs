@@ -811,8 +811,11 @@ fn ahead_gateway(args: &[&str]) -> Server {
         ],
         args,
     );
-    let (status, body) = crate::browser_support::http_get(server.http_addr(), "/");
-    assert_eq!(status, 200, "GET / (is the page built in?):\n{body}");
+    let response = crate::support::http::get("/").send(server.http_addr());
+    assert_eq!(
+        response.status, 200,
+        "GET / (is the page built in?): {response}"
+    );
     server
 }
 

@@ -3,12 +3,11 @@
 //! A name is bound on every address it resolves to (127.0.0.1, and ::1 where
 //! localhost has it), so the tests accept one address or several.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
 use crate::support::{
-    assert_texts, reply_texts, run_to_exit, serve_expecting_exit, timecho, ws_exchange, Peer,
+    assert_texts, http, reply_texts, run_to_exit, serve_expecting_exit, timecho, ws_exchange, Peer,
     Server, REPLY_TIMEOUT,
 };
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -31,22 +30,9 @@ fn echo(addr: SocketAddr, text: &str) {
     assert_texts(&reply_texts(&peer.read_to_end()), &[text]);
 }
 
-/// `GET /` with `Host: host`: the status line.
-fn status_line(addr: SocketAddr, host: &str) -> String {
-    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
-    s.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
-    write!(
-        s,
-        "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    String::from_utf8_lossy(&raw)
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_owned()
+/// `GET /` with `Host: host`: the status.
+fn status(addr: SocketAddr, host: &str) -> u16 {
+    http::get("/").host(host).send(addr).status
 }
 
 #[test]
@@ -70,13 +56,10 @@ async fn http_given_localhost_serves_the_page_and_the_gateway_by_that_name() {
     for addr in listeners {
         assert!(addr.ip().is_loopback() && addr.port() == port, "{addr}");
         // The page, or the notice that this build has none; never 421 for our own name.
-        let status = status_line(addr, &format!("localhost:{port}"));
-        assert!(
-            status.starts_with("HTTP/1.1 200") || status.starts_with("HTTP/1.1 503"),
-            "{addr}: {status}"
-        );
-        let status = status_line(addr, &format!("evil.example:{port}"));
-        assert!(status.starts_with("HTTP/1.1 421"), "{addr}: {status}");
+        let ours = status(addr, &format!("localhost:{port}"));
+        assert!(ours == 200 || ours == 503, "{addr}: {ours}");
+        let evil = status(addr, &format!("evil.example:{port}"));
+        assert_eq!(evil, 421, "{addr}");
     }
     let request = format!("ws://localhost:{port}/ws")
         .into_client_request()

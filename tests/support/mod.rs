@@ -1,7 +1,9 @@
-//! What the end-to-end tests share: the server process, client sockets, and
-//! reading replies back with the same parser the clients use.
+//! What the end-to-end tests share: the server process, client sockets (raw
+//! HTTP and WebSocket frames among them), and reading replies back with the
+//! same parser the clients use.
 
 pub mod balancer;
+pub mod http;
 mod metrics;
 mod process;
 pub mod redis;
