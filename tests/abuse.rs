@@ -13,7 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::abuse_support::{
-    flood_frames, free_addr, read_until_closed, reset_on_close, slowloris, stream_until_gone,
+    flood_frames, read_until_closed, reset_on_close, slowloris, stream_until_gone,
     unacknowledged_bytes, would_block, Health, LineClient, Memory, Noise, Streamed, WsHealth,
     PROMPT,
 };
@@ -496,9 +496,10 @@ async fn wait_for_count(count: &AtomicU64, least: u64, what: &str) {
 /// cannot tell from an orderly close and reports as 1000.
 #[tokio::test(flavor = "multi_thread")]
 async fn websocket_whose_upstream_dies_mid_stream_closes_with_1011_and_the_gateway_goes_on() {
-    let up_addr = free_addr().to_string();
+    let mut upstream = Server::start(&["--no-http"]);
+    // Where it comes back after its death: the address the gateway was given.
+    let up_addr = upstream.tcp_addr().to_string();
     let upstream_args = ["--no-http", "--tcp", up_addr.as_str()];
-    let mut upstream = Server::start(&upstream_args);
     let gateway = Server::start(&["--upstream", &up_addr]);
     let http = gateway.http_addr();
     let mut health = Health::open(&gateway);

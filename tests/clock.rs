@@ -143,26 +143,25 @@ fn every_transport_measures_and_max_offset_sets_the_exit_status() {
     let dir = TempDir::new();
     let [ca, cert, key] = make_pki(dir.path());
     let socket = dir.path().join("timecho.sock");
-    let tls = free_addr().to_string();
-    let udp = free_addr().to_string();
     let server = ahead_server(&[
         "--time-format",
         "rfc3339",
         "--precision",
         "us",
         "--udp",
-        &udp,
+        "127.0.0.1:0",
         "--unix",
         socket.to_str().unwrap(),
         "--tcp-tls",
-        &tls,
+        "127.0.0.1:0",
         "--tls-cert",
         &cert,
         "--tls-key",
         &key,
     ]);
     let tcp = server.tcp_addr().to_string();
-    let tls_name = format!("localhost:{}", tls.rsplit_once(':').unwrap().1);
+    let udp = server.udp_addr().to_string();
+    let tls_name = format!("localhost:{}", server.listener("tls").port());
     let unix = socket.to_str().unwrap();
     let transports: [&[&str]; 4] = [
         &[&tcp],

@@ -21,12 +21,6 @@ use tokio_tungstenite::tungstenite::Message;
 const CUT_OFF_WITHIN: Duration = Duration::from_secs(6);
 const SESSIONS_OPEN: &str = "timecho_websocket_sessions_open";
 
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-}
-
 /// Reads until the server ends the connection; fails the test if it is still
 /// open after `limit`. Returns what was read and when it ended.
 fn until_closed(stream: &mut TcpStream, limit: Duration) -> (Vec<u8>, Duration) {
@@ -98,22 +92,24 @@ fn http2_prior_knowledge_is_not_served() {
 
 #[test]
 fn silent_and_idle_http_clients_are_cut_off_on_every_http_listener() {
-    let dir = TempDir::new();
-    let (https, redirect, metrics) = (free_addr(), free_addr(), free_addr());
     let server = Server::start(&[
         "--http",
-        &https.to_string(),
+        "127.0.0.1:0",
         "--tls-self-signed",
         "--redirect-http",
-        &redirect.to_string(),
+        "127.0.0.1:0",
         "--metrics",
-        &metrics.to_string(),
+        "127.0.0.1:0",
         "--header-timeout",
         "1s",
         "--handshake-timeout",
         "1s",
     ]);
-    let _ = (&dir, &server);
+    let (https, redirect, metrics) = (
+        server.listener("https"),
+        server.listener("redirect"),
+        server.listener("metrics"),
+    );
     // Connected and silent, on each listener (on https: no handshake at all).
     for addr in [https, redirect, metrics] {
         let mut s = TcpStream::connect(addr).unwrap();
@@ -131,15 +127,14 @@ fn silent_and_idle_http_clients_are_cut_off_on_every_http_listener() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn silent_client_after_the_tls_handshake_is_cut_off() {
-    let https = free_addr();
     let server = Server::start(&[
         "--http",
-        &https.to_string(),
+        "127.0.0.1:0",
         "--tls-self-signed",
         "--header-timeout",
         "1s",
     ]);
-    let _ = &server;
+    let https = server.listener("https");
     let tcp = tokio::net::TcpStream::connect(https).await.unwrap();
     let mut tls = insecure_tls()
         .connect(
@@ -312,14 +307,14 @@ fn websocket_clients_that_never_read_are_dropped_at_the_stall_deadline() {
 fn a_trickled_then_silent_proxy_header_is_dropped_at_its_deadline_without_spinning() {
     // The HTTP listener takes PROXY headers from loopback too; metrics are read
     // from their own listener.
-    let metrics = free_addr();
     let server = Server::start(&[
         "--proxy-protocol",
         "--proxy-timeout",
         "2s",
         "--metrics",
-        &metrics.to_string(),
+        "127.0.0.1:0",
     ]);
+    let metrics = server.listener("metrics");
     let tcp = server.tcp_addr();
     let mut clients: Vec<TcpStream> = (0..300)
         .map(|_| {
@@ -429,15 +424,15 @@ fn an_origin_with_another_scheme_is_another_origin() {
 
 #[test]
 fn the_https_redirect_names_only_our_hosts_and_brackets_ipv6() {
-    let (https, redirect) = (free_addr(), free_addr());
-    let _server = Server::start(&[
+    let server = Server::start(&[
         "--http",
-        &https.to_string(),
+        "127.0.0.1:0",
         "--tls-self-signed",
         "--redirect-http",
-        &redirect.to_string(),
+        "127.0.0.1:0",
     ]);
-    let port = https.port();
+    let redirect = server.listener("redirect");
+    let port = server.listener("https").port();
     let response = get(redirect, "/x?y=1", "localhost");
     assert_eq!(response.status, 308, "{response}");
     assert_eq!(
@@ -495,8 +490,8 @@ async fn responses_carry_the_security_headers_and_404_does_not_echo() {
     assert!(!body.contains("script"), "{body}");
 
     // Under TLS, browsers are told to stay on https.
-    let https = free_addr();
-    let _tls_server = Server::start(&["--http", &https.to_string(), "--tls-self-signed"]);
+    let tls_server = Server::start(&["--http", "127.0.0.1:0", "--tls-self-signed"]);
+    let https = tls_server.listener("https");
     let tcp = tokio::net::TcpStream::connect(https).await.unwrap();
     let mut tls = insecure_tls()
         .connect(
@@ -526,8 +521,7 @@ fn metrics_on_the_main_listener_need_sign_in_when_auth_is_on() {
     let tokens = dir.path().join("tokens");
     std::fs::write(&tokens, "scrape-token\n").unwrap();
     let auth = format!("token:{}", tokens.display());
-    let metrics = free_addr();
-    let server = Server::start(&["--auth", &auth, "--metrics", &metrics.to_string()]);
+    let server = Server::start(&["--auth", &auth, "--metrics", "127.0.0.1:0"]);
     let addr = server.http_addr();
     let response = get(addr, "/metrics", "localhost");
     assert_eq!(response.status, 401, "{response}");
@@ -542,6 +536,7 @@ fn metrics_on_the_main_listener_need_sign_in_when_auth_is_on() {
         "{response}"
     );
     // The separate --metrics listener is for the operator's network and stays open.
+    let metrics = server.listener("metrics");
     assert_eq!(get(metrics, "/metrics", "localhost").status, 200);
 }
 

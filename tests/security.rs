@@ -3,7 +3,7 @@
 //! a TLS port, `--allow`/`--deny`, and sign-in for the page's API and `/ws`.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -52,28 +52,23 @@ fn make_pki(dir: &Path, name: &str) -> Pki {
     pki
 }
 
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-}
-
+/// A server with `pki`'s certificate on a `--tcp-tls` and an https listener:
+/// the server, and those two addresses.
 fn tls_server(pki: &Pki, extra: &[&str]) -> (Server, SocketAddr, SocketAddr) {
-    let tls_addr = free_addr();
-    let https_addr = free_addr();
-    let (tls, https) = (tls_addr.to_string(), https_addr.to_string());
     let mut args = vec![
         "--tcp-tls",
-        &tls,
+        "127.0.0.1:0",
         "--http",
-        &https,
+        "127.0.0.1:0",
         "--tls-cert",
         pki.cert.to_str().unwrap(),
         "--tls-key",
         pki.key.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    (Server::start(&args), tls_addr, https_addr)
+    let server = Server::start(&args);
+    let (tls, https) = (server.listener("tls"), server.listener("https"));
+    (server, tls, https)
 }
 
 fn connector(ca: &Path) -> TlsConnector {

@@ -6,7 +6,6 @@ mod page;
 
 use std::any::Any;
 use std::future::Future;
-use std::net::TcpListener;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -234,13 +233,6 @@ pub fn start_gateway(args: &[&str]) -> Server {
 
 pub fn page_url(server: &Server) -> String {
     format!("http://{}/", server.http_addr())
-}
-
-/// A loopback port free right now (for a listener that must be named before
-/// it starts, such as the https one, whose banner line the helper skips).
-pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local address").port()
 }
 
 /// Writes the README's screenshot when it is missing, or when
