@@ -5,11 +5,11 @@
 //! rfc3339 stamps (direct), over every transport; the exit status is the
 //! monitoring check's.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::support::{run_to_exit, timecho, Exited, Server, TempDir};
+use crate::support::{free_addr, run_to_exit, timecho, Exited, Server, TempDir};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 
 const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
@@ -111,12 +111,6 @@ fn ctime_in_the_servers_local_zone_is_read_in_this_machines() {
     let server = ahead_server(&[]);
     let run = clock(&["--json", &server.tcp_addr().to_string()]);
     assert_finds_the_offset(&run, 100.0);
-}
-
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
 }
 
 /// A CA and a certificate for localhost, signed by it: (ca, cert, key) files.

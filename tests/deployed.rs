@@ -17,7 +17,7 @@ use futures_util::StreamExt;
 use tokio_tungstenite::MaybeTlsStream;
 
 use crate::support::{
-    basic_users_file, http, parse_reply, scrape, serve_expecting_exit, split_reply,
+    basic_users_file, http, on_free_addrs, parse_reply, scrape, serve_expecting_exit, split_reply,
     wait_for_metric, ws_connect, ws_exchange, Peer, Server, TempDir, Ws, REPLY_TIMEOUT,
 };
 
@@ -69,15 +69,6 @@ async fn the_shipped_configuration_serves_websockets_tcp_and_metrics() {
     assert!(server.terminate().success(), "{}", server.stderr());
 }
 
-/// A port that was free a moment ago, for a test that must name its own
-/// listener's port in another flag before the server starts.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
-}
-
 /// Opens `/ws` from the loopback address `source`, so that a test can trust
 /// 127.0.0.1 (the gateway's own address) as a proxy and still be a browser.
 async fn ws_from(source: &str, http: SocketAddr) -> Ws {
@@ -100,13 +91,15 @@ const GATEWAY_ONLY: [&str; 3] = ["--proxy-protocol", "--trusted-proxy", "127.0.0
 async fn a_browser_cannot_pass_its_bytes_off_as_a_proxy_header() {
     // The gateway relays to its own listener by address: with its address
     // trusted, that listener reads a header first, so the gateway must send one.
-    let port = free_port();
-    let own = format!("127.0.0.1:{port}");
-    let mut args = vec!["--tcp", &own, "--upstream", &own];
-    args.extend(GATEWAY_ONLY);
-    let mut server = Server::start(&args);
+    // The address is named twice before the server starts: a free port.
+    let (mut server, own) = on_free_addrs("timecho", |[own]| {
+        let own_text = own.to_string();
+        let mut args = vec!["--tcp", &own_text, "--upstream", &own_text];
+        args.extend(GATEWAY_ONLY);
+        Server::try_start(&args).map(|server| (server, own))
+    });
     let mut ws = ws_from("127.0.0.2", server.http_addr()).await;
-    let forged = format!("PROXY TCP4 203.0.113.66 127.0.0.1 4444 {port}");
+    let forged = format!("PROXY TCP4 203.0.113.66 127.0.0.1 4444 {}", own.port());
     assert_eq!(ws_exchange(&mut ws, &forged).await, forged);
     assert_eq!(ws_exchange(&mut ws, "hello").await, "hello");
     drop(ws);
@@ -165,15 +158,22 @@ fn combinations_that_cannot_work_are_refused_before_listening() {
         assert!(!exited.stdout.contains("listening"), "{args:?}: {exited:?}");
         assert!(!exited.status.success(), "{args:?}: {exited:?}");
     }
-    let port = free_port();
-    let own = format!("127.0.0.1:{port}");
-    let exited = serve_expecting_exit(&[
-        "--tcp",
-        &own,
-        "--upstream",
-        &own,
-        "--upstream-proxy-protocol",
-    ]);
+    // It binds its listeners before it can tell: a free port, named twice.
+    let exited = on_free_addrs("timecho", |[own]| {
+        let own = own.to_string();
+        let exited = serve_expecting_exit(&[
+            "--tcp",
+            &own,
+            "--upstream",
+            &own,
+            "--upstream-proxy-protocol",
+        ]);
+        if exited.lost_its_port() {
+            Err(exited.stderr)
+        } else {
+            Ok(exited)
+        }
+    });
     assert!(
         exited.stderr.contains("does not take a PROXY header"),
         "{exited:?}"

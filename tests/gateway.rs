@@ -7,9 +7,9 @@ use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    assert_texts, client_header, frame, masked_frame, metric, reply_texts, serve_expecting_exit,
-    server_frames, wait_for_metric, ws_close_frame, ws_connect, ws_connect_with, ws_exchange,
-    ws_next, ws_reply, RawWs, Server, Ws,
+    assert_texts, client_header, frame, free_addr, masked_frame, metric, reply_texts,
+    serve_expecting_exit, server_frames, wait_for_metric, ws_close_frame, ws_connect,
+    ws_connect_with, ws_exchange, ws_next, ws_reply, RawWs, Server, Ws,
 };
 use futures_util::{SinkExt, StreamExt};
 use timecho_shared::{reply, StampCache, StampFormat};
@@ -24,13 +24,6 @@ const SILENCE: Duration = Duration::from_millis(300);
 
 const SESSIONS_OPEN: &str = "timecho_websocket_sessions_open";
 const CONNECTIONS_OPEN: &str = "timecho_connections_open";
-
-/// A loopback port nothing listens on.
-fn closed_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-}
 
 /// Waits for a metric without blocking the runtime the WebSocket clients use.
 async fn settle(http: SocketAddr, name: &'static str, expected: f64) {
@@ -185,7 +178,7 @@ async fn a_developers_page_is_allowed_as_written_from_a_dev_server_a_file_or_any
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unreachable_upstream_closes_with_1011_telling_the_visitor_no_internal_address() {
-    let upstream = closed_port().to_string();
+    let upstream = free_addr().to_string();
     let mut server = Server::start(&["--upstream", &upstream]);
     let mut ws = ws_connect(server.http_addr()).await;
     let (code, reason) = ws_close_frame(&mut ws).await;

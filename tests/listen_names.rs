@@ -3,24 +3,16 @@
 //! A name is bound on every address it resolves to (127.0.0.1, and ::1 where
 //! localhost has it), so the tests accept one address or several.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::support::{
-    assert_texts, http, reply_texts, run_to_exit, serve_expecting_exit, timecho, ws_exchange, Peer,
-    Server, REPLY_TIMEOUT,
+    assert_texts, http, on_free_addrs, reply_texts, run_to_exit, serve_expecting_exit, timecho,
+    ws_exchange, Peer, Server, REPLY_TIMEOUT,
 };
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 const CLIENT_LIMIT: Duration = Duration::from_secs(10);
-
-/// A port nothing listens on right now, on 127.0.0.1.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("an ephemeral port")
-        .port()
-}
 
 /// One line over TCP to `addr`, and its echo.
 fn echo(addr: SocketAddr, text: &str) {
@@ -49,8 +41,12 @@ fn tcp_given_localhost_listens_on_every_address_of_the_name() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn http_given_localhost_serves_the_page_and_the_gateway_by_that_name() {
-    let port = free_port();
-    let server = Server::start(&["--http", &format!("localhost:{port}")]);
+    // One port on every address of the name, as an operator gives it: port 0
+    // would give each address its own, so a free port is named.
+    let (server, port) = on_free_addrs("timecho", |[free]| {
+        let port = free.port();
+        Server::try_start(&["--http", &format!("localhost:{port}")]).map(|s| (s, port))
+    });
     let listeners = server.http_addrs();
     assert!(!listeners.is_empty());
     for addr in listeners {

@@ -16,7 +16,7 @@ use crate::support::balancer::{
 };
 use crate::support::http::{self, Response};
 use crate::support::redis::RedisServer;
-use crate::support::{scrape, serve_expecting_exit, split_reply, Server, TempDir};
+use crate::support::{free_addr, scrape, serve_expecting_exit, split_reply, Server, TempDir};
 
 /// Short, so that "within one token lifetime" is seconds.
 const LIFETIME: Duration = Duration::from_secs(4);
@@ -326,7 +326,7 @@ fn start_up_refuses_a_weak_key_an_unreachable_store_and_a_store_without_sign_in(
         refused.stderr
     );
 
-    let closed = crate::support::balancer::free_addr();
+    let closed = free_addr();
     let nowhere = format!("redis://{closed}");
     let started = Instant::now();
     let refused = serve_expecting_exit(&[

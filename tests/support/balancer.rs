@@ -3,14 +3,14 @@
 //! (behind the PROXY header HAProxy would send).
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use super::http::{self, Request, Response};
-use super::{scrape, Server};
+use super::{on_free_addrs, scrape, Server, TempDir};
 
 /// The header HAProxy sends an instance before each connection's bytes (as
 /// `send-proxy-v2` would, in its text form), for requests straight to one.
@@ -24,29 +24,50 @@ pub fn haproxy() -> PathBuf {
         .expect("haproxy is not installed: run `cargo xtask test`, which installs it")
 }
 
-pub fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-}
-
 /// HAProxy in the foreground, stopped when dropped.
 pub struct Balancer {
     child: Child,
     pub tcp: SocketAddr,
     pub http: SocketAddr,
+    /// Holds HAProxy's log (its stderr), shown when a test fails.
+    dir: TempDir,
+}
+
+impl Balancer {
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("haproxy.log")).unwrap_or_default()
+    }
 }
 
 impl Drop for Balancer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if thread::panicking() {
+            eprintln!("--- haproxy log ---\n{}", self.log());
+        }
     }
 }
 
+/// HAProxy in front of `a` and `b`, once it routes to both. Its listeners
+/// are named in its configuration before it starts, on free ports (see
+/// [`super::free_addr`]): when another process took one first, HAProxy
+/// cannot bind it and exits, and is started again on fresh ones.
 pub fn start_balancer(a: &Server, b: &Server) -> Balancer {
+    on_free_addrs("HAProxy", |[tcp, http]| try_start_balancer(a, b, tcp, http))
+}
+
+/// One start of HAProxy on `tcp` and `http`: `Err` with its log if it could
+/// not bind them.
+fn try_start_balancer(
+    a: &Server,
+    b: &Server,
+    tcp: SocketAddr,
+    http: SocketAddr,
+) -> Result<Balancer, String> {
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/haproxy.cfg");
-    let (tcp, http) = (free_addr(), free_addr());
+    let dir = TempDir::new();
+    let log = std::fs::File::create(dir.path().join("haproxy.log")).expect("create haproxy.log");
     let child = Command::new(haproxy())
         .args(["-db", "-f"])
         .arg(&config)
@@ -60,20 +81,35 @@ pub fn start_balancer(a: &Server, b: &Server) -> Balancer {
         .env("B_HTTP_PORT", b.http_addr().port().to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(log)
         .spawn()
         .expect("haproxy starts");
-    let balancer = Balancer { child, tcp, http };
+    let mut balancer = Balancer {
+        child,
+        tcp,
+        http,
+        dir,
+    };
     // Ready once both backends pass their health checks and serve through it.
     let deadline = Instant::now() + Duration::from_secs(15);
     while Instant::now() < deadline {
+        if let Ok(Some(status)) = balancer.child.try_wait() {
+            let log = balancer.log();
+            if log.contains("Address already in use") {
+                return Err(log);
+            }
+            panic!("HAProxy exited ({status}) before routing; its log:\n{log}");
+        }
         if accepted(a) > 0 && accepted(b) > 0 {
-            return balancer;
+            return Ok(balancer);
         }
         let _ = one_exchange(balancer.tcp, "warm-up");
         thread::sleep(Duration::from_millis(50));
     }
-    panic!("HAProxy did not route to both instances within 15 s");
+    panic!(
+        "HAProxy did not route to both instances within 15 s; its log:\n{}",
+        balancer.log()
+    );
 }
 
 pub fn one_exchange(addr: SocketAddr, text: &str) -> std::io::Result<(SocketAddr, Vec<u8>)> {

@@ -5,6 +5,7 @@
 pub mod balancer;
 pub mod http;
 mod metrics;
+mod ports;
 mod process;
 pub mod redis;
 mod socket;
@@ -19,6 +20,7 @@ use timecho_shared::reply::ReplyBytes;
 use timecho_shared::Stamp;
 
 pub use metrics::{metric, scrape, wait_for_metric};
+pub use ports::{free_addr, on_free_addrs};
 pub use process::{run_to_exit, serve_expecting_exit, timecho, Exited, Server, BIN};
 pub use socket::{Datagrams, Peer, REPLY_TIMEOUT};
 pub use terminal::Terminal;
