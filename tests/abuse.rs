@@ -13,13 +13,13 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::abuse_support::{
-    flood_frames, free_addr, http_status, read_until_closed, reset_on_close, slowloris,
-    stream_until_gone, unacknowledged_bytes, would_block, Health, LineClient, Memory, Noise,
-    Streamed, WsHealth, PROMPT,
+    flood_frames, read_until_closed, reset_on_close, slowloris, stream_until_gone,
+    unacknowledged_bytes, would_block, Health, LineClient, Memory, Noise, Streamed, WsHealth,
+    PROMPT,
 };
 use crate::support::{
-    assert_texts, metric, parse_reply, reply_texts, wait_for_metric, ws_close_frame, ws_connect,
-    ws_exchange, RawWs, Server,
+    assert_texts, http, metric, parse_reply, reply_texts, wait_for_metric, ws_close_frame,
+    ws_connect, ws_exchange, RawWs, Server,
 };
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
@@ -496,9 +496,10 @@ async fn wait_for_count(count: &AtomicU64, least: u64, what: &str) {
 /// cannot tell from an orderly close and reports as 1000.
 #[tokio::test(flavor = "multi_thread")]
 async fn websocket_whose_upstream_dies_mid_stream_closes_with_1011_and_the_gateway_goes_on() {
-    let up_addr = free_addr().to_string();
+    let mut upstream = Server::start(&["--no-http"]);
+    // Where it comes back after its death: the address the gateway was given.
+    let up_addr = upstream.tcp_addr().to_string();
     let upstream_args = ["--no-http", "--tcp", up_addr.as_str()];
-    let mut upstream = Server::start(&upstream_args);
     let gateway = Server::start(&["--upstream", &up_addr]);
     let http = gateway.http_addr();
     let mut health = Health::open(&gateway);
@@ -582,7 +583,7 @@ fn slowloris_http_client_is_cut_off_after_the_header_timeout_while_others_are_se
     let trickler = thread::spawn(move || slowloris(http));
     while !trickler.is_finished() {
         let started = Instant::now();
-        assert_eq!(http_status(http, "/healthz"), 200);
+        assert_eq!(http::get("/healthz").send(http).status, 200);
         assert!(
             started.elapsed() < PROMPT,
             "a normal request took {:?}",

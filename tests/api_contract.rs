@@ -2,72 +2,26 @@
 //! and the server share (`timecho_shared::api`): `/api/config` tells the flags
 //! the server was started with, and describes the stamps it really writes.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 
-use crate::support::{split_reply, Peer, Server, TempDir, REPLY_TIMEOUT};
+use crate::support::http::{self, Response};
+use crate::support::{split_reply, Peer, Server, TempDir};
 use timecho_shared::api::{path, status, ServerConfig, SessionInfo, StampInfo};
 use timecho_shared::relay::subprotocol;
 use timecho_shared::Stamp;
 
-/// One HTTP/1.1 response: status, header lines (lower-cased names), body.
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The body as one of the API's types; fails the test if it is not.
-    fn json<T: serde::de::DeserializeOwned>(&self) -> T {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("not the expected JSON ({e}): {}", self.body))
-    }
-}
-
-/// `GET path` with `Host: host`, on a connection of its own.
+/// `GET path` with `Host: host`, asking for JSON as the page does.
 fn get(addr: SocketAddr, path: &str, host: &str) -> Response {
-    let mut s = TcpStream::connect(addr).expect("connect to the HTTP listener");
-    s.set_read_timeout(Some(REPLY_TIMEOUT))
-        .expect("read timeout");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send the request");
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).expect("read the response");
-    let (head, body) = raw
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("no end of headers in {raw:?}"));
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {head:?}"));
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    Response {
-        status,
-        headers,
-        body: body.to_owned(),
-    }
+    http::get(path)
+        .host(host)
+        .header("Accept", "application/json")
+        .send(addr)
 }
 
 fn config_of(server: &Server) -> ServerConfig {
     let addr = server.http_addr();
     let response = get(addr, path::CONFIG, &addr.to_string());
-    assert_eq!(response.status, 200, "{}", response.body);
+    assert_eq!(response.status, 200, "{response}");
     response.json()
 }
 
@@ -93,7 +47,7 @@ fn config_answers_the_flags_the_server_was_started_with() {
     ]);
     let addr = server.http_addr();
     let response = get(addr, path::CONFIG, &addr.to_string());
-    assert_eq!(response.status, 200, "{}", response.body);
+    assert_eq!(response.status, 200, "{response}");
     assert_eq!(response.header("cache-control"), Some("no-cache"));
     assert_eq!(response.header("content-type"), Some("application/json"));
     let config: ServerConfig = response.json();
@@ -156,13 +110,13 @@ fn config_follows_the_host_rules_like_every_other_route() {
     let server = Server::start(&[]);
     let addr = server.http_addr();
     let refused = get(addr, path::CONFIG, "evil.example");
-    assert_eq!(refused.status, 421, "{}", refused.body);
-    assert!(refused.body.contains("--allow-host"), "{}", refused.body);
+    assert_eq!(refused.status, 421, "{refused}");
+    assert!(refused.text().contains("--allow-host"), "{refused}");
     assert_eq!(get(addr, path::CONFIG, "localhost").status, 200);
 
     let server = Server::start(&["--allow-host", "evil.example"]);
     let allowed = get(server.http_addr(), path::CONFIG, "evil.example");
-    assert_eq!(allowed.status, 200, "{}", allowed.body);
+    assert_eq!(allowed.status, 200, "{allowed}");
 }
 
 #[test]
@@ -183,7 +137,7 @@ fn config_needs_no_sign_in_and_says_that_sign_in_is_on() {
     );
 
     let session = get(addr, path::SESSION, &addr.to_string());
-    assert_eq!(session.status, status::UNAUTHORIZED, "{}", session.body);
+    assert_eq!(session.status, status::UNAUTHORIZED, "{session}");
     let info: SessionInfo = session.json();
     assert!(info.auth && info.user.is_none(), "{info:?}");
     assert!(info.reason.is_some_and(|r| !r.is_empty()));
@@ -195,7 +149,7 @@ fn session_without_sign_in_is_open_in_the_shared_format() {
     assert!(!config_of(&server).auth);
     let addr = server.http_addr();
     let session = get(addr, path::SESSION, &addr.to_string());
-    assert_eq!(session.status, 200, "{}", session.body);
+    assert_eq!(session.status, 200, "{session}");
     assert_eq!(
         session.json::<SessionInfo>(),
         SessionInfo {

@@ -3,10 +3,10 @@
 //! plain bytes. Needs the page built in (`cargo xtask web`, then build).
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::io::Read;
+use std::net::SocketAddr;
 
+use crate::support::http::{self, Response};
 use crate::support::Server;
 use sha2::{Digest, Sha256};
 
@@ -18,105 +18,38 @@ const ENCODINGS: [(Option<&str>, Option<&str>); 3] = [
     (None, None),
 ];
 
-struct Reply {
-    status: u16,
-    /// Lower-case names.
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The body with its `Content-Encoding` undone.
-    fn decoded(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        match self.header("content-encoding") {
-            None => out.clone_from(&self.body),
-            Some("br") => {
-                brotli::Decompressor::new(&self.body[..], 4096)
-                    .read_to_end(&mut out)
-                    .expect("a brotli body decodes");
-            }
-            Some("gzip") => {
-                flate2::read::GzDecoder::new(&self.body[..])
-                    .read_to_end(&mut out)
-                    .expect("a gzip body decodes");
-            }
-            Some(other) => panic!("unexpected Content-Encoding {other}"),
+/// The body of `reply` with its `Content-Encoding` undone.
+fn decoded(reply: &Response) -> Vec<u8> {
+    let mut out = Vec::new();
+    match reply.header("content-encoding") {
+        None => out.clone_from(&reply.body),
+        Some("br") => {
+            brotli::Decompressor::new(&reply.body[..], 4096)
+                .read_to_end(&mut out)
+                .expect("a brotli body decodes");
         }
-        out
-    }
-}
-
-/// One GET on its own connection, read until the server closes it.
-fn get(addr: SocketAddr, path: &str, extra_headers: &[(&str, &str)]) -> Reply {
-    let timeout = Duration::from_secs(5);
-    let mut stream = TcpStream::connect_timeout(&addr, timeout).expect("connect");
-    stream.set_read_timeout(Some(timeout)).expect("timeout");
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (name, value) in extra_headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).expect("send");
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("read the response");
-
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("GET {path}: no end of headers"));
-    let head = String::from_utf8(raw[..end].to_vec()).expect("headers are text");
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("GET {path}: no status line in {head:?}"));
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let mut reply = Reply {
-        status,
-        headers,
-        body: raw[end + 4..].to_vec(),
-    };
-    if reply.header("transfer-encoding") == Some("chunked") {
-        reply.body = dechunk(&reply.body);
-    } else if let Some(length) = reply.header("content-length") {
-        assert_eq!(length, reply.body.len().to_string(), "GET {path}: length");
-    }
-    reply
-}
-
-/// The body of a chunked response (what runtime compression sends).
-fn dechunk(mut raw: &[u8]) -> Vec<u8> {
-    let mut body = Vec::new();
-    loop {
-        let line_end = raw
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .expect("a chunk size line");
-        let size = std::str::from_utf8(&raw[..line_end]).expect("hex size");
-        let size = usize::from_str_radix(size.split(';').next().unwrap_or(size).trim(), 16)
-            .expect("a chunk size");
-        if size == 0 {
-            return body;
+        Some("gzip") => {
+            flate2::read::GzDecoder::new(&reply.body[..])
+                .read_to_end(&mut out)
+                .expect("a gzip body decodes");
         }
-        let data = line_end + 2;
-        body.extend_from_slice(&raw[data..data + size]);
-        raw = &raw[data + size + 2..];
+        Some(other) => panic!("unexpected Content-Encoding {other}"),
     }
+    out
 }
 
-fn get_encoded(addr: SocketAddr, path: &str, accept: Option<&str>) -> Reply {
+/// One GET on its own connection. A body shorter than its `Content-Length`,
+/// or a chunked one cut off, fails the read.
+fn get(addr: SocketAddr, path: &str, extra_headers: &[(&str, &str)]) -> Response {
+    extra_headers
+        .iter()
+        .fold(http::get(path), |request, (name, value)| {
+            request.header(name, *value)
+        })
+        .send(addr)
+}
+
+fn get_encoded(addr: SocketAddr, path: &str, accept: Option<&str>) -> Response {
     match accept {
         Some(coding) => get(addr, path, &[("Accept-Encoding", coding)]),
         None => get(addr, path, &[]),
@@ -201,10 +134,10 @@ fn each_file_decodes_to_the_same_bytes_in_every_encoding_under_its_own_etag() {
                 "{shown}: {etag}"
             );
             assert!(etags.insert(etag), "{shown}: the ETag of another encoding");
-            let decoded = reply.decoded();
+            let bytes = decoded(&reply);
             match &plain {
-                None => plain = Some(decoded),
-                Some(first) => assert!(*first == decoded, "{shown}: other bytes"),
+                None => plain = Some(bytes),
+                Some(first) => assert!(*first == bytes, "{shown}: other bytes"),
             }
         }
         // A hashed name is the SHA-256 of the plain bytes, so it can be kept forever.
@@ -274,5 +207,5 @@ fn other_responses_are_still_compressed_on_the_fly() {
     );
     assert_eq!(reply.status, 200);
     assert_eq!(reply.header("content-encoding"), Some("gzip"));
-    assert!(String::from_utf8_lossy(&reply.decoded()).contains("timecho_"));
+    assert!(String::from_utf8_lossy(&decoded(&reply)).contains("timecho_"));
 }

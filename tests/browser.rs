@@ -14,8 +14,8 @@ use serde::Deserialize;
 use timecho_shared::Stamp;
 
 use crate::browser_support::{
-    browser_test, free_port, page_url, save_docs_screenshot, start_gateway, wait_until, Page, View,
-    Window, SHOW_TIMEOUT,
+    browser_test, page_url, save_docs_screenshot, start_gateway, wait_until, Page, View, Window,
+    SHOW_TIMEOUT,
 };
 use crate::support::{assert_recent, Server, TempDir};
 
@@ -431,9 +431,11 @@ async fn notices(page: &Page) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_come_back_after_a_gateway_restart() {
-    let http = format!("127.0.0.1:{}", free_port());
+    let first = start_gateway(&["--reconnect-window", "3s"]);
+    // The restarted gateway comes back where the pages knew the first.
+    let http = first.http_addr().to_string();
     let args = ["--http", http.as_str(), "--reconnect-window", "3s"];
-    let mut server = Some(start_gateway(&args));
+    let mut server = Some(first);
     let url = format!("http://{http}/");
     let server = &mut server;
     browser_test(
@@ -567,8 +569,10 @@ async fn sign_in_is_asked_for_refuses_a_wrong_password_and_sign_out_returns_to_i
 async fn a_gateway_restart_ends_the_session_and_brings_the_sign_in_form_back() {
     let dir = TempDir::new();
     let auth = users_file(&dir);
-    let http = format!("127.0.0.1:{}", free_port());
-    let mut server = Some(Server::start(&["--http", &http, "--auth", &auth]));
+    let first = Server::start(&["--auth", &auth]);
+    // The restarted gateway comes back where the page knew the first.
+    let http = first.http_addr().to_string();
+    let mut server = Some(first);
     let url = format!("http://{http}/");
     let server = &mut server;
     browser_test(
@@ -606,9 +610,8 @@ async fn a_gateway_restart_ends_the_session_and_brings_the_sign_in_form_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_https_the_page_connects_over_wss_and_messages_flow() {
-    let https = format!("127.0.0.1:{}", free_port());
-    let _server = Server::start(&["--http", &https, "--tls-self-signed"]);
-    let url = format!("https://{https}/");
+    let server = Server::start(&["--http", "127.0.0.1:0", "--tls-self-signed"]);
+    let url = format!("https://{}/", server.listener("https"));
     browser_test(
         "over_https_the_page_connects_over_wss_and_messages_flow",
         |browser| async move {
@@ -811,8 +814,11 @@ fn ahead_gateway(args: &[&str]) -> Server {
         ],
         args,
     );
-    let (status, body) = crate::browser_support::http_get(server.http_addr(), "/");
-    assert_eq!(status, 200, "GET / (is the page built in?):\n{body}");
+    let response = crate::support::http::get("/").send(server.http_addr());
+    assert_eq!(
+        response.status, 200,
+        "GET / (is the page built in?): {response}"
+    );
     server
 }
 

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::support::{
-    assert_texts, parse_reply, reply_texts, run_to_exit, timecho, Server, TempDir,
+    assert_texts, free_addr, parse_reply, reply_texts, run_to_exit, timecho, Server, TempDir,
 };
 
 const TUTORIAL_CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/tutorial_client.py");
@@ -83,10 +83,7 @@ fn timecho_client_streams_piped_lines_and_prints_every_reply_in_order() {
 
 #[test]
 fn timecho_client_reports_a_refused_connection_in_one_line_and_fails() {
-    let closed = {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap()
-    };
+    let closed = free_addr();
     let mut cmd = timecho();
     cmd.args(["client", &closed.to_string()]);
     let exited = run_to_exit(cmd, b"anyone?\n", CLIENT_LIMIT);

@@ -5,11 +5,11 @@
 //! rfc3339 stamps (direct), over every transport; the exit status is the
 //! monitoring check's.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::support::{run_to_exit, timecho, Exited, Server, TempDir};
+use crate::support::{free_addr, run_to_exit, timecho, Exited, Server, TempDir};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 
 const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
@@ -113,12 +113,6 @@ fn ctime_in_the_servers_local_zone_is_read_in_this_machines() {
     assert_finds_the_offset(&run, 100.0);
 }
 
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-}
-
 /// A CA and a certificate for localhost, signed by it: (ca, cert, key) files.
 fn make_pki(dir: &Path) -> [String; 3] {
     let ca_key = KeyPair::generate().unwrap();
@@ -143,26 +137,25 @@ fn every_transport_measures_and_max_offset_sets_the_exit_status() {
     let dir = TempDir::new();
     let [ca, cert, key] = make_pki(dir.path());
     let socket = dir.path().join("timecho.sock");
-    let tls = free_addr().to_string();
-    let udp = free_addr().to_string();
     let server = ahead_server(&[
         "--time-format",
         "rfc3339",
         "--precision",
         "us",
         "--udp",
-        &udp,
+        "127.0.0.1:0",
         "--unix",
         socket.to_str().unwrap(),
         "--tcp-tls",
-        &tls,
+        "127.0.0.1:0",
         "--tls-cert",
         &cert,
         "--tls-key",
         &key,
     ]);
     let tcp = server.tcp_addr().to_string();
-    let tls_name = format!("localhost:{}", tls.rsplit_once(':').unwrap().1);
+    let udp = server.udp_addr().to_string();
+    let tls_name = format!("localhost:{}", server.listener("tls").port());
     let unix = socket.to_str().unwrap();
     let transports: [&[&str]; 4] = [
         &[&tcp],

@@ -7,7 +7,7 @@
 //! check, `/metrics` read by a Prometheus client library's parsers, and
 //! browsers behind an HTTP proxy told apart by its forwarding headers.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::thread;
@@ -17,8 +17,8 @@ use futures_util::StreamExt;
 use tokio_tungstenite::MaybeTlsStream;
 
 use crate::support::{
-    basic_users_file, parse_reply, scrape, serve_expecting_exit, split_reply, wait_for_metric,
-    ws_connect, ws_exchange, Peer, Server, TempDir, Ws, REPLY_TIMEOUT,
+    basic_users_file, http, on_free_addrs, parse_reply, scrape, serve_expecting_exit, split_reply,
+    wait_for_metric, ws_connect, ws_exchange, Peer, Server, TempDir, Ws, REPLY_TIMEOUT,
 };
 
 /// How long a gauge or a freed place may take to settle after a session ends.
@@ -69,15 +69,6 @@ async fn the_shipped_configuration_serves_websockets_tcp_and_metrics() {
     assert!(server.terminate().success(), "{}", server.stderr());
 }
 
-/// A port that was free a moment ago, for a test that must name its own
-/// listener's port in another flag before the server starts.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
-}
-
 /// Opens `/ws` from the loopback address `source`, so that a test can trust
 /// 127.0.0.1 (the gateway's own address) as a proxy and still be a browser.
 async fn ws_from(source: &str, http: SocketAddr) -> Ws {
@@ -100,13 +91,15 @@ const GATEWAY_ONLY: [&str; 3] = ["--proxy-protocol", "--trusted-proxy", "127.0.0
 async fn a_browser_cannot_pass_its_bytes_off_as_a_proxy_header() {
     // The gateway relays to its own listener by address: with its address
     // trusted, that listener reads a header first, so the gateway must send one.
-    let port = free_port();
-    let own = format!("127.0.0.1:{port}");
-    let mut args = vec!["--tcp", &own, "--upstream", &own];
-    args.extend(GATEWAY_ONLY);
-    let mut server = Server::start(&args);
+    // The address is named twice before the server starts: a free port.
+    let (mut server, own) = on_free_addrs("timecho", |[own]| {
+        let own_text = own.to_string();
+        let mut args = vec!["--tcp", &own_text, "--upstream", &own_text];
+        args.extend(GATEWAY_ONLY);
+        Server::try_start(&args).map(|server| (server, own))
+    });
     let mut ws = ws_from("127.0.0.2", server.http_addr()).await;
-    let forged = format!("PROXY TCP4 203.0.113.66 127.0.0.1 4444 {port}");
+    let forged = format!("PROXY TCP4 203.0.113.66 127.0.0.1 4444 {}", own.port());
     assert_eq!(ws_exchange(&mut ws, &forged).await, forged);
     assert_eq!(ws_exchange(&mut ws, "hello").await, "hello");
     drop(ws);
@@ -165,15 +158,22 @@ fn combinations_that_cannot_work_are_refused_before_listening() {
         assert!(!exited.stdout.contains("listening"), "{args:?}: {exited:?}");
         assert!(!exited.status.success(), "{args:?}: {exited:?}");
     }
-    let port = free_port();
-    let own = format!("127.0.0.1:{port}");
-    let exited = serve_expecting_exit(&[
-        "--tcp",
-        &own,
-        "--upstream",
-        &own,
-        "--upstream-proxy-protocol",
-    ]);
+    // It binds its listeners before it can tell: a free port, named twice.
+    let exited = on_free_addrs("timecho", |[own]| {
+        let own = own.to_string();
+        let exited = serve_expecting_exit(&[
+            "--tcp",
+            &own,
+            "--upstream",
+            &own,
+            "--upstream-proxy-protocol",
+        ]);
+        if exited.lost_its_port() {
+            Err(exited.stderr)
+        } else {
+            Ok(exited)
+        }
+    });
     assert!(
         exited.stderr.contains("does not take a PROXY header"),
         "{exited:?}"
@@ -430,12 +430,10 @@ fn idle_sockets_from_one_address_do_not_starve_the_http_listener() {
     let refused = unasked(connect_from("127.0.0.2", http));
     assert!(refused.starts_with("HTTP/1.1 429"), "{refused:?}");
     for _ in 0..30 {
-        let mut probe = connect_from("127.0.0.3", http);
-        probe
-            .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            .unwrap();
-        let answer = unasked(probe);
-        assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+        let answer = http::get("/healthz")
+            .host("localhost")
+            .send_on(connect_from("127.0.0.3", http));
+        assert_eq!(answer.status, 200, "{answer}");
     }
     let per_client = crate::support::metric(http, "timecho_errors_total", &["kind=\"PerClient\""]);
     assert!(per_client >= 43.0, "{per_client} refusals counted");
@@ -535,11 +533,10 @@ fn the_default_limits_fit_the_descriptor_limit_so_the_busy_answer_comes_first() 
     let _ = BufReader::new(&mut extra).read_line(&mut line);
     assert!(line.starts_with("error: server busy"), "{line:?}");
     // The HTTP listener still has room for a balancer's health check.
-    let mut probe = TcpStream::connect(server.http_addr()).unwrap();
-    probe
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    assert!(unasked(probe).starts_with("HTTP/1.1 200"));
+    let probe = http::get("/healthz")
+        .host("localhost")
+        .send(server.http_addr());
+    assert_eq!(probe.status, 200, "{probe}");
     drop(held);
 }
 
@@ -587,40 +584,45 @@ fn a_full_http_listener_still_answers_a_balancers_health_checks() {
     let idle: Vec<_> = (0..1025)
         .map(|n| connect_from(&format!("127.0.0.{}", 2 + n / 300), http))
         .collect();
-    let mut probe = connect_from("127.0.0.9", http);
-    probe
-        .write_all(b"GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let answer = unasked(probe);
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    let answer = http::get("/readyz")
+        .host("localhost")
+        .send_on(connect_from("127.0.0.9", http));
+    assert_eq!(answer.status, 200, "{answer}");
     // The page itself is not served past the limit.
-    let mut page = connect_from("127.0.0.9", http);
-    page.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let answer = unasked(page);
-    assert!(!answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    let answer = http::get("/")
+        .host("localhost")
+        .try_send_on(connect_from("127.0.0.9", http));
+    assert!(
+        answer.as_ref().map_or(true, |answer| answer.status != 200),
+        "{answer:?}"
+    );
     drop(idle);
 }
 
 #[test]
 fn the_shipped_configuration_lets_prometheus_scrape_and_answers_the_sites_name() {
-    use crate::support::balancer::{http_raw, status_of};
     // Trusted as the balancer's range is in the file (10/8 there, loopback
     // here): the HTTP listener waits for a PROXY header that a scraper does
     // not send, and drops it; the file's metrics listener answers it.
     let server = shipped(&["--trusted-proxy", "127.0.0.0/8", "--proxy-timeout", "300ms"]);
-    let scrape = "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
-    assert_eq!(http_raw(server.http_addr(), "", scrape), "");
-    let answer = http_raw(server.metrics_addr(), "", scrape);
+    let scraper = http::get("/metrics").host("localhost");
+    match scraper.try_send(server.http_addr()) {
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset
+            ) => {}
+        other => panic!("the HTTP listener answered a scraper: {other:?}"),
+    }
+    let answer = scraper.send(server.metrics_addr());
     assert_ne!(server.metrics_addr(), server.http_addr());
-    assert_eq!(status_of(&answer), 200, "{answer}");
+    assert_eq!(answer.status, 200, "{answer}");
     // A browser (not trusted) asking for the page under the file's site name
     // gets it; another name gets 421.
     let server = shipped(&[]);
     for (host, status) in [("timecho.example.org", 200), ("elsewhere.example", 421)] {
-        let page = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-        let answer = http_raw(server.http_addr(), "", &page);
-        assert_eq!(status_of(&answer), status, "{host}: {answer:.200}");
+        let answer = http::get("/").host(host).send(server.http_addr());
+        assert_eq!(answer.status, status, "{host}: {}", answer.status);
     }
 }
 
@@ -648,8 +650,7 @@ fn systemd_is_told_ready_once_listening_reloading_around_sighup_and_stopping() {
     let udp = crate::support::Datagrams::connect(server.udp_addr());
     udp.send(b"ready");
     assert!(udp.recv().ends_with(b"ready"));
-    let (status, _) = crate::support::balancer::http_get(server.http_addr(), "/readyz");
-    assert_eq!(status, 200);
+    assert_eq!(http::get("/readyz").send(server.http_addr()).status, 200);
 
     server.signal(libc::SIGHUP);
     let reloading = notified(&socket);
@@ -719,24 +720,17 @@ const SYSTEM_PYTHON: &str = "/usr/bin/python3";
 
 /// A scrape of `/metrics` on `addr` with `accept`: the content type and body.
 fn scrape_as(addr: SocketAddr, accept: Option<&str>) -> (String, String) {
-    use std::io::Read;
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
-    let accept = accept.map_or(String::new(), |a| format!("Accept: {a}\r\n"));
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: localhost\r\n{accept}Connection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").expect("a whole answer");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    let content_type = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-type: "))
-        .unwrap_or_else(|| panic!("no content-type in {head}"));
-    (content_type.to_owned(), body.to_owned())
+    let request = http::get("/metrics").host("localhost");
+    let request = match accept {
+        Some(accept) => request.header("Accept", accept),
+        None => request,
+    };
+    let answer = request.send(addr);
+    assert_eq!(answer.status, 200, "{answer}");
+    let content_type = answer
+        .header("content-type")
+        .unwrap_or_else(|| panic!("no content-type in {answer}"));
+    (content_type.to_owned(), answer.text())
 }
 
 /// The samples a Prometheus client library's parser reads in `body`:
@@ -942,19 +936,16 @@ async fn forwarding_headers_from_an_untrusted_peer_change_nothing() {
     // its one connection held, the next is refused at once.
     let refused = tokio::task::spawn_blocking(move || {
         let held = connect_from("127.0.0.2", http);
-        let mut claimed = connect_from("127.0.0.2", http);
-        claimed
-            .write_all(
-                b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-For: 203.0.113.8\r\n\r\n",
-            )
-            .unwrap();
-        let refused = unasked(claimed);
+        let refused = http::get("/healthz")
+            .host("localhost")
+            .header("X-Forwarded-For", "203.0.113.8")
+            .send_on(connect_from("127.0.0.2", http));
         drop(held);
         refused
     })
     .await
     .unwrap();
-    assert!(refused.starts_with("HTTP/1.1 429"), "{refused:?}");
+    assert_eq!(refused.status, 429, "{refused}");
     // From the trusted proxy, a header that names no one (malformed, or two
     // that disagree) leaves the proxy as the client: nothing is denied.
     for headers in [
@@ -975,16 +966,12 @@ async fn forwarding_headers_from_an_untrusted_peer_change_nothing() {
 /// `POST /api/login` with a wrong password from `source`, naming `client`
 /// in X-Forwarded-For: the status.
 fn wrong_login_from(source: &str, http: SocketAddr, client: &str) -> u16 {
-    let body = r#"{"user":"ada","password":"wrong"}"#;
-    let mut s = connect_from(source, http);
-    write!(
-        s,
-        "POST /api/login HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-For: {client}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    crate::support::balancer::status_of(&unasked(s))
+    http::post("/api/login", r#"{"user":"ada","password":"wrong"}"#)
+        .host("localhost")
+        .header("X-Forwarded-For", client)
+        .header("Content-Type", "application/json")
+        .send_on(connect_from(source, http))
+        .status
 }
 
 #[test]

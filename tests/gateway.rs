@@ -7,13 +7,14 @@ use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    assert_texts, metric, reply_texts, serve_expecting_exit, server_frames, wait_for_metric,
-    ws_close_frame, ws_connect, ws_connect_with, ws_exchange, ws_next, ws_reply, RawWs, Server, Ws,
+    assert_texts, client_header, frame, free_addr, masked_frame, metric, reply_texts,
+    serve_expecting_exit, server_frames, wait_for_metric, ws_close_frame, ws_connect,
+    ws_connect_with, ws_exchange, ws_next, ws_reply, RawWs, Server, Ws,
 };
 use futures_util::{SinkExt, StreamExt};
 use timecho_shared::{reply, StampCache, StampFormat};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
-use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::{Frame, FrameHeader};
 use tokio_tungstenite::tungstenite::{self, Message};
 
 /// How long a gauge may take to settle after a session ends.
@@ -23,13 +24,6 @@ const SILENCE: Duration = Duration::from_millis(300);
 
 const SESSIONS_OPEN: &str = "timecho_websocket_sessions_open";
 const CONNECTIONS_OPEN: &str = "timecho_connections_open";
-
-/// A loopback port nothing listens on.
-fn closed_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-}
 
 /// Waits for a metric without blocking the runtime the WebSocket clients use.
 async fn settle(http: SocketAddr, name: &'static str, expected: f64) {
@@ -184,7 +178,7 @@ async fn a_developers_page_is_allowed_as_written_from_a_dev_server_a_file_or_any
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unreachable_upstream_closes_with_1011_telling_the_visitor_no_internal_address() {
-    let upstream = closed_port().to_string();
+    let upstream = free_addr().to_string();
     let mut server = Server::start(&["--upstream", &upstream]);
     let mut ws = ws_connect(server.http_addr()).await;
     let (code, reason) = ws_close_frame(&mut ws).await;
@@ -304,12 +298,9 @@ fn frames_then_close(http: SocketAddr, n: usize) -> Vec<(u8, Vec<u8>)> {
     let mut raw = RawWs::handshake(http);
     let mut burst = Vec::new();
     for i in 0..n {
-        burst.extend(crate::support::masked_frame(
-            0x1,
-            format!("owed {i}").as_bytes(),
-        ));
+        burst.extend(masked_frame(0x1, format!("owed {i}").as_bytes()));
     }
-    burst.extend(crate::support::masked_frame(0x8, &1000u16.to_be_bytes()));
+    burst.extend(masked_frame(0x8, &1000u16.to_be_bytes()));
     raw.stream.write_all(&burst).unwrap();
     let mut received = Vec::new();
     raw.stream
@@ -650,28 +641,43 @@ fn close_code_after(http: SocketAddr, bytes: &[u8]) -> Option<u16> {
 fn protocol_violations_are_closed_with_1002_and_counted_as_refused() {
     let server = Server::start(&[]);
     let http = server.http_addr();
-    let rsv = {
-        let mut f = crate::support::masked_frame(0x1, b"hi");
-        f[0] |= 0x40;
-        f
-    };
-    let unmasked = vec![0x81, 0x02, b'h', b'i'];
-    let long_ping = crate::support::masked_frame(0x9, &[0u8; 126]);
-    let fragmented_ping = {
-        let mut f = crate::support::masked_frame(0x9, b"p");
-        f[0] &= 0x7f;
-        f
-    };
     let violations = [
-        ("a reserved bit", rsv),
-        ("a reserved opcode", crate::support::masked_frame(0x3, b"x")),
-        ("an unmasked frame", unmasked),
-        ("a control frame over 125 bytes", long_ping),
-        ("a fragmented control frame", fragmented_ping),
         (
-            "a continuation without a start",
-            crate::support::masked_frame(0x0, b"x"),
+            "a reserved bit",
+            frame(
+                FrameHeader {
+                    rsv1: true,
+                    ..client_header(0x1)
+                },
+                b"hi",
+            ),
         ),
+        ("a reserved opcode", masked_frame(0x3, b"x")),
+        (
+            "an unmasked frame",
+            frame(
+                FrameHeader {
+                    mask: None,
+                    ..client_header(0x1)
+                },
+                b"hi",
+            ),
+        ),
+        (
+            "a control frame over 125 bytes",
+            masked_frame(0x9, &[0u8; 126]),
+        ),
+        (
+            "a fragmented control frame",
+            frame(
+                FrameHeader {
+                    is_final: false,
+                    ..client_header(0x9)
+                },
+                b"p",
+            ),
+        ),
+        ("a continuation without a start", masked_frame(0x0, b"x")),
     ];
     for (what, bytes) in &violations {
         assert_eq!(close_code_after(http, bytes), Some(1002), "{what}");
@@ -688,15 +694,11 @@ fn protocol_violations_are_closed_with_1002_and_counted_as_refused() {
 fn a_malformed_key_or_two_host_headers_get_400_and_a_head_over_32_kib_431() {
     let server = Server::start(&[]);
     let http = server.http_addr();
+    // No status when the server closes without one.
     let status = |request: String| {
-        let mut s = std::net::TcpStream::connect(http).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.write_all(request.as_bytes()).unwrap();
-        let mut raw = String::new();
-        let _ = s.read_to_string(&mut raw);
-        raw.split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse::<u16>().ok())
+        crate::support::http::try_send_raw(http, request)
+            .ok()
+            .map(|response| response.status)
     };
     let upgrade = |key: &str, extra: &str| {
         format!(
@@ -738,35 +740,13 @@ fn a_close_with_a_forbidden_code_or_reason_is_answered_1002_or_1007() {
         (vec![0x03, 0xe8, 0xff, 0xfe], 1007),
         (1000u16.to_be_bytes().to_vec(), 1000),
     ] {
-        let close = crate::support::masked_frame(0x8, &payload);
+        let close = masked_frame(0x8, &payload);
         assert_eq!(
             close_code_after(http, &close),
             Some(expected),
             "{payload:?}"
         );
     }
-}
-
-/// Reads one unmasked server frame: its opcode and payload.
-fn read_server_frame(stream: &mut std::net::TcpStream) -> (u8, Vec<u8>) {
-    let mut head = [0u8; 2];
-    stream.read_exact(&mut head).expect("a frame header");
-    let len = match head[1] & 0x7f {
-        126 => {
-            let mut n = [0u8; 2];
-            stream.read_exact(&mut n).unwrap();
-            usize::from(u16::from_be_bytes(n))
-        }
-        127 => {
-            let mut n = [0u8; 8];
-            stream.read_exact(&mut n).unwrap();
-            usize::try_from(u64::from_be_bytes(n)).unwrap()
-        }
-        n => usize::from(n),
-    };
-    let mut payload = vec![0; len];
-    stream.read_exact(&mut payload).expect("a frame payload");
-    (head[0] & 0x0f, payload)
 }
 
 /// A session that has gone quiet (its protocol layer renewed at rest), told
@@ -780,13 +760,13 @@ fn a_resting_session_sends_one_close_whatever_the_client_sends_after_it() {
     let mut server = Server::start(&["--log", "info,timecho::gateway::ws::session_socket=trace"]);
     let mut raw = RawWs::handshake(server.http_addr());
     raw.send(0x1, b"hello").unwrap();
-    let (opcode, reply) = read_server_frame(&mut raw.stream);
+    let (opcode, reply) = raw.read_frame();
     assert_eq!(opcode, 0x1, "{}", reply.escape_ascii());
     server.wait_for_log("resting=true", 1);
 
     server.sigterm();
     let (opcode, close) = loop {
-        match read_server_frame(&mut raw.stream) {
+        match raw.read_frame() {
             (0x9, _) => continue,
             frame => break frame,
         }

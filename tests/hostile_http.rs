@@ -9,6 +9,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::http::{self, Response};
 use crate::support::{
     metric, wait_for_metric, ws_close_frame, ws_connect, ws_exchange, RawWs, Server, TempDir,
 };
@@ -19,12 +20,6 @@ use tokio_tungstenite::tungstenite::Message;
 /// connection still open after it is held open for good.
 const CUT_OFF_WITHIN: Duration = Duration::from_secs(6);
 const SESSIONS_OPEN: &str = "timecho_websocket_sessions_open";
-
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-}
 
 /// Reads until the server ends the connection; fails the test if it is still
 /// open after `limit`. Returns what was read and when it ended.
@@ -50,52 +45,9 @@ fn until_closed(stream: &mut TcpStream, limit: Duration) -> (Vec<u8>, Duration) 
     }
 }
 
-/// One HTTP/1.1 request; returns the status and the whole response text
-/// (head and a `Content-Length` body; the connection may stay open).
-fn http(addr: SocketAddr, request: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.write_all(request.as_bytes()).unwrap();
-    s.set_read_timeout(Some(CUT_OFF_WITHIN)).unwrap();
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&raw[..end]).into_owned();
-            let body_len = header(&(head.clone() + "\r\n\r\n"), "content-length")
-                .and_then(|v| v.parse::<usize>().ok())
-                .unwrap_or(0);
-            if raw.len() >= end + 4 + body_len {
-                break;
-            }
-        }
-        match s.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => raw.extend_from_slice(&buf[..n]),
-            Err(e) => panic!("reading the response from {addr}: {e}; got {raw:?}"),
-        }
-    }
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no HTTP status in {text:?}"));
-    (status, text)
-}
-
-fn get(addr: SocketAddr, path: &str, host: &str, extra: &str) -> (u16, String) {
-    http(
-        addr,
-        &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n"),
-    )
-}
-
-fn header<'a>(response: &'a str, name: &str) -> Option<&'a str> {
-    let head = response.split("\r\n\r\n").next()?;
-    head.lines().find_map(|l| {
-        let (n, v) = l.split_once(':')?;
-        n.eq_ignore_ascii_case(name).then(|| v.trim())
-    })
+/// `GET path` with `Host: host`, on a connection of its own.
+fn get(addr: SocketAddr, path: &str, host: &str) -> Response {
+    http::get(path).host(host).send(addr)
 }
 
 #[test]
@@ -113,7 +65,7 @@ fn partial_http2_preface_is_cut_off_at_the_header_deadline() {
         until_closed(s, CUT_OFF_WITHIN);
     }
     // Nobody else was locked out meanwhile, and nothing is held any more.
-    assert_eq!(get(http_addr, "/healthz", "localhost", "").0, 200);
+    assert_eq!(get(http_addr, "/healthz", "localhost").status, 200);
     wait_for_metric(
         http_addr,
         "timecho_http_connections_open",
@@ -140,22 +92,24 @@ fn http2_prior_knowledge_is_not_served() {
 
 #[test]
 fn silent_and_idle_http_clients_are_cut_off_on_every_http_listener() {
-    let dir = TempDir::new();
-    let (https, redirect, metrics) = (free_addr(), free_addr(), free_addr());
     let server = Server::start(&[
         "--http",
-        &https.to_string(),
+        "127.0.0.1:0",
         "--tls-self-signed",
         "--redirect-http",
-        &redirect.to_string(),
+        "127.0.0.1:0",
         "--metrics",
-        &metrics.to_string(),
+        "127.0.0.1:0",
         "--header-timeout",
         "1s",
         "--handshake-timeout",
         "1s",
     ]);
-    let _ = (&dir, &server);
+    let (https, redirect, metrics) = (
+        server.listener("https"),
+        server.listener("redirect"),
+        server.listener("metrics"),
+    );
     // Connected and silent, on each listener (on https: no handshake at all).
     for addr in [https, redirect, metrics] {
         let mut s = TcpStream::connect(addr).unwrap();
@@ -173,15 +127,14 @@ fn silent_and_idle_http_clients_are_cut_off_on_every_http_listener() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn silent_client_after_the_tls_handshake_is_cut_off() {
-    let https = free_addr();
     let server = Server::start(&[
         "--http",
-        &https.to_string(),
+        "127.0.0.1:0",
         "--tls-self-signed",
         "--header-timeout",
         "1s",
     ]);
-    let _ = &server;
+    let https = server.listener("https");
     let tcp = tokio::net::TcpStream::connect(https).await.unwrap();
     let mut tls = insecure_tls()
         .connect(
@@ -295,15 +248,11 @@ fn a_request_body_over_16_kib_is_refused_with_413() {
     let addr = server.http_addr();
     let name = "x".repeat(1 << 20);
     let body = format!(r#"{{"user":"{name}","password":"p"}}"#);
-    let (status, text) = http(
-        addr,
-        &format!(
-            "POST /api/login HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://{addr}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        ),
-    );
-    assert_eq!(status, 413, "{}", &text[..text.len().min(300)]);
+    let response = http::post("/api/login", body)
+        .header("Origin", format!("http://{addr}"))
+        .header("Content-Type", "application/json")
+        .send(addr);
+    assert_eq!(response.status, 413, "{response}");
 }
 
 #[test]
@@ -358,14 +307,14 @@ fn websocket_clients_that_never_read_are_dropped_at_the_stall_deadline() {
 fn a_trickled_then_silent_proxy_header_is_dropped_at_its_deadline_without_spinning() {
     // The HTTP listener takes PROXY headers from loopback too; metrics are read
     // from their own listener.
-    let metrics = free_addr();
     let server = Server::start(&[
         "--proxy-protocol",
         "--proxy-timeout",
         "2s",
         "--metrics",
-        &metrics.to_string(),
+        "127.0.0.1:0",
     ]);
+    let metrics = server.listener("metrics");
     let tcp = server.tcp_addr();
     let mut clients: Vec<TcpStream> = (0..300)
         .map(|_| {
@@ -409,13 +358,13 @@ async fn a_rebound_host_name_gets_no_page_no_api_and_no_websocket() {
     let port = addr.port();
     let evil = format!("evil.example:{port}");
     for path in ["/", "/api/session", "/metrics"] {
-        let (status, text) = tokio::task::spawn_blocking({
+        let response = tokio::task::spawn_blocking({
             let evil = evil.clone();
-            move || get(addr, path, &evil, "")
+            move || get(addr, path, &evil)
         })
         .await
         .unwrap();
-        assert_eq!(status, 421, "{path}: {text}");
+        assert_eq!(response.status, 421, "{path}: {response}");
     }
     // The attack itself: a page on evil.example opening our /ws.
     let request = format!(
@@ -423,26 +372,26 @@ async fn a_rebound_host_name_gets_no_page_no_api_and_no_websocket() {
          Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
          Sec-WebSocket-Version: 13\r\n\r\n"
     );
-    let (status, _) = tokio::task::spawn_blocking(move || http(addr, &request))
+    let response = tokio::task::spawn_blocking(move || http::send_raw(addr, request))
         .await
         .unwrap();
-    assert_eq!(status, 421);
+    assert_eq!(response.status, 421);
     // Our own names still work, and probes answer whatever host they name.
     for host in [
         format!("localhost:{port}"),
         addr.to_string(),
         format!("[::1]:{port}"),
     ] {
-        let (status, text) = tokio::task::spawn_blocking(move || get(addr, "/healthz", &host, ""))
+        let response = tokio::task::spawn_blocking(move || get(addr, "/healthz", &host))
             .await
             .unwrap();
-        assert_eq!(status, 200, "{text}");
+        assert_eq!(response.status, 200, "{response}");
     }
     assert_eq!(
-        tokio::task::spawn_blocking(move || get(addr, "/readyz", "anything.example", ""))
+        tokio::task::spawn_blocking(move || get(addr, "/readyz", "anything.example"))
             .await
             .unwrap()
-            .0,
+            .status,
         200
     );
     let mut ws = ws_connect(addr).await;
@@ -451,56 +400,56 @@ async fn a_rebound_host_name_gets_no_page_no_api_and_no_websocket() {
     // --allow-host lets an operator's public name in.
     let server = Server::start(&["--allow-host", "timecho.example.org"]);
     let addr = server.http_addr();
-    let (status, text) =
-        tokio::task::spawn_blocking(move || get(addr, "/api/session", "timecho.example.org", ""))
+    let response =
+        tokio::task::spawn_blocking(move || get(addr, "/api/session", "timecho.example.org"))
             .await
             .unwrap();
-    assert_eq!(status, 200, "{text}");
+    assert_eq!(response.status, 200, "{response}");
 }
 
 #[test]
 fn an_origin_with_another_scheme_is_another_origin() {
     let server = Server::start(&[]);
     let addr = server.http_addr();
-    let (status, text) = http(
+    let response = http::send_raw(
         addr,
-        &format!(
+        format!(
             "GET /ws HTTP/1.1\r\nHost: {addr}\r\nOrigin: https://{addr}\r\nUpgrade: websocket\r\n\
              Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
              Sec-WebSocket-Version: 13\r\n\r\n"
         ),
     );
-    assert_eq!(status, 403, "{text}");
+    assert_eq!(response.status, 403, "{response}");
 }
 
 #[test]
 fn the_https_redirect_names_only_our_hosts_and_brackets_ipv6() {
-    let (https, redirect) = (free_addr(), free_addr());
-    let _server = Server::start(&[
+    let server = Server::start(&[
         "--http",
-        &https.to_string(),
+        "127.0.0.1:0",
         "--tls-self-signed",
         "--redirect-http",
-        &redirect.to_string(),
+        "127.0.0.1:0",
     ]);
-    let port = https.port();
-    let (status, text) = get(redirect, "/x?y=1", "localhost", "");
-    assert_eq!(status, 308, "{text}");
+    let redirect = server.listener("redirect");
+    let port = server.listener("https").port();
+    let response = get(redirect, "/x?y=1", "localhost");
+    assert_eq!(response.status, 308, "{response}");
     assert_eq!(
-        header(&text, "location"),
+        response.header("location"),
         Some(format!("https://localhost:{port}/x?y=1").as_str())
     );
-    let (status, text) = get(redirect, "/", "[::1]:80", "");
-    assert_eq!(status, 308, "{text}");
+    let response = get(redirect, "/", "[::1]:80");
+    assert_eq!(response.status, 308, "{response}");
     assert_eq!(
-        header(&text, "location"),
+        response.header("location"),
         Some(format!("https://[::1]:{port}/").as_str())
     );
     for bad in ["evil.example/phish?x=", "evil.example", "user@localhost"] {
-        let (status, text) = get(redirect, "/", bad, "");
+        let response = get(redirect, "/", bad);
         assert!(
-            (400..500).contains(&status) && header(&text, "location").is_none(),
-            "Host {bad:?}: {text}"
+            (400..500).contains(&response.status) && response.header("location").is_none(),
+            "Host {bad:?}: {response}"
         );
     }
 }
@@ -509,13 +458,16 @@ fn the_https_redirect_names_only_our_hosts_and_brackets_ipv6() {
 async fn responses_carry_the_security_headers_and_404_does_not_echo() {
     let server = Server::start(&[]);
     let addr = server.http_addr();
-    let (status, text) = tokio::task::spawn_blocking(move || get(addr, "/", "localhost", ""))
+    let response = tokio::task::spawn_blocking(move || get(addr, "/", "localhost"))
         .await
         .unwrap();
-    assert!(status == 200 || status == 503, "{text}");
-    assert_eq!(header(&text, "x-content-type-options"), Some("nosniff"));
-    assert_eq!(header(&text, "referrer-policy"), Some("no-referrer"));
-    let csp = header(&text, "content-security-policy").expect("a CSP");
+    assert!(
+        response.status == 200 || response.status == 503,
+        "{response}"
+    );
+    assert_eq!(response.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(response.header("referrer-policy"), Some("no-referrer"));
+    let csp = response.header("content-security-policy").expect("a CSP");
     for part in [
         "default-src 'none'",
         "script-src 'self' 'wasm-unsafe-eval'",
@@ -525,21 +477,21 @@ async fn responses_carry_the_security_headers_and_404_does_not_echo() {
         assert!(csp.contains(part), "CSP {csp:?} lacks {part:?}");
     }
     assert!(
-        header(&text, "strict-transport-security").is_none(),
+        response.header("strict-transport-security").is_none(),
         "HSTS over plain http"
     );
-    let (status, text) = tokio::task::spawn_blocking(move || {
-        get(addr, "/%3Cscript%3Ealert(1)%3C/script%3E", "localhost", "")
+    let response = tokio::task::spawn_blocking(move || {
+        get(addr, "/%3Cscript%3Ealert(1)%3C/script%3E", "localhost")
     })
     .await
     .unwrap();
-    assert_eq!(status, 404);
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+    assert_eq!(response.status, 404);
+    let body = response.text();
     assert!(!body.contains("script"), "{body}");
 
     // Under TLS, browsers are told to stay on https.
-    let https = free_addr();
-    let _tls_server = Server::start(&["--http", &https.to_string(), "--tls-self-signed"]);
+    let tls_server = Server::start(&["--http", "127.0.0.1:0", "--tls-self-signed"]);
+    let https = tls_server.listener("https");
     let tcp = tokio::net::TcpStream::connect(https).await.unwrap();
     let mut tls = insecure_tls()
         .connect(
@@ -554,10 +506,12 @@ async fn responses_carry_the_security_headers_and_404_does_not_echo() {
         .unwrap();
     let mut raw = Vec::new();
     let _ = tls.read_to_end(&mut raw).await;
-    let text = String::from_utf8_lossy(&raw);
+    let response = Response::parse(&raw).expect("a whole response over TLS");
     assert!(
-        header(&text, "strict-transport-security").is_some_and(|v| v.starts_with("max-age=")),
-        "{text}"
+        response
+            .header("strict-transport-security")
+            .is_some_and(|v| v.starts_with("max-age=")),
+        "{response}"
     );
 }
 
@@ -567,23 +521,23 @@ fn metrics_on_the_main_listener_need_sign_in_when_auth_is_on() {
     let tokens = dir.path().join("tokens");
     std::fs::write(&tokens, "scrape-token\n").unwrap();
     let auth = format!("token:{}", tokens.display());
-    let metrics = free_addr();
-    let server = Server::start(&["--auth", &auth, "--metrics", &metrics.to_string()]);
+    let server = Server::start(&["--auth", &auth, "--metrics", "127.0.0.1:0"]);
     let addr = server.http_addr();
-    let (status, text) = get(addr, "/metrics", "localhost", "");
-    assert_eq!(status, 401, "{text}");
-    assert!(!text.contains("timecho_"), "{text}");
-    let (status, text) = get(
-        addr,
-        "/metrics",
-        "localhost",
-        "Authorization: Bearer scrape-token\r\n",
+    let response = get(addr, "/metrics", "localhost");
+    assert_eq!(response.status, 401, "{response}");
+    assert!(!response.text().contains("timecho_"), "{response}");
+    let response = http::get("/metrics")
+        .host("localhost")
+        .header("Authorization", "Bearer scrape-token")
+        .send(addr);
+    assert_eq!(response.status, 200, "{response}");
+    assert!(
+        response.text().contains("timecho_connections_open"),
+        "{response}"
     );
-    assert_eq!(status, 200, "{text}");
-    assert!(text.contains("timecho_connections_open"), "{text}");
     // The separate --metrics listener is for the operator's network and stays open.
-    let (status, _) = get(metrics, "/metrics", "localhost", "");
-    assert_eq!(status, 200);
+    let metrics = server.listener("metrics");
+    assert_eq!(get(metrics, "/metrics", "localhost").status, 200);
 }
 
 #[test]

@@ -2,10 +2,9 @@
 //! user name carries a forged log line, terminal escapes and megabytes of
 //! padding must leave the log with one short, inert line per event.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 
-use crate::support::{Server, TempDir, REPLY_TIMEOUT};
+use crate::support::{http, Server, TempDir};
 
 /// What a forged line would start with, were the user name logged raw.
 const FORGED: &str = "2026-01-01T00:00:00.000000Z  INFO timecho::gateway::api: signed in";
@@ -34,28 +33,15 @@ fn hostile_name(len: usize) -> String {
     name
 }
 
-/// `POST /api/login` as the page would send it; the response's status code.
-/// The server may answer before it has read a large body, so a failed write
-/// is not an error here.
+/// `POST /api/login` as the page would send it; the response's status code
+/// (which may come before the server has read a large body).
 fn login(addr: SocketAddr, user: &str) -> u16 {
     let body = serde_json::json!({ "user": user, "password": "guess" }).to_string();
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
-    let head = format!(
-        "POST /api/login HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://{addr}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    let _ = s
-        .write_all(head.as_bytes())
-        .and_then(|()| s.write_all(body.as_bytes()));
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let raw = String::from_utf8_lossy(&raw);
-    raw.split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("no HTTP status in {raw:?}"))
+    http::post("/api/login", body)
+        .header("Origin", format!("http://{addr}"))
+        .header("Content-Type", "application/json")
+        .send(addr)
+        .status
 }
 
 #[test]

@@ -3,25 +3,16 @@
 //! A name is bound on every address it resolves to (127.0.0.1, and ::1 where
 //! localhost has it), so the tests accept one address or several.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::support::{
-    assert_texts, reply_texts, run_to_exit, serve_expecting_exit, timecho, ws_exchange, Peer,
-    Server, REPLY_TIMEOUT,
+    assert_texts, http, on_free_addrs, reply_texts, run_to_exit, serve_expecting_exit, timecho,
+    ws_exchange, Peer, Server, REPLY_TIMEOUT,
 };
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 const CLIENT_LIMIT: Duration = Duration::from_secs(10);
-
-/// A port nothing listens on right now, on 127.0.0.1.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("an ephemeral port")
-        .port()
-}
 
 /// One line over TCP to `addr`, and its echo.
 fn echo(addr: SocketAddr, text: &str) {
@@ -31,22 +22,9 @@ fn echo(addr: SocketAddr, text: &str) {
     assert_texts(&reply_texts(&peer.read_to_end()), &[text]);
 }
 
-/// `GET /` with `Host: host`: the status line.
-fn status_line(addr: SocketAddr, host: &str) -> String {
-    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
-    s.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
-    write!(
-        s,
-        "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    String::from_utf8_lossy(&raw)
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_owned()
+/// `GET /` with `Host: host`: the status.
+fn status(addr: SocketAddr, host: &str) -> u16 {
+    http::get("/").host(host).send(addr).status
 }
 
 #[test]
@@ -63,20 +41,21 @@ fn tcp_given_localhost_listens_on_every_address_of_the_name() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn http_given_localhost_serves_the_page_and_the_gateway_by_that_name() {
-    let port = free_port();
-    let server = Server::start(&["--http", &format!("localhost:{port}")]);
+    // One port on every address of the name, as an operator gives it: port 0
+    // would give each address its own, so a free port is named.
+    let (server, port) = on_free_addrs("timecho", |[free]| {
+        let port = free.port();
+        Server::try_start(&["--http", &format!("localhost:{port}")]).map(|s| (s, port))
+    });
     let listeners = server.http_addrs();
     assert!(!listeners.is_empty());
     for addr in listeners {
         assert!(addr.ip().is_loopback() && addr.port() == port, "{addr}");
         // The page, or the notice that this build has none; never 421 for our own name.
-        let status = status_line(addr, &format!("localhost:{port}"));
-        assert!(
-            status.starts_with("HTTP/1.1 200") || status.starts_with("HTTP/1.1 503"),
-            "{addr}: {status}"
-        );
-        let status = status_line(addr, &format!("evil.example:{port}"));
-        assert!(status.starts_with("HTTP/1.1 421"), "{addr}: {status}");
+        let ours = status(addr, &format!("localhost:{port}"));
+        assert!(ours == 200 || ours == 503, "{addr}: {ours}");
+        let evil = status(addr, &format!("evil.example:{port}"));
+        assert_eq!(evil, 421, "{addr}");
     }
     let request = format!("ws://localhost:{port}/ws")
         .into_client_request()

@@ -7,7 +7,7 @@ use std::net::TcpListener;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-use crate::support::{run_to_exit, timecho, Server, TempDir};
+use crate::support::{free_addr, run_to_exit, timecho, Server, TempDir};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -120,10 +120,7 @@ fn ping_exits_1_without_replies_and_2_when_it_cannot_start() {
         "{out:?}"
     );
 
-    let closed = {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().to_string()
-    };
+    let closed = free_addr().to_string();
     let out = ping(&["-c", "1", &closed]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(out.stderr.contains("cannot connect"), "{out:?}");

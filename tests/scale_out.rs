@@ -3,7 +3,7 @@
 //! loopback. Clients reach both instances, the instances log the real client
 //! address, and when one instance is stopped mid-load no reply is lost.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -11,10 +11,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::support::balancer::{
-    accepted, close_code_of, http_get, http_raw, one_exchange, session_at, session_cookie,
-    start_balancer, status_of, ws_sessions, ws_through,
+    accepted, close_code_of, one_exchange, session_at, session_cookie, start_balancer, straight_to,
+    ws_sessions, ws_through,
 };
-use crate::support::{split_reply, Server};
+use crate::support::http::{self, Response};
+use crate::support::{scrape, split_reply, Server};
 
 const CLIENTS: usize = 8;
 const LINES_PER_CLIENT: usize = 150;
@@ -115,7 +116,7 @@ fn instances_behind_haproxy_share_clients_log_them_and_drain_without_losing_repl
         thread::sleep(Duration::from_millis(20));
     }
     assert!(accepted(&a) > 0 && accepted(&b) > 0);
-    let (status, _) = http_get(lb.http, "/readyz");
+    let status = http::get("/readyz").send(lb.http).status;
     assert_eq!(status, 200, "the page side is served through HAProxy too");
 
     // Steady load, then instance A is stopped in the middle of it.
@@ -139,7 +140,10 @@ fn instances_behind_haproxy_share_clients_log_them_and_drain_without_losing_repl
     let deadline = Instant::now() + Duration::from_secs(1);
     let mut status = 0;
     while Instant::now() < deadline {
-        status = http_get(a.listener("metrics"), "/readyz").0;
+        // Refused once its listeners close: 0.
+        status = http::get("/readyz")
+            .try_send(a.listener("metrics"))
+            .map_or(0, |r| r.status);
         if status == 503 {
             break;
         }
@@ -169,8 +173,19 @@ fn instances_behind_haproxy_share_clients_log_them_and_drain_without_losing_repl
     assert!(b.terminate().success());
 }
 
-/// One HTTP request through the balancer from a chosen loopback source address.
-fn http_from(source: &str, lb: SocketAddr, path: &str, extra: &str) -> u16 {
+/// `POST /api/login` through the balancer at `lb` as the page sends it
+/// (`ada`, `pw`).
+fn sign_in(lb: SocketAddr) -> Response {
+    http::post("/api/login", r#"{"user":"ada","password":"pw"}"#)
+        .header("Origin", format!("http://{lb}"))
+        .header("Content-Type", "application/json")
+        .send(lb)
+}
+
+/// `GET path` through the balancer from a chosen loopback source address,
+/// with the bearer `token` if any: the status, or 0 when the connection ended
+/// without one.
+fn http_from(source: &str, lb: SocketAddr, path: &str, token: Option<&str>) -> u16 {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -181,21 +196,12 @@ fn http_from(source: &str, lb: SocketAddr, path: &str, extra: &str) -> u16 {
         socket.connect(lb).await.unwrap().into_std().unwrap()
     });
     stream.set_nonblocking(false).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let mut s = stream;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{extra}Connection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = String::new();
-    let _ = s.read_to_string(&mut raw);
-    raw.split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
+    let request = http::get(path).host("localhost");
+    let request = match token {
+        Some(token) => request.header("Authorization", format!("Bearer {token}")),
+        None => request,
+    };
+    request.try_send_on(stream).map_or(0, |r| r.status)
 }
 
 #[test]
@@ -218,8 +224,7 @@ fn behind_haproxy_sign_in_limits_and_deny_see_each_browser_not_the_balancer() {
     let a = Server::start(&args);
     let b = Server::start(&args);
     let lb = start_balancer(&a, &b);
-    let wrong = "Authorization: Bearer wrong-token\r\n";
-    let right = "Authorization: Bearer right-token\r\n";
+    let (wrong, right) = (Some("wrong-token"), Some("right-token"));
 
     // 127.0.0.2 guesses until both instances rate-limit it...
     let mut statuses = Vec::new();
@@ -242,14 +247,14 @@ fn behind_haproxy_sign_in_limits_and_deny_see_each_browser_not_the_balancer() {
         assert_eq!(http_from("127.0.0.4", lb.http, "/api/session", right), 200);
     }
     // --deny names a browser's address, not HAProxy's: that one browser is refused.
-    assert_eq!(http_from("127.0.0.4", lb.http, "/readyz", ""), 200);
-    let denied = http_from("127.0.0.3", lb.http, "/readyz", "");
+    assert_eq!(http_from("127.0.0.4", lb.http, "/readyz", None), 200);
+    let denied = http_from("127.0.0.3", lb.http, "/readyz", None);
     assert!(denied >= 500 || denied == 0, "denied browser got {denied}");
     let denied_count: f64 = [&a, &b]
         .iter()
         .map(|s| {
-            let (_, body) = http_get(s.listener("metrics"), "/metrics");
-            body.lines()
+            scrape(s.listener("metrics"))
+                .lines()
                 .filter(|l| l.starts_with("timecho_errors_total{") && l.contains("kind=\"Denied\""))
                 .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
                 .sum::<f64>()
@@ -289,19 +294,8 @@ fn a_sign_in_through_haproxy_is_honoured_by_every_instance_and_a_sign_out_everyw
     let lb = start_balancer(&a, &b);
 
     // Signed in through HAProxy: one instance checked the password...
-    let body = r#"{"user":"ada","password":"pw"}"#;
-    let origin = format!("http://{}", lb.http);
-    let login = http_raw(
-        lb.http,
-        "",
-        &format!(
-            "POST /api/login HTTP/1.1\r\nHost: {}\r\nOrigin: {origin}\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            lb.http,
-            body.len()
-        ),
-    );
-    assert_eq!(status_of(&login), 200, "{login}");
+    let login = sign_in(lb.http);
+    assert_eq!(login.status, 200, "{login}");
     let cookie = session_cookie(&login).expect("a session cookie");
     // ...and both honour the session.
     assert_eq!(session_at(&a, &cookie).0, 200);
@@ -336,16 +330,12 @@ fn a_sign_in_through_haproxy_is_honoured_by_every_instance_and_a_sign_out_everyw
     // Signed out on instance a: a refuses at once and ends its socket now;
     // b keeps honouring the token it cannot know was signed out, until the
     // token expires, and then refuses it too.
-    let logout = http_raw(
-        a.http_addr(),
-        "PROXY TCP4 127.0.0.9 127.0.0.1 40000 80\r\n",
-        &format!(
-            "POST /api/logout HTTP/1.1\r\nHost: localhost\r\nCookie: {renewed}\r\n\
-             Content-Length: 0\r\nConnection: close\r\n\r\n"
-        ),
+    let logout = straight_to(
+        &a,
+        http::post("/api/logout", "").header("Cookie", renewed.as_str()),
     );
     let signed_out = Instant::now();
-    assert_eq!(status_of(&logout), 204, "{logout}");
+    assert_eq!(logout.status, 204, "{logout}");
     assert_eq!(session_at(&a, &renewed).0, 401);
     assert_eq!(session_at(&a, &cookie).0, 401, "every token of the session");
     let deadline = signed_out + LIFETIME + Duration::from_secs(2);
@@ -404,19 +394,8 @@ fn the_shipped_configuration_behind_haproxy_serves_websockets_tcp_sign_in_and_me
         b"through the balancer"
     );
 
-    let body = r#"{"user":"ada","password":"pw"}"#;
-    let login = http_raw(
-        lb.http,
-        "",
-        &format!(
-            "POST /api/login HTTP/1.1\r\nHost: {}\r\nOrigin: http://{}\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            lb.http,
-            lb.http,
-            body.len()
-        ),
-    );
-    assert_eq!(status_of(&login), 200, "{login}");
+    let login = sign_in(lb.http);
+    assert_eq!(login.status, 200, "{login}");
     let cookie = session_cookie(&login).expect("a session cookie");
     // Two sockets at once land on both instances; each reply is its own
     // message's echo (no stray replies, no mangled first reply).
@@ -440,8 +419,7 @@ fn the_shipped_configuration_behind_haproxy_serves_websockets_tcp_sign_in_and_me
         "one socket on each"
     );
     // Metrics are scraped on their own listener, which takes no PROXY header.
-    let (status, metrics) = http_get(a.listener("metrics"), "/metrics");
-    assert_eq!(status, 200);
+    let metrics = scrape(a.listener("metrics"));
     assert!(
         metrics.contains("timecho_websocket_sessions_total"),
         "{metrics}"

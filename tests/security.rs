@@ -3,12 +3,13 @@
 //! a TLS port, `--allow`/`--deny`, and sign-in for the page's API and `/ws`.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::http::{self, Response};
 use crate::support::{parse_reply, serve_expecting_exit, Server, TempDir, REPLY_TIMEOUT};
 use futures_util::{SinkExt, StreamExt};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
@@ -51,28 +52,23 @@ fn make_pki(dir: &Path, name: &str) -> Pki {
     pki
 }
 
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-}
-
+/// A server with `pki`'s certificate on a `--tcp-tls` and an https listener:
+/// the server, and those two addresses.
 fn tls_server(pki: &Pki, extra: &[&str]) -> (Server, SocketAddr, SocketAddr) {
-    let tls_addr = free_addr();
-    let https_addr = free_addr();
-    let (tls, https) = (tls_addr.to_string(), https_addr.to_string());
     let mut args = vec![
         "--tcp-tls",
-        &tls,
+        "127.0.0.1:0",
         "--http",
-        &https,
+        "127.0.0.1:0",
         "--tls-cert",
         pki.cert.to_str().unwrap(),
         "--tls-key",
         pki.key.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    (Server::start(&args), tls_addr, https_addr)
+    let server = Server::start(&args);
+    let (tls, https) = (server.listener("tls"), server.listener("https"));
+    (server, tls, https)
 }
 
 fn connector(ca: &Path) -> TlsConnector {
@@ -382,32 +378,12 @@ fn rules_written_as_the_log_prints_addresses_match_on_a_dual_stack_listener() {
     assert!(exited.stderr.contains("IPv4 ranges"), "{exited:?}");
 }
 
-/// A minimal HTTP/1.1 request; returns the status, the headers and the body.
-fn http(addr: SocketAddr, request: &str) -> (u16, String, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
-    s.write_all(request.as_bytes()).unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, head.to_owned(), body.to_owned())
-}
-
-fn login(addr: SocketAddr, user: &str, password: &str) -> (u16, String, String) {
+/// `POST /api/login` as a script would send it (no `Origin`).
+fn login(addr: SocketAddr, user: &str, password: &str) -> Response {
     let body = format!(r#"{{"user":"{user}","password":"{password}"}}"#);
-    http(
-        addr,
-        &format!(
-            "POST /api/login HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        ),
-    )
+    http::post("/api/login", body)
+        .header("Content-Type", "application/json")
+        .send(addr)
 }
 
 fn auth_server(dir: &TempDir) -> Server {
@@ -430,40 +406,36 @@ fn sign_in_sets_a_strict_cookie_and_bad_passwords_are_rate_limited() {
     let mut server = auth_server(&dir);
     let addr = server.http_addr();
 
-    let (status, _, body) = http(
-        addr,
-        &format!("GET /api/session HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
-    );
-    assert_eq!(status, 401, "{body}");
-    assert!(body.contains("sign in first"), "{body}");
+    let response = http::get("/api/session").send(addr);
+    assert_eq!(response.status, 401, "{response}");
+    assert!(response.text().contains("sign in first"), "{response}");
 
-    let (status, head, _) = login(addr, "ada", "lovelace");
-    assert_eq!(status, 200);
-    let cookie = head
-        .lines()
-        .find_map(|l| l.strip_prefix("set-cookie: "))
-        .expect("a session cookie");
+    let response = login(addr, "ada", "lovelace");
+    assert_eq!(response.status, 200);
+    let cookie = response.header("set-cookie").expect("a session cookie");
     assert!(
         cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
         "{cookie}"
     );
     let session = cookie.split(';').next().unwrap();
-    let (status, _, body) = http(
-        addr,
-        &format!("GET /api/session HTTP/1.1\r\nHost: {addr}\r\nCookie: {session}\r\nConnection: close\r\n\r\n"),
-    );
-    assert_eq!(status, 200);
-    assert!(body.contains(r#""user":"ada""#), "{body}");
+    let response = http::get("/api/session")
+        .header("Cookie", session)
+        .send(addr);
+    assert_eq!(response.status, 200);
+    assert!(response.text().contains(r#""user":"ada""#), "{response}");
 
     // Every attempt counts, right or wrong: the sign-in above was the first of
     // five a minute.
     for _ in 0..4 {
-        let (status, _, body) = login(addr, "ada", "wrong");
-        assert_eq!(status, 401, "{body}");
-        assert!(body.contains("wrong user name or password"), "{body}");
+        let response = login(addr, "ada", "wrong");
+        assert_eq!(response.status, 401, "{response}");
+        assert!(
+            response.text().contains("wrong user name or password"),
+            "{response}"
+        );
     }
-    let (status, _, body) = login(addr, "ada", "lovelace");
-    assert_eq!(status, 429, "{body}");
+    let response = login(addr, "ada", "lovelace");
+    assert_eq!(response.status, 429, "{response}");
     // Failed sign-ins are logged, but never with the password.
     let log = server.wait_for_log("sign-in refused", 1);
     assert!(
@@ -528,13 +500,12 @@ async fn signing_out_ends_the_pages_open_websocket() {
     let dir = TempDir::new();
     let server = auth_server_with(&dir, &["--ws-ping", "200ms"]);
     let addr = server.http_addr();
-    let (status, head, _) = tokio::task::spawn_blocking(move || login(addr, "ada", "lovelace"))
+    let response = tokio::task::spawn_blocking(move || login(addr, "ada", "lovelace"))
         .await
         .unwrap();
-    assert_eq!(status, 200);
-    let session = head
-        .lines()
-        .find_map(|l| l.strip_prefix("set-cookie: "))
+    assert_eq!(response.status, 200);
+    let session = response
+        .header("set-cookie")
         .and_then(|c| c.split(';').next())
         .expect("a session cookie")
         .to_owned();
@@ -553,18 +524,14 @@ async fn signing_out_ends_the_pages_open_websocket() {
     assert!(reply.into_text().unwrap().ends_with("] signed in"));
 
     let cookie = session.clone();
-    let (status, _, _) = tokio::task::spawn_blocking(move || {
-        http(
-            addr,
-            &format!(
-                "POST /api/logout HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\n\
-                 Content-Length: 0\r\nConnection: close\r\n\r\n"
-            ),
-        )
+    let response = tokio::task::spawn_blocking(move || {
+        http::post("/api/logout", "")
+            .header("Cookie", cookie)
+            .send(addr)
     })
     .await
     .unwrap();
-    assert_eq!(status, 204);
+    assert_eq!(response.status, 204);
     let closed = tokio::time::timeout(REPLY_TIMEOUT, async {
         loop {
             match ws.next().await {

@@ -11,16 +11,15 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::support::balancer::{
-    close_code_of, http_raw, session_at, session_cookie, start_balancer, status_of, ws_sessions,
-    ws_through, Balancer,
+    close_code_of, session_at, session_cookie, start_balancer, straight_to, ws_sessions,
+    ws_through, Balancer, PROXY_HEADER,
 };
+use crate::support::http::{self, Response};
 use crate::support::redis::RedisServer;
-use crate::support::{serve_expecting_exit, split_reply, Server, TempDir};
+use crate::support::{free_addr, scrape, serve_expecting_exit, split_reply, Server, TempDir};
 
 /// Short, so that "within one token lifetime" is seconds.
 const LIFETIME: Duration = Duration::from_secs(4);
-/// The header HAProxy would send, for requests straight to one instance.
-const PROXY_HEADER: &str = "PROXY TCP4 127.0.0.9 127.0.0.1 40000 80\r\n";
 
 /// An instance's flags: a key shared with the other instances of the test (and
 /// the store, if given), a user `ada`/`pw` and a bearer token `script-token`.
@@ -66,40 +65,25 @@ fn instances(dir: &TempDir, store: Option<&RedisServer>, lifetime: Duration) -> 
 
 /// `POST /api/login` through the balancer, as the page sends it: the cookie.
 fn sign_in(lb: &Balancer) -> String {
-    let body = r#"{"user":"ada","password":"pw"}"#;
-    let login = http_raw(
-        lb.http,
-        "",
-        &format!(
-            "POST /api/login HTTP/1.1\r\nHost: {0}\r\nOrigin: http://{0}\r\n\
-             Content-Type: application/json\r\nContent-Length: {1}\r\nConnection: close\r\n\r\n{body}",
-            lb.http,
-            body.len()
-        ),
-    );
-    assert_eq!(status_of(&login), 200, "{login}");
+    let login = http::post("/api/login", r#"{"user":"ada","password":"pw"}"#)
+        .header("Origin", format!("http://{}", lb.http))
+        .header("Content-Type", "application/json")
+        .send(lb.http);
+    assert_eq!(login.status, 200, "{login}");
     session_cookie(&login).expect("a session cookie")
 }
 
-/// `POST /api/logout` straight to `instance`: the raw answer.
-fn sign_out(instance: &Server, cookie: &str) -> String {
-    http_raw(
-        instance.http_addr(),
-        PROXY_HEADER,
-        &format!(
-            "POST /api/logout HTTP/1.1\r\nHost: localhost\r\nCookie: {cookie}\r\n\
-             Content-Length: 0\r\nConnection: close\r\n\r\n"
-        ),
+/// `POST /api/logout` straight to `instance`.
+fn sign_out(instance: &Server, cookie: &str) -> Response {
+    straight_to(
+        instance,
+        http::post("/api/logout", "").header("Cookie", cookie),
     )
 }
 
-/// `GET path` straight to `instance` with `header`: the raw answer.
-fn get(instance: &Server, path: &str, header: &str) -> String {
-    http_raw(
-        instance.http_addr(),
-        PROXY_HEADER,
-        &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{header}\r\nConnection: close\r\n\r\n"),
-    )
+/// `GET path` straight to `instance` with the header `name: value`.
+fn get(instance: &Server, path: &str, (name, value): (&str, &str)) -> Response {
+    straight_to(instance, http::get(path).header(name, value))
 }
 
 /// A `/ws` handshake straight to `instance` as a script (no Origin) with
@@ -167,7 +151,7 @@ fn a_sign_out_on_one_instance_is_refused_by_every_instance_at_once_through_hapro
     // Signed out on a...
     let logout = sign_out(&a, &cookie);
     let signed_out = Instant::now();
-    assert_eq!(status_of(&logout), 204, "{logout}");
+    assert_eq!(logout.status, 204, "{logout}");
     // ...which wrote it to the store until the session's end (12 h).
     let written = redis.sign_outs();
     assert_eq!(written.len(), 1, "{written:?}");
@@ -195,8 +179,8 @@ fn a_sign_out_on_one_instance_is_refused_by_every_instance_at_once_through_hapro
         let (status, renewed) = session_at(&b, token);
         assert_eq!((status, renewed), (401, None), "no renewed cookie either");
         assert_eq!(ws_status_at(&b, token), 401, "/ws on b");
-        let metrics = get(&b, "/metrics", &format!("Cookie: {token}"));
-        assert_eq!(status_of(&metrics), 401, "the API on b: {metrics}");
+        let metrics = get(&b, "/metrics", ("Cookie", token));
+        assert_eq!(metrics.status, 401, "the API on b: {metrics}");
     }
     assert_eq!(
         session_at(&a, &renewed_on_b).0,
@@ -204,8 +188,8 @@ fn a_sign_out_on_one_instance_is_refused_by_every_instance_at_once_through_hapro
         "a refuses every token too"
     );
     assert_eq!(ws_status_at(&a, &renewed_on_b), 401);
-    let script = get(&b, "/api/session", "Authorization: Bearer script-token");
-    assert_eq!(status_of(&script), 200, "scripts' tokens are not sessions");
+    let script = get(&b, "/api/session", ("Authorization", "Bearer script-token"));
+    assert_eq!(script.status, 200, "scripts' tokens are not sessions");
 }
 
 #[test]
@@ -220,7 +204,7 @@ fn without_a_store_another_instance_keeps_renewing_a_cookie_signed_out_elsewhere
     let cookie = sign_in(&lb);
     let (_, renewed) = session_at(&b, &cookie);
     let mut kept = renewed.expect("a renewed cookie");
-    assert_eq!(status_of(&sign_out(&a, &cookie)), 204);
+    assert_eq!(sign_out(&a, &cookie).status, 204);
     assert_eq!(session_at(&a, &kept).0, 401, "a knows");
     let signed_out = Instant::now();
     while signed_out.elapsed() < LIFETIME * 2 {
@@ -245,24 +229,22 @@ fn a_store_that_stops_answering_fails_sessions_closed_until_it_is_back() {
 
     redis.stop();
     for _ in 0..5 {
-        let answer = get(&a, "/api/session", &format!("Cookie: {cookie}"));
-        assert_eq!(status_of(&answer), 503, "{answer}");
-        assert!(answer.contains("session store unavailable"), "{answer}");
+        let answer = get(&a, "/api/session", ("Cookie", &cookie));
+        assert_eq!(answer.status, 503, "{answer}");
+        assert!(
+            answer.text().contains("session store unavailable"),
+            "{answer}"
+        );
         assert!(session_cookie(&answer).is_none(), "nothing renewed");
     }
     assert_eq!(ws_status_at(&a, &cookie), 503);
-    let script = get(&a, "/api/session", "Authorization: Bearer script-token");
-    assert_eq!(status_of(&script), 200, "bearer tokens need no store");
+    let script = get(&a, "/api/session", ("Authorization", "Bearer script-token"));
+    assert_eq!(script.status, 200, "bearer tokens need no store");
     // A sign-out the store cannot take is refused too, so the person tries
     // again rather than believing every instance knows.
     let logout = sign_out(&a, &cookie);
-    assert_eq!(status_of(&logout), 503, "{logout}");
-    let metrics = http_raw(
-        a.listener("metrics"),
-        "",
-        "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
-    );
-    let failures: f64 = metrics
+    assert_eq!(logout.status, 503, "{logout}");
+    let failures: f64 = scrape(a.listener("metrics"))
         .lines()
         .find_map(|l| l.strip_prefix("timecho_session_store_failures_total "))
         .and_then(|v| v.trim().parse().ok())
@@ -281,7 +263,7 @@ fn a_store_that_stops_answering_fails_sessions_closed_until_it_is_back() {
     // and the session is refused for good.
     redis.resume();
     eventually(Duration::from_secs(10), "store back", || {
-        status_of(&sign_out(&a, &cookie)) == 204
+        sign_out(&a, &cookie).status == 204
     });
     assert_eq!(redis.sign_outs().len(), 1);
     assert_eq!(session_at(&a, &cookie).0, 401);
@@ -301,7 +283,7 @@ fn a_store_that_stops_answering_fails_sessions_closed_until_it_is_back() {
     }
     let cookie = sign_in_at(&a);
     let mut socket = ws_at(&b, &cookie);
-    assert_eq!(status_of(&sign_out(&a, &cookie)), 204);
+    assert_eq!(sign_out(&a, &cookie).status, 204);
     let signed_out = Instant::now();
     assert_eq!(close_code_of(&mut socket), 1008);
     assert!(
@@ -313,15 +295,10 @@ fn a_store_that_stops_answering_fails_sessions_closed_until_it_is_back() {
 
 /// `POST /api/login` straight to `instance`: the cookie.
 fn sign_in_at(instance: &Server) -> String {
-    let body = r#"{"user":"ada","password":"pw"}"#;
-    let login = http_raw(
-        instance.http_addr(),
-        PROXY_HEADER,
-        &format!(
-            "POST /api/login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        ),
+    let login = straight_to(
+        instance,
+        http::post("/api/login", r#"{"user":"ada","password":"pw"}"#)
+            .header("Content-Type", "application/json"),
     );
     session_cookie(&login).unwrap_or_else(|| panic!("not signed in: {login}"))
 }
@@ -349,7 +326,7 @@ fn start_up_refuses_a_weak_key_an_unreachable_store_and_a_store_without_sign_in(
         refused.stderr
     );
 
-    let closed = crate::support::balancer::free_addr();
+    let closed = free_addr();
     let nowhere = format!("redis://{closed}");
     let started = Instant::now();
     let refused = serve_expecting_exit(&[

@@ -6,8 +6,6 @@ mod page;
 
 use std::any::Any;
 use std::future::Future;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -17,7 +15,7 @@ use fantoccini::wd::WebDriverCompatibleCommand;
 use futures_util::FutureExt;
 use serde_json::Value;
 
-use crate::support::{Server, TempDir};
+use crate::support::{http, Server, TempDir};
 use driver::Driver;
 
 pub use driver::Window;
@@ -223,55 +221,18 @@ pub fn assert_page_built() {
 pub fn start_gateway(args: &[&str]) -> Server {
     assert_page_built();
     let server = Server::start(args);
-    let (status, body) = http_get(server.http_addr(), "/");
+    let response = http::get("/").send(server.http_addr());
     assert!(
-        status != 503 || !body.contains("not built"),
+        response.status != 503 || !response.text().contains("not built"),
         "the timecho binary has no page built in (GET / is 503): run `cargo xtask web`, \
          then the tests again (the binary embeds web/dist when it is compiled)"
     );
-    assert_eq!(status, 200, "GET / answered {status}:\n{body}");
+    assert_eq!(response.status, 200, "GET / answered {response}");
     server
 }
 
 pub fn page_url(server: &Server) -> String {
     format!("http://{}/", server.http_addr())
-}
-
-/// A loopback port free right now (for a listener that must be named before
-/// it starts, such as the https one, whose banner line the helper skips).
-pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local address").port()
-}
-
-/// A plain HTTP/1.1 GET; the status and the body.
-pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let timeout = Duration::from_secs(5);
-    let mut stream = TcpStream::connect_timeout(&addr, timeout)
-        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
-    stream
-        .set_read_timeout(Some(timeout))
-        .expect("read timeout");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap_or_else(|e| panic!("GET {path} from {addr}: {e}"));
-    let mut response = Vec::new();
-    stream
-        .read_to_end(&mut response)
-        .unwrap_or_else(|e| panic!("GET {path} from {addr}: {e}"));
-    let response = String::from_utf8_lossy(&response);
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("GET {path} from {addr}: no status line in {response:?}"));
-    let body = response
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, body)| body)
-        .to_owned();
-    (status, body)
 }
 
 /// Writes the README's screenshot when it is missing, or when

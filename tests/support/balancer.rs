@@ -2,14 +2,19 @@
 //! requests the scale-out tests send through it or straight to one instance
 //! (behind the PROXY header HAProxy would send).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::Server;
+use super::http::{self, Request, Response};
+use super::{on_free_addrs, scrape, Server, TempDir};
+
+/// The header HAProxy sends an instance before each connection's bytes (as
+/// `send-proxy-v2` would, in its text form), for requests straight to one.
+pub const PROXY_HEADER: &str = "PROXY TCP4 127.0.0.9 127.0.0.1 40000 80\r\n";
 
 pub fn haproxy() -> PathBuf {
     ["/usr/sbin/haproxy", "/usr/bin/haproxy"]
@@ -19,29 +24,50 @@ pub fn haproxy() -> PathBuf {
         .expect("haproxy is not installed: run `cargo xtask test`, which installs it")
 }
 
-pub fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-}
-
 /// HAProxy in the foreground, stopped when dropped.
 pub struct Balancer {
     child: Child,
     pub tcp: SocketAddr,
     pub http: SocketAddr,
+    /// Holds HAProxy's log (its stderr), shown when a test fails.
+    dir: TempDir,
+}
+
+impl Balancer {
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("haproxy.log")).unwrap_or_default()
+    }
 }
 
 impl Drop for Balancer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if thread::panicking() {
+            eprintln!("--- haproxy log ---\n{}", self.log());
+        }
     }
 }
 
+/// HAProxy in front of `a` and `b`, once it routes to both. Its listeners
+/// are named in its configuration before it starts, on free ports (see
+/// [`super::free_addr`]): when another process took one first, HAProxy
+/// cannot bind it and exits, and is started again on fresh ones.
 pub fn start_balancer(a: &Server, b: &Server) -> Balancer {
+    on_free_addrs("HAProxy", |[tcp, http]| try_start_balancer(a, b, tcp, http))
+}
+
+/// One start of HAProxy on `tcp` and `http`: `Err` with its log if it could
+/// not bind them.
+fn try_start_balancer(
+    a: &Server,
+    b: &Server,
+    tcp: SocketAddr,
+    http: SocketAddr,
+) -> Result<Balancer, String> {
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/haproxy.cfg");
-    let (tcp, http) = (free_addr(), free_addr());
+    let dir = TempDir::new();
+    let log = std::fs::File::create(dir.path().join("haproxy.log")).expect("create haproxy.log");
     let child = Command::new(haproxy())
         .args(["-db", "-f"])
         .arg(&config)
@@ -55,20 +81,35 @@ pub fn start_balancer(a: &Server, b: &Server) -> Balancer {
         .env("B_HTTP_PORT", b.http_addr().port().to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(log)
         .spawn()
         .expect("haproxy starts");
-    let balancer = Balancer { child, tcp, http };
+    let mut balancer = Balancer {
+        child,
+        tcp,
+        http,
+        dir,
+    };
     // Ready once both backends pass their health checks and serve through it.
     let deadline = Instant::now() + Duration::from_secs(15);
     while Instant::now() < deadline {
+        if let Ok(Some(status)) = balancer.child.try_wait() {
+            let log = balancer.log();
+            if log.contains("Address already in use") {
+                return Err(log);
+            }
+            panic!("HAProxy exited ({status}) before routing; its log:\n{log}");
+        }
         if accepted(a) > 0 && accepted(b) > 0 {
-            return balancer;
+            return Ok(balancer);
         }
         let _ = one_exchange(balancer.tcp, "warm-up");
         thread::sleep(Duration::from_millis(50));
     }
-    panic!("HAProxy did not route to both instances within 15 s");
+    panic!(
+        "HAProxy did not route to both instances within 15 s; its log:\n{}",
+        balancer.log()
+    );
 }
 
 pub fn one_exchange(addr: SocketAddr, text: &str) -> std::io::Result<(SocketAddr, Vec<u8>)> {
@@ -81,75 +122,39 @@ pub fn one_exchange(addr: SocketAddr, text: &str) -> std::io::Result<(SocketAddr
     Ok((local, line))
 }
 
-pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let Ok(mut s) = TcpStream::connect(addr) else {
-        return (0, String::new());
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    let _ = write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    );
-    let mut raw = String::new();
-    let _ = s.read_to_string(&mut raw);
-    let status = raw
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, raw)
-}
-
 /// TCP clients the instance has accepted, from its /metrics (on its own
 /// listener: the HTTP listener expects HAProxy's PROXY header).
 pub fn accepted(server: &Server) -> u64 {
-    let (_, body) = http_get(server.listener("metrics"), "/metrics");
-    body.lines()
+    scrape(server.listener("metrics"))
+        .lines()
         .filter(|l| l.starts_with("timecho_connections_accepted_total{listener=\"tcp "))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()
 }
 
-/// One HTTP/1.1 request; the raw response.
-pub fn http_raw(addr: SocketAddr, proxy_header: &str, request: &str) -> String {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(proxy_header.as_bytes()).unwrap();
-    s.write_all(request.as_bytes()).unwrap();
-    let mut raw = String::new();
-    let _ = s.read_to_string(&mut raw);
-    raw
-}
-
-pub fn status_of(raw: &str) -> u16 {
-    raw.split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
+/// `request` straight to one instance's HTTP listener, behind the PROXY
+/// header HAProxy would send (that listener reads one from loopback), with
+/// `Host: localhost`.
+pub fn straight_to(instance: &Server, request: Request) -> Response {
+    let addr = instance.http_addr();
+    let mut bytes = PROXY_HEADER.as_bytes().to_vec();
+    bytes.extend(request.host("localhost").bytes(addr));
+    http::send_raw(addr, bytes)
 }
 
 /// The `name=value` of the response's session cookie, if it set one.
-pub fn session_cookie(raw: &str) -> Option<String> {
-    raw.lines()
-        .filter_map(|l| {
-            l.strip_prefix("set-cookie: ")
-                .or_else(|| l.strip_prefix("Set-Cookie: "))
-        })
+pub fn session_cookie(response: &Response) -> Option<String> {
+    response
+        .headers_named("set-cookie")
         .map(|v| v.split(';').next().unwrap_or_default().to_owned())
         .find(|c| c.starts_with("timecho_session=") && c.len() > "timecho_session=".len())
 }
 
-/// `GET /api/session` straight to one instance (behind its PROXY header, as
-/// HAProxy would send it): the status and any renewed cookie.
+/// `GET /api/session` straight to one instance: the status and any renewed
+/// cookie.
 pub fn session_at(instance: &Server, cookie: &str) -> (u16, Option<String>) {
-    let raw = http_raw(
-        instance.http_addr(),
-        "PROXY TCP4 127.0.0.9 127.0.0.1 40000 80\r\n",
-        &format!(
-            "GET /api/session HTTP/1.1\r\nHost: localhost\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
-        ),
-    );
-    (status_of(&raw), session_cookie(&raw))
+    let response = straight_to(instance, http::get("/api/session").header("Cookie", cookie));
+    (response.status, session_cookie(&response))
 }
 
 /// A WebSocket through the balancer, signed in with `cookie`.
@@ -170,8 +175,8 @@ pub fn ws_through(lb: SocketAddr, cookie: &str) -> tungstenite::WebSocket<TcpStr
 }
 
 pub fn ws_sessions(instance: &Server) -> u64 {
-    let (_, body) = http_get(instance.listener("metrics"), "/metrics");
-    body.lines()
+    scrape(instance.listener("metrics"))
+        .lines()
         .find_map(|l| l.strip_prefix("timecho_websocket_sessions_total "))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0)

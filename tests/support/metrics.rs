@@ -1,25 +1,17 @@
 //! The server's `/metrics`, read over plain HTTP, and waiting for a series to
 //! reach a value (gauges settle asynchronously after a client leaves).
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// The Prometheus text the server exposes on `http`.
-pub fn scrape(http: SocketAddr) -> String {
-    let mut s = TcpStream::connect(http).unwrap_or_else(|e| panic!("connect to {http}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw)
-        .unwrap_or_else(|e| panic!("read /metrics from {http}: {e}"));
-    assert!(raw.starts_with("HTTP/1.1 200"), "/metrics answered: {raw}");
-    raw
+use super::http;
+
+/// The Prometheus text the server exposes on `addr`.
+pub fn scrape(addr: SocketAddr) -> String {
+    let response = http::get("/metrics").send(addr);
+    assert_eq!(response.status, 200, "/metrics answered: {response}");
+    response.text()
 }
 
 /// The sum of the samples of `name` whose labels contain every one of `labels`

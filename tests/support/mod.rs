@@ -1,8 +1,11 @@
-//! What the end-to-end tests share: the server process, client sockets, and
-//! reading replies back with the same parser the clients use.
+//! What the end-to-end tests share: the server process, client sockets (raw
+//! HTTP and WebSocket frames among them), and reading replies back with the
+//! same parser the clients use.
 
 pub mod balancer;
+pub mod http;
 mod metrics;
+mod ports;
 pub mod process;
 pub mod redis;
 mod socket;
@@ -17,12 +20,13 @@ use timecho_shared::reply::ReplyBytes;
 use timecho_shared::Stamp;
 
 pub use metrics::{metric, scrape, wait_for_metric};
+pub use ports::{free_addr, on_free_addrs};
 pub use process::{bin, run_to_exit, serve_expecting_exit, timecho, Exited, Server};
 pub use socket::{Datagrams, Peer, REPLY_TIMEOUT};
 pub use terminal::Terminal;
 pub use ws::{
-    masked_frame, server_frames, ws_close_frame, ws_connect, ws_connect_with, ws_exchange, ws_next,
-    ws_reply, RawWs, Ws,
+    client_header, frame, masked_frame, server_frames, ws_close_frame, ws_connect, ws_connect_with,
+    ws_exchange, ws_next, ws_reply, RawWs, Ws,
 };
 
 /// A `basic:FILE` for `--auth` with one user, made as the README says:

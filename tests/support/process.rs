@@ -200,7 +200,21 @@ impl Server {
         Server::spawn(cmd, args)
     }
 
-    fn spawn(mut cmd: Command, args: &[&str]) -> Server {
+    /// As [`Server::start`], for arguments that name a free port (see
+    /// [`super::free_addr`]): `Err` with the server's stderr when another
+    /// process took that port first, so the caller can try a fresh one. Any
+    /// other failure to start fails the test.
+    pub fn try_start(args: &[&str]) -> Result<Server, String> {
+        Server::try_spawn(timecho(), args)
+    }
+
+    fn spawn(cmd: Command, args: &[&str]) -> Server {
+        Server::try_spawn(cmd, args).unwrap_or_else(|stderr| {
+            panic!("timecho {args:?} found its address taken; stderr:\n{stderr}")
+        })
+    }
+
+    fn try_spawn(mut cmd: Command, args: &[&str]) -> Result<Server, String> {
         let args = serve_args(args);
         let mut child = cmd
             .args(&args)
@@ -237,9 +251,12 @@ impl Server {
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     let status = wait_for(&mut child, START_TIMEOUT);
+                    let stderr = stderr.text(status.is_some());
+                    if lost_its_port(&stderr) {
+                        return Err(stderr);
+                    }
                     panic!(
-                        "timecho {args:?} exited ({status:?}) before listening; stderr:\n{}",
-                        stderr.text(status.is_some())
+                        "timecho {args:?} exited ({status:?}) before listening; stderr:\n{stderr}"
                     );
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
@@ -252,13 +269,13 @@ impl Server {
                 }
             }
         }
-        Server {
+        Ok(Server {
             child,
             listening,
             banner,
             stderr,
             exited: None,
-        }
+        })
     }
 
     fn addrs<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a str> + 'a {
@@ -432,6 +449,20 @@ pub struct Exited {
     pub status: ExitStatus,
     pub stdout: String,
     pub stderr: String,
+}
+
+impl Exited {
+    /// Whether it could not listen on an address because another process
+    /// had it: with a free port (see [`super::free_addr`]), a reason to try
+    /// another rather than a failure.
+    pub fn lost_its_port(&self) -> bool {
+        lost_its_port(&self.stderr)
+    }
+}
+
+/// Whether `timecho serve` said it could not bind an address in use.
+fn lost_its_port(stderr: &str) -> bool {
+    stderr.contains("cannot listen on") && stderr.contains("Address already in use")
 }
 
 /// Runs `cmd` with `input` on stdin and waits for it to end (killing it and

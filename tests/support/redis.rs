@@ -1,6 +1,7 @@
 //! A real `redis-server` of the test's own (Debian's, as `cargo xtask test`
-//! installs it) on a free loopback port, saving nothing, stopped by PID when
-//! dropped; and a few raw commands to look at what the servers wrote there.
+//! installs it) on a free loopback port (it cannot say which port it got
+//! from port 0), saving nothing, stopped by PID when dropped; and a few raw
+//! commands to look at what the servers wrote there.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -9,8 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::balancer::free_addr;
-use super::TempDir;
+use super::{on_free_addrs, TempDir};
 
 const REDIS_SERVER: &str = "/usr/bin/redis-server";
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -22,18 +22,21 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
+    /// Starts it on a free port, and again on a fresh one when another
+    /// process took that port first.
     pub fn start() -> RedisServer {
         assert!(
             Path::new(REDIS_SERVER).exists(),
             "{REDIS_SERVER} is not installed: run `cargo xtask test`, which installs it"
         );
-        let mut redis = RedisServer {
-            child: None,
-            addr: free_addr(),
-            dir: TempDir::new(),
-        };
-        redis.resume();
-        redis
+        on_free_addrs("redis-server", |[addr]| {
+            let mut redis = RedisServer {
+                child: None,
+                addr,
+                dir: TempDir::new(),
+            };
+            redis.try_resume().map(|()| redis)
+        })
     }
 
     /// `redis://ADDR`, for `--session-store`.
@@ -51,14 +54,26 @@ impl RedisServer {
     }
 
     /// Starts it again on the same port (empty: it saves nothing), once it
-    /// answers `PING`.
+    /// answers `PING`. Its clients were given that port, so there is no
+    /// fresh one to try: another process taking it meanwhile fails the test.
     pub fn resume(&mut self) {
+        self.try_resume().unwrap_or_else(|log| {
+            panic!("redis-server lost {} to another process: {log}", self.addr)
+        });
+    }
+
+    /// One start on its port, once it answers `PING`: `Err` with its log when
+    /// another process had the port; any other failure fails the test.
+    fn try_resume(&mut self) -> Result<(), String> {
         assert!(self.child.is_none(), "already running");
+        let log = self.dir.path().join("redis.log");
         let child = Command::new(REDIS_SERVER)
             .args(["--port", &self.addr.port().to_string()])
             .args(["--bind", &self.addr.ip().to_string()])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .args(["--loglevel", "warning"])
+            .arg("--logfile")
+            .arg(&log)
             .arg("--dir")
             .arg(self.dir.path())
             .stdin(Stdio::null())
@@ -74,15 +89,25 @@ impl RedisServer {
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
-                panic!("redis-server on {} exited: {status}", self.addr);
+                self.child = None;
+                let said = std::fs::read_to_string(&log).unwrap_or_default();
+                if said.contains("Address already in use") {
+                    return Err(said);
+                }
+                panic!(
+                    "redis-server on {} exited: {status}; its log:\n{said}",
+                    self.addr
+                );
             }
             assert!(
                 Instant::now() < deadline,
-                "redis-server on {} did not answer PING within {START_TIMEOUT:?}",
-                self.addr
+                "redis-server on {} did not answer PING within {START_TIMEOUT:?}; its log:\n{}",
+                self.addr,
+                std::fs::read_to_string(&log).unwrap_or_default()
             );
             thread::sleep(Duration::from_millis(20));
         }
+        Ok(())
     }
 
     /// One command; its answer as text (an array's items joined with
@@ -139,5 +164,9 @@ fn read_value(reader: &mut impl BufRead) -> Option<String> {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
+        if thread::panicking() {
+            let log = std::fs::read_to_string(self.dir.path().join("redis.log"));
+            eprintln!("--- redis-server log ---\n{}", log.unwrap_or_default());
+        }
     }
 }

@@ -1,12 +1,16 @@
 //! WebSocket clients of the gateway: a real one (tokio-tungstenite), and a raw
 //! one that does the upgrade by hand and then writes frames, or goes silent, as
-//! a broken or hostile page would.
+//! a broken or hostile page would. Raw frames are laid out and read by
+//! tungstenite's `FrameHeader`, so they differ from a real client's only where
+//! a test breaks them on purpose.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Cursor, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::OpCode;
+use tokio_tungstenite::tungstenite::protocol::frame::{Frame, FrameHeader};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -95,48 +99,68 @@ pub async fn ws_close_frame(ws: &mut Ws) -> (u16, String) {
     }
 }
 
-/// A client frame: final, masked (clients must mask), any opcode and payload.
-pub fn masked_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x37, 0xfa, 0x21, 0x3d];
-    let mut frame = vec![0x80 | opcode];
-    match payload.len() {
-        n @ 0..=125 => frame.push(0x80 | n as u8),
-        n @ 126..=0xffff => {
-            frame.push(0x80 | 126);
-            frame.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            frame.push(0x80 | 127);
-            frame.extend_from_slice(&(n as u64).to_be_bytes());
-        }
+/// The mask of every frame the tests' raw clients send: a fixed one, so that
+/// a failing case sends the same bytes each run.
+const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+/// The header of a client frame as RFC 6455 wants it: final, masked (clients
+/// must mask), with `opcode`. A case that needs a frame a client must not
+/// send (a reserved bit, no mask, a fragmented control frame) changes the
+/// fields it is about and builds it with [`frame`], which lays out any
+/// header as given (tungstenite's `WebSocket` would never send one).
+pub fn client_header(opcode: u8) -> FrameHeader {
+    FrameHeader {
+        is_final: true,
+        rsv1: false,
+        rsv2: false,
+        rsv3: false,
+        opcode: OpCode::from(opcode),
+        mask: Some(MASK),
     }
-    frame.extend_from_slice(&mask);
-    frame.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
-    frame
 }
 
-/// Server frames (unmasked) in `bytes`: (opcode, payload) each; a frame cut
-/// off at the end is left out.
-pub fn server_frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+/// One frame as sent on the wire, laid out by tungstenite (length encoding,
+/// and masking when `header` has a mask), whether RFC 6455 allows the
+/// header or not.
+pub fn frame(header: FrameHeader, payload: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(header.len(payload.len() as u64) + payload.len());
+    Frame::from_payload(header, payload.to_vec().into())
+        .format(&mut bytes)
+        .expect("a frame is written into memory");
+    bytes
+}
+
+/// A client frame: final, masked, any opcode and payload.
+pub fn masked_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    frame(client_header(opcode), payload)
+}
+
+/// Server frames in `bytes`: (opcode, payload) each; a frame cut off at the
+/// end is left out. Fails the test on a masked one: servers never mask.
+pub fn server_frames(bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut cursor = Cursor::new(bytes);
     let mut frames = Vec::new();
-    while bytes.len() >= 2 {
-        let (opcode, short) = (bytes[0] & 0x0f, usize::from(bytes[1] & 0x7f));
-        let (len, head) = match short {
-            126 if bytes.len() >= 4 => (usize::from(u16::from_be_bytes([bytes[2], bytes[3]])), 4),
-            127 if bytes.len() >= 10 => {
-                let len = u64::from_be_bytes(bytes[2..10].try_into().unwrap());
-                (usize::try_from(len).unwrap(), 10)
-            }
-            126 | 127 => break,
-            n => (n, 2),
-        };
-        let Some(payload) = bytes.get(head..head + len) else {
+    while let Ok(Some((header, len))) = FrameHeader::parse(&mut cursor) {
+        let start = usize::try_from(cursor.position()).expect("a position in memory");
+        let Some(payload) = usize::try_from(len)
+            .ok()
+            .and_then(|len| bytes.get(start..start.checked_add(len)?))
+        else {
             break;
         };
-        frames.push((opcode, payload.to_vec()));
-        bytes = &bytes[head + len..];
+        frames.push(server_frame(header, payload.to_vec()));
+        cursor.set_position(cursor.position() + len);
     }
     frames
+}
+
+/// A server frame's opcode and payload, once its header is checked.
+fn server_frame(header: FrameHeader, payload: Vec<u8>) -> (u8, Vec<u8>) {
+    assert!(
+        header.mask.is_none(),
+        "the server masked a frame ({header:?}): RFC 6455 5.1 forbids it"
+    );
+    (u8::from(header.opcode), payload)
 }
 
 /// A WebSocket upgraded by hand over a blocking socket: what it does after the
@@ -180,5 +204,32 @@ impl RawWs {
     /// Writes one masked frame.
     pub fn send(&mut self, opcode: u8, payload: &[u8]) -> io::Result<()> {
         self.stream.write_all(&masked_frame(opcode, payload))
+    }
+
+    /// Reads the next server frame, and nothing after it, so the stream can
+    /// be read on: its opcode and payload. Fails the test if none comes
+    /// within the stream's read timeout.
+    pub fn read_frame(&mut self) -> (u8, Vec<u8>) {
+        // The header's length depends on its first bytes: read it a byte at
+        // a time (at most 14) until tungstenite can parse it.
+        let mut head = Vec::new();
+        let (header, len) = loop {
+            match FrameHeader::parse(&mut Cursor::new(&head)) {
+                Ok(Some(parsed)) => break parsed,
+                Ok(None) => {
+                    let mut byte = [0u8; 1];
+                    self.stream.read_exact(&mut byte).unwrap_or_else(|e| {
+                        panic!("a frame header cut off ({e}): {}", head.escape_ascii())
+                    });
+                    head.push(byte[0]);
+                }
+                Err(e) => panic!("not a frame header ({e}): {}", head.escape_ascii()),
+            }
+        };
+        let mut payload = vec![0; usize::try_from(len).expect("a payload that fits in memory")];
+        self.stream
+            .read_exact(&mut payload)
+            .unwrap_or_else(|e| panic!("a {len}-byte payload cut off: {e}"));
+        server_frame(header, payload)
     }
 }
