@@ -49,7 +49,7 @@ pub fn run(args: &ClockArgs) -> ExitCode {
     };
     match reported {
         Ok(code) => ExitCode::from(code),
-        Err(e) if crate::is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if crate::client::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("timecho: {e:#}");
             ExitCode::from(if args.nagios {

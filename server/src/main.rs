@@ -93,7 +93,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         // The reader of our output went away (`timecho client ... | head -1`):
         // done, quietly, as other Unix tools are.
-        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if client::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("timecho: {e:#}");
             ExitCode::FAILURE
@@ -128,15 +128,6 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(server::run(config))?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Whether `e` is, or was caused by, writing into a closed pipe.
-pub(crate) fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|cause| {
-        cause
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-    })
 }
 
 fn hash_password(user: &str) -> anyhow::Result<ExitCode> {

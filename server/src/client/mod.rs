@@ -46,6 +46,17 @@ pub fn run(args: &ClientArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Whether `e` is, or was caused by, writing into a closed pipe: the reader
+/// of a command's output went away (`timecho client ... | head -1`), which
+/// every command that prints ends quietly on, as other Unix tools do.
+pub(crate) fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 /// The line stream to `server`: a unix socket, a WebSocket URL (`ws://`,
 /// `wss://`), TLS or TCP (UDP is not a stream). One shape for all, so that
 /// the sessions do not care which.

@@ -46,7 +46,7 @@ pub fn run(args: &PingArgs) -> ExitCode {
         .and_then(|runtime| runtime.block_on(ping(args)));
     match outcome {
         Ok(code) => ExitCode::from(code),
-        Err(e) if crate::is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if crate::client::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("timecho: {e:#}");
             ExitCode::from(EXIT_ERROR)
