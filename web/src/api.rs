@@ -13,7 +13,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{Request, RequestInit, Response};
 
-use crate::js_reason;
+use crate::browser::js_reason;
 use crate::state::ApiReply;
 
 /// `GET /api/config`: the server's limits and stamp layout. `Err` when there

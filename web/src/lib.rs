@@ -5,6 +5,7 @@
 
 mod api;
 mod app;
+mod browser;
 mod components;
 mod hooks;
 pub mod state;
@@ -29,23 +30,4 @@ pub fn start() {
             yew::Renderer::<App>::new().render();
         }
     }
-}
-
-/// This device's clock, in nanoseconds since the epoch: the page's start by
-/// the wall clock plus the monotonic time since, so that a clock step while
-/// the page is open does not look like a round trip. Sub-millisecond, unlike
-/// `Date.now()`.
-fn now_nanos() -> i64 {
-    let Some(performance) = web_sys::window().and_then(|w| w.performance()) else {
-        return (js_sys::Date::now() * 1e6) as i64;
-    };
-    ((performance.time_origin() + performance.now()) * 1e6) as i64
-}
-
-/// A browser exception as text for people.
-fn js_reason(err: JsValue) -> String {
-    err.dyn_ref::<js_sys::Error>()
-        .map(|e| String::from(e.message()))
-        .or_else(|| err.as_string())
-        .unwrap_or_else(|| "the browser gave no reason".into())
 }

@@ -9,7 +9,7 @@ use gloo_timers::callback::Interval;
 use timecho_shared::clock::{describe, duration_words};
 use yew::prelude::*;
 
-use crate::now_nanos;
+use crate::browser::now_nanos;
 use crate::state::StampSettings;
 use crate::state::{
     measurable, sparkline_points, sparkline_scale, wall_clock_text, ClockPanel as Panel,

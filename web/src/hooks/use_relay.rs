@@ -16,8 +16,8 @@ use wasm_bindgen::prelude::*;
 use yew::prelude::*;
 
 use self::relay::Relay;
+use crate::browser::{js_reason, now_nanos};
 use crate::state::Chat;
-use crate::{js_reason, now_nanos};
 
 /// The relay's address for a page loaded with this protocol from this host:
 /// same host, `wss` when the page itself is https.

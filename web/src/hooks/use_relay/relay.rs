@@ -12,8 +12,8 @@ use web_sys::{MessageEvent, WebSocket};
 use yew::prelude::*;
 
 use super::page_visible;
-use super::session::Session;
-use crate::now_nanos;
+use super::session::{Event, Session};
+use crate::browser::now_nanos;
 use crate::state::{needs_sign_in, waits_for_use, Action, Chat, ABNORMAL_CLOSURE};
 
 /// A hidden page sends no probes; it looks again this much later (ms).
@@ -87,7 +87,14 @@ impl Relay {
         };
         self.dispatch.dispatch(Action::Connecting { attempt });
         let opened = match &self.url {
-            Ok(url) => Session::open(url, id, Rc::downgrade(self)),
+            Ok(url) => {
+                let relay = Rc::downgrade(self);
+                Session::open(url, id, move |id, event| {
+                    if let Some(relay) = relay.upgrade() {
+                        relay.heard(id, event);
+                    }
+                })
+            }
             Err(reason) => Err(reason.clone()),
         };
         match opened {
@@ -187,7 +194,16 @@ impl Relay {
         }
     }
 
-    pub(super) fn opened(&self, id: u64) {
+    /// What a session's socket reported.
+    fn heard(self: &Rc<Self>, id: u64, event: Event) {
+        match event {
+            Event::Opened => self.opened(id),
+            Event::Message(message) => self.received(id, message),
+            Event::Closed { code, reason } => self.closed(Some(id), code, reason),
+        }
+    }
+
+    fn opened(&self, id: u64) {
         {
             let mut inner = self.inner.borrow_mut();
             match inner.session.as_mut() {
@@ -203,7 +219,7 @@ impl Relay {
     /// burst's later frames would otherwise be timed after the rendering of
     /// the earlier ones (up to 50 ms for the 25th on loopback) instead of
     /// when they came. A time too late only widens the clock's bound.
-    pub(super) fn received(self: &Rc<Self>, id: u64, event: MessageEvent) {
+    fn received(self: &Rc<Self>, id: u64, event: MessageEvent) {
         let at = arrival_nanos(&event);
         let mut inner = self.inner.borrow_mut();
         match inner.session.as_mut() {
@@ -236,7 +252,7 @@ impl Relay {
     /// The session `id` closed (or, for `None`, could not even be opened):
     /// schedule the next attempt, unless only a sign-in can help, and tell the
     /// page why.
-    pub(super) fn closed(self: &Rc<Self>, id: Option<u64>, code: u16, reason: String) {
+    fn closed(self: &Rc<Self>, id: Option<u64>, code: u16, reason: String) {
         // Every reply that came before the close is the page's before the close.
         self.flush_arrived();
         let retry_in_ms = {

@@ -1,14 +1,20 @@
-//! One socket to the relay. Its handlers hand each event to the [`Relay`]
-//! with the session's id, so that a late event of a replaced socket changes
-//! nothing.
+//! One socket to the relay. Its handlers report each event, with the
+//! session's id, to whoever opened it, so that a late event of a replaced
+//! socket can be told apart; the session knows nothing of its owner.
 
-use std::rc::Weak;
+use std::rc::Rc;
 
 use wasm_bindgen::prelude::*;
 use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 
-use super::relay::Relay;
-use crate::js_reason;
+use crate::browser::js_reason;
+
+/// What a socket reports.
+pub(super) enum Event {
+    Opened,
+    Message(MessageEvent),
+    Closed { code: u16, reason: String },
+}
 
 /// One socket, and the handlers that must live exactly as long as it does.
 pub(super) struct Session {
@@ -22,30 +28,33 @@ pub(super) struct Session {
 }
 
 impl Session {
-    pub(super) fn open(url: &str, id: u64, relay: Weak<Relay>) -> Result<Session, String> {
+    pub(super) fn open(
+        url: &str,
+        id: u64,
+        report: impl Fn(u64, Event) + 'static,
+    ) -> Result<Session, String> {
         let socket = WebSocket::new(url).map_err(js_reason)?;
         socket.set_binary_type(BinaryType::Arraybuffer);
 
+        let report = Rc::new(report);
         let on_open = {
-            let relay = relay.clone();
-            Closure::<dyn FnMut()>::new(move || {
-                if let Some(relay) = relay.upgrade() {
-                    relay.opened(id);
-                }
-            })
+            let report = report.clone();
+            Closure::<dyn FnMut()>::new(move || report(id, Event::Opened))
         };
         let on_message = {
-            let relay = relay.clone();
+            let report = report.clone();
             Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-                if let Some(relay) = relay.upgrade() {
-                    relay.received(id, event);
-                }
+                report(id, Event::Message(event));
             })
         };
         let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |event: CloseEvent| {
-            if let Some(relay) = relay.upgrade() {
-                relay.closed(Some(id), event.code(), event.reason());
-            }
+            report(
+                id,
+                Event::Closed {
+                    code: event.code(),
+                    reason: event.reason(),
+                },
+            );
         });
         socket.set_onopen(Some(on_open.as_ref().unchecked_ref()));
         socket.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
