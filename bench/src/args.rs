@@ -95,15 +95,15 @@ pub struct LoadArgs {
     pub size: usize,
 
     /// How long to measure.
-    #[arg(short = 'd', long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    #[arg(allow_hyphen_values = true, short = 'd', long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub duration: Duration,
 
     /// Load sent before measuring starts, left out of every figure.
-    #[arg(short = 'w', long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    #[arg(allow_hyphen_values = true, short = 'w', long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
     pub warmup: Duration,
 
     /// A request not answered within this long counts as an error, and its connection is closed.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    #[arg(allow_hyphen_values = true, long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub timeout: Duration,
 
     /// Connects (and WebSocket handshakes) in progress at once.
@@ -139,7 +139,7 @@ pub struct LoadArgs {
     pub idle_echo: bool,
 
     /// With --idle: how long to hold the connections once all are open before measuring.
-    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_duration, requires = "idle")]
+    #[arg(allow_hyphen_values = true, long, value_name = "DURATION", default_value = "3s", value_parser = parse_duration, requires = "idle")]
     pub hold: Duration,
 
     /// A server process to account for; repeat it to add up several. Under load, the CPU
@@ -226,6 +226,24 @@ mod tests {
         assert_eq!(tcp.load.duration, Duration::from_secs(3));
         assert_eq!(tcp.load.warmup, Duration::from_secs(1));
         assert!(tcp.load.validate().is_ok());
+    }
+
+    #[test]
+    fn a_negative_duration_is_explained_not_taken_for_a_flag() {
+        for flag in ["-d", "--duration", "-w", "--warmup", "--timeout"] {
+            let err = parse(&["tcp", flag, "-1s"]).unwrap_err().to_string();
+            assert!(
+                err.contains("durations cannot be negative"),
+                "{flag}: {err}"
+            );
+        }
+        let err = parse(&["tcp", "--idle", "--hold", "-1s"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("durations cannot be negative"),
+            "--hold: {err}"
+        );
     }
 
     #[test]
