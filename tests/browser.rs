@@ -827,11 +827,15 @@ fn ahead_gateway(args: &[&str]) -> Server {
 struct ClockReading {
     offset_ms: f64,
     error_ms: f64,
+    /// The lowest round trip of the last minute; none before the first.
+    best_rtt_ms: Option<f64>,
     words: String,
     sparkline_points: usize,
 }
 
-/// Waits until the panel states an error bound under `tight_ms`, and checks
+/// Waits until the panel states an error bound under `tight_ms` plus the best
+/// round trip it saw (a bound cannot be narrower than the network allows,
+/// and a busy machine's round trips are tens of milliseconds), and checks
 /// that the true 3.5 s lies within it.
 async fn assert_panel_finds_the_offset(page: &Page, tight_ms: f64) -> ClockReading {
     let reading = wait_until("an error bound that tight", CLOCK_TIMEOUT, || async {
@@ -842,13 +846,14 @@ async fn assert_panel_finds_the_offset(page: &Page, tight_ms: f64) -> ClockReadi
                 return {
                     offset_ms: parseFloat(c.dataset.offsetMs),
                     error_ms: parseFloat(c.dataset.errorMs),
+                    best_rtt_ms: c.dataset.bestRttMs ? parseFloat(c.dataset.bestRttMs) : null,
                     words: c.querySelector('.offset').textContent,
                     sparkline_points: c.querySelectorAll('.sparkline circle').length,
                 };"#,
             )
             .await;
         match r {
-            Some(r) if r.error_ms < tight_ms => Ok(r),
+            Some(r) if r.error_ms < tight_ms + r.best_rtt_ms.unwrap_or(0.0) => Ok(r),
             other => Err(format!("{other:?}")),
         }
     })

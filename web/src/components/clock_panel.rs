@@ -3,7 +3,8 @@
 //! minute as a sparkline, with its scale and its latest and best values.
 //! It says "measuring" until the bound means something (`ClockPanel::settled`)
 //! and marks the estimate stale, not ticking, while disconnected. The browser
-//! tests read `data-state`, `data-offset-ms` and `data-error-ms`.
+//! tests read `data-state`, `data-offset-ms`, `data-error-ms` and
+//! `data-best-rtt-ms`.
 
 use gloo_timers::callback::Interval;
 use timecho_shared::clock::{describe, duration_words};
@@ -104,7 +105,8 @@ pub fn ClockPanel(props: &ClockPanelProps) -> Html {
             html! {
                 <section class={classes!("clock", stale.then_some("stale"))} aria-label="Server clock"
                     data-state={state}
-                    data-offset-ms={ms(bounds.offset())} data-error-ms={ms(bounds.error())}>
+                    data-offset-ms={ms(bounds.offset())} data-error-ms={ms(bounds.error())}
+                    data-best-rtt-ms={best.map(ms)}>
                     <span class="server-clock">
                         <span class="label">{ label }</span>
                         <time class="server-time" title="The server's time: this device's clock plus the offset">
