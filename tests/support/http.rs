@@ -300,28 +300,30 @@ struct Head {
 }
 
 impl Head {
-    /// The head at the start of `raw`, once it is all there.
+    /// The head at the start of `raw`, once it is all there (httparse reads
+    /// it, as hyper does on the server's side).
     fn parse(raw: &[u8]) -> io::Result<Option<Head>> {
-        let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
-            return Ok(None);
-        };
-        let invalid = |what: &str| {
+        let invalid = |what: String| {
             io::Error::new(
                 ErrorKind::InvalidData,
                 format!("{what}: \"{}\"", shown(raw)),
             )
         };
-        let text = std::str::from_utf8(&raw[..end]).map_err(|_| invalid("a head not in UTF-8"))?;
-        let mut lines = text.split("\r\n");
-        let status: u16 = lines
-            .next()
-            .filter(|l| l.starts_with("HTTP/1."))
-            .and_then(|l| l.split(' ').nth(1))
-            .and_then(|code| code.parse().ok())
-            .ok_or_else(|| invalid("not an HTTP/1 status line"))?;
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        let mut slots = [httparse::EMPTY_HEADER; 64];
+        let mut parsed = httparse::Response::new(&mut slots);
+        let len = match parsed.parse(raw) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(e) => return Err(invalid(format!("not an HTTP/1 response head ({e})"))),
+        };
+        let status = parsed.code.expect("a complete head has a status");
+        let headers: Vec<(String, String)> = parsed
+            .headers
+            .iter()
+            .map(|h| {
+                let value = String::from_utf8_lossy(h.value).trim().to_owned();
+                (h.name.to_ascii_lowercase(), value)
+            })
             .collect();
         let value = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v);
         let framing = if (100..200).contains(&status) || status == 204 || status == 304 {
@@ -332,13 +334,13 @@ impl Head {
             Framing::Length(
                 length
                     .parse()
-                    .map_err(|_| invalid("a bad Content-Length"))?,
+                    .map_err(|_| invalid("a bad Content-Length".to_owned()))?,
             )
         } else {
             Framing::ToEnd
         };
         Ok(Some(Head {
-            len: end + 4,
+            len,
             status,
             headers,
             framing,
@@ -359,19 +361,18 @@ impl Head {
 fn dechunk(mut raw: &[u8]) -> io::Result<Option<Vec<u8>>> {
     let mut body = Vec::new();
     loop {
-        let Some(line_end) = raw.windows(2).position(|w| w == b"\r\n") else {
-            return Ok(None);
-        };
-        let size = std::str::from_utf8(&raw[..line_end])
-            .ok()
-            .and_then(|line| usize::from_str_radix(line.split(';').next()?.trim(), 16).ok())
-            .ok_or_else(|| {
-                io::Error::new(
+        let (line_len, size) = match httparse::parse_chunk_size(raw) {
+            Ok(httparse::Status::Complete((len, size))) => (len, size),
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(_) => {
+                return Err(io::Error::new(
                     ErrorKind::InvalidData,
-                    format!("a bad chunk size line: \"{}\"", shown(&raw[..line_end])),
-                )
-            })?;
-        raw = &raw[line_end + 2..];
+                    format!("a bad chunk size line: \"{}\"", shown(raw)),
+                ))
+            }
+        };
+        let size = usize::try_from(size).expect("a chunk that fits in memory");
+        raw = &raw[line_len..];
         if size == 0 {
             // Trailer lines, if any, then a blank line.
             while let Some(line_end) = raw.windows(2).position(|w| w == b"\r\n") {
